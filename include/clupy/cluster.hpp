@@ -1,0 +1,51 @@
+// Looking at a running cluster: the master's server registry, as `clupy info` prints it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace clupy {
+
+// How to reach the master. Empty fields fall back to ./clupy.client.yaml, then to defaults
+// (clupy://localhost:7878; the token from CLUPY_TOKEN, CLUPY_TOKEN_FILE or ~/.clupy/cluster.token).
+struct ConnectOptions {
+  std::string master_url;
+  std::string token_file;
+  std::string config_file;  // a clupy.client.yaml other than the one in the working directory
+  std::chrono::milliseconds timeout{0};  // 0: connect_timeout from the client config (5 s)
+};
+
+struct ServerStatus {
+  std::string server_id;
+  std::string hostname;
+  std::string address;
+  std::uint32_t pid = 0;
+  std::uint32_t capacity = 0;    // worker slots
+  std::uint32_t busy_slots = 0;
+  std::map<std::string, std::string> labels;
+  std::string version;           // libclupy version and protocol of the server
+  std::string abi_tag;
+  std::chrono::system_clock::time_point registered_at;
+  std::chrono::system_clock::time_point last_heartbeat;
+  std::string reserved_by;       // empty when no client holds it
+  std::chrono::system_clock::time_point reserved_since;
+  bool connected = true;         // false: its connection is gone; it is dropped after the TTL
+};
+
+struct ClusterStatus {
+  std::string master_url;
+  std::string master_version;
+  std::chrono::system_clock::time_point master_time;
+  std::chrono::system_clock::time_point master_started;
+  std::vector<ServerStatus> servers;
+};
+
+// Asks the master for its registry. Blocks up to the timeout. Throws clupy::ConnectionError
+// (unreachable, timed out), clupy::HandshakeError (version mismatch, wrong token) or
+// clupy::ConfigError. Thread-safe: each call uses its own connection.
+ClusterStatus cluster_status(const ConnectOptions& options = {});
+
+}  // namespace clupy

@@ -1,0 +1,87 @@
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include "clupy/cluster.hpp"
+#include "clupy/errors.hpp"
+#include "common/auth.hpp"
+#include "common/dial.hpp"
+#include "common/log.hpp"
+#include "common/version.hpp"
+
+namespace clupy {
+namespace {
+
+using common::asio::awaitable;
+
+std::chrono::system_clock::time_point from_ms(std::int64_t ms) {
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
+}
+
+awaitable<wire::RegistryReply> fetch_registry(common::DialOptions options) {
+  auto dialed = co_await common::dial_master(options);
+  wire::Envelope request;
+  request.set_request_id(1);
+  request.mutable_registry_request();
+  dialed.connection->send(request);
+  wire::Envelope reply;
+  try {
+    reply = co_await dialed.connection->read_frame();
+  } catch (const common::ConnectionClosed& e) {
+    throw ConnectionError(std::string("the master closed the connection: ") + e.what());
+  }
+  dialed.connection->close("done");
+  if (!reply.has_registry_reply()) throw ConnectionError("the master answered with an unexpected message");
+  co_return std::move(*reply.mutable_registry_reply());
+}
+
+}  // namespace
+
+ClusterStatus cluster_status(const ConnectOptions& options) {
+  common::ClientConfig config = common::load_client_config(options.config_file);
+  if (!options.master_url.empty()) config.master_url = options.master_url;
+  if (!options.token_file.empty()) config.token_file = options.token_file;
+  if (options.timeout.count() > 0) config.connect_timeout = options.timeout;
+
+  common::DialOptions dial;
+  dial.address = common::parse_master_url(config.master_url.empty() ? "clupy://localhost:7878"
+                                                                    : config.master_url);
+  dial.role = wire::ROLE_ADMIN;
+  dial.token = common::resolve_token(config.token_file);
+  dial.tls = config.tls;
+  dial.max_frame_size = config.max_frame_size;
+  dial.timeout = config.connect_timeout;
+
+  common::asio::io_context io(1);
+  auto result = common::asio::co_spawn(io, fetch_registry(dial), common::asio::use_future);
+  io.run();
+  wire::RegistryReply reply = result.get();
+
+  ClusterStatus status;
+  status.master_url = dial.address.to_string();
+  status.master_version = reply.master_version();
+  status.master_time = from_ms(reply.master_time_ms());
+  status.master_started = from_ms(reply.master_started_ms());
+  for (const auto& entry : reply.servers()) {
+    ServerStatus& s = status.servers.emplace_back();
+    const auto& d = entry.server();
+    s.server_id = d.server_id();
+    s.hostname = d.hostname();
+    s.address = d.address();
+    s.pid = d.pid();
+    s.capacity = d.capacity();
+    s.busy_slots = entry.busy_slots();
+    s.labels.insert(d.labels().begin(), d.labels().end());
+    s.version = d.build().library_version() + " (protocol " + std::to_string(d.build().protocol_major()) +
+                "." + std::to_string(d.build().protocol_minor()) + ")";
+    s.abi_tag = d.build().abi_tag();
+    s.registered_at = from_ms(entry.registered_at_ms());
+    s.last_heartbeat = from_ms(entry.last_heartbeat_ms());
+    s.reserved_by = entry.reserved_by();
+    if (!s.reserved_by.empty()) s.reserved_since = from_ms(entry.reserved_since_ms());
+    s.connected = entry.connected();
+  }
+  return status;
+}
+
+}  // namespace clupy

@@ -1,0 +1,296 @@
+#include "common/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <vector>
+
+#include "clupy/errors.hpp"
+#include "common/log.hpp"
+#include "common/url.hpp"
+
+namespace clupy::common {
+namespace {
+
+// A ConfigError that already carries file, line and key; passed through nested tables untouched.
+class LocatedConfigError : public ConfigError {
+ public:
+  using ConfigError::ConfigError;
+};
+
+// Walks one YAML mapping against a table of known keys. Each key's handler converts and stores
+// the value; anything it throws is re-thrown with the file, line and key attached.
+class KeyTable {
+ public:
+  using Handler = std::function<void(const YAML::Node&)>;
+
+  KeyTable(std::string source, std::string section) : source_(std::move(source)), section_(std::move(section)) {}
+
+  void add(const std::string& key, Handler handler) {
+    handlers_.emplace_back(key, std::move(handler));
+  }
+
+  void apply(const YAML::Node& map) const {
+    if (!map.IsMap()) throw error(map, "", "expected a mapping of key: value");
+    for (const auto& entry : map) {
+      const std::string key = entry.first.Scalar();
+      const Handler* handler = find(key);
+      if (handler == nullptr)
+        throw error(entry.first, key, "unknown key (known keys: " + known_keys() + ")");
+      try {
+        (*handler)(entry.second);
+      } catch (const LocatedConfigError&) {
+        throw;
+      } catch (const ConfigError& e) {
+        throw error(entry.second, key, e.what());
+      } catch (const YAML::Exception& e) {
+        throw error(entry.second, key, e.msg);
+      }
+    }
+  }
+
+  const std::string& source() const { return source_; }
+
+ private:
+  const Handler* find(const std::string& key) const {
+    for (const auto& [name, handler] : handlers_)
+      if (name == key) return &handler;
+    return nullptr;
+  }
+  std::string known_keys() const {
+    std::string out;
+    for (const auto& [name, handler] : handlers_) out += (out.empty() ? "" : ", ") + name;
+    return out;
+  }
+  LocatedConfigError error(const YAML::Node& node, const std::string& key, const std::string& what) const {
+    std::string where = source_;
+    if (node.Mark().line >= 0) where += ":" + std::to_string(node.Mark().line + 1);
+    std::string name = section_.empty() ? key : (key.empty() ? section_ : section_ + "." + key);
+    return LocatedConfigError(where + ": " + (name.empty() ? "" : "key '" + name + "': ") + what);
+  }
+
+  std::string source_;
+  std::string section_;
+  std::vector<std::pair<std::string, Handler>> handlers_;
+};
+
+std::string scalar(const YAML::Node& node) {
+  if (!node.IsScalar()) throw ConfigError("expected a single value");
+  return node.Scalar();
+}
+
+KeyTable::Handler string_key(std::string& out) {
+  return [&out](const YAML::Node& n) { out = scalar(n); };
+}
+
+KeyTable::Handler bool_key(bool& out) {
+  return [&out](const YAML::Node& n) {
+    const std::string text = scalar(n);
+    if (text == "true" || text == "yes" || text == "on") out = true;
+    else if (text == "false" || text == "no" || text == "off") out = false;
+    else throw ConfigError("expected true or false, got '" + text + "'");
+  };
+}
+
+KeyTable::Handler int_key(int& out, int min, int max) {
+  return [&out, min, max](const YAML::Node& n) {
+    const std::string text = scalar(n);
+    int value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max)
+      throw ConfigError("expected an integer from " + std::to_string(min) + " to " +
+                        std::to_string(max) + ", got '" + text + "'");
+    out = value;
+  };
+}
+
+KeyTable::Handler duration_key(Millis& out) {
+  return [&out](const YAML::Node& n) {
+    out = parse_duration(scalar(n));
+    if (out.count() <= 0) throw ConfigError("must be a positive duration");
+  };
+}
+
+KeyTable::Handler size_key(std::size_t& out) {
+  return [&out](const YAML::Node& n) { out = parse_size(scalar(n)); };
+}
+
+KeyTable::Handler log_level_key(std::string& out) {
+  return [&out](const YAML::Node& n) {
+    out = scalar(n);
+    parse_log_level(out);
+  };
+}
+
+KeyTable::Handler url_key(std::string& out) {
+  return [&out](const YAML::Node& n) {
+    out = scalar(n);
+    parse_master_url(out);
+  };
+}
+
+KeyTable::Handler labels_key(std::map<std::string, std::string>& out) {
+  return [&out](const YAML::Node& n) {
+    if (!n.IsMap()) throw ConfigError("expected a mapping of label: value");
+    for (const auto& entry : n) out[entry.first.Scalar()] = scalar(entry.second);
+  };
+}
+
+KeyTable::Handler tls_key(const std::string& source, TlsConfig& out) {
+  return [&source, &out](const YAML::Node& n) {
+    KeyTable table(source, "tls");
+    table.add("enabled", bool_key(out.enabled));
+    table.add("cert_file", string_key(out.cert_file));
+    table.add("key_file", string_key(out.key_file));
+    table.add("ca_file", string_key(out.ca_file));
+    table.apply(n);
+  };
+}
+
+YAML::Node load_yaml(const std::string& yaml, const std::string& source_name) {
+  try {
+    YAML::Node root = YAML::Load(yaml);
+    return root;
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(source_name + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+}
+
+template <class Config>
+Config parse_with(const std::string& yaml, const std::string& source_name,
+                  const std::function<void(KeyTable&, Config&)>& describe) {
+  Config config;
+  YAML::Node root = load_yaml(yaml, source_name);
+  if (root.IsNull()) return config;  // an empty file means all defaults
+  KeyTable table(source_name, "");
+  describe(table, config);
+  table.apply(root);
+  return config;
+}
+
+std::string read_whole_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError("cannot read configuration file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+template <class Config>
+Config load_with(const std::string& path, const char* default_name,
+                 Config (*parse)(const std::string&, const std::string&)) {
+  if (!path.empty()) return parse(read_whole_file(path), path);
+  if (std::filesystem::exists(default_name)) return parse(read_whole_file(default_name), default_name);
+  return Config{};
+}
+
+}  // namespace
+
+MasterConfig parse_master_config(const std::string& yaml, const std::string& source_name) {
+  return parse_with<MasterConfig>(yaml, source_name, [&](KeyTable& t, MasterConfig& c) {
+    t.add("bind", string_key(c.bind));
+    t.add("port", int_key(c.port, 0, 65535));
+    t.add("port_file", string_key(c.port_file));
+    t.add("token_file", string_key(c.token_file));
+    t.add("allow_no_auth", bool_key(c.allow_no_auth));
+    t.add("data_dir", string_key(c.data_dir));
+    t.add("http_port", int_key(c.http_port, 0, 65535));
+    t.add("registration_ttl", duration_key(c.registration_ttl));
+    t.add("reservation_ttl", duration_key(c.reservation_ttl));
+    t.add("maintenance_period", duration_key(c.maintenance_period));
+    t.add("default_server_request_count", int_key(c.default_server_request_count, 0, 1 << 20));
+    t.add("handshake_timeout", duration_key(c.handshake_timeout));
+    t.add("max_frame_size", size_key(c.max_frame_size));
+    t.add("log_level", log_level_key(c.log_level));
+    t.add("tls", tls_key(t.source(), c.tls));
+  });
+}
+
+ServerConfig parse_server_config(const std::string& yaml, const std::string& source_name) {
+  return parse_with<ServerConfig>(yaml, source_name, [&](KeyTable& t, ServerConfig& c) {
+    t.add("master_url", url_key(c.master_url));
+    t.add("port", int_key(c.port, 0, 65535));
+    t.add("server_id", string_key(c.server_id));
+    t.add("capacity", int_key(c.capacity, 0, 4096));
+    t.add("labels", labels_key(c.labels));
+    t.add("registration_interval", duration_key(c.registration_interval));
+    t.add("failure_retry_interval", duration_key(c.failure_retry_interval));
+    t.add("token_file", string_key(c.token_file));
+    t.add("max_frame_size", size_key(c.max_frame_size));
+    t.add("log_level", log_level_key(c.log_level));
+    t.add("tls", tls_key(t.source(), c.tls));
+  });
+}
+
+ClientConfig parse_client_config(const std::string& yaml, const std::string& source_name) {
+  return parse_with<ClientConfig>(yaml, source_name, [&](KeyTable& t, ClientConfig& c) {
+    t.add("master_url", url_key(c.master_url));
+    t.add("token_file", string_key(c.token_file));
+    t.add("connect_timeout", duration_key(c.connect_timeout));
+    t.add("max_frame_size", size_key(c.max_frame_size));
+    t.add("log_level", log_level_key(c.log_level));
+    t.add("tls", tls_key(t.source(), c.tls));
+  });
+}
+
+MasterConfig load_master_config(const std::string& path) {
+  return load_with<MasterConfig>(path, "clupy.master.yaml", &parse_master_config);
+}
+ServerConfig load_server_config(const std::string& path) {
+  return load_with<ServerConfig>(path, "clupy.server.yaml", &parse_server_config);
+}
+ClientConfig load_client_config(const std::string& path) {
+  return load_with<ClientConfig>(path, "clupy.client.yaml", &parse_client_config);
+}
+
+void validate(const MasterConfig& config) {
+  if (config.allow_no_auth && !is_loopback_host(config.bind))
+    throw ConfigError("refusing to listen on " + config.bind +
+                      " without authentication: allow_no_auth is only allowed on a loopback "
+                      "address; remove allow_no_auth to use the cluster token");
+  if (config.tls.enabled && (config.tls.cert_file.empty() || config.tls.key_file.empty()))
+    throw ConfigError("tls.enabled on the master needs tls.cert_file and tls.key_file");
+  if (config.max_frame_size < 1024) throw ConfigError("max_frame_size must be at least 1KiB");
+}
+
+void validate(const ServerConfig& config) {
+  parse_master_url(config.master_url);
+  if (config.tls.enabled && config.tls.ca_file.empty())
+    throw ConfigError("tls.enabled on a server needs tls.ca_file to verify the master");
+  if (config.max_frame_size < 1024) throw ConfigError("max_frame_size must be at least 1KiB");
+}
+
+Millis parse_duration(const std::string& text) {
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || !std::isfinite(value) || value < 0)
+    throw ConfigError("expected a duration such as 500ms, 2s or 1m, got '" + text + "'");
+  const std::string unit(end, text.data() + text.size());
+  double ms = 0;
+  if (unit.empty() || unit == "s") ms = value * 1000;
+  else if (unit == "ms") ms = value;
+  else if (unit == "m") ms = value * 60'000;
+  else if (unit == "h") ms = value * 3'600'000;
+  else throw ConfigError("unknown duration unit '" + unit + "' in '" + text + "' (use ms, s, m or h)");
+  return Millis(static_cast<Millis::rep>(std::llround(ms)));
+}
+
+std::size_t parse_size(const std::string& text) {
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc()) throw ConfigError("expected a size such as 16MiB, got '" + text + "'");
+  const std::string unit(end, text.data() + text.size());
+  static const std::pair<const char*, std::uint64_t> kUnits[] = {
+      {"", 1},         {"B", 1},          {"KiB", 1ull << 10}, {"MiB", 1ull << 20},
+      {"GiB", 1ull << 30}, {"KB", 1000},  {"MB", 1000'000},    {"GB", 1000'000'000}};
+  for (const auto& [name, factor] : kUnits)
+    if (unit == name) return static_cast<std::size_t>(value * factor);
+  throw ConfigError("unknown size unit '" + unit + "' in '" + text + "' (use B, KiB, MiB, GiB)");
+}
+
+}  // namespace clupy::common

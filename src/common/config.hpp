@@ -1,0 +1,87 @@
+// Configuration of the three kinds of process, read from clupy.{master,server,client}.yaml.
+// docs/configuration.md lists every key with its default. Loading rejects unknown keys and bad
+// values with a ConfigError naming the file, the line and the key; flags are applied after.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <string>
+
+#include "common/frame.hpp"
+
+namespace clupy::common {
+
+using Millis = std::chrono::milliseconds;
+
+struct TlsConfig {
+  bool enabled = false;
+  std::string cert_file;  // this side's certificate chain (PEM); required on the master
+  std::string key_file;   // its private key (PEM); required on the master
+  std::string ca_file;    // CA bundle that verifies the peer; required on servers and clients
+  bool operator==(const TlsConfig&) const = default;
+};
+
+struct MasterConfig {
+  std::string bind = "127.0.0.1";
+  int port = 7878;               // 0 picks a free port (tests; see port_file)
+  std::string port_file;         // when set, the bound port is written there once listening
+  std::string token_file;        // empty: default_token_path()
+  bool allow_no_auth = false;    // accept connections without a token (loopback only)
+  std::string data_dir = "clupy-master-data";
+  int http_port = 0;             // 0: no HTTP side
+  Millis registration_ttl{10'000};
+  Millis reservation_ttl{60'000};
+  Millis maintenance_period{1'000};
+  int default_server_request_count = 0;  // servers a client gets when it asks for 0; 0 = all
+  Millis handshake_timeout{10'000};
+  std::size_t max_frame_size = kDefaultMaxFrameSize;
+  std::string log_level = "info";
+  TlsConfig tls;
+};
+
+struct ServerConfig {
+  std::string master_url = "clupy://localhost:7878";
+  int port = 0;                  // advertised port for direct connections; 0 = none
+  std::string server_id;         // empty: a random id per process
+  int capacity = 0;              // worker slots; 0 = this machine's cores
+  std::map<std::string, std::string> labels;
+  Millis registration_interval{1'000};   // heartbeat period
+  Millis failure_retry_interval{1'000};  // wait between reconnection attempts
+  std::string token_file;
+  std::size_t max_frame_size = kDefaultMaxFrameSize;
+  std::string log_level = "info";
+  TlsConfig tls;
+};
+
+struct ClientConfig {
+  std::string master_url;        // empty: clupy://localhost:7878
+  std::string token_file;
+  Millis connect_timeout{5'000};
+  std::size_t max_frame_size = kDefaultMaxFrameSize;
+  std::string log_level = "warn";
+  TlsConfig tls;
+};
+
+// Each loader reads `path` when non-empty (a missing file is an error), else the default file
+// in the working directory when it exists (clupy.master.yaml and so on), else returns defaults.
+MasterConfig load_master_config(const std::string& path = "");
+ServerConfig load_server_config(const std::string& path = "");
+ClientConfig load_client_config(const std::string& path = "");
+
+// The same, from YAML text; `source_name` is used in error messages. Exposed for tests.
+MasterConfig parse_master_config(const std::string& yaml, const std::string& source_name);
+ServerConfig parse_server_config(const std::string& yaml, const std::string& source_name);
+ClientConfig parse_client_config(const std::string& yaml, const std::string& source_name);
+
+// Semantic checks that span keys (TLS files present when enabled, no-auth only on loopback...).
+// Throws ConfigError. Run after flags are applied.
+void validate(const MasterConfig& config);
+void validate(const ServerConfig& config);
+
+// "250ms", "2s", "1.5s", "3m", "1h" or a plain number of seconds.
+Millis parse_duration(const std::string& text);
+// "1048576", "64KiB", "16MiB", "1GiB" (also KB/MB/GB as powers of 1000).
+std::size_t parse_size(const std::string& text);
+
+}  // namespace clupy::common

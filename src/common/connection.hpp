@@ -1,0 +1,78 @@
+// One framed CluPy connection: reads frames and hands each Envelope to a handler; queues
+// outgoing Envelopes and writes everything queued in one system call whenever the socket is
+// idle, so a burst of small messages becomes one batch while a lone message leaves at once.
+//
+// Not thread-safe: every member is called on the connection's executor (one io_context thread).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "clupy.pb.h"
+#include "common/frame.hpp"
+#include "common/transport.hpp"
+
+namespace clupy::common {
+
+// Thrown by read_frame when the peer closed, sent garbage, or the socket failed. what() is the
+// reason logged when the connection is closed.
+class ConnectionClosed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using MessageHandler = std::function<void(wire::Envelope&)>;
+  using CloseHandler = std::function<void(const std::string& reason)>;
+
+  Connection(Transport transport, std::size_t max_frame_size);
+  ~Connection();
+
+  // Reads exactly one frame (used by the handshake before start()). Throws ConnectionClosed.
+  asio::awaitable<wire::Envelope> read_frame();
+
+  // Starts the read loop: every frame goes to on_message, then on_close runs once when the
+  // connection ends for any reason (both run on the executor, never inside send/close).
+  void start(MessageHandler on_message, CloseHandler on_close);
+
+  // Queues a message. After close() it is dropped silently: the close handler reports the loss.
+  void send(const wire::Envelope& message);
+
+  // Closes after everything queued so far has been written (a Refused reply, a goodbye).
+  void close_after_flush(const std::string& reason);
+  // Closes now; queued messages are dropped. Idempotent.
+  void close(const std::string& reason);
+
+  bool is_open() const { return !closed_; }
+  const std::string& peer() const { return peer_; }
+  Transport& transport() { return transport_; }
+  asio::any_io_executor executor();
+  std::size_t queued_bytes() const { return pending_.size() + in_flight_.size(); }
+
+ private:
+  asio::awaitable<void> read_loop();
+  asio::awaitable<void> write_loop();
+  // Reads from the socket until the decoder yields a frame; returns false at end of stream.
+  asio::awaitable<bool> fill_next(wire::Envelope& message);
+
+  Transport transport_;
+  FrameDecoder decoder_;
+  std::size_t max_frame_size_;
+  std::string peer_;
+  std::string read_buffer_;
+  std::string pending_;
+  std::string in_flight_;
+  bool writing_ = false;
+  bool closed_ = false;
+  bool close_when_flushed_ = false;
+  std::string close_reason_;
+  MessageHandler on_message_;
+  CloseHandler on_close_;
+};
+
+}  // namespace clupy::common

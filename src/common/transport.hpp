@@ -1,0 +1,47 @@
+// A byte stream that is either plain TCP or TLS over TCP, chosen at run time, so the framing
+// and handshake code above it is written once.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "common/config.hpp"
+
+namespace clupy::common {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class Transport {
+ public:
+  explicit Transport(tcp::socket socket);
+  Transport(tcp::socket socket, asio::ssl::context& tls);
+
+  bool uses_tls() const { return stream_.index() == 1; }
+  // Runs the TLS handshake; nothing for a plain stream. Throws boost::system::system_error.
+  asio::awaitable<void> start(bool as_server);
+  asio::awaitable<std::size_t> read_some(asio::mutable_buffer buffer);
+  asio::awaitable<void> write_all(asio::const_buffer buffer);
+  // Closes the socket; pending operations finish with operation_aborted. Idempotent.
+  void close();
+  tcp::socket& socket();
+  // The TLS stream, or nullptr for a plain transport.
+  asio::ssl::stream<tcp::socket>* tls_stream() { return std::get_if<1>(&stream_); }
+  // "127.0.0.1:51234", or "unknown peer" once the socket is gone.
+  std::string remote_description();
+
+ private:
+  std::variant<tcp::socket, asio::ssl::stream<tcp::socket>> stream_;
+};
+
+// TLS contexts from the configured PEM files. Throws clupy::ConfigError naming the bad file.
+std::shared_ptr<asio::ssl::context> make_acceptor_tls(const TlsConfig& tls);
+std::shared_ptr<asio::ssl::context> make_connector_tls(const TlsConfig& tls);
+
+}  // namespace clupy::common

@@ -1,0 +1,31 @@
+// The protocol and build identity exchanged in every handshake.
+#pragma once
+
+#include <string>
+
+namespace clupy::wire {
+class BuildInfo;
+}
+
+namespace clupy::common {
+
+// Bumped on any change that an older peer cannot understand; peers of different majors refuse
+// each other. Minor versions add fields that older peers ignore.
+inline constexpr unsigned kProtocolMajor = 1;
+inline constexpr unsigned kProtocolMinor = 0;
+
+// libclupy's version ("0.1.0").
+const char* library_version();
+
+// Architecture, compiler, libstdc++ dual-ABI setting and glibc version of this build, e.g.
+// "x86_64-linux-gnu gcc12 cxx11abi=1 glibc2.36". Differences are reported, not refused: they
+// matter for shipped code, which checks them itself.
+const std::string& abi_tag();
+
+// This process's BuildInfo; the test-only environment variable CLUPY_TEST_PROTOCOL_MAJOR
+// overrides the major version so the refusal path can be exercised end to end.
+void fill_build_info(wire::BuildInfo& info);
+
+std::string describe(const wire::BuildInfo& info);
+
+}  // namespace clupy::common

@@ -1,0 +1,70 @@
+#include "master/registry.hpp"
+
+namespace clupy::master {
+
+std::int64_t to_epoch_ms(Clock::time_point instant, Clock::time_point now) {
+  using namespace std::chrono;
+  const auto wall_now = duration_cast<milliseconds>(system_clock::now().time_since_epoch());
+  return (wall_now - duration_cast<milliseconds>(now - instant)).count();
+}
+
+bool Registry::register_server(const wire::ServerDescription& description,
+                               std::uint64_t connection_id, Clock::time_point now) {
+  auto [it, inserted] = servers_.try_emplace(description.server_id());
+  ServerRecord& record = it->second;
+  if (inserted) record.registered_at = now;
+  record.description = description;
+  record.connection_id = connection_id;
+  record.last_heartbeat = now;
+  return inserted;
+}
+
+bool Registry::heartbeat(const std::string& server_id, std::uint32_t busy_slots,
+                         Clock::time_point now) {
+  auto it = servers_.find(server_id);
+  if (it == servers_.end()) return false;
+  it->second.last_heartbeat = now;
+  it->second.busy_slots = busy_slots;
+  return true;
+}
+
+bool Registry::unregister(const std::string& server_id) { return servers_.erase(server_id) > 0; }
+
+void Registry::connection_lost(std::uint64_t connection_id) {
+  for (auto& [id, record] : servers_)
+    if (record.connection_id == connection_id) record.connection_id = 0;
+}
+
+std::vector<std::string> Registry::expire(Clock::time_point now, std::chrono::milliseconds ttl) {
+  std::vector<std::string> removed;
+  for (auto it = servers_.begin(); it != servers_.end();) {
+    if (now - it->second.last_heartbeat > ttl) {
+      removed.push_back(it->first);
+      it = servers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return removed;
+}
+
+void Registry::fill(wire::RegistryReply& reply, Clock::time_point now) const {
+  for (const auto& [id, record] : servers_) {
+    wire::ServerEntry* entry = reply.add_servers();
+    *entry->mutable_server() = record.description;
+    entry->set_registered_at_ms(to_epoch_ms(record.registered_at, now));
+    entry->set_last_heartbeat_ms(to_epoch_ms(record.last_heartbeat, now));
+    entry->set_reserved_by(record.reserved_by);
+    if (!record.reserved_by.empty())
+      entry->set_reserved_since_ms(to_epoch_ms(record.reserved_since, now));
+    entry->set_connected(record.connection_id != 0);
+    entry->set_busy_slots(record.busy_slots);
+  }
+}
+
+const ServerRecord* Registry::find(const std::string& server_id) const {
+  auto it = servers_.find(server_id);
+  return it == servers_.end() ? nullptr : &it->second;
+}
+
+}  // namespace clupy::master

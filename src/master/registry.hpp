@@ -1,0 +1,53 @@
+// The master's table of servers. Pure bookkeeping with no I/O and an injected clock, so the
+// TTL and reservation rules are tested directly. Not thread-safe: the master owns it on its
+// io_context thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "clupy.pb.h"
+
+namespace clupy::master {
+
+using Clock = std::chrono::steady_clock;
+
+struct ServerRecord {
+  wire::ServerDescription description;
+  Clock::time_point registered_at;
+  Clock::time_point last_heartbeat;
+  std::string reserved_by;  // client id; empty when free
+  Clock::time_point reserved_since;
+  std::uint64_t connection_id = 0;  // 0: its connection is gone, waiting for the TTL
+  std::uint32_t busy_slots = 0;
+};
+
+class Registry {
+ public:
+  // Adds or refreshes a server (a server re-registering after a master restart or a reconnect
+  // keeps its id). Returns true when the id was not known.
+  bool register_server(const wire::ServerDescription& description, std::uint64_t connection_id,
+                       Clock::time_point now);
+  // False for an unknown id (the server must register again).
+  bool heartbeat(const std::string& server_id, std::uint32_t busy_slots, Clock::time_point now);
+  bool unregister(const std::string& server_id);
+  // The connection carrying these servers closed: they stay listed until their TTL passes.
+  void connection_lost(std::uint64_t connection_id);
+  // Removes servers whose last heartbeat is older than ttl; returns their ids.
+  std::vector<std::string> expire(Clock::time_point now, std::chrono::milliseconds ttl);
+
+  void fill(wire::RegistryReply& reply, Clock::time_point now) const;
+  const ServerRecord* find(const std::string& server_id) const;
+  std::size_t size() const { return servers_.size(); }
+
+ private:
+  std::map<std::string, ServerRecord> servers_;
+};
+
+// Converts a steady-clock instant to Unix epoch milliseconds, relative to `now`.
+std::int64_t to_epoch_ms(Clock::time_point instant, Clock::time_point now);
+
+}  // namespace clupy::master

@@ -1,0 +1,157 @@
+#include "server/server.hpp"
+
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <thread>
+
+#include "clupy/errors.hpp"
+#include "common/auth.hpp"
+#include "common/dial.hpp"
+#include "common/handshake.hpp"
+#include "common/log.hpp"
+#include "common/version.hpp"
+
+namespace clupy::server {
+
+namespace {
+auto log() { return common::logger("server"); }
+}  // namespace
+
+ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
+    : io_(io), config_(std::move(config)), wake_timer_(io) {
+  common::validate(config_);
+  master_ = common::parse_master_url(config_.master_url);
+  token_ = common::resolve_token(config_.token_file);
+  server_id_ = config_.server_id.empty() ? "srv-" + common::to_hex(common::random_bytes(6))
+                                         : config_.server_id;
+  capacity_ = config_.capacity > 0 ? static_cast<unsigned>(config_.capacity)
+                                   : std::max(1u, std::thread::hardware_concurrency());
+}
+
+ServerDaemon::~ServerDaemon() = default;
+
+void ServerDaemon::start() { asio::co_spawn(io_, run(), asio::detached); }
+
+void ServerDaemon::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  wake_timer_.cancel();
+  if (connection_ && connection_->is_open()) {
+    if (registered_) {
+      wire::Envelope goodbye;
+      goodbye.mutable_unregister_server()->set_server_id(server_id_);
+      connection_->send(goodbye);
+    }
+    connection_->close_after_flush("server stopping");
+  }
+  log()->info("server {} stopping", server_id_);
+}
+
+asio::awaitable<void> ServerDaemon::run() {
+  bool reported_failure = false;
+  while (!stopping_) {
+    common::DialOptions options;
+    options.address = master_;
+    options.role = wire::ROLE_SERVER;
+    options.token = token_;
+    options.tls = config_.tls;
+    options.max_frame_size = config_.max_frame_size;
+    try {
+      auto dialed = co_await common::dial_master(options);
+      reported_failure = false;
+      co_await serve_connection(std::move(dialed.connection));
+    } catch (const HandshakeError& e) {
+      // A refusal will not fix itself by retrying quickly, but a master upgrade or a token fix
+      // might: keep trying at the retry interval, loudly.
+      log()->error("master {} refused this server: {}", master_.to_string(), e.what());
+    } catch (const std::exception& e) {
+      if (!reported_failure) log()->warn("{}; retrying every {} ms", e.what(), config_.failure_retry_interval.count());
+      reported_failure = true;
+    }
+    if (stopping_) break;
+    wake_timer_.expires_after(config_.failure_retry_interval);
+    boost::system::error_code ec;
+    co_await wake_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+asio::awaitable<void> ServerDaemon::serve_connection(std::shared_ptr<common::Connection> connection) {
+  connection_ = connection;
+  registered_ = false;
+  struct Link {
+    bool closed = false;
+    std::string reason;
+  };
+  auto link = std::make_shared<Link>();
+  connection->start([this](wire::Envelope& message) { handle(message); },
+                    [this, link](const std::string& reason) {
+                      link->closed = true;
+                      link->reason = reason;
+                      wake_timer_.cancel();
+                    });
+
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  wire::Envelope hello;
+  auto* description = hello.mutable_register_server()->mutable_server();
+  description->set_server_id(server_id_);
+  description->set_hostname(host);
+  description->set_address(std::string(host) + (config_.port > 0 ? ":" + std::to_string(config_.port) : ""));
+  description->set_capacity(capacity_);
+  for (const auto& [k, v] : config_.labels) (*description->mutable_labels())[k] = v;
+  common::fill_build_info(*description->mutable_build());
+  description->set_pid(static_cast<std::uint32_t>(::getpid()));
+  connection->send(hello);
+
+  while (!link->closed && !stopping_) {
+    wake_timer_.expires_after(config_.registration_interval);
+    boost::system::error_code ec;
+    co_await wake_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (link->closed || stopping_) break;
+    wire::Envelope beat;
+    beat.mutable_heartbeat()->set_server_id(server_id_);
+    beat.mutable_heartbeat()->set_busy_slots(0);
+    connection->send(beat);
+  }
+  if (!stopping_) log()->warn("lost the master at {}: {}", master_.to_string(), link->reason);
+  registered_ = false;
+  connection_.reset();
+}
+
+void ServerDaemon::handle(wire::Envelope& message) {
+  switch (message.body_case()) {
+    case wire::Envelope::kServerRegistered:
+      if (!registered_) log()->info("registered with master {} as {} ({} slots)", master_.to_string(), server_id_, capacity_);
+      registered_ = true;
+      break;
+    case wire::Envelope::kError:
+      // The master forgot us (TTL passed while we were cut off): register again at once.
+      log()->warn("master says: {}; re-registering", message.error().message());
+      if (connection_) connection_->close("re-registering");
+      break;
+    default:
+      log()->debug("ignoring message (body case {}) from the master", static_cast<int>(message.body_case()));
+      break;
+  }
+}
+
+int run_server(const common::ServerConfig& config) {
+  asio::io_context io(1);
+  ServerDaemon daemon(io, config);
+  daemon.start();
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int) {
+    if (!ec) daemon.stop();
+  });
+  io.run();
+  log()->info("server stopped");
+  return 0;
+}
+
+}  // namespace clupy::server

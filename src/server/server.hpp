@@ -1,0 +1,52 @@
+// The server daemon (`clupy --serve`): registers with the master, heartbeats, re-registers
+// after the master restarts or the network breaks, and unregisters when told to stop.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/config.hpp"
+#include "common/connection.hpp"
+#include "common/url.hpp"
+
+namespace clupy::server {
+
+namespace asio = boost::asio;
+
+class ServerDaemon {
+ public:
+  // Throws clupy::ConfigError (bad master URL, unreadable token file, TLS files).
+  ServerDaemon(asio::io_context& io, common::ServerConfig config);
+  ~ServerDaemon();
+
+  void start();
+  // Sends UnregisterServer when connected, then closes; run() returns once that is written.
+  void stop();
+  const std::string& server_id() const { return server_id_; }
+
+ private:
+  asio::awaitable<void> run();
+  asio::awaitable<void> serve_connection(std::shared_ptr<common::Connection> connection);
+  void handle(wire::Envelope& message);
+
+  asio::io_context& io_;
+  common::ServerConfig config_;
+  common::MasterAddress master_;
+  std::optional<std::string> token_;
+  std::string server_id_;
+  unsigned capacity_ = 1;
+  asio::steady_timer wake_timer_;
+  std::shared_ptr<common::Connection> connection_;
+  bool registered_ = false;
+  bool stopping_ = false;
+};
+
+// `clupy --serve`: runs until SIGINT or SIGTERM. Returns the process exit code.
+int run_server(const common::ServerConfig& config);
+
+}  // namespace clupy::server

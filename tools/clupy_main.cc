@@ -1,0 +1,182 @@
+// The clupy command: `--master`, `--serve`, `--client info` (and `info`/`status`), as the
+// original CluPy spells them. Parsing only; the daemons live in src/.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+
+#include "clupy/cluster.hpp"
+#include "clupy/errors.hpp"
+#include "common/config.hpp"
+#include "common/log.hpp"
+#include "common/version.hpp"
+#include "master/master.hpp"
+#include "server/server.hpp"
+
+namespace {
+
+using clupy::common::parse_duration;
+
+std::string format_time(std::chrono::system_clock::time_point t) {
+  if (t.time_since_epoch().count() == 0) return "-";
+  std::time_t seconds = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  ::localtime_r(&seconds, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &tm);
+  return text;
+}
+
+std::int64_t epoch_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+void print_json(const clupy::ClusterStatus& status) {
+  nlohmann::json servers = nlohmann::json::array();
+  for (const auto& s : status.servers)
+    servers.push_back({{"server_id", s.server_id},
+                       {"hostname", s.hostname},
+                       {"address", s.address},
+                       {"pid", s.pid},
+                       {"capacity", s.capacity},
+                       {"busy_slots", s.busy_slots},
+                       {"labels", s.labels},
+                       {"version", s.version},
+                       {"abi_tag", s.abi_tag},
+                       {"registered_at_ms", epoch_ms(s.registered_at)},
+                       {"last_heartbeat_ms", epoch_ms(s.last_heartbeat)},
+                       {"reserved_by", s.reserved_by},
+                       {"reserved_since_ms", s.reserved_by.empty() ? 0 : epoch_ms(s.reserved_since)},
+                       {"connected", s.connected}});
+  nlohmann::json out = {{"master_url", status.master_url},
+                        {"master_version", status.master_version},
+                        {"master_time_ms", epoch_ms(status.master_time)},
+                        {"master_started_ms", epoch_ms(status.master_started)},
+                        {"servers", servers}};
+  std::cout << out.dump(2) << "\n";
+}
+
+void print_table(const clupy::ClusterStatus& status) {
+  std::printf("master %s (libclupy %s, up since %s)\n", status.master_url.c_str(),
+              status.master_version.c_str(), format_time(status.master_started).c_str());
+  std::printf("%zu server(s)\n", status.servers.size());
+  if (status.servers.empty()) return;
+  std::printf("%-18s %-22s %5s %-19s %-19s %-16s %-19s %s\n", "SERVER", "ADDRESS", "SLOTS",
+              "REGISTERED", "UPDATED", "RESERVED BY", "RESERVED SINCE", "STATE");
+  for (const auto& s : status.servers) {
+    std::string labels;
+    for (const auto& [k, v] : s.labels) labels += (labels.empty() ? " " : ",") + k + "=" + v;
+    std::printf("%-18s %-22s %5u %-19s %-19s %-16s %-19s %s%s\n", s.server_id.c_str(),
+                (s.address + "/" + std::to_string(s.pid)).c_str(), s.capacity,
+                format_time(s.registered_at).c_str(), format_time(s.last_heartbeat).c_str(),
+                s.reserved_by.empty() ? "-" : s.reserved_by.c_str(),
+                s.reserved_by.empty() ? "-" : format_time(s.reserved_since).c_str(),
+                s.connected ? "up" : "unreachable", labels.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"CluPy for C++: run functions on a cluster (docs/operations.md)", "clupy"};
+  app.set_version_flag("--version", std::string("clupy ") + clupy::common::library_version());
+
+  bool master_mode = false, serve_mode = false;
+  std::string client_command;
+  std::string command;
+  app.add_flag("--master", master_mode, "run the master daemon (reads ./clupy.master.yaml)");
+  app.add_flag("--serve", serve_mode, "run a server daemon (reads ./clupy.server.yaml)");
+  app.add_option("--client", client_command, "client command: info");
+  app.add_option("command", command, "info | status (same as --client info)");
+
+  std::string config_file, master_url, bind, port_file, token_file, data_dir, log_level;
+  std::string registration_ttl, registration_interval, failure_retry_interval, server_id;
+  std::optional<int> port, http_port, capacity;
+  std::vector<std::string> labels;
+  bool allow_no_auth = false, json = false;
+  app.add_option("--config", config_file, "YAML file instead of the default in the working directory");
+  app.add_option("--master-url", master_url, "clupy://host:port of the master");
+  app.add_option("--bind", bind, "master: address to listen on");
+  app.add_option("--port", port, "master: port to listen on (0 = any free port)");
+  app.add_option("--port-file", port_file, "master: write the bound port to this file");
+  app.add_option("--http-port", http_port, "master: HTTP status port (0 = off)");
+  app.add_option("--data-dir", data_dir, "master: data directory");
+  app.add_option("--token-file", token_file, "cluster token file");
+  app.add_flag("--allow-no-auth", allow_no_auth, "master: accept peers without a token (loopback only)");
+  app.add_option("--registration-ttl", registration_ttl, "master: drop servers silent this long (e.g. 10s)");
+  app.add_option("--registration-interval", registration_interval, "server: heartbeat period");
+  app.add_option("--failure-retry-interval", failure_retry_interval, "server: reconnect period");
+  app.add_option("--capacity", capacity, "server: worker slots (default: cores)");
+  app.add_option("--label", labels, "server: label key=value (repeatable)");
+  app.add_option("--server-id", server_id, "server: fixed server id");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
+  app.add_flag("--json", json, "info: print JSON for scripts");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (master_mode + serve_mode + (!client_command.empty() || !command.empty()) != 1) {
+      std::cerr << "clupy: choose one of --master, --serve, --client info (or `clupy info`)\n"
+                << app.help();
+      return 2;
+    }
+    if (master_mode) {
+      auto config = clupy::common::load_master_config(config_file);
+      if (!bind.empty()) config.bind = bind;
+      if (port) config.port = *port;
+      if (!port_file.empty()) config.port_file = port_file;
+      if (http_port) config.http_port = *http_port;
+      if (!data_dir.empty()) config.data_dir = data_dir;
+      if (!token_file.empty()) config.token_file = token_file;
+      if (allow_no_auth) config.allow_no_auth = true;
+      if (!registration_ttl.empty()) config.registration_ttl = parse_duration(registration_ttl);
+      if (!log_level.empty()) config.log_level = log_level;
+      clupy::common::set_log_level(clupy::common::parse_log_level(config.log_level));
+      return clupy::master::run_master(config);
+    }
+    if (serve_mode) {
+      auto config = clupy::common::load_server_config(config_file);
+      if (!master_url.empty()) config.master_url = master_url;
+      if (port) config.port = *port;
+      if (capacity) config.capacity = *capacity;
+      if (!token_file.empty()) config.token_file = token_file;
+      if (!server_id.empty()) config.server_id = server_id;
+      if (!registration_interval.empty()) config.registration_interval = parse_duration(registration_interval);
+      if (!failure_retry_interval.empty()) config.failure_retry_interval = parse_duration(failure_retry_interval);
+      for (const auto& label : labels) {
+        auto eq = label.find('=');
+        if (eq == std::string::npos || eq == 0)
+          throw clupy::ConfigError("--label '" + label + "': expected key=value");
+        config.labels[label.substr(0, eq)] = label.substr(eq + 1);
+      }
+      if (!log_level.empty()) config.log_level = log_level;
+      clupy::common::set_log_level(clupy::common::parse_log_level(config.log_level));
+      return clupy::server::run_server(config);
+    }
+    const std::string& what = client_command.empty() ? command : client_command;
+    if (what != "info" && what != "status") {
+      std::cerr << "clupy: unknown command '" << what << "' (known: info, status)\n";
+      return 2;
+    }
+    clupy::ConnectOptions options;
+    options.master_url = master_url;
+    options.token_file = token_file;
+    options.config_file = config_file;
+    auto status = clupy::cluster_status(options);
+    if (json) print_json(status);
+    else print_table(status);
+    return 0;
+  } catch (const clupy::Error& e) {
+    std::cerr << "clupy: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "clupy: unexpected error: " << e.what() << "\n";
+    return 1;
+  }
+}

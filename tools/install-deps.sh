@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian package CluPy needs and fetches the header-only msgpack-cxx into the
+# project's cache. Idempotent: a second run changes nothing and takes a few seconds.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+packages=(
+  cmake ninja-build pkg-config g++ ccache
+  libboost1.81-dev libprotobuf-dev protobuf-compiler
+  libyaml-cpp-dev libhiredis-dev libzookeeper-mt-dev libspdlog-dev libcli11-dev
+  nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  redis-server zookeeper openssl procps
+)
+
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -o DPkg::Lock::Timeout=300
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends \
+    -o DPkg::Lock::Timeout=300 "${missing[@]}"
+fi
+
+# msgpack-cxx's Debian package depends on Boost 1.74, which conflicts with Boost 1.81; it is
+# header-only, so we unpack it into the project cache instead of installing it.
+msgpack_dir="$root/.cache/deps/msgpack"
+if [ ! -f "$msgpack_dir/usr/include/msgpack.hpp" ]; then
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && apt-get download libmsgpack-cxx-dev >/dev/null)
+  mkdir -p "$msgpack_dir"
+  dpkg-deb -x "$tmp"/libmsgpack-cxx-dev_*.deb "$msgpack_dir"
+  rm -rf "$tmp"
+fi
+echo "install-deps: ok"
