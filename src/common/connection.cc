@@ -43,13 +43,15 @@ asio::awaitable<bool> Connection::fill_next(wire::Envelope& message) {
     } catch (const boost::system::system_error& e) {
       ec = e.code();
     }
+    // Closed from this side (a deadline, a shutdown): report that reason, not the socket's.
+    if (closed_) throw ConnectionClosed(close_reason_);
     if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
       if (decoder_.buffered() > 0)
         throw ConnectionClosed("peer closed mid-frame (" + std::to_string(decoder_.buffered()) +
                                " bytes of a truncated frame)");
       co_return false;
     }
-    if (ec) throw ConnectionClosed(ec == asio::error::operation_aborted ? "closed" : ec.message());
+    if (ec) throw ConnectionClosed(ec.message());
     decoder_.feed(std::string_view(read_buffer_.data(), n));
   }
 }

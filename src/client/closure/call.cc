@@ -1,0 +1,272 @@
+#include "clupy/detail/call.hpp"
+
+#include <mutex>
+#include <unordered_map>
+
+#include "segments.hpp"
+
+namespace clupy::detail {
+namespace {
+
+// --- The CLUPY_REMOTE registry ---
+
+struct Entry {
+  NamedFunction function;
+  std::string conflict;  // non-empty: two functions claimed the name; says which
+};
+
+struct Registry {
+  std::mutex mu;
+  std::unordered_map<std::string, Entry> by_name;
+  std::unordered_map<std::uintptr_t, std::string> by_address;
+};
+
+Registry& registry() {
+  // Never destroyed: registrations and look-ups may happen during static init and exit.
+  static auto* instance = new Registry;
+  return *instance;
+}
+
+Failure protocol_failure(std::string message) {
+  Failure failure;
+  failure.kind = FailureKind::kProtocol;
+  failure.message = std::move(message);
+  return failure;
+}
+
+}  // namespace
+
+bool register_function(std::string_view name, Invoker invoker, std::uintptr_t function,
+                       std::string_view signature) noexcept {
+  try {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    auto [it, inserted] = r.by_name.try_emplace(std::string(name));
+    Entry& entry = it->second;
+    if (inserted) {
+      entry.function = NamedFunction{invoker, function, std::string(signature)};
+    } else if (entry.function.function != function) {
+      entry.conflict = "clupy: the name '" + std::string(name) + "' is registered for two " +
+                       "different functions (" + entry.function.signature + " and " +
+                       std::string(signature) + "); give one of them another name";
+      return false;
+    }
+    r.by_address.try_emplace(function, std::string(name));
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::optional<std::string> registered_name(std::uintptr_t function) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  auto it = r.by_address.find(function);
+  if (it == r.by_address.end()) return std::nullopt;
+  const Entry& entry = r.by_name.at(it->second);
+  if (!entry.conflict.empty()) throw EncodeError(entry.conflict);
+  return it->second;
+}
+
+CallOutcome execute_call(const EncodedCall& call) noexcept {
+  CallOutcome out;
+  try {
+    InvokeInput input;
+    input.arguments = call.arguments;
+    input.function_name = call.function_name;
+    Invoker invoker = nullptr;
+    std::string error;
+    switch (call.form) {
+      case CallForm::kNamed: {
+        Registry& r = registry();
+        std::lock_guard lock(r.mu);
+        auto it = r.by_name.find(call.name);
+        if (it == r.by_name.end()) {
+          error = "no function named '" + call.name +
+                  "' is registered in this process (is CLUPY_REMOTE(" + call.name +
+                  ") compiled into it?)";
+        } else if (!it->second.conflict.empty()) {
+          error = it->second.conflict;
+        } else {
+          invoker = it->second.function.invoker;
+          input.function = it->second.function.function;
+        }
+        break;
+      }
+      case CallForm::kFunction:
+        input.function = resolve_code(call.function, error);
+        if (input.function != 0) {
+          invoker = reinterpret_cast<Invoker>(resolve_code(call.invoker, error));
+        }
+        break;
+      case CallForm::kClosure:
+        input.closure = call.closure;
+        invoker = reinterpret_cast<Invoker>(resolve_code(call.invoker, error));
+        break;
+      default:
+        error = "unknown call form " + std::to_string(static_cast<int>(call.form));
+    }
+    if (invoker == nullptr) {
+      out.failure = protocol_failure(std::move(error));
+    } else {
+      invoker(input, out.result);
+      out.ok = true;
+    }
+  } catch (const ArgumentError& e) {
+    out.failure = protocol_failure(e.what());
+  } catch (...) {
+    out.failure = failure_from_exception(std::current_exception());
+  }
+  if (!out.ok) {
+    out.result.clear();
+    out.failure.function = call.function_name;
+  }
+  return out;
+}
+
+// --- Byte forms ---
+
+namespace {
+
+constexpr std::uint32_t kFormatVersion = 1;
+
+using Packer = msgpack::packer<StringSink>;
+
+void pack_bin(Packer& p, std::string_view bytes) {
+  p.pack_bin(static_cast<std::uint32_t>(bytes.size()));
+  p.pack_bin_body(bytes.data(), static_cast<std::uint32_t>(bytes.size()));
+}
+
+void pack_code(Packer& p, const CodeRef& ref) {
+  p.pack_array(3);
+  p.pack(ref.segment_id);
+  p.pack(ref.segment_path);
+  p.pack(ref.offset);
+}
+
+const msgpack::object& element(const msgpack::object& o, std::uint32_t i) {
+  return o.via.array.ptr[i];
+}
+
+const msgpack::object& expect_array(const msgpack::object& o, std::uint32_t size,
+                                    const char* what) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != size) {
+    throw DecodeError(std::string("malformed ") + what + ": expected an array of " +
+                      std::to_string(size));
+  }
+  return o;
+}
+
+std::string bin(const msgpack::object& o) {
+  if (o.type != msgpack::type::BIN) throw DecodeError("malformed call: expected bytes");
+  return std::string(o.via.bin.ptr, o.via.bin.size);
+}
+
+CodeRef code(const msgpack::object& o) {
+  expect_array(o, 3, "code reference");
+  return {element(o, 0).as<std::string>(), element(o, 1).as<std::string>(),
+          element(o, 2).as<std::uint64_t>()};
+}
+
+void check_version(const msgpack::object& o) {
+  const auto version = o.as<std::uint32_t>();
+  if (version != kFormatVersion) {
+    throw DecodeError("unsupported call format version " + std::to_string(version) +
+                      " (this build reads " + std::to_string(kFormatVersion) + ")");
+  }
+}
+
+template <class Parse>
+auto parse_guarded(std::string_view bytes, Parse&& parse) {
+  try {
+    msgpack::object_handle handle = unpack_exactly(bytes);
+    return parse(handle.get());
+  } catch (const DecodeError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DecodeError(std::string("malformed call bytes: ") + e.what());
+  }
+}
+
+}  // namespace
+
+std::string serialize_call(const EncodedCall& call) {
+  std::string out;
+  StringSink sink{&out};
+  Packer p(sink);
+  p.pack_array(8);
+  p.pack(kFormatVersion);
+  p.pack(static_cast<std::uint8_t>(call.form));
+  pack_code(p, call.invoker);
+  pack_code(p, call.function);
+  pack_bin(p, call.closure);
+  p.pack(call.name);
+  pack_bin(p, call.arguments);
+  p.pack(call.function_name);
+  return out;
+}
+
+EncodedCall parse_call(std::string_view bytes) {
+  return parse_guarded(bytes, [](const msgpack::object& o) {
+    expect_array(o, 8, "call");
+    check_version(element(o, 0));
+    EncodedCall call;
+    const auto form = element(o, 1).as<std::uint8_t>();
+    if (form < 1 || form > 3) throw DecodeError("unknown call form " + std::to_string(form));
+    call.form = static_cast<CallForm>(form);
+    call.invoker = code(element(o, 2));
+    call.function = code(element(o, 3));
+    call.closure = bin(element(o, 4));
+    call.name = element(o, 5).as<std::string>();
+    call.arguments = bin(element(o, 6));
+    call.function_name = element(o, 7).as<std::string>();
+    return call;
+  });
+}
+
+std::string serialize_outcome(const CallOutcome& outcome) {
+  std::string out;
+  StringSink sink{&out};
+  Packer p(sink);
+  p.pack_array(4);
+  p.pack(kFormatVersion);
+  p.pack(outcome.ok);
+  pack_bin(p, outcome.result);
+  const Failure& f = outcome.failure;
+  p.pack_array(8);
+  p.pack(static_cast<std::uint8_t>(f.kind));
+  p.pack(f.type_name);
+  p.pack(f.message);
+  p.pack(f.function);
+  p.pack(f.server);
+  p.pack(f.task_id);
+  p.pack(f.exit_code);
+  p.pack(f.signal);
+  return out;
+}
+
+CallOutcome parse_outcome(std::string_view bytes) {
+  return parse_guarded(bytes, [](const msgpack::object& o) {
+    expect_array(o, 4, "outcome");
+    check_version(element(o, 0));
+    CallOutcome outcome;
+    outcome.ok = element(o, 1).as<bool>();
+    outcome.result = bin(element(o, 2));
+    const msgpack::object& f = expect_array(element(o, 3), 8, "failure");
+    const auto kind = element(f, 0).as<std::uint8_t>();
+    if (kind > static_cast<std::uint8_t>(FailureKind::kProtocol)) {
+      throw DecodeError("unknown failure kind " + std::to_string(kind));
+    }
+    outcome.failure.kind = static_cast<FailureKind>(kind);
+    outcome.failure.type_name = element(f, 1).as<std::string>();
+    outcome.failure.message = element(f, 2).as<std::string>();
+    outcome.failure.function = element(f, 3).as<std::string>();
+    outcome.failure.server = element(f, 4).as<std::string>();
+    outcome.failure.task_id = element(f, 5).as<std::uint64_t>();
+    outcome.failure.exit_code = element(f, 6).as<int>();
+    outcome.failure.signal = element(f, 7).as<int>();
+    return outcome;
+  });
+}
+
+}  // namespace clupy::detail

@@ -1,0 +1,141 @@
+#include "clupy/detail/future_state.hpp"
+
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+namespace clupy::detail {
+
+FutureStateBase::~FutureStateBase() = default;
+
+bool FutureStateBase::complete_with_failure(Failure failure) {
+  std::unique_lock lock(mu_);
+  if (status_ != Status::kPending) return false;
+  failure_ = std::move(failure);
+  status_ = Status::kFailed;
+  finish(lock);
+  return true;
+}
+
+bool FutureStateBase::fail_decode(std::string type_name, const std::string& error) {
+  Failure failure;
+  failure.kind = FailureKind::kProtocol;
+  failure.type_name = std::move(type_name);
+  failure.message = "the result does not decode as " + failure.type_name + ": " + error;
+  return complete_with_failure(std::move(failure));
+}
+
+void FutureStateBase::set_cancel_hook(std::function<void()> hook) {
+  std::lock_guard lock(mu_);
+  if (status_ == Status::kPending) cancel_hook_ = std::move(hook);
+}
+
+bool FutureStateBase::cancel() {
+  std::function<void()> hook;
+  {
+    std::unique_lock lock(mu_);
+    if (status_ != Status::kPending) return false;
+    hook = std::move(cancel_hook_);
+    failure_ = Failure{};
+    failure_.kind = FailureKind::kCancelled;
+    failure_.message = "cancelled by the client";
+    status_ = Status::kFailed;
+    finish(lock);
+  }
+  // After resolving, so that a hook that completes the state itself changes nothing.
+  if (hook) hook();
+  return true;
+}
+
+FutureStateBase::Status FutureStateBase::status() const {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+bool FutureStateBase::wait_until(std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock lock(mu_);
+  auto done = [this] { return status_ != Status::kPending; };
+  if (deadline == std::chrono::steady_clock::time_point::max()) {
+    cv_.wait(lock, done);
+    return true;
+  }
+  return cv_.wait_until(lock, deadline, done);
+}
+
+const Failure& FutureStateBase::failure() const {
+  std::lock_guard lock(mu_);
+  return failure_;
+}
+
+void FutureStateBase::add_callback(std::function<void()> callback) {
+  {
+    std::lock_guard lock(mu_);
+    if (status_ == Status::kPending) {
+      callbacks_.push_back(std::move(callback));
+      return;
+    }
+  }
+  run_callback_guarded(callback);
+}
+
+bool FutureStateBase::add_waiter(Waiter* waiter, std::size_t index) {
+  std::lock_guard lock(mu_);
+  if (status_ != Status::kPending) return false;
+  waiters_.emplace_back(waiter, index);
+  return true;
+}
+
+void FutureStateBase::remove_waiter(Waiter* waiter) {
+  std::lock_guard lock(mu_);
+  std::erase_if(waiters_, [waiter](const auto& entry) { return entry.first == waiter; });
+}
+
+void FutureStateBase::finish(std::unique_lock<std::mutex>& lock) {
+  // Waiters are told under the lock: remove_waiter() takes it too, so a waiter that has been
+  // removed is never touched again and may be destroyed.
+  for (const auto& [waiter, index] : waiters_) waiter->notify(index);
+  waiters_.clear();
+  cancel_hook_ = nullptr;
+  std::vector<std::function<void()>> callbacks = std::move(callbacks_);
+  callbacks_.clear();
+  cv_.notify_all();
+  lock.unlock();
+  for (const auto& callback : callbacks) run_callback_guarded(callback);
+}
+
+void run_callback_guarded(const std::function<void()>& callback) noexcept {
+  try {
+    callback();
+  } catch (...) {
+    const Failure failure = failure_from_exception(std::current_exception());
+    std::fprintf(stderr, "clupy: a Future callback threw %s; ignored\n",
+                 failure.to_string().c_str());
+  }
+}
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> text(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && text ? std::string(text.get()) : std::string(mangled);
+}
+
+Failure failure_from_exception(std::exception_ptr error) {
+  Failure failure;
+  failure.kind = FailureKind::kException;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    failure.type_name = demangle(typeid(e).name());
+    failure.message = e.what();
+  } catch (...) {
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    failure.type_name = type != nullptr ? demangle(type->name()) : "(unknown type)";
+  }
+  return failure;
+}
+
+}  // namespace clupy::detail

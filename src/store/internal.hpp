@@ -1,0 +1,134 @@
+// Pieces shared by the store's translation units: file metadata, SHA-256, name checks and the
+// stream buffers behind StoreReader and StoreWriter.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <streambuf>
+#include <string>
+#include <string_view>
+
+#include <clupy/store.hpp>
+
+#include "store/layout.hpp"
+#include "store/redis.hpp"
+#include "store/session.hpp"
+
+namespace clupy::store {
+
+// A file's metadata hash as stored, plus its FileStat.
+struct FileMeta {
+  FileStat stat;
+  std::string blob;
+  std::uint64_t chunk_size = 0;
+  std::uint64_t chunks = 0;
+};
+
+// Builds FileMeta from an HGETALL-style array; throws kCorrupt if fields are missing.
+FileMeta parse_meta(const std::string& name, Reply::View fields);
+
+std::chrono::system_clock::time_point from_ms(long long ms);
+long long to_ms(std::chrono::system_clock::time_point t);
+
+// Throws kInvalidArgument unless `name` is a usable file name.
+void validate_name(std::string_view name);
+// Throws kInvalidArgument unless the options are usable.
+void validate_options(const StoreOptions& options);
+
+// A fresh random blob id (128 bits, hex).
+std::string new_blob_id();
+
+// Incremental SHA-256 (OpenSSL EVP).
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(std::string_view data);
+  std::string hex_digest();  // finalizes
+
+ private:
+  void* ctx_;
+};
+
+// Deletes the chunks of a blob (contiguous from index 0) in pipelined batches until a batch
+// finds none. Returns {chunks, bytes} deleted.
+struct Deleted {
+  std::uint64_t chunks = 0;
+  std::uint64_t bytes = 0;
+};
+Deleted delete_blob_chunks(RedisConnection& conn, const Layout& layout, std::string_view blob);
+
+}  // namespace clupy::store
+
+namespace clupy {
+
+class StoreWriter::Buf : public std::streambuf {
+ public:
+  // Connects and registers a fresh blob for `name`.
+  Buf(const StoreOptions& options, const store::RedisEndpoint& endpoint, std::string name);
+  ~Buf() override;
+
+  FileStat commit();
+  void abort() noexcept;
+  bool committed() const noexcept { return state_ == State::kCommitted; }
+  std::uint64_t bytes_written() const noexcept;
+
+ protected:
+  int_type overflow(int_type ch) override;
+  std::streamsize xsputn(const char* s, std::streamsize n) override;
+
+ private:
+  enum class State { kOpen, kCommitted, kAborted, kFailed };
+  void flush_chunk();
+  void drain(std::size_t keep);
+  void check_open();
+  template <class F>
+  auto guarded(F&& f);
+
+  StoreOptions options_;
+  store::Layout layout_;
+  std::unique_ptr<store::RedisConnection> conn_;
+  std::string name_;
+  std::string blob_;
+  std::string buf_;
+  std::uint64_t chunks_ = 0;
+  std::uint64_t size_ = 0;
+  store::Sha256 sha_;
+  std::string head_;
+  std::string tail_;
+  std::chrono::steady_clock::time_point last_heartbeat_;
+  State state_ = State::kOpen;
+  std::string failure_;
+  FileStat stat_;
+};
+
+class StoreReader::Buf : public std::streambuf {
+ public:
+  Buf(const StoreOptions& options, store::Session session, store::FileMeta meta);
+  const FileStat& stat() const noexcept { return meta_.stat; }
+
+ protected:
+  int_type underflow() override;
+  std::streamsize showmanyc() override;
+
+ private:
+  void request_more();
+  store::Reply next_chunk();
+
+  StoreOptions options_;
+  store::Session session_;
+  store::Layout layout_;
+  store::FileMeta meta_;
+  std::unique_ptr<store::RedisConnection> conn_;
+  std::uint64_t next_ = 0;       // index of the next chunk to consume
+  std::uint64_t requested_ = 0;  // chunks requested so far on conn_
+  std::uint64_t consumed_bytes_ = 0;
+  store::Reply current_;
+  store::Sha256 sha_;
+  bool verified_ = false;
+};
+
+}  // namespace clupy

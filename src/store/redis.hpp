@@ -1,0 +1,109 @@
+// A small synchronous Redis client over hiredis: URL parsing, one connection, pipelining and the
+// error mapping to clupy::StoreError. Internal to src/store; hiredis types stay in redis.cc.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <clupy/store.hpp>
+
+struct redisContext;
+struct redisReply;
+
+namespace clupy::store {
+
+struct RedisEndpoint {
+  bool unix_socket = false;
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string path;  // unix socket path
+  int db = 0;
+  std::string user;
+  std::string password;
+  // For messages: never shows the password.
+  std::string describe() const;
+};
+
+// Parses redis://[[user]:password@]host[:port][/db] and unix:///path[?db=N&password=P&user=U].
+// Throws StoreError kInvalidArgument naming what is wrong.
+RedisEndpoint parse_redis_url(std::string_view url);
+
+// An owned hiredis reply, read through accessors so callers need no hiredis header.
+class Reply {
+ public:
+  Reply() = default;
+  explicit Reply(redisReply* r);
+  Reply(Reply&&) noexcept;
+  Reply& operator=(Reply&&) noexcept;
+  ~Reply();
+
+  bool is_nil() const;
+  bool is_string() const;  // bulk or status string
+  bool is_integer() const;
+  bool is_array() const;
+  std::string_view str() const;  // bulk, status or error text
+  long long integer() const;
+  std::size_t size() const;   // array elements
+  // Borrowed view of element i of an array (valid while this Reply lives).
+  class View {
+   public:
+    explicit View(const redisReply* r) : r_(r) {}
+    bool is_nil() const;
+    bool is_integer() const;
+    std::string_view str() const;
+    long long integer() const;
+    std::size_t size() const;
+    View operator[](std::size_t i) const;
+
+   private:
+    const redisReply* r_;
+  };
+  View view() const { return View(r_); }
+  View operator[](std::size_t i) const { return view()[i]; }
+
+ private:
+  redisReply* r_ = nullptr;
+};
+
+class RedisConnection {
+ public:
+  // Connects, authenticates and selects the database; throws StoreError kConnection/kServer.
+  RedisConnection(const RedisEndpoint& endpoint, std::chrono::milliseconds connect_timeout,
+                  std::chrono::milliseconds op_timeout);
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // Sends one command and waits for its reply. Error replies throw (see read_reply).
+  Reply call(std::initializer_list<std::string_view> args);
+  Reply call(const std::vector<std::string_view>& args);
+  // Queues a command without waiting (pipelining); its reply comes from read_reply in order.
+  void append(std::initializer_list<std::string_view> args);
+  void append(const std::vector<std::string_view>& args);
+  // Flushes queued commands and reads the next reply. Throws kConnection on I/O failure (the
+  // connection is then broken for good), kServer (or the code a script's error names) for an
+  // error reply.
+  Reply read_reply();
+  std::size_t pending() const noexcept { return pending_; }
+  bool broken() const noexcept { return broken_; }
+  const RedisEndpoint& endpoint() const noexcept { return endpoint_; }
+
+ private:
+  [[noreturn]] void fail_io(const char* during);
+  void append_argv(const std::string_view* args, std::size_t n);
+
+  RedisEndpoint endpoint_;
+  redisContext* ctx_ = nullptr;
+  std::size_t pending_ = 0;
+  bool broken_ = false;
+};
+
+// Maps an error reply text to a StoreError. Scripts prefix their errors with "CLUPY_<CODE> ".
+[[noreturn]] void throw_error_reply(const RedisEndpoint& endpoint, std::string_view text);
+
+}  // namespace clupy::store

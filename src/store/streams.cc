@@ -1,0 +1,314 @@
+// StoreWriter and StoreReader: chunked, pipelined streams over one blob.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include <clupy/store.hpp>
+
+#include "store/content_type.hpp"
+#include "store/internal.hpp"
+
+namespace clupy {
+
+using store::kSniffHeadBytes;
+using store::kSniffTailBytes;
+
+namespace {
+// A writer refreshes its lease at most this often; the janitor's orphan grace must be far longer.
+constexpr auto kHeartbeatEvery = std::chrono::seconds(1);
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+StoreWriter::Buf::Buf(const StoreOptions& options, const store::RedisEndpoint& endpoint,
+                      std::string name)
+    : options_(options),
+      layout_(options.key_prefix),
+      name_(std::move(name)),
+      blob_(store::new_blob_id()) {
+  conn_ = std::make_unique<store::RedisConnection>(endpoint, options.connect_timeout,
+                                                   options.op_timeout);
+  conn_->call({"EVAL", store::kScriptBeginWrite, "1", layout_.writing(), blob_});
+  last_heartbeat_ = std::chrono::steady_clock::now();
+  buf_.resize(options.chunk_size);
+  setp(buf_.data(), buf_.data() + buf_.size());
+}
+
+StoreWriter::Buf::~Buf() { abort(); }
+
+std::uint64_t StoreWriter::Buf::bytes_written() const noexcept {
+  return size_ + static_cast<std::uint64_t>(pptr() - pbase());
+}
+
+void StoreWriter::Buf::check_open() {
+  if (state_ == State::kOpen) return;
+  if (state_ == State::kFailed)
+    throw StoreError(StoreError::Code::kConflict,
+                     "writer of '" + name_ + "' failed earlier: " + failure_);
+  throw StoreError(StoreError::Code::kInvalidArgument,
+                   "writer of '" + name_ + "' is already " +
+                       (state_ == State::kCommitted ? "committed" : "aborted"));
+}
+
+template <class F>
+auto StoreWriter::Buf::guarded(F&& f) {
+  check_open();
+  try {
+    return f();
+  } catch (const StoreError& e) {
+    state_ = State::kFailed;
+    failure_ = e.what();
+    throw;
+  }
+}
+
+void StoreWriter::Buf::drain(std::size_t keep) {
+  while (conn_->pending() > keep) {
+    store::Reply r = conn_->read_reply();
+    // Chunk SETs answer +OK; heartbeats answer 1, or 0 once the janitor claimed the blob.
+    if (r.is_integer() && r.integer() == 0)
+      throw StoreError(StoreError::Code::kConflict,
+                       "the write lease of '" + name_ +
+                           "' was lost: the writer stalled longer than the janitor's orphan "
+                           "grace; nothing was published");
+  }
+}
+
+void StoreWriter::Buf::flush_chunk() {
+  std::size_t n = static_cast<std::size_t>(pptr() - pbase());
+  if (n == 0) return;
+  std::string_view data(pbase(), n);
+  sha_.update(data);
+  if (head_.size() < kSniffHeadBytes)
+    head_.append(data.substr(0, std::min(n, kSniffHeadBytes - head_.size())));
+  if (n >= kSniffTailBytes) {
+    tail_.assign(data.substr(n - kSniffTailBytes));
+  } else {
+    tail_.append(data);
+    if (tail_.size() > kSniffTailBytes) tail_.erase(0, tail_.size() - kSniffTailBytes);
+  }
+  conn_->append({"SET", layout_.chunk(blob_, chunks_), data});
+  ++chunks_;
+  size_ += n;
+  setp(buf_.data(), buf_.data() + buf_.size());
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_heartbeat_ >= kHeartbeatEvery) {
+    conn_->append({"EVAL", store::kScriptHeartbeat, "1", layout_.writing(), blob_});
+    last_heartbeat_ = now;
+  }
+  drain(options_.pipeline_depth);
+}
+
+StoreWriter::Buf::int_type StoreWriter::Buf::overflow(int_type ch) {
+  return guarded([&] {
+    flush_chunk();
+    if (!traits_type::eq_int_type(ch, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(ch);
+      pbump(1);
+    }
+    return traits_type::not_eof(ch);
+  });
+}
+
+std::streamsize StoreWriter::Buf::xsputn(const char* s, std::streamsize n) {
+  return guarded([&] {
+    std::streamsize done = 0;
+    while (done < n) {
+      if (pptr() == epptr()) flush_chunk();
+      auto room = static_cast<std::streamsize>(epptr() - pptr());
+      auto take = std::min(room, n - done);
+      std::memcpy(pptr(), s + done, static_cast<std::size_t>(take));
+      pbump(static_cast<int>(take));
+      done += take;
+    }
+    return done;
+  });
+}
+
+FileStat StoreWriter::Buf::commit() {
+  if (state_ == State::kCommitted) return stat_;
+  guarded([&] {
+    flush_chunk();
+    drain(0);
+  });
+  std::string_view type;
+  try {
+    type = store::detect_content_type(name_, head_, tail_, size_);
+  } catch (const StoreError&) {
+    abort();
+    throw;
+  }
+  std::string sha = sha_.hex_digest();
+  store::Reply r = guarded([&] {
+    return conn_->call({"EVAL", store::kScriptCommit, "5", layout_.file(name_), layout_.writing(),
+                        layout_.names(), layout_.atime(), layout_.retired(), blob_, name_,
+                        std::to_string(size_), sha, type, std::to_string(options_.chunk_size),
+                        std::to_string(chunks_)});
+  });
+  state_ = State::kCommitted;
+  auto now = store::from_ms(std::stoll(std::string(r.str())));
+  stat_ = FileStat{name_, size_, sha, std::string(type), now, now, false};
+  return stat_;
+}
+
+void StoreWriter::Buf::abort() noexcept {
+  if (state_ == State::kCommitted || state_ == State::kAborted) return;
+  bool was_failed = state_ == State::kFailed;
+  state_ = State::kAborted;
+  if (!conn_ || conn_->broken()) return;  // the janitor collects the orphan
+  try {
+    if (was_failed) return;
+    drain(0);
+    // Delete exactly what this writer wrote: its own count is right even if the janitor has
+    // already deleted a prefix of the blob.
+    constexpr std::uint64_t kBatch = 256;
+    for (std::uint64_t i = 0; i < chunks_; i += kBatch) {
+      std::vector<std::string> keys;
+      for (std::uint64_t j = i; j < std::min(chunks_, i + kBatch); ++j)
+        keys.push_back(layout_.chunk(blob_, j));
+      std::vector<std::string_view> args{"UNLINK"};
+      args.insert(args.end(), keys.begin(), keys.end());
+      conn_->call(args);
+    }
+    conn_->call({"ZREM", layout_.writing(), blob_});
+  } catch (...) {
+    // Best effort: whatever is left is an orphan blob that the janitor collects.
+  }
+}
+
+StoreWriter::StoreWriter(std::unique_ptr<Buf> buf) : std::ostream(nullptr), buf_(std::move(buf)) {
+  rdbuf(buf_.get());
+  exceptions(std::ios::badbit);
+}
+
+StoreWriter::StoreWriter(StoreWriter&& other) noexcept
+    : std::ostream(std::move(other)), buf_(std::move(other.buf_)) {
+  set_rdbuf(buf_.get());
+  other.set_rdbuf(nullptr);
+}
+
+StoreWriter& StoreWriter::operator=(StoreWriter&& other) noexcept {
+  if (this != &other) {
+    std::ostream::operator=(std::move(other));
+    buf_ = std::move(other.buf_);
+    set_rdbuf(buf_.get());
+    other.set_rdbuf(nullptr);
+  }
+  return *this;
+}
+
+StoreWriter::~StoreWriter() = default;
+
+FileStat StoreWriter::commit() {
+  if (!buf_) throw StoreError(StoreError::Code::kInvalidArgument, "commit on a moved-from writer");
+  return buf_->commit();
+}
+
+void StoreWriter::abort() noexcept {
+  if (buf_) buf_->abort();
+}
+
+bool StoreWriter::committed() const noexcept { return buf_ && buf_->committed(); }
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+StoreReader::Buf::Buf(const StoreOptions& options, store::Session session, store::FileMeta meta)
+    : options_(options),
+      session_(std::move(session)),
+      layout_(options.key_prefix),
+      meta_(std::move(meta)) {}
+
+void StoreReader::Buf::request_more() {
+  std::uint64_t depth = std::max<std::size_t>(options_.pipeline_depth, 1);
+  while (requested_ < meta_.chunks && requested_ - next_ < depth) {
+    conn_->append({"GET", layout_.chunk(meta_.blob, requested_)});
+    ++requested_;
+  }
+}
+
+store::Reply StoreReader::Buf::next_chunk() {
+  // Chunk reads are idempotent: after a lost connection, reconnect and ask again from the
+  // chunk we need. The blob itself never changes, so the bytes are the same.
+  return store::retry_loop(
+      "reading '" + meta_.stat.name + "'", options_.retry_window,
+      [&] {
+        if (!conn_ || conn_->broken()) {
+          conn_ = session_.fresh();
+          requested_ = next_;
+        }
+        request_more();
+        return conn_->read_reply();
+      },
+      [&] { conn_.reset(); });
+}
+
+StoreReader::Buf::int_type StoreReader::Buf::underflow() {
+  if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+  if (next_ >= meta_.chunks) {
+    if (options_.verify_reads && !verified_) {
+      verified_ = true;
+      std::string got = sha_.hex_digest();
+      if (consumed_bytes_ != meta_.stat.size || got != meta_.stat.sha256)
+        throw StoreError(StoreError::Code::kCorrupt,
+                         "'" + meta_.stat.name + "' is corrupt: read " +
+                             std::to_string(consumed_bytes_) + " bytes with SHA-256 " + got +
+                             ", expected " + std::to_string(meta_.stat.size) + " bytes with " +
+                             meta_.stat.sha256);
+    }
+    return traits_type::eof();
+  }
+  current_ = next_chunk();
+  if (current_.is_nil())
+    throw StoreError(StoreError::Code::kConflict,
+                     "the version of '" + meta_.stat.name + "' being read (blob " + meta_.blob +
+                         ") was deleted while it was read: it was replaced or removed longer "
+                         "than the janitor's orphan grace ago, evicted, or redis restarted");
+  std::string_view data = current_.str();
+  std::uint64_t expected =
+      next_ + 1 < meta_.chunks ? meta_.chunk_size : meta_.stat.size - next_ * meta_.chunk_size;
+  if (data.size() != expected)
+    throw StoreError(StoreError::Code::kCorrupt,
+                     "'" + meta_.stat.name + "' is corrupt: chunk " + std::to_string(next_) +
+                         " has " + std::to_string(data.size()) + " bytes, expected " +
+                         std::to_string(expected));
+  ++next_;
+  consumed_bytes_ += data.size();
+  if (options_.verify_reads) sha_.update(data);
+  char* begin = const_cast<char*>(data.data());
+  setg(begin, begin, begin + data.size());
+  return traits_type::to_int_type(*gptr());
+}
+
+std::streamsize StoreReader::Buf::showmanyc() {
+  std::uint64_t left = meta_.stat.size - consumed_bytes_;
+  return left == 0 && next_ >= meta_.chunks ? -1 : static_cast<std::streamsize>(left);
+}
+
+StoreReader::StoreReader(std::unique_ptr<Buf> buf) : std::istream(nullptr), buf_(std::move(buf)) {
+  rdbuf(buf_.get());
+  exceptions(std::ios::badbit);
+}
+
+StoreReader::StoreReader(StoreReader&& other) noexcept
+    : std::istream(std::move(other)), buf_(std::move(other.buf_)) {
+  set_rdbuf(buf_.get());
+  other.set_rdbuf(nullptr);
+}
+
+StoreReader& StoreReader::operator=(StoreReader&& other) noexcept {
+  if (this != &other) {
+    std::istream::operator=(std::move(other));
+    buf_ = std::move(other.buf_);
+    set_rdbuf(buf_.get());
+    other.set_rdbuf(nullptr);
+  }
+  return *this;
+}
+
+StoreReader::~StoreReader() = default;
+
+const FileStat& StoreReader::stat() const noexcept { return buf_->stat(); }
+
+}  // namespace clupy

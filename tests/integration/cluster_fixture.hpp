@@ -1,0 +1,43 @@
+// A real cluster for tests: a `clupy --master` process and `clupy --serve` processes on free
+// loopback ports, in a private directory with its own token file.
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "clupy/cluster.hpp"
+#include "support/process.hpp"
+
+namespace clupy::test {
+
+class ClusterFixture : public testing::Test {
+ protected:
+  // Starts the master and waits until it listens. `port` 0 picks a free one.
+  void start_master(std::vector<std::string> extra_args = {}, int port = 0);
+  // Starts a server with a fixed id that heartbeats every 200 ms.
+  ChildProcess& start_server(const std::string& id, std::vector<std::string> extra_args = {},
+                             std::map<std::string, std::string> env = {});
+  std::string master_url() const { return "clupy://127.0.0.1:" + std::to_string(port_); }
+  std::string token_file() const { return dir_.file("token"); }
+
+  // The registry, or nullopt when the master cannot be asked.
+  std::optional<ClusterStatus> status();
+  std::set<std::string> server_ids();
+  testing::AssertionResult servers_become(const std::set<std::string>& ids,
+                                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  // Runs the clupy CLI to completion; returns its exit code and fills `output` (stdout+stderr).
+  int run_cli(std::vector<std::string> args, std::string& output,
+              std::map<std::string, std::string> env = {}, const std::string& working_dir = "");
+
+  TempDir dir_;
+  int port_ = 0;
+  ChildProcess master_;
+  std::map<std::string, ChildProcess> servers_;
+};
+
+}  // namespace clupy::test
