@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what is missing, builds with warnings as errors,
+# runs every test, then does the same in an AddressSanitizer + UndefinedBehaviorSanitizer build.
+# Usage: tools/test.sh [--no-sanitizers]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+"$root/tools/install-deps.sh"
+
+jobs="${CLUPY_JOBS:-$(nproc)}"
+export CCACHE_DIR="${CCACHE_DIR:-$root/.cache/ccache}"
+common_flags=(-G Ninja -DCLUPY_WERROR=ON -DCLUPY_BUILD_TESTS=ON)
+
+run_suite() {  # name, build dir, extra cmake flags...
+  local name="$1" dir="$2"
+  shift 2
+  echo "== $name: configure and build ($dir)"
+  cmake -S "$root" -B "$dir" "${common_flags[@]}" "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  echo "== $name: tests"
+  (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600)
+}
+
+run_suite "release" "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ "${1:-}" != "--no-sanitizers" ]; then
+  export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+  export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+  run_suite "asan+ubsan" "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCLUPY_SANITIZE=ON
+fi
+echo "== all test suites passed"
