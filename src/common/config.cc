@@ -205,6 +205,10 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
     t.add("maintenance_period", duration_key(c.maintenance_period));
     t.add("default_server_request_count", int_key(c.default_server_request_count, 0, 1 << 20));
     t.add("handshake_timeout", duration_key(c.handshake_timeout));
+    t.add("image_store_size", size_key(c.image_store_size));
+    t.add("client_window", int_key(c.client_window, 1, 1 << 24));
+    t.add("default_retries", int_key(c.default_retries, 0, 1000));
+    t.add("assign_ahead", int_key(c.assign_ahead, 1, 1024));
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
@@ -217,6 +221,7 @@ ServerConfig parse_server_config(const std::string& yaml, const std::string& sou
     t.add("port", int_key(c.port, 0, 65535));
     t.add("server_id", string_key(c.server_id));
     t.add("capacity", int_key(c.capacity, 0, 4096));
+    t.add("cache_dir", string_key(c.cache_dir));
     t.add("labels", labels_key(c.labels));
     t.add("registration_interval", duration_key(c.registration_interval));
     t.add("failure_retry_interval", duration_key(c.failure_retry_interval));

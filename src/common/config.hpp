@@ -34,6 +34,10 @@ struct MasterConfig {
   Millis reservation_ttl{60'000};
   Millis maintenance_period{1'000};
   int default_server_request_count = 0;  // servers a client gets when it asks for 0; 0 = all
+  std::size_t image_store_size = std::size_t{4} << 30;  // bytes of program images kept on disk
+  int client_window = 65536;     // tasks a client may have submitted and unresolved
+  int default_retries = 3;       // reruns of a task lost with its server
+  int assign_ahead = 1;          // tasks assigned per worker slot (>1 queues tasks on servers)
   Millis handshake_timeout{10'000};
   std::size_t max_frame_size = kDefaultMaxFrameSize;
   std::string log_level = "info";
@@ -45,6 +49,7 @@ struct ServerConfig {
   int port = 0;                  // advertised port for direct connections; 0 = none
   std::string server_id;         // empty: a random id per process
   int capacity = 0;              // worker slots; 0 = this machine's cores
+  std::string cache_dir = "clupy-server-cache";  // program images fetched from the master
   std::map<std::string, std::string> labels;
   Millis registration_interval{1'000};   // heartbeat period
   Millis failure_retry_interval{1'000};  // wait between reconnection attempts

@@ -21,7 +21,7 @@ Connection::Connection(Transport transport, std::size_t max_frame_size)
 
 Connection::~Connection() { transport_.close(); }
 
-asio::any_io_executor Connection::executor() { return transport_.socket().get_executor(); }
+asio::any_io_executor Connection::executor() { return transport_.executor(); }
 
 asio::awaitable<bool> Connection::fill_next(wire::Envelope& message) {
   while (true) {

@@ -19,6 +19,8 @@ Transport::Transport(tcp::socket socket, asio::ssl::context& tls)
   std::get<1>(stream_).next_layer().set_option(tcp::no_delay(true), ignored);
 }
 
+Transport::Transport(local_socket socket) : stream_(std::in_place_index<2>, std::move(socket)) {}
+
 asio::awaitable<void> Transport::start(bool as_server) {
   if (auto* tls = std::get_if<1>(&stream_))
     co_await tls->async_handshake(as_server ? asio::ssl::stream_base::server
@@ -28,30 +30,40 @@ asio::awaitable<void> Transport::start(bool as_server) {
 
 asio::awaitable<std::size_t> Transport::read_some(asio::mutable_buffer buffer) {
   if (auto* tls = std::get_if<1>(&stream_)) co_return co_await tls->async_read_some(buffer, asio::use_awaitable);
+  if (auto* local = std::get_if<2>(&stream_)) co_return co_await local->async_read_some(buffer, asio::use_awaitable);
   co_return co_await std::get<0>(stream_).async_read_some(buffer, asio::use_awaitable);
 }
 
 asio::awaitable<void> Transport::write_all(asio::const_buffer buffer) {
   if (auto* tls = std::get_if<1>(&stream_))
     co_await asio::async_write(*tls, buffer, asio::use_awaitable);
+  else if (auto* local = std::get_if<2>(&stream_))
+    co_await asio::async_write(*local, buffer, asio::use_awaitable);
   else
     co_await asio::async_write(std::get<0>(stream_), buffer, asio::use_awaitable);
 }
 
-tcp::socket& Transport::socket() {
-  if (auto* tls = std::get_if<1>(&stream_)) return tls->next_layer();
-  return std::get<0>(stream_);
+asio::any_io_executor Transport::executor() {
+  return std::visit([](auto& stream) { return stream.get_executor(); }, stream_);
 }
 
 void Transport::close() {
   boost::system::error_code ignored;
-  socket().shutdown(tcp::socket::shutdown_both, ignored);
-  socket().close(ignored);
+  if (auto* local = std::get_if<2>(&stream_)) {
+    local->shutdown(local_socket::shutdown_both, ignored);
+    local->close(ignored);
+    return;
+  }
+  tcp::socket& socket = uses_tls() ? std::get<1>(stream_).next_layer() : std::get<0>(stream_);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 std::string Transport::remote_description() {
+  if (std::holds_alternative<local_socket>(stream_)) return "local socket";
   boost::system::error_code ec;
-  auto endpoint = socket().remote_endpoint(ec);
+  tcp::socket& socket = uses_tls() ? std::get<1>(stream_).next_layer() : std::get<0>(stream_);
+  auto endpoint = socket.remote_endpoint(ec);
   if (ec) return "unknown peer";
   return endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
 }

@@ -1,9 +1,11 @@
-// A byte stream that is either plain TCP or TLS over TCP, chosen at run time, so the framing
-// and handshake code above it is written once.
+// A byte stream that is plain TCP, TLS over TCP, or a local (Unix) socket, chosen at run time,
+// so the framing and handshake code above it is written once. The local socket carries the
+// server <-> worker process link.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
 
@@ -17,11 +19,13 @@ namespace clupy::common {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using local_socket = asio::local::stream_protocol::socket;
 
 class Transport {
  public:
   explicit Transport(tcp::socket socket);
   Transport(tcp::socket socket, asio::ssl::context& tls);
+  explicit Transport(local_socket socket);
 
   bool uses_tls() const { return stream_.index() == 1; }
   // Runs the TLS handshake; nothing for a plain stream. Throws boost::system::system_error.
@@ -30,14 +34,14 @@ class Transport {
   asio::awaitable<void> write_all(asio::const_buffer buffer);
   // Closes the socket; pending operations finish with operation_aborted. Idempotent.
   void close();
-  tcp::socket& socket();
+  asio::any_io_executor executor();
   // The TLS stream, or nullptr for a plain transport.
   asio::ssl::stream<tcp::socket>* tls_stream() { return std::get_if<1>(&stream_); }
   // "127.0.0.1:51234", or "unknown peer" once the socket is gone.
   std::string remote_description();
 
  private:
-  std::variant<tcp::socket, asio::ssl::stream<tcp::socket>> stream_;
+  std::variant<tcp::socket, asio::ssl::stream<tcp::socket>, local_socket> stream_;
 };
 
 // TLS contexts from the configured PEM files. Throws clupy::ConfigError naming the bad file.

@@ -20,9 +20,17 @@ auto log() { return common::logger("master"); }
 }  // namespace
 
 Master::Master(asio::io_context& io, common::MasterConfig config)
-    : io_(io), config_(std::move(config)), acceptor_(io), maintenance_timer_(io),
+    : io_(io),
+      config_((common::validate(config), std::move(config))),
+      acceptor_(io),
+      maintenance_timer_(io),
+      images_(config_.data_dir + "/images", config_.image_store_size),
+      scheduler_(registry_, *this,
+                 SchedulerConfig{static_cast<std::uint32_t>(config_.default_server_request_count),
+                                 static_cast<std::uint32_t>(config_.client_window),
+                                 config_.default_retries,
+                                 static_cast<std::uint32_t>(config_.assign_ahead)}),
       started_at_(Clock::now()) {
-  common::validate(config_);
   if (!config_.allow_no_auth) {
     const std::string path =
         config_.token_file.empty() ? common::default_token_path() : config_.token_file;
@@ -102,7 +110,7 @@ asio::awaitable<void> Master::serve(std::shared_ptr<common::Connection> connecti
   });
   // Listed from the start, so stop() also closes connections still in their handshake.
   const std::uint64_t id = next_session_id_++;
-  sessions_[id] = Session{connection, {}};
+  sessions_[id].connection = connection;
   common::PeerIdentity peer;
   // A named object, not a braced temporary: GCC 12 destroys temporaries inside a co_await
   // expression twice.
@@ -144,12 +152,16 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
         session.connection->close("RegisterServer without a server id");
         return;
       }
+      if (!session.server_id.empty() && session.server_id != description.server_id()) lose_server(session);
       const bool added = registry_.register_server(description, session_id, now);
+      session.server_id = description.server_id();
+      scheduler_.server_available(description.server_id(), session_id);
       log()->info("server {} {} ({} at {}, {} slots)", description.server_id(),
                   added ? "registered" : "re-registered", description.hostname(),
                   description.address(), description.capacity());
       reply.mutable_server_registered()->set_server_id(description.server_id());
       session.connection->send(reply);
+      scheduler_.dispatch();
       return;
     }
     case wire::Envelope::kHeartbeat: {
@@ -163,8 +175,58 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     }
     case wire::Envelope::kUnregisterServer: {
       if (session.peer.role != wire::ROLE_SERVER) break;
+      if (message.unregister_server().server_id() != session.server_id) break;
+      lose_server(session);
       if (registry_.unregister(message.unregister_server().server_id()))
         log()->info("server {} unregistered", message.unregister_server().server_id());
+      session.server_id.clear();
+      scheduler_.dispatch();
+      return;
+    }
+    case wire::Envelope::kTaskResults: {
+      if (session.peer.role != wire::ROLE_SERVER || session.server_id.empty()) break;
+      scheduler_.results(session.server_id, *message.mutable_task_results());
+      scheduler_.dispatch();
+      return;
+    }
+    case wire::Envelope::kTaskOutput: {
+      if (session.peer.role != wire::ROLE_SERVER) break;
+      if (auto owner = scheduler_.owner_of(message.task_output().task_id())) {
+        message.mutable_task_output()->set_task_id(owner->second);
+        message.mutable_task_output()->set_server_id(session.server_id);
+        send_to(owner->first, message);
+      }
+      return;
+    }
+    case wire::Envelope::kFetchImage: {
+      if (session.peer.role != wire::ROLE_SERVER) break;
+      send_image(session, message.fetch_image().image_sha256());
+      return;
+    }
+    case wire::Envelope::kOpenJob: {
+      if (session.peer.role != wire::ROLE_CLIENT) break;
+      open_job(session_id, session, message);
+      return;
+    }
+    case wire::Envelope::kImageChunk: {
+      if (session.peer.role != wire::ROLE_CLIENT || session.image_sha256.empty()) break;
+      store_chunk(session_id, session, message.image_chunk());
+      return;
+    }
+    case wire::Envelope::kSubmitTasks: {
+      if (session.peer.role != wire::ROLE_CLIENT || session.image_sha256.empty()) break;
+      scheduler_.submit(session_id, *message.mutable_submit_tasks(), now);
+      scheduler_.dispatch();
+      return;
+    }
+    case wire::Envelope::kCancelTasks: {
+      if (session.peer.role != wire::ROLE_CLIENT) break;
+      scheduler_.cancel(session_id, message.cancel_tasks());
+      scheduler_.dispatch();
+      return;
+    }
+    case wire::Envelope::kKeepAlive: {
+      scheduler_.client_seen(session_id, now);
       return;
     }
     case wire::Envelope::kRegistryRequest: {
@@ -190,9 +252,127 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
 void Master::on_session_closed(std::uint64_t session_id, const std::string& reason) {
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return;
-  log()->debug("session {} ({}) closed: {}", session_id, it->second.peer.name, reason);
-  if (it->second.peer.role == wire::ROLE_SERVER) registry_.connection_lost(session_id);
+  Session& session = it->second;
+  log()->debug("session {} ({}) closed: {}", session_id, session.peer.name, reason);
+  if (session.peer.role == wire::ROLE_SERVER) {
+    registry_.connection_lost(session_id);
+    lose_server(session);
+  }
+  if (session.peer.role == wire::ROLE_CLIENT) {
+    scheduler_.client_gone(session_id);
+    if (session.image_pinned) images_.unpin(session.image_sha256);
+  }
   sessions_.erase(it);
+  scheduler_.dispatch();
+}
+
+void Master::lose_server(Session& session) {
+  if (session.server_id.empty()) return;
+  // Its tasks are rerun elsewhere now rather than after the TTL: a server whose connection is
+  // gone cannot report results any more.
+  scheduler_.server_lost(session.server_id);
+}
+
+void Master::send_to(SessionId session, const wire::Envelope& message) {
+  auto it = sessions_.find(session);
+  if (it != sessions_.end()) it->second.connection->send(message);
+}
+
+void Master::assign(SessionId server, wire::AssignTasks&& tasks) {
+  wire::Envelope message;
+  *message.mutable_assign_tasks() = std::move(tasks);
+  send_to(server, message);
+}
+
+void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
+  wire::Envelope message;
+  *message.mutable_cancel_assignments() = std::move(tasks);
+  send_to(server, message);
+}
+
+void Master::deliver(SessionId client, wire::TaskResults&& results) {
+  wire::Envelope message;
+  *message.mutable_task_results() = std::move(results);
+  send_to(client, message);
+}
+
+void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope& message) {
+  const auto& job = message.open_job();
+  wire::Envelope reply;
+  reply.set_request_id(message.request_id());
+  if (job.image_sha256().size() != 32) {
+    reply.mutable_error()->set_message("OpenJob needs the image's 32-byte SHA-256");
+    session.connection->send(reply);
+    session.connection->close_after_flush("malformed OpenJob");
+    return;
+  }
+  if (session.image_pinned) images_.unpin(session.image_sha256);
+  session.image_sha256 = job.image_sha256();
+  const bool ready = images_.has(job.image_sha256());
+  session.image_pinned = ready;
+  if (ready) images_.pin(job.image_sha256());
+  const bool need = !ready && !images_.uploading(job.image_sha256());
+  const std::uint64_t job_id = scheduler_.open_job(session_id, job.client_name(), job.image_sha256(),
+                                                   job.image_name(), ready, Clock::now());
+  log()->info("job {} opened by {} ({}, image {}{})", job_id, job.client_name(), job.image_name(),
+              hex_of(job.image_sha256()).substr(0, 16), need ? ", uploading" : "");
+  auto* opened = reply.mutable_job_opened();
+  opened->set_job_id(job_id);
+  opened->set_need_image(need);
+  opened->set_window(static_cast<std::uint32_t>(config_.client_window));
+  opened->set_keepalive_interval_ms(static_cast<std::uint32_t>(
+      std::max<std::int64_t>(100, config_.reservation_ttl.count() / 3)));
+  session.connection->send(reply);
+}
+
+void Master::store_chunk(std::uint64_t session_id, Session& session, const wire::ImageChunk& chunk) {
+  if (chunk.image_sha256() != session.image_sha256) return;
+  auto outcome = images_.add_chunk(chunk.image_sha256(), 0, chunk.offset(), chunk.data(), chunk.last());
+  if (!outcome) return;
+  if (!outcome->empty()) {
+    log()->error("upload of image {} from session {} failed: {}", hex_of(chunk.image_sha256()).substr(0, 16),
+                 session_id, *outcome);
+    wire::Envelope failed;
+    failed.mutable_image_failed()->set_image_sha256(chunk.image_sha256());
+    failed.mutable_image_failed()->set_reason(*outcome);
+    session.connection->send(failed);
+    scheduler_.image_failed(chunk.image_sha256(), *outcome);
+  } else {
+    for (auto& [id, s] : sessions_) {
+      if (s.image_sha256 != chunk.image_sha256() || s.image_pinned) continue;
+      images_.pin(s.image_sha256);
+      s.image_pinned = true;
+    }
+    scheduler_.image_ready(chunk.image_sha256());
+  }
+  scheduler_.dispatch();
+}
+
+void Master::send_image(Session& session, const std::string& sha256) {
+  constexpr std::size_t kChunk = 1u << 20;
+  std::ifstream in(images_.path_of(sha256), std::ios::binary);
+  if (sha256.size() != 32 || !images_.has(sha256) || !in) {
+    wire::Envelope failed;
+    failed.mutable_image_failed()->set_image_sha256(sha256);
+    failed.mutable_image_failed()->set_reason("the master does not have this image");
+    session.connection->send(failed);
+    return;
+  }
+  std::uint64_t offset = 0;
+  std::string buffer(kChunk, '\0');
+  while (true) {
+    in.read(buffer.data(), static_cast<std::streamsize>(kChunk));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    wire::Envelope chunk;
+    auto* c = chunk.mutable_image_chunk();
+    c->set_image_sha256(sha256);
+    c->set_offset(offset);
+    c->set_data(buffer.data(), got);
+    c->set_last(got < kChunk || in.peek() == std::char_traits<char>::eof());
+    session.connection->send(chunk);
+    offset += got;
+    if (c->last()) break;
+  }
 }
 
 void Master::schedule_maintenance() {
@@ -205,9 +385,14 @@ void Master::schedule_maintenance() {
 }
 
 void Master::maintain() {
-  for (const auto& id : registry_.expire(Clock::now(), config_.registration_ttl))
+  const auto now = Clock::now();
+  for (const auto& id : registry_.expire(now, config_.registration_ttl)) {
     log()->info("server {} dropped: no heartbeat for more than {} ms", id,
                 config_.registration_ttl.count());
+    scheduler_.server_lost(id);
+  }
+  scheduler_.expire_reservations(now, config_.reservation_ttl);
+  scheduler_.dispatch();
 }
 
 int run_master(const common::MasterConfig& config) {

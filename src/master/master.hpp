@@ -15,18 +15,20 @@
 #include "common/config.hpp"
 #include "common/connection.hpp"
 #include "common/handshake.hpp"
+#include "master/images.hpp"
 #include "master/registry.hpp"
+#include "master/scheduler.hpp"
 
 namespace clupy::master {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-class Master {
+class Master : private Outbox {
  public:
   // Reads or creates the token file and prepares TLS. Throws clupy::ConfigError.
   Master(asio::io_context& io, common::MasterConfig config);
-  ~Master();
+  ~Master() override;
 
   // Binds and starts accepting. Throws clupy::ConfigError when the address cannot be bound.
   void start();
@@ -39,7 +41,21 @@ class Master {
   struct Session {
     std::shared_ptr<common::Connection> connection;
     common::PeerIdentity peer;
+    std::string server_id;     // servers: the id they registered
+    std::string image_sha256;  // clients: their job's image
+    bool image_pinned = false;
   };
+
+  // Outbox: the scheduler's messages leave through the sessions' connections.
+  void assign(SessionId server, wire::AssignTasks&& tasks) override;
+  void cancel(SessionId server, wire::CancelAssignments&& tasks) override;
+  void deliver(SessionId client, wire::TaskResults&& results) override;
+  void send_to(SessionId session, const wire::Envelope& message);
+
+  void open_job(std::uint64_t session_id, Session& session, wire::Envelope& message);
+  void store_chunk(std::uint64_t session_id, Session& session, const wire::ImageChunk& chunk);
+  void send_image(Session& session, const std::string& sha256);
+  void lose_server(Session& session);
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<common::Connection> connection);
@@ -55,6 +71,8 @@ class Master {
   tcp::acceptor acceptor_;
   asio::steady_timer maintenance_timer_;
   Registry registry_;
+  ImageStore images_;
+  Scheduler scheduler_;
   std::map<std::uint64_t, Session> sessions_;
   std::uint64_t next_session_id_ = 1;
   Clock::time_point started_at_;

@@ -48,6 +48,19 @@ std::vector<std::string> Registry::expire(Clock::time_point now, std::chrono::mi
   return removed;
 }
 
+void Registry::reserve(const std::string& server_id, const std::string& client,
+                       Clock::time_point now) {
+  auto it = servers_.find(server_id);
+  if (it == servers_.end() || !it->second.reserved_by.empty()) return;
+  it->second.reserved_by = client;
+  it->second.reserved_since = now;
+}
+
+void Registry::release(const std::string& server_id, const std::string& client) {
+  auto it = servers_.find(server_id);
+  if (it != servers_.end() && it->second.reserved_by == client) it->second.reserved_by.clear();
+}
+
 void Registry::fill(wire::RegistryReply& reply, Clock::time_point now) const {
   for (const auto& [id, record] : servers_) {
     wire::ServerEntry* entry = reply.add_servers();

@@ -39,6 +39,10 @@ class Registry {
   // Removes servers whose last heartbeat is older than ttl; returns their ids.
   std::vector<std::string> expire(Clock::time_point now, std::chrono::milliseconds ttl);
 
+  // Records that `client` holds the server (the first holder is shown; others share it).
+  void reserve(const std::string& server_id, const std::string& client, Clock::time_point now);
+  void release(const std::string& server_id, const std::string& client);
+
   void fill(wire::RegistryReply& reply, Clock::time_point now) const;
   const ServerRecord* find(const std::string& server_id) const;
   std::size_t size() const { return servers_.size(); }

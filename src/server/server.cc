@@ -4,6 +4,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -32,6 +33,37 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
                                          : config_.server_id;
   capacity_ = config_.capacity > 0 ? static_cast<unsigned>(config_.capacity)
                                    : std::max(1u, std::thread::hardware_concurrency());
+  WorkerPool::Callbacks callbacks;
+  callbacks.on_result = [this](wire::TaskResult&& result) { queue_result(std::move(result)); };
+  callbacks.on_output = [this](std::uint64_t task_id, bool is_stderr, std::string text) {
+    wire::Envelope output;
+    output.mutable_task_output()->set_task_id(task_id);
+    output.mutable_task_output()->set_is_stderr(is_stderr);
+    output.mutable_task_output()->set_text(std::move(text));
+    send_to_master(output);
+  };
+  callbacks.fetch_image = [this](const std::string& sha256) {
+    wire::Envelope fetch;
+    fetch.mutable_fetch_image()->set_image_sha256(sha256);
+    send_to_master(fetch);
+  };
+  pool_ = std::make_unique<WorkerPool>(io_, server_id_, capacity_, config_.cache_dir, std::move(callbacks));
+}
+
+void ServerDaemon::send_to_master(const wire::Envelope& message) {
+  if (connection_ && connection_->is_open()) connection_->send(message);
+}
+
+void ServerDaemon::queue_result(wire::TaskResult&& result) {
+  // Results produced in one turn of the event loop travel as one message.
+  *pending_results_.mutable_task_results()->add_results() = std::move(result);
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(io_, [this] {
+    flush_posted_ = false;
+    send_to_master(pending_results_);
+    pending_results_.Clear();
+  });
 }
 
 ServerDaemon::~ServerDaemon() = default;
@@ -42,6 +74,7 @@ void ServerDaemon::stop() {
   if (stopping_) return;
   stopping_ = true;
   wake_timer_.cancel();
+  pool_->shutdown();
   if (connection_ && connection_->is_open()) {
     if (registered_) {
       wire::Envelope goodbye;
@@ -116,10 +149,15 @@ asio::awaitable<void> ServerDaemon::serve_connection(std::shared_ptr<common::Con
     if (link->closed || stopping_) break;
     wire::Envelope beat;
     beat.mutable_heartbeat()->set_server_id(server_id_);
-    beat.mutable_heartbeat()->set_busy_slots(0);
+    beat.mutable_heartbeat()->set_busy_slots(pool_->busy());
     connection->send(beat);
   }
-  if (!stopping_) log()->warn("lost the master at {}: {}", master_.to_string(), link->reason);
+  if (!stopping_) {
+    log()->warn("lost the master at {}: {}", master_.to_string(), link->reason);
+    // A new master knows nothing of these tasks: stop them and free the slots.
+    pool_->abandon_all();
+    pending_results_.Clear();
+  }
   registered_ = false;
   connection_.reset();
 }
@@ -129,6 +167,18 @@ void ServerDaemon::handle(wire::Envelope& message) {
     case wire::Envelope::kServerRegistered:
       if (!registered_) log()->info("registered with master {} as {} ({} slots)", master_.to_string(), server_id_, capacity_);
       registered_ = true;
+      break;
+    case wire::Envelope::kAssignTasks:
+      for (auto& task : *message.mutable_assign_tasks()->mutable_tasks()) pool_->run(std::move(task));
+      break;
+    case wire::Envelope::kCancelAssignments:
+      for (std::uint64_t id : message.cancel_assignments().task_ids()) pool_->cancel(id);
+      break;
+    case wire::Envelope::kImageChunk:
+      pool_->image_chunk(message.image_chunk());
+      break;
+    case wire::Envelope::kImageFailed:
+      pool_->image_failed(message.image_failed().image_sha256(), message.image_failed().reason());
       break;
     case wire::Envelope::kError:
       // The master forgot us (TTL passed while we were cut off): register again at once.

@@ -13,6 +13,7 @@
 #include "common/config.hpp"
 #include "common/connection.hpp"
 #include "common/url.hpp"
+#include "server/workers.hpp"
 
 namespace clupy::server {
 
@@ -33,6 +34,8 @@ class ServerDaemon {
   asio::awaitable<void> run();
   asio::awaitable<void> serve_connection(std::shared_ptr<common::Connection> connection);
   void handle(wire::Envelope& message);
+  void queue_result(wire::TaskResult&& result);
+  void send_to_master(const wire::Envelope& message);
 
   asio::io_context& io_;
   common::ServerConfig config_;
@@ -42,6 +45,9 @@ class ServerDaemon {
   unsigned capacity_ = 1;
   asio::steady_timer wake_timer_;
   std::shared_ptr<common::Connection> connection_;
+  std::unique_ptr<WorkerPool> pool_;
+  wire::Envelope pending_results_;
+  bool flush_posted_ = false;
   bool registered_ = false;
   bool stopping_ = false;
 };

@@ -64,6 +64,7 @@ std::ostream& operator<<(std::ostream& out, const Failure& failure) {
   return out << failure.to_string();
 }
 
-RemoteError::RemoteError(Failure failure) : Error(failure.to_string()), failure_(std::move(failure)) {}
+RemoteError::RemoteError(Failure failure)
+    : Error(failure.to_string()), failure_(std::move(failure)) {}
 
 }  // namespace clupy

@@ -1,0 +1,166 @@
+// The shared state behind clupy::Future<T>. The runtime keeps a std::shared_ptr<FutureStateBase>
+// for every task in flight and completes it from its I/O thread; users see only Future<T>.
+//
+// Thread-safety: every member may be called from any thread. The first completion wins
+// (result, failure or cancellation); later ones are ignored and return false. Callbacks run
+// exactly once, outside the state's lock, on the completing thread, or on the registering
+// thread when the state had already completed.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include "clupy/errors.hpp"
+
+namespace clupy::detail {
+
+// Receives "future number `index` completed" from many states at once (wait_any,
+// as_completed). notify() runs under the notifying state's lock: it must only record and wake.
+class Waiter {
+ public:
+  virtual void notify(std::size_t index) = 0;
+
+ protected:
+  ~Waiter() = default;
+};
+
+class FutureStateBase {
+ public:
+  enum class Status { kPending, kSucceeded, kFailed };
+
+  FutureStateBase() = default;
+  virtual ~FutureStateBase();
+  FutureStateBase(const FutureStateBase&) = delete;
+  FutureStateBase& operator=(const FutureStateBase&) = delete;
+
+  // --- The runtime's side ---
+
+  // Decodes msgpack bytes into the value type and succeeds; bytes that do not decode fail the
+  // state with a kProtocol failure instead. Returns false if the state was already complete.
+  virtual bool complete_with_result(std::string_view msgpack_bytes) = 0;
+  // Fails the state. Returns false if it was already complete.
+  bool complete_with_failure(Failure failure);
+  // Installs the function cancel() calls (e.g. "tell the master to drop task 17"). It runs at
+  // most once, on the cancelling thread, after the state resolved as cancelled; it must not
+  // block for long. Dropped if the state is already complete.
+  void set_cancel_hook(std::function<void()> hook);
+
+  // --- The user's side (through Future<T>) ---
+
+  // Resolves as kCancelled and calls the cancel hook. Returns false if already complete.
+  bool cancel();
+  Status status() const;
+  // Returns true once complete, false when `deadline` passed first. time_point::max() waits
+  // without limit.
+  bool wait_until(std::chrono::steady_clock::time_point deadline) const;
+  // Precondition: status() == kFailed.
+  const Failure& failure() const;
+  // Runs `callback` once on completion (now, on this thread, if already complete). An
+  // exception escaping the callback is reported on stderr and dropped, so one bad callback
+  // cannot stop the others or the runtime's I/O thread; use then() for fallible work.
+  void add_callback(std::function<void()> callback);
+  // Registers `waiter` to be told `index` on completion. Returns false (and does not register)
+  // if already complete. The waiter must be removed before it is destroyed.
+  bool add_waiter(Waiter* waiter, std::size_t index);
+  void remove_waiter(Waiter* waiter);
+
+ protected:
+  // Runs `store` under the lock and marks success, if still pending.
+  template <class Store>
+  bool resolve_success(Store&& store) {
+    std::unique_lock lock(mu_);
+    if (status_ != Status::kPending) return false;
+    std::forward<Store>(store)();
+    status_ = Status::kSucceeded;
+    finish(lock);
+    return true;
+  }
+  // A kProtocol failure saying the result bytes did not decode as `type_name`.
+  bool fail_decode(std::string type_name, const std::string& error);
+
+ private:
+  // Wakes waiters, unlocks, then runs the callbacks.
+  void finish(std::unique_lock<std::mutex>& lock);
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  Status status_ = Status::kPending;
+  Failure failure_;
+  std::vector<std::function<void()>> callbacks_;
+  std::vector<std::pair<Waiter*, std::size_t>> waiters_;
+  std::function<void()> cancel_hook_;
+};
+
+// Runs `callback`, reporting (not propagating) an exception; see add_callback().
+void run_callback_guarded(const std::function<void()>& callback) noexcept;
+
+// The demangled name of T, for messages.
+std::string demangle(const char* mangled);
+template <class T>
+std::string type_name() {
+  return demangle(typeid(T).name());
+}
+
+// A Failure describing the exception in `error`: kException, its demangled dynamic type and
+// what() (or an empty message for a type that is not a std::exception).
+Failure failure_from_exception(std::exception_ptr error);
+
+// The state of a Future<T>. `Decoder` turns msgpack bytes into a T; a state without one (made
+// by then() or make_ready_future) fails complete_with_result() with kProtocol.
+template <class T>
+class FutureState final : public FutureStateBase {
+ public:
+  using Decoder = std::optional<T> (*)(std::string_view bytes, std::string& error);
+
+  explicit FutureState(Decoder decoder = nullptr) : decoder_(decoder) {}
+
+  bool complete_with_result(std::string_view msgpack_bytes) override {
+    std::string error = "this future has no decoder";
+    std::optional<T> decoded;
+    if (decoder_ != nullptr) decoded = decoder_(msgpack_bytes, error);
+    if (!decoded) return fail_decode(type_name<T>(), error);
+    return resolve_success([&] { value_ = std::move(decoded); });
+  }
+  // Succeeds with a value produced in this process.
+  bool complete_with_value(T value) {
+    return resolve_success([&] { value_.emplace(std::move(value)); });
+  }
+  // Precondition: status() == kSucceeded. The value never changes after that.
+  const T& value() const { return *value_; }
+
+ private:
+  Decoder decoder_;
+  std::optional<T> value_;
+};
+
+template <>
+class FutureState<void> final : public FutureStateBase {
+ public:
+  using Decoder = bool (*)(std::string_view bytes, std::string& error);
+
+  explicit FutureState(Decoder decoder = nullptr) : decoder_(decoder) {}
+
+  bool complete_with_result(std::string_view msgpack_bytes) override {
+    std::string error = "this future has no decoder";
+    if (decoder_ == nullptr || !decoder_(msgpack_bytes, error)) return fail_decode("void", error);
+    return resolve_success([] {});
+  }
+  bool complete_with_value() {
+    return resolve_success([] {});
+  }
+
+ private:
+  Decoder decoder_;
+};
+
+}  // namespace clupy::detail

@@ -1,0 +1,495 @@
+#include "client/runtime.hpp"
+
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iostream>
+
+#include "client/worker_loop.hpp"
+#include "clupy/errors.hpp"
+#include "common/auth.hpp"
+#include "common/dial.hpp"
+#include "common/handshake.hpp"
+#include "common/hash.hpp"
+#include "common/log.hpp"
+
+namespace clupy::client {
+namespace {
+
+auto log() { return common::logger("client"); }
+
+std::mutex& instance_mutex() {
+  static std::mutex m;
+  return m;
+}
+Runtime*& instance() {
+  static Runtime* runtime = nullptr;
+  return runtime;
+}
+
+constexpr std::size_t kImageChunk = 1u << 20;
+
+Failure failure_from_wire(const wire::TaskFailure& wire, std::uint64_t task_id,
+                          const std::string& function, const std::string& server) {
+  Failure f;
+  f.kind = static_cast<FailureKind>(wire.kind());
+  f.type_name = wire.type_name();
+  f.message = wire.message();
+  f.function = wire.function().empty() ? function : wire.function();
+  f.server = wire.server().empty() ? server : wire.server();
+  f.task_id = task_id;
+  f.exit_code = wire.exit_code();
+  f.signal = wire.signal();
+  return f;
+}
+
+}  // namespace
+
+Runtime::Runtime() = default;
+
+Runtime::~Runtime() { stop(); }
+
+bool Runtime::initialized() {
+  std::lock_guard lock(instance_mutex());
+  return instance() != nullptr;
+}
+
+Runtime& Runtime::get() {
+  std::lock_guard lock(instance_mutex());
+  if (instance() == nullptr)
+    throw Error("clupy::parallel was called before clupy::init: add `clupy::init(argc, argv);` "
+                "as the first line of main()");
+  return *instance();
+}
+
+void Runtime::initialize(int, char**) {
+  if (const char* fd = std::getenv("CLUPY_WORKER_FD"); fd && *fd) {
+    const int worker_fd = std::atoi(fd);
+    ::unsetenv("CLUPY_WORKER_FD");
+    run_worker_loop(worker_fd);
+  }
+  std::lock_guard lock(instance_mutex());
+  if (instance() != nullptr) return;
+
+  const char* config_path = std::getenv("CLUPY_CLIENT_CONFIG");
+  common::ClientConfig config = common::load_client_config(config_path ? config_path : "");
+  common::set_log_level(common::parse_log_level(config.log_level));
+  if (const char* url = std::getenv("CLUPY_MASTER_URL"); url && *url) config.master_url = url;
+
+  auto runtime = std::make_unique<Runtime>();
+  runtime->connect(config);
+  instance() = runtime.release();
+  // At exit, before static destructors tear down the loggers the runtime still uses.
+  std::atexit([] { Runtime::shutdown_all(); });
+}
+
+void Runtime::shutdown_all() {
+  Runtime* runtime = nullptr;
+  {
+    std::lock_guard lock(instance_mutex());
+    runtime = instance();
+    instance() = nullptr;
+  }
+  delete runtime;
+}
+
+void Runtime::connect(const common::ClientConfig& config) {
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) throw Error("cannot find this program's executable (/proc/self/exe)");
+  image_path_.assign(exe, static_cast<std::size_t>(n));
+  image_name_ = std::filesystem::path(image_path_).filename().string();
+  auto digest = common::sha256_file("/proc/self/exe");
+  if (!digest) throw Error("cannot read this program's executable " + image_path_);
+  image_sha256_ = *digest;
+
+  io_thread_ = std::thread([this] { io_.run(); });
+
+  common::DialOptions dial;
+  dial.role = wire::ROLE_CLIENT;
+  dial.tls = config.tls;
+  dial.max_frame_size = config.max_frame_size;
+  dial.timeout = config.connect_timeout;
+  auto try_dial = [&](const std::string& url, std::optional<std::string> token) {
+    dial.address = common::parse_master_url(url);
+    dial.token = std::move(token);
+    return asio::co_spawn(io_, common::dial_master(dial), asio::use_future).get();
+  };
+
+  common::Dialed dialed;
+  if (!config.master_url.empty()) {
+    dialed = try_dial(config.master_url, common::resolve_token(config.token_file));
+    master_url_ = dial.address.to_string();
+  } else {
+    try {
+      dialed = try_dial("clupy://localhost:7878", common::resolve_token(config.token_file));
+      master_url_ = dial.address.to_string();
+    } catch (const ConnectionError& nobody_there) {
+      log()->debug("no master on localhost:7878 ({}); starting an embedded cluster", nobody_there.what());
+      embedded_ = std::make_unique<EmbeddedCluster>();
+      dial.tls = common::TlsConfig{};
+      dialed = try_dial(embedded_->master_url(), common::read_token_file(embedded_->token_file()));
+      master_url_ = embedded_->master_url();
+    }
+  }
+  connection_ = dialed.connection;
+  {
+    std::lock_guard lock(mu_);
+    connected_ = true;
+  }
+  open_job();
+}
+
+void Runtime::open_job() {
+  // The reply is awaited here, in the user's thread, so init returns with the job open.
+  auto opened = std::make_shared<std::promise<wire::JobOpened>>();
+  auto result = opened->get_future();
+  asio::post(io_, [this, opened] {
+    connection_->start(
+        [this, opened](wire::Envelope& message) {
+          if (message.has_job_opened()) {
+            opened->set_value(message.job_opened());
+            return;
+          }
+          if (message.has_error() && message.request_id() == 1) {
+            opened->set_exception(std::make_exception_ptr(Error("the master refused the job: " + message.error().message())));
+            return;
+          }
+          on_message(message);
+        },
+        [this, opened](const std::string& reason) {
+          try {
+            opened->set_exception(std::make_exception_ptr(
+                ConnectionError("the master at " + master_url_ + " closed the connection: " + reason)));
+          } catch (const std::future_error&) {
+            // The job was opened long ago: this is an ordinary disconnection.
+          }
+          on_closed(reason);
+        });
+    wire::Envelope open;
+    open.set_request_id(1);
+    auto* job = open.mutable_open_job();
+    job->set_image_sha256(image_sha256_);
+    job->set_image_size(std::filesystem::file_size(image_path_));
+    job->set_image_name(image_name_);
+    job->set_client_name(common::self_description());
+    connection_->send(open);
+  });
+  if (result.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
+    throw ConnectionError("the master at " + master_url_ + " did not answer OpenJob in 30 s");
+  wire::JobOpened job = result.get();
+  {
+    std::lock_guard lock(mu_);
+    window_ = std::max<std::size_t>(1, job.window());
+  }
+  keepalive_interval_ = std::chrono::milliseconds(std::max<std::uint32_t>(100, job.keepalive_interval_ms()));
+  asio::post(io_, [this, need = job.need_image()] {
+    if (need) upload_image();
+    keep_alive();
+  });
+}
+
+void Runtime::upload_image() {
+  // Read from /proc/self/exe, not the path: the file may have been rebuilt since we started.
+  std::ifstream in("/proc/self/exe", std::ios::binary);
+  std::string buffer(kImageChunk, '\0');
+  std::uint64_t offset = 0;
+  while (connection_->is_open()) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    wire::Envelope chunk;
+    auto* c = chunk.mutable_image_chunk();
+    c->set_image_sha256(image_sha256_);
+    c->set_offset(offset);
+    c->set_data(buffer.data(), got);
+    c->set_last(got < buffer.size() || in.peek() == std::char_traits<char>::eof());
+    connection_->send(chunk);
+    offset += got;
+    if (c->last()) break;
+  }
+  log()->debug("uploaded program image {} ({} bytes)", image_name_, offset);
+}
+
+void Runtime::keep_alive() {
+  keepalive_timer_.expires_after(keepalive_interval_);
+  keepalive_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec || !connection_->is_open()) return;
+    wire::Envelope ping;
+    ping.mutable_keep_alive();
+    connection_->send(ping);
+    keep_alive();
+  });
+}
+
+void Runtime::submit(std::string call, const std::string& function_name, const Options& options,
+                     const std::shared_ptr<detail::CallSite>& site,
+                     std::shared_ptr<detail::FutureStateBase> state) {
+  std::unique_lock lock(mu_);
+  // Backpressure: a client may not have more than the master's window outstanding.
+  window_open_.wait(lock, [&] { return outstanding_ < window_ || !connected_ || stopped_; });
+  const std::uint64_t id = next_task_id_++;
+  if (!connected_ || stopped_) {
+    lock.unlock();
+    Failure f;
+    f.kind = FailureKind::kUnavailable;
+    f.function = function_name;
+    f.task_id = id;
+    f.message = stopped_ ? "clupy::shutdown() was called"
+                         : "not connected to the master at " + master_url_ + ": " + disconnect_reason_;
+    state->complete_with_failure(std::move(f));
+    return;
+  }
+  ++outstanding_;
+  Pending& pending = pending_[id];
+  pending.state = state;
+  pending.site = site;
+  pending.function_name = function_name;
+  wire::TaskSpec spec;
+  spec.set_task_id(id);
+  spec.set_call(std::move(call));
+  auto* o = spec.mutable_options();
+  o->set_server_count(options.server_count);
+  o->set_timeout_ms(static_cast<std::uint32_t>(options.timeout.count()));
+  o->set_retries(options.retries);
+  for (const auto& [k, v] : options.labels) (*o->mutable_labels())[k] = v;
+  if (site && site->limit_ > 0 && site->in_flight_ >= site->limit_) {
+    pending.spec = std::move(spec);
+    pending.held = true;
+    site->held_.push_back(id);
+  } else {
+    if (site) ++site->in_flight_;
+    outbox_.push_back(std::move(spec));
+    schedule_flush();
+  }
+  lock.unlock();
+  state->set_cancel_hook([this, id] { cancel(id); });
+}
+
+void Runtime::schedule_flush() {
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(io_, [this] { flush(); });
+}
+
+void Runtime::flush() {
+  std::vector<wire::TaskSpec> tasks;
+  std::vector<std::uint64_t> cancels;
+  {
+    std::lock_guard lock(mu_);
+    flush_posted_ = false;
+    tasks.swap(outbox_);
+    cancels.swap(cancel_outbox_);
+  }
+  if (!tasks.empty()) {
+    // Everything submitted since the last flush travels as one message.
+    wire::Envelope message;
+    auto* submit = message.mutable_submit_tasks();
+    submit->mutable_tasks()->Reserve(static_cast<int>(tasks.size()));
+    for (auto& t : tasks) *submit->add_tasks() = std::move(t);
+    connection_->send(message);
+  }
+  if (!cancels.empty()) {
+    wire::Envelope message;
+    for (auto id : cancels) message.mutable_cancel_tasks()->add_task_ids(id);
+    connection_->send(message);
+  }
+}
+
+void Runtime::cancel(std::uint64_t task_id) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(task_id);
+  if (it == pending_.end()) return;
+  if (it->second.held) {
+    // Never left this process.
+    auto& held = it->second.site->held_;
+    held.erase(std::find(held.begin(), held.end(), task_id));
+    pending_.erase(it);
+    --outstanding_;
+    window_open_.notify_all();
+    return;
+  }
+  cancel_outbox_.push_back(task_id);
+  schedule_flush();
+}
+
+void Runtime::on_message(wire::Envelope& message) {
+  switch (message.body_case()) {
+    case wire::Envelope::kTaskResults:
+      on_results(*message.mutable_task_results());
+      break;
+    case wire::Envelope::kTaskOutput:
+      print_output(message.task_output());
+      break;
+    case wire::Envelope::kImageFailed:
+      log()->error("the master could not store this program's image: {}", message.image_failed().reason());
+      break;
+    default:
+      log()->debug("ignoring message {} from the master", static_cast<int>(message.body_case()));
+      break;
+  }
+}
+
+void Runtime::on_results(wire::TaskResults& results) {
+  struct Completion {
+    std::shared_ptr<detail::FutureStateBase> state;
+    wire::TaskResult result;
+    std::string function_name;
+  };
+  std::vector<Completion> done;
+  done.reserve(static_cast<std::size_t>(results.results_size()));
+  {
+    std::lock_guard lock(mu_);
+    for (auto& result : *results.mutable_results()) {
+      auto it = pending_.find(result.task_id());
+      if (it == pending_.end()) continue;
+      Pending& pending = it->second;
+      if (pending.site && pending.site->limit_ > 0) {
+        --pending.site->in_flight_;
+        if (!pending.site->held_.empty()) {
+          const std::uint64_t next = pending.site->held_.front();
+          pending.site->held_.pop_front();
+          Pending& waiting = pending_.at(next);
+          waiting.held = false;
+          ++pending.site->in_flight_;
+          outbox_.push_back(std::move(waiting.spec));
+          schedule_flush();
+        }
+      }
+      done.push_back({std::move(pending.state), std::move(result), std::move(pending.function_name)});
+      pending_.erase(it);
+      --outstanding_;
+    }
+  }
+  window_open_.notify_all();
+  // Futures complete outside the lock: their callbacks may submit more tasks.
+  for (auto& c : done) {
+    const std::uint64_t id = c.result.task_id();
+    if (!c.result.outcome().empty()) {
+      detail::CallOutcome outcome;
+      try {
+        outcome = detail::parse_outcome(c.result.outcome());
+      } catch (const std::exception& e) {
+        outcome.ok = false;
+        outcome.failure.kind = FailureKind::kProtocol;
+        outcome.failure.message = std::string("undecodable outcome: ") + e.what();
+      }
+      if (outcome.ok) {
+        c.state->complete_with_result(outcome.result);
+        continue;
+      }
+      Failure f = std::move(outcome.failure);
+      f.task_id = id;
+      if (f.server.empty()) f.server = c.result.server_id();
+      if (f.function.empty()) f.function = c.function_name;
+      c.state->complete_with_failure(std::move(f));
+    } else {
+      c.state->complete_with_failure(
+          failure_from_wire(c.result.failure(), id, c.function_name, c.result.server_id()));
+    }
+  }
+}
+
+void Runtime::print_output(const wire::TaskOutput& output) {
+  // Like Ray's driver logs: each line of a worker's output, prefixed with where it came from.
+  const std::string prefix = "(" + output.server_id() +
+                             (output.task_id() ? " task " + std::to_string(output.task_id()) : "") + ") ";
+  std::string text;
+  std::size_t start = 0;
+  const std::string& raw = output.text();
+  while (start < raw.size()) {
+    std::size_t end = raw.find('\n', start);
+    if (end == std::string::npos) end = raw.size();
+    text += prefix;
+    text.append(raw, start, end - start);
+    text += '\n';
+    start = end + 1;
+  }
+  std::FILE* stream = output.is_stderr() ? stderr : stdout;
+  std::fwrite(text.data(), 1, text.size(), stream);
+  std::fflush(stream);
+}
+
+void Runtime::on_closed(const std::string& reason) {
+  keepalive_timer_.cancel();
+  fail_everything(stopped_ ? "clupy::shutdown() was called"
+                           : "lost the connection to the master at " + master_url_ + " (" + reason +
+                                 "); the task may or may not have run");
+}
+
+void Runtime::fail_everything(const std::string& why) {
+  std::unordered_map<std::uint64_t, Pending> lost;
+  {
+    std::lock_guard lock(mu_);
+    connected_ = false;
+    disconnect_reason_ = why;
+    lost.swap(pending_);
+    outbox_.clear();
+    outstanding_ = 0;
+  }
+  window_open_.notify_all();
+  for (auto& [id, pending] : lost) {
+    Failure f;
+    f.kind = FailureKind::kUnavailable;
+    f.message = why;
+    f.function = pending.function_name;
+    f.task_id = id;
+    pending.state->complete_with_failure(std::move(f));
+  }
+}
+
+void Runtime::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  window_open_.notify_all();
+  if (io_thread_.joinable()) {
+    asio::post(io_, [this] {
+      keepalive_timer_.cancel();
+      if (connection_) connection_->close("client shutting down");
+    });
+    work_.reset();
+    io_thread_.join();
+  }
+  fail_everything("clupy::shutdown() was called");
+  if (embedded_) embedded_->stop();
+}
+
+}  // namespace clupy::client
+
+namespace clupy {
+
+void init(int argc, char** argv) { client::Runtime::initialize(argc, argv); }
+
+void shutdown() { client::Runtime::shutdown_all(); }
+
+std::string master_url() {
+  return client::Runtime::initialized() ? client::Runtime::get().master_url() : std::string();
+}
+
+bool embedded_cluster() {
+  return client::Runtime::initialized() && client::Runtime::get().embedded();
+}
+
+namespace detail {
+
+std::shared_ptr<CallSite> make_call_site(unsigned max_in_flight) {
+  return std::make_shared<CallSite>(max_in_flight);
+}
+
+void submit(std::string call, const std::string& function_name, const Options& options,
+            const std::shared_ptr<CallSite>& site, std::shared_ptr<FutureStateBase> state) {
+  client::Runtime::get().submit(std::move(call), function_name, options, site, std::move(state));
+}
+
+}  // namespace detail
+}  // namespace clupy

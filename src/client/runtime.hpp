@@ -1,0 +1,105 @@
+// libclupy's client runtime: one connection to the master, served by one I/O thread; user
+// threads submit tasks, results complete futures on the I/O thread.
+#pragma once
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "client/embedded.hpp"
+#include "clupy.pb.h"
+#include "clupy/parallel.hpp"
+#include "common/config.hpp"
+#include "common/connection.hpp"
+
+namespace clupy::detail {
+
+// The max_in_flight budget of one Parallel object (and its copies).
+class CallSite {
+ public:
+  explicit CallSite(unsigned limit) : limit_(limit) {}
+  unsigned limit_;
+  unsigned in_flight_ = 0;            // guarded by the runtime's mutex
+  std::deque<std::uint64_t> held_;    // task ids waiting for a slot, in call order
+};
+
+}  // namespace clupy::detail
+
+namespace clupy::client {
+
+namespace asio = boost::asio;
+
+class Runtime {
+ public:
+  // The initialized runtime; throws clupy::Error telling the user to call clupy::init first.
+  static Runtime& get();
+  static void initialize(int argc, char** argv);
+  static void shutdown_all();
+  static bool initialized();
+
+  void submit(std::string call, const std::string& function_name, const Options& options,
+              const std::shared_ptr<detail::CallSite>& site,
+              std::shared_ptr<detail::FutureStateBase> state);
+  const std::string& master_url() const { return master_url_; }
+  bool embedded() const { return embedded_ != nullptr; }
+
+  Runtime();
+  ~Runtime();
+
+ private:
+  struct Pending {
+    std::shared_ptr<detail::FutureStateBase> state;
+    std::shared_ptr<detail::CallSite> site;
+    std::string function_name;
+    wire::TaskSpec spec;  // kept only while held back by max_in_flight
+    bool held = false;
+  };
+
+  void connect(const common::ClientConfig& config);
+  void open_job();
+  void upload_image();
+  void on_message(wire::Envelope& message);
+  void on_closed(const std::string& reason);
+  void on_results(wire::TaskResults& results);
+  void print_output(const wire::TaskOutput& output);
+  void cancel(std::uint64_t task_id);
+  void schedule_flush();   // under mu_
+  void flush();            // on the I/O thread
+  void keep_alive();
+  void fail_everything(const std::string& why);
+  void stop();
+
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
+  std::thread io_thread_;
+  std::unique_ptr<EmbeddedCluster> embedded_;
+  std::shared_ptr<common::Connection> connection_;
+  std::string master_url_;
+  std::string image_path_, image_sha256_, image_name_;
+  asio::steady_timer keepalive_timer_{io_};
+  std::chrono::milliseconds keepalive_interval_{20'000};
+
+  std::mutex mu_;
+  std::condition_variable window_open_;
+  std::unordered_map<std::uint64_t, Pending> pending_;
+  std::vector<wire::TaskSpec> outbox_;
+  std::vector<std::uint64_t> cancel_outbox_;
+  bool flush_posted_ = false;
+  bool connected_ = false;
+  std::string disconnect_reason_;
+  std::uint64_t next_task_id_ = 1;
+  std::size_t window_ = 65536;
+  std::size_t outstanding_ = 0;  // submitted (or held) and not yet resolved
+  bool stopped_ = false;
+};
+
+}  // namespace clupy::client

@@ -1,0 +1,122 @@
+#include "master/images.hpp"
+
+#include <filesystem>
+
+#include "common/auth.hpp"
+#include "common/log.hpp"
+
+namespace clupy::master {
+
+namespace fs = std::filesystem;
+
+std::string hex_of(const std::string& digest) { return common::to_hex(digest); }
+
+ImageStore::ImageStore(std::string directory, std::uint64_t max_bytes)
+    : directory_(std::move(directory)), max_bytes_(max_bytes) {
+  fs::create_directories(directory_);
+  for (const auto& file : fs::directory_iterator(directory_)) {
+    const std::string name = file.path().filename().string();
+    if (name.size() != 64 || !file.is_regular_file()) {
+      if (name.ends_with(".part")) fs::remove(file.path());  // a previous run's broken upload
+      continue;
+    }
+    Entry& entry = entries_[name];
+    entry.size = file.file_size();
+    entry.last_used = std::chrono::steady_clock::now();
+    total_bytes_ += entry.size;
+  }
+}
+
+ImageStore::~ImageStore() {
+  for (auto& [sha, upload] : uploads_) {
+    upload.file.close();
+    std::error_code ignored;
+    fs::remove(path_of(sha) + ".part", ignored);
+  }
+}
+
+bool ImageStore::has(const std::string& sha256) const { return entries_.count(hex_of(sha256)) > 0; }
+
+std::string ImageStore::path_of(const std::string& sha256) const {
+  return directory_ + "/" + (sha256.size() == 32 ? hex_of(sha256) : sha256);
+}
+
+std::optional<std::string> ImageStore::add_chunk(const std::string& sha256, std::uint64_t size_hint,
+                                                 std::uint64_t offset, const std::string& data,
+                                                 bool last) {
+  if (sha256.size() != 32) return std::string("bad image digest");
+  if (has(sha256)) return std::string();
+  auto [it, inserted] = uploads_.try_emplace(sha256);
+  Upload& upload = it->second;
+  if (inserted) {
+    if (size_hint > max_bytes_) {
+      uploads_.erase(it);
+      return "the image is " + std::to_string(size_hint) + " bytes, over the store's limit of " +
+             std::to_string(max_bytes_);
+    }
+    upload.file.open(path_of(sha256) + ".part", std::ios::binary | std::ios::trunc);
+  }
+  auto fail = [&](const std::string& why) -> std::optional<std::string> {
+    abort_upload(sha256);
+    return why;
+  };
+  if (offset != upload.written) return fail("chunk at offset " + std::to_string(offset) +
+                                            ", expected " + std::to_string(upload.written));
+  upload.file.write(data.data(), static_cast<std::streamsize>(data.size()));
+  upload.digest.update(data);
+  upload.written += data.size();
+  if (!upload.file) return fail("cannot write " + path_of(sha256) + ".part (disk full?)");
+  if (!last) return std::nullopt;
+
+  upload.file.close();
+  const std::string got = upload.digest.finish();
+  if (got != sha256) return fail("the bytes hash to " + hex_of(got) + ", not " + hex_of(sha256));
+  const std::uint64_t size = upload.written;
+  fs::rename(path_of(sha256) + ".part", path_of(sha256));
+  uploads_.erase(sha256);
+  Entry& entry = entries_[hex_of(sha256)];
+  entry.size = size;
+  entry.last_used = std::chrono::steady_clock::now();
+  total_bytes_ += size;
+  common::logger("master")->info("stored program image {} ({} bytes)", hex_of(sha256).substr(0, 16), size);
+  evict();
+  return std::string();
+}
+
+void ImageStore::abort_upload(const std::string& sha256) {
+  auto it = uploads_.find(sha256);
+  if (it == uploads_.end()) return;
+  it->second.file.close();
+  std::error_code ignored;
+  fs::remove(path_of(sha256) + ".part", ignored);
+  uploads_.erase(it);
+}
+
+void ImageStore::pin(const std::string& sha256) {
+  auto it = entries_.find(hex_of(sha256));
+  if (it == entries_.end()) return;
+  ++it->second.pins;
+  it->second.last_used = std::chrono::steady_clock::now();
+}
+
+void ImageStore::unpin(const std::string& sha256) {
+  auto it = entries_.find(hex_of(sha256));
+  if (it != entries_.end() && it->second.pins > 0) --it->second.pins;
+}
+
+void ImageStore::evict() {
+  while (total_bytes_ > max_bytes_) {
+    auto victim = entries_.end();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if (it->second.pins == 0 && (victim == entries_.end() || it->second.last_used < victim->second.last_used))
+        victim = it;
+    if (victim == entries_.end()) return;  // everything is in use: over budget until jobs end
+    std::error_code ignored;
+    fs::remove(directory_ + "/" + victim->first, ignored);
+    total_bytes_ -= victim->second.size;
+    common::logger("master")->info("evicted program image {} ({} bytes)", victim->first.substr(0, 16), victim->second.size);
+    entries_.erase(victim);
+  }
+}
+
+}  // namespace clupy::master

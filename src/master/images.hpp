@@ -1,0 +1,64 @@
+// The master's content-addressed store of program images (the clients' executables), on disk
+// under data_dir/images/<sha256>, bounded in size: least recently used images that no open job
+// needs are evicted. Uploads arrive in chunks and are verified against their SHA-256 before
+// they become visible. Not thread-safe: owned by the master's io_context thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/hash.hpp"
+
+namespace clupy::master {
+
+class ImageStore {
+ public:
+  // Creates the directory if needed and indexes the images already there.
+  ImageStore(std::string directory, std::uint64_t max_bytes);
+  ~ImageStore();
+
+  bool has(const std::string& sha256) const;
+  bool uploading(const std::string& sha256) const { return uploads_.count(sha256) > 0; }
+  std::string path_of(const std::string& sha256) const;
+
+  // Appends a chunk of an upload. Returns nullopt while more is expected, "" once the image is
+  // stored and verified, or an error message (the upload is then discarded).
+  std::optional<std::string> add_chunk(const std::string& sha256, std::uint64_t size_hint,
+                                       std::uint64_t offset, const std::string& data, bool last);
+  void abort_upload(const std::string& sha256);
+
+  // Open jobs pin their image so eviction leaves it alone.
+  void pin(const std::string& sha256);
+  void unpin(const std::string& sha256);
+
+  std::uint64_t total_bytes() const { return total_bytes_; }
+
+ private:
+  struct Entry {
+    std::uint64_t size = 0;
+    std::chrono::steady_clock::time_point last_used;
+    int pins = 0;
+  };
+  struct Upload {
+    std::ofstream file;
+    std::uint64_t written = 0;
+    common::Sha256 digest;
+  };
+  void evict();
+
+  std::string directory_;
+  std::uint64_t max_bytes_;
+  std::uint64_t total_bytes_ = 0;
+  std::map<std::string, Entry> entries_;
+  std::map<std::string, Upload> uploads_;
+};
+
+// Lowercase hex of SHA-256 digests, as used for file names.
+std::string hex_of(const std::string& digest);
+
+}  // namespace clupy::master

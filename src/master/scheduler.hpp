@@ -1,0 +1,131 @@
+// The master's scheduler: per-client queues, reservations of servers (the seed's server_count),
+// fair round-robin dispatch between clients, retries of tasks lost with a server, results
+// routed back. Pure bookkeeping: it talks to the world only through the Outbox, so tests drive
+// it directly. Not thread-safe: owned by the master's io_context thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "clupy.pb.h"
+#include "clupy/errors.hpp"
+#include "master/registry.hpp"
+
+namespace clupy::master {
+
+using SessionId = std::uint64_t;
+
+struct SchedulerConfig {
+  std::uint32_t default_server_count = 0;  // for tasks asking 0 servers; 0 = any server
+  std::uint32_t window = 65536;            // tasks a client may have outstanding
+  std::int32_t default_retries = 3;
+  std::uint32_t assign_ahead = 1;          // tasks assigned per worker slot (1 = no queueing on servers)
+};
+
+class Outbox {
+ public:
+  virtual void assign(SessionId server, wire::AssignTasks&& tasks) = 0;
+  virtual void cancel(SessionId server, wire::CancelAssignments&& tasks) = 0;
+  virtual void deliver(SessionId client, wire::TaskResults&& results) = 0;
+
+ protected:
+  virtual ~Outbox() = default;
+};
+
+class Scheduler {
+ public:
+  Scheduler(Registry& registry, Outbox& outbox, SchedulerConfig config);
+
+  // ---- clients ----
+  std::uint64_t open_job(SessionId client, const std::string& client_name,
+                         const std::string& image_sha256, const std::string& image_name,
+                         bool image_ready, Clock::time_point now);
+  // The image arrived (or was already there): jobs waiting for it may run.
+  void image_ready(const std::string& image_sha256);
+  // The image cannot be had: fail every queued task of jobs that need it.
+  void image_failed(const std::string& image_sha256, const std::string& reason);
+  void submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_point now);
+  void cancel(SessionId client, const wire::CancelTasks& tasks);
+  void client_seen(SessionId client, Clock::time_point now);
+  // Drops the client's queued tasks and releases its servers; running tasks finish unseen.
+  void client_gone(SessionId client);
+
+  // ---- servers ----
+  void server_available(const std::string& server_id, SessionId session);
+  // Its running tasks go back to the front of their queues (or fail when out of retries).
+  void server_lost(const std::string& server_id);
+  void results(const std::string& server_id, wire::TaskResults& results);
+
+  // Releases the reservations of clients silent for longer than `ttl`.
+  void expire_reservations(Clock::time_point now, std::chrono::milliseconds ttl);
+  // Assigns queued tasks to free slots, then flushes what it produced to the Outbox.
+  void dispatch();
+
+  // Who gets a task's output: the client session and the client's task id, if still wanted.
+  std::optional<std::pair<SessionId, std::uint64_t>> owner_of(std::uint64_t task_id) const;
+
+  std::size_t queued() const;
+  std::size_t running() const { return running_; }
+  std::size_t clients() const { return clients_.size(); }
+  const SchedulerConfig& config() const { return config_; }
+
+ private:
+  struct Task {
+    std::uint64_t client_task_id = 0;
+    SessionId client = 0;
+    std::string call;
+    std::uint32_t server_count = 0;
+    std::uint32_t timeout_ms = 0;
+    std::int32_t retries_left = 0;
+    std::uint32_t attempts = 0;
+    std::vector<std::pair<std::string, std::string>> labels;
+    std::string server_id;  // where it runs; empty while queued
+  };
+  struct Client {
+    std::uint64_t job_id = 0;
+    std::string name;
+    std::string image_sha256;
+    std::string image_name;
+    bool image_ready = false;
+    std::deque<std::uint64_t> queue;
+    std::vector<std::string> reserved;  // in order of reservation
+    std::unordered_map<std::uint64_t, std::uint64_t> by_client_id;
+    Clock::time_point last_seen;
+  };
+  struct Server {
+    SessionId session = 0;
+    std::uint32_t slots = 1;  // capacity x assign_ahead
+    std::unordered_set<std::uint64_t> running;
+    std::map<std::string, std::string> labels;
+    std::uint32_t holders = 0;  // clients holding a reservation
+  };
+
+  using ServerSlot = std::map<std::string, Server>::value_type;
+  ServerSlot* pick_server(Client& client, const Task& task);
+  void reserve(Client& client, std::size_t count);
+  void release(Client& client);
+  void finish(std::uint64_t task_id, wire::TaskResult&& result);
+  void fail(std::uint64_t task_id, FailureKind kind, const std::string& message);
+
+  Registry& registry_;
+  Outbox& outbox_;
+  SchedulerConfig config_;
+  std::unordered_map<std::uint64_t, Task> tasks_;
+  std::map<SessionId, Client> clients_;
+  std::map<std::string, Server> servers_;
+  std::deque<SessionId> round_robin_;
+  std::map<SessionId, wire::AssignTasks> pending_assign_;
+  std::map<SessionId, wire::CancelAssignments> pending_cancel_;
+  std::map<SessionId, wire::TaskResults> pending_results_;
+  std::uint64_t next_task_id_ = 1;
+  std::uint64_t next_job_id_ = 1;
+  std::size_t running_ = 0;
+};
+
+}  // namespace clupy::master

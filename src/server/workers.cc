@@ -1,0 +1,462 @@
+#include "server/workers.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/local/stream_protocol.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "clupy/errors.hpp"
+#include "common/auth.hpp"
+#include "common/hash.hpp"
+#include "common/log.hpp"
+
+extern char** environ;
+
+namespace clupy::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+auto log() { return common::logger("server"); }
+
+std::string signal_name(int signo) {
+  const char* abbrev = sigabbrev_np(signo);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signo);
+}
+}  // namespace
+
+struct WorkerPool::Worker {
+  pid_t pid = -1;
+  std::string image;
+  std::string out_buffer, err_buffer;  // before the streams: they must outlive pending reads
+  std::shared_ptr<common::Connection> link;
+  std::unique_ptr<asio::posix::stream_descriptor> out, err;
+  std::optional<std::uint64_t> task;
+  std::uint64_t output_owner = 0;  // the task whose output is being read
+  std::unique_ptr<asio::steady_timer> deadline;
+  // Set when the server itself ends the task (timeout, cancel): reported instead of a crash.
+  std::optional<wire::TaskFailure> verdict;
+  bool abandoned = false;  // the task's result must not be reported
+  bool gone = false;
+};
+
+WorkerPool::WorkerPool(asio::io_context& io, std::string server_id, unsigned capacity,
+                       std::string cache_dir, Callbacks callbacks)
+    : io_(io), server_id_(std::move(server_id)), capacity_(std::max(1u, capacity)),
+      cache_dir_(std::move(cache_dir)), callbacks_(std::move(callbacks)) {
+  fs::create_directories(cache_dir_ + "/images");
+}
+
+WorkerPool::~WorkerPool() { shutdown(); }
+
+unsigned WorkerPool::busy() const {
+  return static_cast<unsigned>(std::count_if(workers_.begin(), workers_.end(),
+                                             [](const auto& w) { return w->task.has_value(); }));
+}
+
+void WorkerPool::run(wire::Assignment&& task) {
+  const std::string sha = task.image_sha256();
+  if (sha.size() != 32) {
+    fail_task(task.task_id(), static_cast<std::uint32_t>(FailureKind::kProtocol), "assignment without an image digest");
+    return;
+  }
+  Image& image = images_[sha];
+  if (image.path.empty()) {
+    image.path = cache_dir_ + "/images/" + common::to_hex(sha);
+    // Servers on one machine may share a cache: each downloads into a file of its own and
+    // renames it into place, which is atomic.
+    image.partial = image.path + ".part-" + std::to_string(::getpid());
+  }
+  waiting_.push_back(std::move(task));
+  if (!image.ready && !image.fetching && !image_usable(sha, waiting_.back().image_name())) {
+    image.fetching = true;
+    image.received = 0;
+    std::error_code ignored;
+    fs::remove(image.partial, ignored);
+    log()->info("fetching program image {} from the master", common::to_hex(sha).substr(0, 16));
+    callbacks_.fetch_image(sha);
+  }
+  pump();
+}
+
+bool WorkerPool::image_usable(const std::string& sha256, const std::string&) {
+  Image& image = images_[sha256];
+  if (!fs::exists(image.path)) return false;
+  // A cached file is trusted only after its bytes are checked once by this process.
+  auto digest = common::sha256_file(image.path);
+  if (!digest || *digest != sha256) {
+    log()->warn("cached image {} is corrupt; fetching it again", image.path);
+    std::error_code ignored;
+    fs::remove(image.path, ignored);
+    return false;
+  }
+  image.ready = true;
+  return true;
+}
+
+void WorkerPool::image_chunk(const wire::ImageChunk& chunk) {
+  auto it = images_.find(chunk.image_sha256());
+  if (it == images_.end() || !it->second.fetching) return;
+  Image& image = it->second;
+  if (chunk.offset() != image.received) {
+    image_failed(chunk.image_sha256(), "image chunks arrived out of order");
+    return;
+  }
+  {
+    std::ofstream part(image.partial, std::ios::binary | std::ios::app);
+    part.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    if (!part) {
+      image_failed(chunk.image_sha256(), "cannot write " + image.path + ".part (disk full?)");
+      return;
+    }
+  }
+  image.received += chunk.data().size();
+  if (!chunk.last()) return;
+  auto digest = common::sha256_file(image.partial);
+  if (!digest || *digest != chunk.image_sha256()) {
+    image_failed(chunk.image_sha256(), "the fetched image does not match its SHA-256");
+    return;
+  }
+  ::chmod((image.partial).c_str(), 0755);
+  fs::rename(image.partial, image.path);
+  image.fetching = false;
+  image.ready = true;
+  log()->info("program image {} cached ({} bytes)", common::to_hex(chunk.image_sha256()).substr(0, 16),
+              image.received);
+  pump();
+}
+
+void WorkerPool::image_failed(const std::string& image_sha256, const std::string& reason) {
+  auto it = images_.find(image_sha256);
+  if (it != images_.end()) {
+    it->second.fetching = false;
+    std::error_code ignored;
+    fs::remove(it->second.partial, ignored);
+  }
+  log()->error("cannot get program image {}: {}", common::to_hex(image_sha256).substr(0, 16), reason);
+  for (auto task = waiting_.begin(); task != waiting_.end();) {
+    if (task->image_sha256() == image_sha256) {
+      fail_task(task->task_id(), static_cast<std::uint32_t>(FailureKind::kUnavailable),
+                "server " + server_id_ + " could not get the program image: " + reason);
+      task = waiting_.erase(task);
+    } else {
+      ++task;
+    }
+  }
+}
+
+void WorkerPool::pump() {
+  if (shutting_down_) return;
+  for (auto task = waiting_.begin(); task != waiting_.end();) {
+    const Image& image = images_[task->image_sha256()];
+    if (!image.ready) {
+      ++task;
+      continue;
+    }
+    std::shared_ptr<Worker> chosen;
+    for (auto& w : workers_)
+      if (!w->task && !w->gone && w->image == task->image_sha256()) {
+        chosen = w;
+        break;
+      }
+    if (!chosen && workers_.size() >= capacity_) {
+      // Make room: an idle worker of another program gives way.
+      for (auto& w : workers_)
+        if (!w->task && !w->gone && w->image != task->image_sha256()) {
+          retire(w);
+          break;
+        }
+    }
+    if (!chosen && workers_.size() < capacity_) chosen = spawn(task->image_sha256(), task->image_name());
+    if (!chosen) {
+      ++task;
+      continue;
+    }
+    start_task(chosen, std::move(*task));
+    task = waiting_.erase(task);
+  }
+}
+
+std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256, const std::string& name) {
+  const std::string& path = images_[sha256].path;
+  int link[2], out[2], err[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) != 0) return nullptr;
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    ::close(link[0]);
+    ::close(link[1]);
+    return nullptr;
+  }
+  if (::pipe2(err, O_CLOEXEC) != 0) {
+    for (int fd : {link[0], link[1], out[0], out[1]}) ::close(fd);
+    return nullptr;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  posix_spawn_file_actions_adddup2(&actions, link[1], 3);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  // The worker must not inherit a blocked or ignored signal mask from an embedding program.
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e)
+    if (std::strncmp(*e, "CLUPY_WORKER_", 13) != 0) env_storage.emplace_back(*e);
+  env_storage.push_back("CLUPY_WORKER_FD=3");
+  env_storage.push_back("CLUPY_WORKER_SERVER=" + server_id_);
+  std::vector<char*> envp;
+  for (auto& e : env_storage) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string argv0 = name.empty() ? "clupy-worker" : name;
+  char* argv[] = {argv0.data(), nullptr};
+
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, path.c_str(), &actions, &attributes, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  ::close(link[1]);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (rc != 0) {
+    for (int fd : {link[0], out[0], err[0]}) ::close(fd);
+    log()->error("cannot start a worker from {}: {}", path, std::strerror(rc));
+    return nullptr;
+  }
+  auto worker = std::make_shared<Worker>();
+  worker->pid = pid;
+  worker->image = sha256;
+  common::local_socket socket(io_);
+  socket.assign(asio::local::stream_protocol(), link[0]);
+  worker->link = std::make_shared<common::Connection>(common::Transport(std::move(socket)),
+                                                     common::kDefaultMaxFrameSize);
+  worker->out = std::make_unique<asio::posix::stream_descriptor>(io_, out[0]);
+  worker->err = std::make_unique<asio::posix::stream_descriptor>(io_, err[0]);
+  std::weak_ptr<Worker> weak = worker;
+  worker->link->start(
+      [this, weak](wire::Envelope& message) {
+        if (auto w = weak.lock()) on_worker_message(w, message);
+      },
+      [this, weak](const std::string&) {
+        if (auto w = weak.lock()) on_worker_gone(w);
+      });
+  read_output(worker, false);
+  read_output(worker, true);
+  workers_.push_back(worker);
+  log()->debug("started worker {} for image {}", pid, common::to_hex(sha256).substr(0, 16));
+  return worker;
+}
+
+void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignment&& task) {
+  worker->task = task.task_id();
+  worker->output_owner = task.task_id();
+  worker->verdict.reset();
+  worker->abandoned = false;
+  wire::Envelope run;
+  run.mutable_run_task()->set_task_id(task.task_id());
+  run.mutable_run_task()->set_call(std::move(*task.mutable_call()));
+  worker->link->send(run);
+  if (task.timeout_ms() > 0) {
+    worker->deadline = std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(task.timeout_ms()));
+    std::weak_ptr<Worker> weak = worker;
+    const std::uint64_t id = task.task_id();
+    const std::uint32_t timeout = task.timeout_ms();
+    worker->deadline->async_wait([this, weak, id, timeout](boost::system::error_code ec) {
+      auto w = weak.lock();
+      if (ec || !w || w->task != id) return;
+      wire::TaskFailure verdict;
+      verdict.set_kind(static_cast<std::uint32_t>(FailureKind::kTimeout));
+      verdict.set_message("the task ran longer than its timeout of " + std::to_string(timeout) +
+                          " ms; its worker was killed");
+      verdict.set_signal(SIGKILL);
+      w->verdict = verdict;
+      ::kill(w->pid, SIGKILL);
+    });
+  }
+}
+
+void WorkerPool::on_worker_message(const std::shared_ptr<Worker>& worker, wire::Envelope& message) {
+  if (!message.has_task_done() || !worker->task || message.task_done().task_id() != *worker->task) {
+    log()->warn("worker {} sent an unexpected message; stopping it", worker->pid);
+    retire(worker);
+    return;
+  }
+  drain_output(*worker);
+  worker->deadline.reset();
+  const std::uint64_t id = *worker->task;
+  worker->task.reset();
+  if (!worker->abandoned) {
+    wire::TaskResult result;
+    result.set_task_id(id);
+    result.set_server_id(server_id_);
+    result.set_outcome(std::move(*message.mutable_task_done()->mutable_outcome()));
+    callbacks_.on_result(std::move(result));
+  }
+  pump();
+}
+
+void WorkerPool::on_worker_gone(const std::shared_ptr<Worker>& worker) {
+  if (worker->gone) return;
+  worker->gone = true;
+  reap(worker, 0);
+}
+
+void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
+  int status = 0;
+  const pid_t r = ::waitpid(worker->pid, &status, WNOHANG);
+  if (r == 0) {
+    // The link closed but the process lingers: give it a moment, then make sure.
+    if (attempts == 100) ::kill(worker->pid, SIGKILL);
+    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(attempts < 20 ? 1 : 20));
+    timer->async_wait([this, worker, attempts, timer](boost::system::error_code) { reap(worker, attempts + 1); });
+    return;
+  }
+  drain_output(*worker);
+  workers_.erase(std::remove(workers_.begin(), workers_.end(), worker), workers_.end());
+  worker->deadline.reset();
+  boost::system::error_code ignored;
+  worker->out->close(ignored);
+  worker->err->close(ignored);
+  if (worker->task && !worker->abandoned) {
+    wire::TaskResult result;
+    result.set_task_id(*worker->task);
+    result.set_server_id(server_id_);
+    if (worker->verdict) {
+      *result.mutable_failure() = *worker->verdict;
+    } else {
+      auto* failure = result.mutable_failure();
+      failure->set_kind(static_cast<std::uint32_t>(FailureKind::kCrash));
+      if (r > 0 && WIFSIGNALED(status)) {
+        failure->set_signal(WTERMSIG(status));
+        failure->set_message("worker killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
+                             signal_name(WTERMSIG(status)) + ")");
+      } else if (r > 0 && WIFEXITED(status)) {
+        failure->set_exit_code(WEXITSTATUS(status));
+        failure->set_message("worker exited with code " + std::to_string(WEXITSTATUS(status)) +
+                             " while running the task");
+      } else {
+        failure->set_message("worker vanished while running the task");
+      }
+    }
+    result.mutable_failure()->set_server(server_id_);
+    log()->warn("task {} failed on worker {}: {}", *worker->task, worker->pid, result.failure().message());
+    callbacks_.on_result(std::move(result));
+  }
+  worker->task.reset();
+  pump();
+}
+
+void WorkerPool::read_output(const std::shared_ptr<Worker>& worker, bool is_stderr) {
+  auto& stream = is_stderr ? worker->err : worker->out;
+  auto& buffer = is_stderr ? worker->err_buffer : worker->out_buffer;
+  buffer.resize(16384);
+  std::weak_ptr<Worker> weak = worker;
+  stream->async_read_some(asio::buffer(buffer), [this, weak, is_stderr](boost::system::error_code ec, std::size_t n) {
+    auto w = weak.lock();
+    if (!w || ec) return;
+    std::string& data = is_stderr ? w->err_buffer : w->out_buffer;
+    if (n > 0 && callbacks_.on_output) callbacks_.on_output(w->output_owner, is_stderr, data.substr(0, n));
+    read_output(w, is_stderr);
+  });
+}
+
+void WorkerPool::drain_output(Worker& worker) {
+  // What the worker wrote before it reported belongs to the task it reported; read it now,
+  // before the next task's output can follow it into the pipe.
+  for (bool is_stderr : {false, true}) {
+    auto& stream = is_stderr ? worker.err : worker.out;
+    if (!stream || !stream->is_open()) continue;
+    const int fd = stream->native_handle();
+    const int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    char chunk[16384];
+    while (true) {
+      const ssize_t n = ::read(fd, chunk, sizeof chunk);
+      if (n <= 0) break;
+      if (callbacks_.on_output) callbacks_.on_output(worker.output_owner, is_stderr, std::string(chunk, static_cast<std::size_t>(n)));
+    }
+  }
+}
+
+void WorkerPool::cancel(std::uint64_t task_id) {
+  for (auto task = waiting_.begin(); task != waiting_.end(); ++task) {
+    if (task->task_id() != task_id) continue;
+    waiting_.erase(task);
+    fail_task(task_id, static_cast<std::uint32_t>(FailureKind::kCancelled), "cancelled before it ran");
+    return;
+  }
+  for (auto& w : workers_) {
+    if (w->task != task_id) continue;
+    wire::TaskFailure verdict;
+    verdict.set_kind(static_cast<std::uint32_t>(FailureKind::kCancelled));
+    verdict.set_message("cancelled while running; its worker was stopped");
+    w->verdict = verdict;
+    ::kill(w->pid, SIGKILL);
+    return;
+  }
+}
+
+void WorkerPool::fail_task(std::uint64_t task_id, std::uint32_t kind, const std::string& message,
+                           int exit_code, int signal) {
+  wire::TaskResult result;
+  result.set_task_id(task_id);
+  result.set_server_id(server_id_);
+  auto* failure = result.mutable_failure();
+  failure->set_kind(kind);
+  failure->set_message(message);
+  failure->set_server(server_id_);
+  failure->set_exit_code(exit_code);
+  failure->set_signal(signal);
+  callbacks_.on_result(std::move(result));
+}
+
+void WorkerPool::retire(const std::shared_ptr<Worker>& worker) {
+  if (worker->gone) return;
+  ::kill(worker->pid, SIGKILL);
+  worker->link->close("retired");
+}
+
+void WorkerPool::abandon_all() {
+  waiting_.clear();
+  for (auto& w : workers_) {
+    if (!w->task) continue;
+    w->abandoned = true;
+    ::kill(w->pid, SIGKILL);
+  }
+  for (auto& [sha, image] : images_) image.fetching = false;
+}
+
+void WorkerPool::shutdown() {
+  shutting_down_ = true;
+  waiting_.clear();
+  for (auto& w : workers_) {
+    w->abandoned = true;
+    if (!w->gone) {
+      ::kill(w->pid, SIGKILL);
+      ::waitpid(w->pid, nullptr, 0);
+      w->gone = true;
+    }
+    w->deadline.reset();
+    w->link->close("server stopping");
+    boost::system::error_code ignored;
+    w->out->close(ignored);
+    w->err->close(ignored);
+  }
+  workers_.clear();
+}
+
+}  // namespace clupy::server

@@ -1,0 +1,88 @@
+// The server's worker processes: a pool of at most `capacity` processes started from the
+// clients' program images (fetched from the master into a content-addressed cache, verified by
+// SHA-256), each running one task at a time. A worker that dies fails only its task and is
+// replaced on demand; a task past its timeout has its worker killed. Workers' stdout and stderr
+// are forwarded, attributed to the task they were running. Owned by the server's io_context
+// thread; not thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "clupy.pb.h"
+#include "common/connection.hpp"
+
+namespace clupy::server {
+
+namespace asio = boost::asio;
+
+class WorkerPool {
+ public:
+  struct Callbacks {
+    std::function<void(wire::TaskResult&& result)> on_result;
+    std::function<void(std::uint64_t task_id, bool is_stderr, std::string text)> on_output;
+    std::function<void(const std::string& image_sha256)> fetch_image;
+  };
+
+  WorkerPool(asio::io_context& io, std::string server_id, unsigned capacity, std::string cache_dir,
+             Callbacks callbacks);
+  ~WorkerPool();
+
+  void run(wire::Assignment&& task);
+  void cancel(std::uint64_t task_id);
+  void image_chunk(const wire::ImageChunk& chunk);
+  void image_failed(const std::string& image_sha256, const std::string& reason);
+  // The master is gone: queued tasks are dropped and running ones stopped, unreported.
+  void abandon_all();
+  // Kills every worker (server shutdown).
+  void shutdown();
+
+  unsigned busy() const;
+  std::size_t worker_count() const { return workers_.size(); }
+
+ private:
+  struct Worker;
+  struct Image {
+    bool ready = false;
+    bool fetching = false;
+    std::string path;
+    std::string partial;  // where the bytes received so far are
+    std::uint64_t received = 0;
+  };
+
+  void pump();
+  bool image_usable(const std::string& sha256, const std::string& name);
+  std::shared_ptr<Worker> spawn(const std::string& sha256, const std::string& name);
+  void start_task(const std::shared_ptr<Worker>& worker, wire::Assignment&& task);
+  void on_worker_message(const std::shared_ptr<Worker>& worker, wire::Envelope& message);
+  void on_worker_gone(const std::shared_ptr<Worker>& worker);
+  void reap(const std::shared_ptr<Worker>& worker, int attempts);
+  void read_output(const std::shared_ptr<Worker>& worker, bool is_stderr);
+  void drain_output(Worker& worker);
+  void fail_task(std::uint64_t task_id, std::uint32_t kind, const std::string& message,
+                 int exit_code = 0, int signal = 0);
+  void retire(const std::shared_ptr<Worker>& worker);
+
+  asio::io_context& io_;
+  std::string server_id_;
+  unsigned capacity_;
+  std::string cache_dir_;
+  Callbacks callbacks_;
+  std::map<std::string, Image> images_;
+  std::deque<wire::Assignment> waiting_;
+  std::vector<std::shared_ptr<Worker>> workers_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace clupy::server

@@ -1,0 +1,263 @@
+// Encoding values and calls, and executing calls in this process: every type family the codec
+// supports, the three call forms, failures carried with type and message, and refusals of
+// calls whose code or bytes do not fit.
+#include "clupy/detail/call.hpp"
+
+#include <gtest/gtest.h>
+
+#include <list>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "test_message.pb.h"
+#include "test_types.hpp"
+
+namespace clupy::test {
+
+struct QuotaExceeded : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+int add(int a, int b) { return a + b; }
+Shape grow(const Shape& s, double factor) {
+  Shape out = s;
+  for (Point& p : out.outline) p = {p.x * factor, p.y * factor};
+  return out;
+}
+std::string greet(std::string_view name) { return "hello " + std::string(name); }
+void nothing() {}
+long charge(Account a, long amount) {
+  if (amount > a.balance())
+    throw QuotaExceeded(a.owner() + " cannot pay " + std::to_string(amount));
+  return a.balance() - amount;
+}
+Person rename(Person p, const std::string& name) {
+  p.set_name(name);
+  return p;
+}
+int registered_twice(int x) { return x * 2; }
+int named_square(int x) { return x * x; }
+
+}  // namespace clupy::test
+
+CLUPY_REMOTE(clupy::test::named_square);
+
+namespace clupy::test {
+namespace {
+
+using detail::CallForm;
+using detail::CallOutcome;
+using detail::decode_value;
+using detail::encode_call;
+using detail::encode_value;
+using detail::EncodedCall;
+using detail::execute_call;
+
+template <class T>
+T round_trip(const T& value) {
+  std::string error;
+  auto decoded = decode_value<T>(encode_value(value), error);
+  EXPECT_TRUE(decoded.has_value()) << error;
+  return decoded ? *decoded : T{};
+}
+
+// Runs `call` here and decodes its result as T, as a runtime would.
+template <class T>
+T run(const EncodedCall& call) {
+  // Through the byte form, as a runtime would ship it.
+  const CallOutcome outcome = execute_call(detail::parse_call(detail::serialize_call(call)));
+  EXPECT_TRUE(outcome.ok) << outcome.failure.to_string();
+  auto pending = detail::make_pending_future<T>();
+  pending.state->complete_with_result(outcome.result);
+  return pending.future.get();
+}
+
+TEST(CodecTest, StdTypesRoundTrip) {
+  EXPECT_EQ(round_trip(std::string("zürich\0x", 9)), std::string("zürich\0x", 9));
+  EXPECT_EQ(round_trip(std::vector<int>{1, -2, 3}), (std::vector<int>{1, -2, 3}));
+  EXPECT_EQ(round_trip(std::map<std::string, double>{{"a", 1.5}}),
+            (std::map<std::string, double>{{"a", 1.5}}));
+  EXPECT_EQ(round_trip(std::unordered_map<int, std::string>{{1, "x"}, {2, "y"}}),
+            (std::unordered_map<int, std::string>{{1, "x"}, {2, "y"}}));
+  EXPECT_EQ(round_trip(std::set<std::string>{"b", "a"}), (std::set<std::string>{"a", "b"}));
+  EXPECT_EQ(round_trip(std::unordered_set<int>{4, 5}), (std::unordered_set<int>{4, 5}));
+  EXPECT_EQ(round_trip(std::list<bool>{true, false}), (std::list<bool>{true, false}));
+  EXPECT_EQ(round_trip(std::tuple<int, std::string, double>{1, "two", 3.0}),
+            (std::tuple<int, std::string, double>{1, "two", 3.0}));
+  EXPECT_EQ(round_trip(std::pair<long, char>{-9, 'c'}), (std::pair<long, char>{-9, 'c'}));
+  EXPECT_EQ(round_trip(std::optional<int>{}), std::optional<int>{});
+  EXPECT_EQ(round_trip(std::optional<int>{3}), std::optional<int>{3});
+  EXPECT_EQ(round_trip(std::array<int, 3>{7, 8, 9}), (std::array<int, 3>{7, 8, 9}));
+}
+
+TEST(CodecTest, VariantsKeepTheirAlternative) {
+  EXPECT_EQ(round_trip(Token{}), Token{});
+  EXPECT_EQ(round_trip(Token{5}), Token{5});
+  EXPECT_EQ(round_trip(Token{std::string("five")}), Token{std::string("five")});
+  EXPECT_EQ(round_trip(Token{Point{1, 2}}), (Token{Point{1, 2}}));
+  std::string error;
+  // [9, 0]: an index past the alternatives.
+  const std::string bad = encode_value(std::tuple<int, int>{9, 0});
+  EXPECT_FALSE(decode_value<Token>(bad, error).has_value());
+}
+
+TEST(CodecTest, AggregatesEnumsAndMsgpackDefineTypesRoundTripWithoutRegistration) {
+  Shape shape{"roof", {{0, 0}, {1, 2}}, Color::kBlue, 3, {{"top", {0.5, 2}}}};
+  EXPECT_EQ(round_trip(shape), shape);
+  EXPECT_EQ(round_trip(std::vector<Shape>{shape, Shape{}}), (std::vector<Shape>{shape, Shape{}}));
+  EXPECT_EQ(round_trip(Account("ada", 10)), Account("ada", 10));
+  EXPECT_EQ(round_trip(Color::kGreen), Color::kGreen);
+  // An aggregate travels as an array of its fields, in declaration order.
+  EXPECT_EQ(encode_value(Point{1, 2}), encode_value(std::tuple<double, double>{1, 2}));
+}
+
+TEST(CodecTest, ProtobufMessagesTravelAsTheirBytes) {
+  Person person;
+  person.set_name("grace");
+  person.set_id(7);
+  person.add_emails("g@example.org");
+  const Person back = round_trip(person);
+  EXPECT_EQ(back.SerializeAsString(), person.SerializeAsString());
+  std::string error;
+  EXPECT_FALSE(decode_value<Person>(encode_value(std::string("\xff\xff", 2)), error).has_value());
+}
+
+TEST(CodecTest, MalformedBytesAreRejectedWithAReason) {
+  std::string error;
+  EXPECT_FALSE(decode_value<int>(std::string("\xc1"), error).has_value());  // never-used byte
+  EXPECT_FALSE(error.empty());
+  EXPECT_FALSE(decode_value<int>(encode_value(1) + "x", error).has_value());
+  EXPECT_NE(error.find("stray"), std::string::npos) << error;
+  // An array header claiming 2^32-1 elements in five bytes must not allocate for them.
+  EXPECT_FALSE(decode_value<std::vector<int>>(std::string("\xdd\xff\xff\xff\xff", 5), error));
+}
+
+TEST(CallTest, PlainFunctionsTravelAsSegmentAndOffset) {
+  const EncodedCall call = encode_call(add, 2, 40);
+  EXPECT_EQ(call.form, CallForm::kFunction);
+  EXPECT_TRUE(call.function.segment_id.starts_with("build-id:")) << call.function.segment_id;
+  EXPECT_EQ(call.invoker.segment_id, call.function.segment_id);
+  EXPECT_EQ(run<int>(call), 42);
+  EXPECT_EQ(run<int>(encode_call(&add, 1, 1)), 2);
+}
+
+TEST(CallTest, ArgumentsAreConvertedToTheParameterTypesBeforeTheyTravel) {
+  EXPECT_EQ(run<std::string>(encode_call(greet, "ada")), "hello ada");
+  EXPECT_EQ(run<int>(encode_call(add, 'a', short{1})), 98);
+  Shape s{"sq", {{1, 1}}, Color::kGreen, std::nullopt, {}};
+  EXPECT_EQ((run<Shape>(encode_call(grow, s, 3)).outline), (std::vector<Point>{{3, 3}}));
+  Person p;
+  p.set_id(4);
+  const Person renamed = run<Person>(encode_call(rename, p, "bob"));
+  EXPECT_EQ(renamed.name(), "bob");
+  EXPECT_EQ(renamed.id(), 4);
+  run<void>(encode_call(nothing));
+}
+
+TEST(CallTest, CapturingLambdasTravelAsTheirBytes) {
+  const int base = 100;
+  const Point offset{0.5, 0.25};
+  auto shift = [base, offset](Point p, int n) { return Point{p.x + offset.x + n, p.y + base}; };
+  const EncodedCall call = encode_call(shift, Point{1, 1}, 2);
+  EXPECT_EQ(call.form, CallForm::kClosure);
+  EXPECT_EQ(call.closure.size(), sizeof(shift));
+  EXPECT_NE(call.function_name.find("lambda"), std::string::npos) << call.function_name;
+  EXPECT_EQ(run<Point>(call), (Point{3.5, 101}));
+  int counter = 5;
+  auto count = [counter]() mutable { return ++counter; };
+  EXPECT_EQ(run<int>(encode_call(count)), 6);
+  auto generic = [](auto a, auto b) { return a + b; };
+  EXPECT_EQ(run<std::string>(encode_call(generic, std::string("ab"), std::string("cd"))), "abcd");
+}
+
+TEST(CallTest, RegisteredFunctionsTravelByName) {
+  const EncodedCall call = encode_call(named_square, 9);
+  EXPECT_EQ(call.form, CallForm::kNamed);
+  EXPECT_EQ(call.name, "clupy::test::named_square");
+  EXPECT_EQ(run<int>(call), 81);
+  EXPECT_EQ(run<int>(detail::encode_call_by_name("clupy::test::named_square", 5)), 25);
+}
+
+TEST(CallTest, ExceptionsComeBackWithTheirTypeAndMessage) {
+  const CallOutcome outcome = execute_call(encode_call(charge, Account("ada", 10), 50L));
+  ASSERT_FALSE(outcome.ok);
+  EXPECT_EQ(outcome.failure.kind, FailureKind::kException);
+  EXPECT_EQ(outcome.failure.type_name, "clupy::test::QuotaExceeded");
+  EXPECT_EQ(outcome.failure.message, "ada cannot pay 50");
+  EXPECT_EQ(outcome.failure.function, encode_call(charge, Account(), 1L).function_name);
+  const CallOutcome thrown_int = execute_call(encode_call([] { throw 7; }));
+  EXPECT_EQ(thrown_int.failure.type_name, "int");
+}
+
+TEST(CallTest, CallsWhoseCodeIsNotHereAreRefusedWithoutJumping) {
+  EncodedCall forged = encode_call(add, 1, 2);
+  forged.function.segment_id = "build-id:00112233445566778899aabbccddeeff00112233";
+  CallOutcome outcome = execute_call(forged);
+  ASSERT_FALSE(outcome.ok);
+  EXPECT_EQ(outcome.failure.kind, FailureKind::kProtocol);
+  EXPECT_NE(outcome.failure.message.find("is not loaded in this process"), std::string::npos)
+      << outcome.failure.message;
+
+  EncodedCall far = encode_call(add, 1, 2);
+  far.invoker.offset = 1ULL << 40;
+  outcome = execute_call(far);
+  EXPECT_EQ(outcome.failure.kind, FailureKind::kProtocol);
+  EXPECT_NE(outcome.failure.message.find("outside the executable segments"), std::string::npos)
+      << outcome.failure.message;
+
+  outcome = execute_call(detail::encode_call_by_name("no_such_function", 1));
+  EXPECT_EQ(outcome.failure.kind, FailureKind::kProtocol);
+  EXPECT_NE(outcome.failure.message.find("no function named 'no_such_function'"),
+            std::string::npos);
+}
+
+TEST(CallTest, ArgumentsThatDoNotFitTheFunctionAreAProtocolFailure) {
+  CallOutcome outcome =
+      execute_call(detail::encode_call_by_name("clupy::test::named_square", 1, 2));
+  EXPECT_EQ(outcome.failure.kind, FailureKind::kProtocol);
+  EXPECT_NE(outcome.failure.message.find("takes 1 argument(s); the call carries 2"),
+            std::string::npos)
+      << outcome.failure.message;
+  outcome = execute_call(detail::encode_call_by_name("clupy::test::named_square", "nine"));
+  EXPECT_EQ(outcome.failure.kind, FailureKind::kProtocol);
+  EXPECT_NE(outcome.failure.message.find("argument 1 of clupy::test::named_square"),
+            std::string::npos)
+      << outcome.failure.message;
+
+  const int k = 3;
+  EncodedCall resized = encode_call([k](int x) { return x + k; }, 1);
+  resized.closure += "extra";
+  outcome = execute_call(resized);
+  EXPECT_EQ(outcome.failure.kind, FailureKind::kProtocol);
+}
+
+TEST(CallTest, ANameClaimedByTwoFunctionsIsRefused) {
+  const auto invoker = detail::FunctionInvokerOf<int (*)(int), int, std::tuple<int>>::value;
+  EXPECT_TRUE(detail::register_function(
+      "twice", invoker, reinterpret_cast<std::uintptr_t>(&registered_twice), "int(int)"));
+  EXPECT_FALSE(detail::register_function(
+      "twice", invoker, reinterpret_cast<std::uintptr_t>(&named_square), "int(int)"));
+  EXPECT_THROW(encode_call(registered_twice, 1), EncodeError);
+  const CallOutcome outcome = execute_call(detail::encode_call_by_name("twice", 1));
+  EXPECT_NE(outcome.failure.message.find("two different functions"), std::string::npos);
+}
+
+TEST(CallTest, MalformedCallBytesThrowDecodeError) {
+  EXPECT_THROW(detail::parse_call("garbage"), detail::DecodeError);
+  std::string bytes = detail::serialize_call(encode_call(add, 1, 2));
+  EXPECT_EQ(detail::parse_call(bytes), encode_call(add, 1, 2));
+  bytes.pop_back();
+  EXPECT_THROW(detail::parse_call(bytes), detail::DecodeError);
+  CallOutcome outcome = execute_call(encode_call(charge, Account("x", 1), 2L));
+  outcome.failure.server = "s1";
+  outcome.failure.task_id = 99;
+  const CallOutcome back = detail::parse_outcome(detail::serialize_outcome(outcome));
+  EXPECT_EQ(back.failure, outcome.failure);
+  EXPECT_FALSE(back.ok);
+}
+
+}  // namespace
+}  // namespace clupy::test
