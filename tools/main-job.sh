@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: builds CluPy, starts a local cluster (one master, two servers, each its own
-# process on loopback), prints the cluster's registry, and stops everything it started.
+# process on loopback), runs examples/primes.cpp on it (the primes of 100..199, computed by the
+# servers' worker processes), prints the cluster's registry, and stops everything it started.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -9,7 +10,7 @@ cd "$root"
 export CCACHE_DIR="${CCACHE_DIR:-$root/.cache/ccache}"
 build="$root/build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "${CLUPY_JOBS:-$(nproc)}" --target clupy_cli
+cmake --build "$build" -j "${CLUPY_JOBS:-$(nproc)}" --target clupy_cli primes
 clupy="$build/tools/clupy"
 
 work="$(mktemp -d /tmp/clupy-main-job.XXXXXX)"
@@ -33,7 +34,7 @@ echo "   master at $url"
 
 echo "== starting two servers"
 for name in server-1 server-2; do
-  "$clupy" --serve --master-url "$url" --server-id "$name" --label "role=demo" \
+  "$clupy" --serve --master-url "$url" --server-id "$name" --label "role=demo" --log-level debug \
     >"$work/$name.log" 2>&1 &
   pids+=($!)
 done
@@ -44,3 +45,9 @@ done
 
 echo "== the cluster's registry (clupy --client info)"
 "$clupy" --client info --master-url "$url"
+
+echo "== examples/primes.cpp on the cluster"
+CLUPY_MASTER_URL="$url" "$build/examples/primes"
+
+echo "== where the tasks ran"
+grep -h "started worker\|cached" "$work"/server-*.log | sed 's/^/   /' || true

@@ -1,0 +1,255 @@
+// A CluPy client program for the parallel-execution tests. The tests start it against a real
+// cluster; its own image is what the servers' workers run. argv[1] selects a scenario; it
+// prints lines the test reads ("RESULT ...", "FAILURE ...", "PROGRESS n", "DONE ...").
+#include <clupy/clupy.hpp>
+
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+long square(long x) { return x * x; }
+
+int throws_invalid_argument(int n) {
+  if (n >= 0) throw std::invalid_argument("n must be negative, got " + std::to_string(n));
+  return n;
+}
+
+int segfaults(int n) {
+  volatile int* nothing = nullptr;
+  if (n >= 0) *nothing = n;
+  return n;
+}
+
+int aborts(int n) {
+  if (n >= 0) std::abort();
+  return n;
+}
+
+int exits(int code) {
+  std::fflush(nullptr);
+  std::_Exit(code);
+}
+
+int sleeps(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+std::string server_of_worker() {
+  const char* s = std::getenv("CLUPY_WORKER_SERVER");
+  return s ? s : "?";
+}
+
+// Where a task ran and when (microseconds of CLOCK_REALTIME), after sleeping `ms`.
+struct Visit {
+  std::string server;
+  long pid;
+  long long start_us;
+  long long end_us;
+};
+
+long long now_us() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+}
+
+Visit visit(int ms) {
+  Visit v{server_of_worker(), static_cast<long>(::getpid()), now_us(), 0};
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  v.end_us = now_us();
+  return v;
+}
+
+int chatty(int n) {
+  std::printf("hello from task %d on stdout\n", n);
+  std::fprintf(stderr, "warning from task %d on stderr\n", n);
+  return n;
+}
+
+struct Point {
+  int x;
+  double y;
+  std::string label;
+};
+
+Point move_point(Point p, std::map<std::string, int> offsets) {
+  p.x += offsets["dx"];
+  p.label += "+moved";
+  return p;
+}
+
+std::string describe(const clupy::Failure& f) {
+  return std::string(clupy::to_string(f.kind)) + "|" + f.type_name + "|" + f.message + "|" + f.server +
+         "|" + std::to_string(f.task_id) + "|" + std::to_string(f.signal) + "|" + std::to_string(f.exit_code);
+}
+
+int scenario_sequential(int n) {
+  std::vector<clupy::Future<long>> futures;
+  std::vector<std::atomic<int>> callbacks(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    futures.push_back(clupy::parallel(square)(i));
+    futures.back().succeed([&callbacks, i](long) { callbacks[static_cast<std::size_t>(i)]++; });
+  }
+  if (!clupy::wait_all(futures, std::chrono::seconds(120))) {
+    std::printf("TIMEOUT\n");
+    return 1;
+  }
+  int wrong = 0, callback_errors = 0;
+  for (int i = 0; i < n; ++i) {
+    if (!futures[static_cast<std::size_t>(i)].successful() ||
+        futures[static_cast<std::size_t>(i)].value() != square(i))
+      ++wrong;
+    if (callbacks[static_cast<std::size_t>(i)] != 1) ++callback_errors;
+  }
+  std::printf("DONE tasks=%d wrong=%d callback_errors=%d\n", n, wrong, callback_errors);
+  return wrong || callback_errors ? 1 : 0;
+}
+
+int scenario_failures() {
+  auto before = clupy::parallel(square)(7);
+  auto exception = clupy::parallel(throws_invalid_argument)(1);
+  auto segfault = clupy::parallel(segfaults)(1);
+  auto abort = clupy::parallel(aborts)(1);
+  auto exit_code = clupy::parallel(exits)(3);
+  auto timeout = clupy::parallel(sleeps, {.timeout = std::chrono::milliseconds(300)})(10'000);
+  std::vector<clupy::Future<int>> bad = {exception, segfault, abort, exit_code, timeout};
+  clupy::wait_all(bad, std::chrono::seconds(60));
+  auto after = clupy::parallel(square)(8);
+  after.wait(std::chrono::seconds(60));
+  before.wait(std::chrono::seconds(60));
+  std::printf("BEFORE %ld\n", before.successful() ? before.value() : -1L);
+  const char* names[] = {"exception", "segfault", "abort", "exit", "timeout"};
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    if (!bad[i].completed()) std::printf("FAILURE %s|not completed\n", names[i]);
+    else if (bad[i].successful()) std::printf("FAILURE %s|succeeded?!\n", names[i]);
+    else std::printf("FAILURE %s|%s\n", names[i], describe(bad[i].failure()).c_str());
+  }
+  try {
+    exception.get();
+  } catch (const clupy::RemoteError& e) {
+    std::printf("GET %s\n", e.what());
+  }
+  std::printf("AFTER %ld\n", after.successful() ? after.value() : -1L);
+  return 0;
+}
+
+// Long-running tasks, reporting progress, so a test can kill things mid-run.
+int scenario_long(int n, int ms, int retries) {
+  std::vector<clupy::Future<int>> futures;
+  std::atomic<int> finished{0};
+  for (int i = 0; i < n; ++i) {
+    futures.push_back(clupy::parallel(sleeps, {.retries = retries})(ms));
+    futures.back().succeed([&](int) { ++finished; }).fail([&](const clupy::Failure&) { ++finished; });
+  }
+  int last = -1;
+  while (!clupy::wait_all(futures, std::chrono::milliseconds(20))) {
+    if (finished / 10 != last) {
+      last = finished / 10;
+      std::printf("PROGRESS %d\n", finished.load());
+      std::fflush(stdout);
+    }
+    if (futures.size() > 0 && finished == n) break;
+  }
+  int ok = 0, failed = 0;
+  std::set<std::string> kinds;
+  for (auto& f : futures) {
+    if (f.successful() && f.value() == ms) ++ok;
+    else if (f.completed() && !f.successful()) {
+      ++failed;
+      kinds.insert(describe(f.failure()));
+    }
+  }
+  std::printf("DONE ok=%d failed=%d\n", ok, failed);
+  for (const auto& k : kinds) std::printf("KIND %s\n", k.c_str());
+  return 0;
+}
+
+int scenario_spread(unsigned server_count, unsigned max_in_flight, int n, int ms) {
+  auto f = clupy::parallel(visit, {.server_count = server_count, .max_in_flight = max_in_flight});
+  std::vector<clupy::Future<Visit>> futures;
+  for (int i = 0; i < n; ++i) futures.push_back(f(ms));
+  if (!clupy::wait_all(futures, std::chrono::seconds(120))) {
+    std::printf("TIMEOUT\n");
+    return 1;
+  }
+  std::set<std::string> servers;
+  std::vector<std::pair<long long, int>> events;
+  for (auto& v : futures) {
+    servers.insert(v.value().server);
+    events.emplace_back(v.value().start_us, 1);
+    events.emplace_back(v.value().end_us, -1);
+  }
+  std::sort(events.begin(), events.end());
+  int running = 0, peak = 0;
+  for (auto& [t, d] : events) peak = std::max(peak, running += d);
+  std::printf("SERVERS");
+  for (const auto& s : servers) std::printf(" %s", s.c_str());
+  std::printf("\nPEAK %d\n", peak);
+  return 0;
+}
+
+int scenario_types() {
+  const int base = 40;
+  const double scale = 0.5;
+  auto lambda = clupy::parallel([base, scale](int x) { return (base + x) * scale; })(4);
+  auto strings = clupy::parallel([](std::string a, std::vector<std::string> b) {
+    for (auto& s : b) a += "," + s;
+    return a;
+  })(std::string("a"), std::vector<std::string>{"b", "c"});
+  auto aggregate = clupy::parallel(move_point)(Point{1, 2.5, "p"}, std::map<std::string, int>{{"dx", 10}});
+  auto nothing = clupy::parallel([](int) {})(1);
+  int ok = 0;
+  if (lambda.get() == 22.0) ++ok; else std::printf("BAD lambda %f\n", lambda.get());
+  if (strings.get() == "a,b,c") ++ok; else std::printf("BAD strings %s\n", strings.get().c_str());
+  Point p = aggregate.get();
+  if (p.x == 11 && p.y == 2.5 && p.label == "p+moved") ++ok; else std::printf("BAD aggregate\n");
+  nothing.get();
+  ++ok;
+  std::printf("TYPES ok=%d\n", ok);
+  return ok == 4 ? 0 : 1;
+}
+
+int scenario_output() {
+  auto f = clupy::parallel(chatty)(42);
+  std::printf("RESULT %d\n", f.get());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  clupy::init(argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const std::string mode = argc > 1 ? argv[1] : "";
+  auto arg = [&](int i, int fallback) { return argc > i ? std::atoi(argv[i]) : fallback; };
+  try {
+    if (mode == "sequential") return scenario_sequential(arg(2, 10'000));
+    if (mode == "failures") return scenario_failures();
+    if (mode == "long") return scenario_long(arg(2, 100), arg(3, 50), arg(4, -1));
+    if (mode == "spread") return scenario_spread(static_cast<unsigned>(arg(2, 0)), static_cast<unsigned>(arg(3, 0)), arg(4, 100), arg(5, 5));
+    if (mode == "types") return scenario_types();
+    if (mode == "output") return scenario_output();
+  } catch (const std::exception& e) {
+    std::printf("ERROR %s\n", e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "unknown scenario '%s'\n", mode.c_str());
+  return 2;
+}
