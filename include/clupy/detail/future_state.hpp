@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <typeinfo>
 #include <utility>
 #include <vector>
@@ -60,8 +61,9 @@ class FutureStateBase {
   // Resolves as kCancelled and calls the cancel hook. Returns false if already complete.
   bool cancel();
   Status status() const;
-  // Returns true once complete, false when `deadline` passed first. time_point::max() waits
-  // without limit.
+  // Returns true once complete and the callbacks registered before completion have run (on the
+  // completing thread, where it returns at once), false when `deadline` passed first.
+  // time_point::max() waits without limit.
   bool wait_until(std::chrono::steady_clock::time_point deadline) const;
   // Precondition: status() == kFailed.
   const Failure& failure() const;
@@ -95,6 +97,10 @@ class FutureStateBase {
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   Status status_ = Status::kPending;
+  // Set once the callbacks registered before completion have run: waiting (wait, wait_all,
+  // wait_any) ends only then, so a caller that waited sees every callback's effects.
+  bool settled_ = false;
+  std::thread::id settling_thread_;  // runs those callbacks; never waits for itself
   Failure failure_;
   std::vector<std::function<void()>> callbacks_;
   std::vector<std::pair<Waiter*, std::size_t>> waiters_;

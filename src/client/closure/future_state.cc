@@ -57,7 +57,8 @@ FutureStateBase::Status FutureStateBase::status() const {
 
 bool FutureStateBase::wait_until(std::chrono::steady_clock::time_point deadline) const {
   std::unique_lock lock(mu_);
-  auto done = [this] { return status_ != Status::kPending; };
+  if (status_ != Status::kPending && settling_thread_ == std::this_thread::get_id()) return true;
+  auto done = [this] { return settled_; };
   if (deadline == std::chrono::steady_clock::time_point::max()) {
     cv_.wait(lock, done);
     return true;
@@ -83,7 +84,7 @@ void FutureStateBase::add_callback(std::function<void()> callback) {
 
 bool FutureStateBase::add_waiter(Waiter* waiter, std::size_t index) {
   std::lock_guard lock(mu_);
-  if (status_ != Status::kPending) return false;
+  if (settled_) return false;
   waiters_.emplace_back(waiter, index);
   return true;
 }
@@ -94,16 +95,22 @@ void FutureStateBase::remove_waiter(Waiter* waiter) {
 }
 
 void FutureStateBase::finish(std::unique_lock<std::mutex>& lock) {
+  cancel_hook_ = nullptr;
+  std::vector<std::function<void()>> callbacks = std::move(callbacks_);
+  callbacks_.clear();
+  if (!callbacks.empty()) {
+    settling_thread_ = std::this_thread::get_id();
+    lock.unlock();
+    for (const auto& callback : callbacks) run_callback_guarded(callback);
+    lock.lock();
+  }
+  settled_ = true;
   // Waiters are told under the lock: remove_waiter() takes it too, so a waiter that has been
   // removed is never touched again and may be destroyed.
   for (const auto& [waiter, index] : waiters_) waiter->notify(index);
   waiters_.clear();
-  cancel_hook_ = nullptr;
-  std::vector<std::function<void()>> callbacks = std::move(callbacks_);
-  callbacks_.clear();
   cv_.notify_all();
   lock.unlock();
-  for (const auto& callback : callbacks) run_callback_guarded(callback);
 }
 
 void run_callback_guarded(const std::function<void()>& callback) noexcept {
