@@ -23,6 +23,7 @@ cleanup() {
 trap cleanup EXIT
 
 export CLUPY_TOKEN_FILE="$work/cluster.token"
+cd "$work"  # the daemons keep their data and caches in their working directory
 echo "== starting the master"
 "$clupy" --master --port 0 --port-file "$work/port" --token-file "$CLUPY_TOKEN_FILE" \
   >"$work/master.log" 2>&1 &

@@ -48,7 +48,7 @@ bool Barrier::wait(std::chrono::milliseconds timeout) {
   const auto deadline = deadline_after(timeout);
   for (;;) {
     auto watch = session_->new_watch();
-    if (session_->exists(path_, nullptr, watch) == ZNONODE) return true;
+    if (session_->watch_existing(path_, watch) == ZNONODE) return true;
     if (!session_->wait_for([&] { return watch->fired.load(); }, deadline)) return false;
   }
 }
@@ -106,8 +106,8 @@ bool DoubleBarrier::leave(std::chrono::milliseconds timeout) {
   const std::string ready = path_ + "/" + kReady;
   for (;;) {
     auto parties = parties_of(session_->children(path_, nullptr));
-    bool present = !my_node_.empty() &&
-                   std::find(parties.begin(), parties.end(), my_node_) != parties.end();
+    bool present =
+        !my_node_.empty() && std::find(parties.begin(), parties.end(), my_node_) != parties.end();
     if (parties.empty()) {
       my_node_.clear();
       return true;
@@ -135,7 +135,7 @@ bool DoubleBarrier::leave(std::chrono::milliseconds timeout) {
       wait_on = parties.front();
     }
     auto watch = session_->new_watch();
-    if (session_->exists(path_ + "/" + wait_on, nullptr, watch) == ZNONODE) continue;
+    if (session_->watch_existing(path_ + "/" + wait_on, watch) == ZNONODE) continue;
     if (!session_->wait_for([&] { return watch->fired.load(); }, deadline)) return false;
   }
 }

@@ -140,7 +140,7 @@ class LeaderElection::Impl : public std::enable_shared_from_this<LeaderElection:
       auto watch = session_->new_watch([weak] {
         if (auto self = weak.lock()) self->check();
       });
-      if (session_->exists(before, nullptr, watch) == ZNONODE) {
+      if (session_->watch_existing(before, watch) == ZNONODE) {
         post_check();
         return;
       }

@@ -10,7 +10,7 @@
 namespace clupy {
 
 CoordError::CoordError(Kind kind, std::string zk_error, const std::string& what)
-    : std::runtime_error(zk_error.empty() ? what : what + " (" + zk_error + ")"),
+    : Error(zk_error.empty() ? what : what + " (" + zk_error + ")"),
       kind_(kind),
       zk_error_(std::move(zk_error)) {}
 
@@ -18,35 +18,64 @@ namespace coord {
 
 const char* zk_error_name(int rc) {
   switch (rc) {
-    case ZOK: return "ZOK";
-    case ZSYSTEMERROR: return "ZSYSTEMERROR";
-    case ZRUNTIMEINCONSISTENCY: return "ZRUNTIMEINCONSISTENCY";
-    case ZDATAINCONSISTENCY: return "ZDATAINCONSISTENCY";
-    case ZCONNECTIONLOSS: return "ZCONNECTIONLOSS";
-    case ZMARSHALLINGERROR: return "ZMARSHALLINGERROR";
-    case ZUNIMPLEMENTED: return "ZUNIMPLEMENTED";
-    case ZOPERATIONTIMEOUT: return "ZOPERATIONTIMEOUT";
-    case ZBADARGUMENTS: return "ZBADARGUMENTS";
-    case ZINVALIDSTATE: return "ZINVALIDSTATE";
-    case ZAPIERROR: return "ZAPIERROR";
-    case ZNONODE: return "ZNONODE";
-    case ZNOAUTH: return "ZNOAUTH";
-    case ZBADVERSION: return "ZBADVERSION";
-    case ZNOCHILDRENFOREPHEMERALS: return "ZNOCHILDRENFOREPHEMERALS";
-    case ZNODEEXISTS: return "ZNODEEXISTS";
-    case ZNOTEMPTY: return "ZNOTEMPTY";
-    case ZSESSIONEXPIRED: return "ZSESSIONEXPIRED";
-    case ZINVALIDCALLBACK: return "ZINVALIDCALLBACK";
-    case ZINVALIDACL: return "ZINVALIDACL";
-    case ZAUTHFAILED: return "ZAUTHFAILED";
-    case ZCLOSING: return "ZCLOSING";
-    case ZNOTHING: return "ZNOTHING";
-    case ZSESSIONMOVED: return "ZSESSIONMOVED";
-    case ZNOTREADONLY: return "ZNOTREADONLY";
-    case ZEPHEMERALONLOCALSESSION: return "ZEPHEMERALONLOCALSESSION";
-    case ZNOWATCHER: return "ZNOWATCHER";
-    case ZTHROTTLEDOP: return "ZTHROTTLEDOP";
-    default: return "ZUNKNOWN";
+    case ZOK:
+      return "ZOK";
+    case ZSYSTEMERROR:
+      return "ZSYSTEMERROR";
+    case ZRUNTIMEINCONSISTENCY:
+      return "ZRUNTIMEINCONSISTENCY";
+    case ZDATAINCONSISTENCY:
+      return "ZDATAINCONSISTENCY";
+    case ZCONNECTIONLOSS:
+      return "ZCONNECTIONLOSS";
+    case ZMARSHALLINGERROR:
+      return "ZMARSHALLINGERROR";
+    case ZUNIMPLEMENTED:
+      return "ZUNIMPLEMENTED";
+    case ZOPERATIONTIMEOUT:
+      return "ZOPERATIONTIMEOUT";
+    case ZBADARGUMENTS:
+      return "ZBADARGUMENTS";
+    case ZINVALIDSTATE:
+      return "ZINVALIDSTATE";
+    case ZAPIERROR:
+      return "ZAPIERROR";
+    case ZNONODE:
+      return "ZNONODE";
+    case ZNOAUTH:
+      return "ZNOAUTH";
+    case ZBADVERSION:
+      return "ZBADVERSION";
+    case ZNOCHILDRENFOREPHEMERALS:
+      return "ZNOCHILDRENFOREPHEMERALS";
+    case ZNODEEXISTS:
+      return "ZNODEEXISTS";
+    case ZNOTEMPTY:
+      return "ZNOTEMPTY";
+    case ZSESSIONEXPIRED:
+      return "ZSESSIONEXPIRED";
+    case ZINVALIDCALLBACK:
+      return "ZINVALIDCALLBACK";
+    case ZINVALIDACL:
+      return "ZINVALIDACL";
+    case ZAUTHFAILED:
+      return "ZAUTHFAILED";
+    case ZCLOSING:
+      return "ZCLOSING";
+    case ZNOTHING:
+      return "ZNOTHING";
+    case ZSESSIONMOVED:
+      return "ZSESSIONMOVED";
+    case ZNOTREADONLY:
+      return "ZNOTREADONLY";
+    case ZEPHEMERALONLOCALSESSION:
+      return "ZEPHEMERALONLOCALSESSION";
+    case ZNOWATCHER:
+      return "ZNOWATCHER";
+    case ZTHROTTLEDOP:
+      return "ZTHROTTLEDOP";
+    default:
+      return "ZUNKNOWN";
   }
 }
 
@@ -89,8 +118,7 @@ std::string new_guid() {
   static std::mt19937_64 engine{std::random_device{}()};
   std::lock_guard lock(mu);
   char buf[40];
-  std::snprintf(buf, sizeof(buf), "_c_%016llx%016llx",
-                static_cast<unsigned long long>(engine()),
+  std::snprintf(buf, sizeof(buf), "_c_%016llx%016llx", static_cast<unsigned long long>(engine()),
                 static_cast<unsigned long long>(engine()));
   return buf;
 }
@@ -108,9 +136,12 @@ std::int64_t sequence_of(const std::string& name) {
 
 const char* to_string(LossReason reason) {
   switch (reason) {
-    case LossReason::kSuspended: return "suspended";
-    case LossReason::kExpired: return "expired";
-    case LossReason::kReleased: return "released";
+    case LossReason::kSuspended:
+      return "suspended";
+    case LossReason::kExpired:
+      return "expired";
+    case LossReason::kReleased:
+      return "released";
   }
   return "?";
 }

@@ -1,7 +1,7 @@
 // Lease: a held lock, read/write lock or semaphore slot, and how its loss is reported.
-#include "coord/lease_state.hpp"
-
 #include <spdlog/spdlog.h>
+
+#include "coord/lease_state.hpp"
 
 namespace clupy::coord {
 
@@ -90,7 +90,7 @@ void Lease::on_lost(std::function<void(LossReason)> callback) {
       auto self = weak.lock();
       if (!self) return;
       self->report(session->state() == SessionState::kExpired ? LossReason::kExpired
-                                                               : LossReason::kSuspended);
+                                                              : LossReason::kSuspended);
     });
   }
 }

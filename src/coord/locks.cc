@@ -95,7 +95,7 @@ std::optional<Lease> acquire_in_queue(const std::shared_ptr<SessionImpl>& sessio
       }
       if (deadline && Clock::now() >= *deadline) break;
       auto watch = session->new_watch();
-      if (session->exists(dir + "/" + *wait_for, nullptr, watch) == ZNONODE) continue;
+      if (session->watch_existing(dir + "/" + *wait_for, watch) == ZNONODE) continue;
       if (!session->wait_for([&] { return watch->fired.load(); },
                              deadline.value_or(Clock::now() + kForever))) {
         break;
@@ -138,8 +138,7 @@ Lease SharedMutex::lock() {
 }
 
 std::optional<Lease> SharedMutex::try_lock_for(std::chrono::milliseconds timeout) {
-  return acquire_in_queue(session_, path_, "write", deadline_after(timeout),
-                          exclusive_predecessor);
+  return acquire_in_queue(session_, path_, "write", deadline_after(timeout), exclusive_predecessor);
 }
 
 Lease SharedMutex::lock_shared() {
@@ -177,8 +176,7 @@ Semaphore::Semaphore(Session& session, std::string path, int leases)
 std::optional<Lease> Semaphore::try_acquire_for(std::chrono::milliseconds timeout) {
   const auto deadline = deadline_after(timeout);
   // Only the holder of this gate looks at the lease set, so a freed lease wakes one waiter.
-  auto gate =
-      acquire_in_queue(session_, path_ + "/queue", "lock", deadline, exclusive_predecessor);
+  auto gate = acquire_in_queue(session_, path_ + "/queue", "lock", deadline, exclusive_predecessor);
   if (!gate) return std::nullopt;
   const std::string dir = path_ + "/leases";
   Stat stat{};
@@ -204,7 +202,8 @@ std::optional<Lease> Semaphore::try_acquire_for(std::chrono::milliseconds timeou
 
 Lease Semaphore::acquire() {
   for (;;) {
-    if (auto lease = try_acquire_for(std::chrono::duration_cast<std::chrono::milliseconds>(kForever))) {
+    if (auto lease =
+            try_acquire_for(std::chrono::duration_cast<std::chrono::milliseconds>(kForever))) {
       return std::move(*lease);
     }
   }

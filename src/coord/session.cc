@@ -73,15 +73,15 @@ void SessionImpl::connect() {
     events_->thread_id = event_thread_.get_id();
   }
 
-  zhandle_t* zh = zookeeper_init(connect.c_str(), &SessionImpl::global_watcher,
-                                 static_cast<int>(options_.session_timeout.count()), nullptr,
-                                 this, 0);
+  zhandle_t* zh =
+      zookeeper_init(connect.c_str(), &SessionImpl::global_watcher,
+                     static_cast<int>(options_.session_timeout.count()), nullptr, this, 0);
   if (zh == nullptr) {
     int err = errno;
     close();
-    throw CoordError(CoordError::Kind::kBadArgument, "",
-                     "coord: cannot start a ZooKeeper client for '" + connect +
-                         "': " + std::strerror(err));
+    throw CoordError(
+        CoordError::Kind::kBadArgument, "",
+        "coord: cannot start a ZooKeeper client for '" + connect + "': " + std::strerror(err));
   }
   {
     std::lock_guard lock(mu_);
@@ -458,8 +458,8 @@ void SessionImpl::ensure_path(const std::string& path) {
 
 int SessionImpl::remove(const std::string& path, int version, bool* in_doubt) {
   int losses = 0;
-  int rc = call([&](zhandle_t* zh) { return zoo_delete(zh, path.c_str(), version); }, true,
-                &losses);
+  int rc =
+      call([&](zhandle_t* zh) { return zoo_delete(zh, path.c_str(), version); }, true, &losses);
   if (rc == ZNONODE && losses > 0) {
     if (in_doubt != nullptr) *in_doubt = true;
     return ZOK;
@@ -479,6 +479,21 @@ int SessionImpl::exists(const std::string& path, Stat* stat, const std::shared_p
       },
       true);
   if (rc != ZOK && rc != ZNONODE) throw_zk(rc, "coord: exists " + path);
+  return rc;
+}
+
+int SessionImpl::watch_existing(const std::string& path, const std::shared_ptr<Watch>& watch) {
+  int rc = call_watched(
+      watch,
+      [&](zhandle_t* zh, watcher_fn fn, void* ctx) {
+        // Only the watch matters: the client copies what fits of the data and drops the rest.
+        char byte = 0;
+        int len = 1;
+        Stat stat{};
+        return zoo_wget(zh, path.c_str(), fn, ctx, &byte, &len, &stat);
+      },
+      false);
+  if (rc != ZOK && rc != ZNONODE) throw_zk(rc, "coord: watch " + path);
   return rc;
 }
 
@@ -573,7 +588,8 @@ int SessionImpl::multi(std::vector<zoo_op_t>& ops) {
 
 // ---- Session (public) ----
 
-Session::Session(SessionOptions options) : impl_(std::make_shared<SessionImpl>(std::move(options))) {
+Session::Session(SessionOptions options)
+    : impl_(std::make_shared<SessionImpl>(std::move(options))) {
   impl_->connect();
 }
 

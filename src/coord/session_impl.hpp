@@ -105,7 +105,11 @@ class SessionImpl : public std::enable_shared_from_this<SessionImpl> {
   // ZOK | ZNONODE | ZBADVERSION | ZNOTEMPTY. A delete retried after a lost reply that then finds
   // no node reports ZOK with *in_doubt set (when given).
   int remove(const std::string& path, int version = -1, bool* in_doubt = nullptr);
-  // ZOK | ZNONODE
+  // Watches an existing node for its change or deletion: ZOK (watch armed) | ZNONODE (no watch
+  // left behind; an exists() on a missing node would leave a creation watch on the server that a
+  // sequential node's path never fires).
+  int watch_existing(const std::string& path, const std::shared_ptr<Watch>& watch);
+  // ZOK | ZNONODE. With a watch and ZNONODE, the watch waits for the node's creation.
   int exists(const std::string& path, Stat* stat, const std::shared_ptr<Watch>& watch);
   int get(const std::string& path, std::string* data, Stat* stat,
           const std::shared_ptr<Watch>& watch);

@@ -39,8 +39,8 @@ class ProgressBar {
     double secs = std::chrono::duration<double>(now - start_).count();
     double rate = secs > 0 ? static_cast<double>(done) / secs / (1 << 20) : 0;
     char line[128];
-    std::snprintf(line, sizeof line, "\r[%s%s] %3d%%  %7.1f MiB/s", std::string(filled, '#').c_str(),
-                  std::string(kWidth - filled, '.').c_str(),
+    std::snprintf(line, sizeof line, "\r[%s%s] %3d%%  %7.1f MiB/s",
+                  std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
                   static_cast<int>(done * 100 / total), rate);
     err_ << line << std::flush;
   }

@@ -2,11 +2,10 @@
 // (from the master, or flags) and hands the remaining arguments here.
 #pragma once
 
+#include <clupy/store.hpp>
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <clupy/store.hpp>
 
 namespace clupy::store {
 

@@ -2,11 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <clupy/store.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <clupy/store.hpp>
 
 namespace clupy::store {
 namespace {

@@ -1,10 +1,9 @@
 // RFC 4180 CSV: the record reader and writer of include/clupy/store.hpp.
+#include <clupy/store.hpp>
 #include <istream>
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <clupy/store.hpp>
 
 namespace clupy {
 namespace {

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <clupy/store.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -14,8 +15,6 @@
 #include <sstream>
 #include <thread>
 #include <vector>
-
-#include <clupy/store.hpp>
 
 #include "store/redis.hpp"
 
@@ -66,11 +65,10 @@ EmbeddedRedis::EmbeddedRedis(const std::string& dir, EmbeddedRedisOptions option
                      "cannot create the embedded redis directory '" + dir + "': " + ec.message());
   std::filesystem::remove(socket_path_, ec);
 
-  std::vector<std::string> args = {exe,          "--port",           "0",
-                                   "--unixsocket", socket_path_,     "--unixsocketperm",
-                                   "700",        "--save",           "",
-                                   "--appendonly", "no",             "--daemonize",
-                                   "no",         "--dir",            abs_dir};
+  std::vector<std::string> args = {
+      exe,   "--port", "0",    "--unixsocket", socket_path_, "--unixsocketperm",
+      "700", "--save", "",     "--appendonly", "no",         "--daemonize",
+      "no",  "--dir",  abs_dir};
   if (options.maxmemory_bytes != 0) {
     args.push_back("--maxmemory");
     args.push_back(std::to_string(options.maxmemory_bytes));

@@ -3,13 +3,16 @@
 #pragma once
 
 #include <chrono>
+#include <clupy/store.hpp>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <streambuf>
 #include <string>
 #include <string_view>
-
-#include <clupy/store.hpp>
+#include <thread>
 
 #include "store/layout.hpp"
 #include "store/redis.hpp"
@@ -53,6 +56,36 @@ class Sha256 {
   void* ctx_;
 };
 
+// SHA-256 of a byte stream fed in order, computed on a worker thread so hashing overlaps the
+// network I/O of the stream that feeds it (hashing runs at about the speed of a local Redis).
+// Small inputs are hashed inline and start no thread. The bytes of a submission must stay
+// valid and unchanged until wait(ticket) returns for it.
+class HashPipeline {
+ public:
+  HashPipeline() = default;
+  ~HashPipeline();
+  HashPipeline(const HashPipeline&) = delete;
+  HashPipeline& operator=(const HashPipeline&) = delete;
+
+  std::uint64_t submit(std::string_view data);
+  // Blocks until the submission `ticket` (and every earlier one) is hashed.
+  void wait(std::uint64_t ticket);
+  // Waits for everything, then returns the hex digest.
+  std::string finish();
+
+ private:
+  void run();
+
+  Sha256 sha_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::string_view> queue_;
+  std::uint64_t submitted_ = 0;
+  std::uint64_t hashed_ = 0;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
 // Deletes the chunks of a blob (contiguous from index 0) in pipelined batches until a batch
 // finds none. Returns {chunks, bytes} deleted.
 struct Deleted {
@@ -93,10 +126,16 @@ class StoreWriter::Buf : public std::streambuf {
   std::unique_ptr<store::RedisConnection> conn_;
   std::string name_;
   std::string blob_;
-  std::string buf_;
+  // Two chunk buffers: the user fills one while the other is being hashed. Each has room for
+  // the RESP header of its SET before the data and for the final CRLF after it, so a chunk is
+  // queued without copying it into a separate command.
+  std::string bufs_[2];
+  std::size_t header_room_ = 0;
+  std::uint64_t buf_ticket_[2] = {0, 0};
+  int cur_ = 0;
   std::uint64_t chunks_ = 0;
   std::uint64_t size_ = 0;
-  store::Sha256 sha_;
+  store::HashPipeline sha_;
   std::string head_;
   std::string tail_;
   std::chrono::steady_clock::time_point last_heartbeat_;
@@ -127,7 +166,9 @@ class StoreReader::Buf : public std::streambuf {
   std::uint64_t requested_ = 0;  // chunks requested so far on conn_
   std::uint64_t consumed_bytes_ = 0;
   store::Reply current_;
-  store::Sha256 sha_;
+  // Chunks handed to the hasher, kept alive until it is done with them.
+  std::deque<std::pair<std::uint64_t, store::Reply>> hashing_;
+  store::HashPipeline sha_;
   bool verified_ = false;
 };
 

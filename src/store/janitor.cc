@@ -75,8 +75,8 @@ class Janitor::Impl {
     std::size_t step = with_scores ? 2 : 1;
     std::size_t n = names_with_scores.size() / step;
     for (std::size_t i = 0; i < n; ++i)
-      c.append({"HMGET", layout_.file(names_with_scores[i * step].str()), "blob", "size",
-                "pinned", "atime"});
+      c.append({"HMGET", layout_.file(names_with_scores[i * step].str()), "blob", "size", "pinned",
+                "atime"});
     for (std::size_t i = 0; i < n; ++i) {
       Reply r = c.read_reply();
       if (r[0].is_nil()) continue;

@@ -9,13 +9,12 @@
 #pragma once
 
 #include <chrono>
+#include <clupy/store.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <clupy/store.hpp>
 
 namespace clupy::store {
 
@@ -47,11 +46,11 @@ const char* to_string(Removal::Reason reason);
 
 struct JanitorReport {
   std::vector<Removal> removed;
-  std::uint64_t blobs_deleted = 0;   // retired blobs whose chunks were deleted in this sweep
+  std::uint64_t blobs_deleted = 0;  // retired blobs whose chunks were deleted in this sweep
   std::uint64_t chunks_deleted = 0;
-  std::uint64_t bytes_freed = 0;     // bytes of the deleted chunks
-  std::uint64_t files = 0;           // files left (after a sweep)
-  std::uint64_t live_bytes = 0;      // their total size (what the budget is compared with)
+  std::uint64_t bytes_freed = 0;  // bytes of the deleted chunks
+  std::uint64_t files = 0;        // files left (after a sweep)
+  std::uint64_t live_bytes = 0;   // their total size (what the budget is compared with)
 
   std::size_t count(Removal::Reason reason) const;
 };

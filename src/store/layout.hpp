@@ -34,8 +34,8 @@ class Layout {
 };
 
 // Lua helper prepended to the scripts: the server's time in ms as an integer string.
-#define CLUPY_LUA_NOW                                                              \
-  "local t = redis.call('TIME')\n"                                                 \
+#define CLUPY_LUA_NOW              \
+  "local t = redis.call('TIME')\n" \
   "local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))\n"
 
 // KEYS: writing. ARGV: blob. Registers a blob being written (its heartbeat is now).

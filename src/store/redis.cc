@@ -93,8 +93,9 @@ RedisEndpoint parse_redis_url(std::string_view url) {
   RedisEndpoint ep;
   constexpr std::string_view kRedis = "redis://", kUnix = "unix://";
   if (url.starts_with("rediss://"))
-    bad_url(url, "TLS (rediss://) is not supported: this build's hiredis (0.14) has no TLS; "
-                 "use a unix socket or an stunnel/ssh tunnel to 127.0.0.1");
+    bad_url(url,
+            "TLS (rediss://) is not supported: this build's hiredis (0.14) has no TLS; "
+            "use a unix socket or an stunnel/ssh tunnel to 127.0.0.1");
   if (url.starts_with(kUnix)) {
     ep.unix_socket = true;
     std::string_view rest = url.substr(kUnix.size());
@@ -270,9 +271,9 @@ void RedisConnection::fail_io(const char* during) {
   broken_ = true;
   std::string why = ctx_->errstr[0] != '\0' ? ctx_->errstr : "connection closed";
   if (ctx_->err == REDIS_ERR_EOF) why = "the server closed the connection";
-  throw StoreError(StoreError::Code::kConnection, "lost the connection to redis at " +
-                                                      endpoint_.describe() + " while " + during +
-                                                      ": " + why);
+  throw StoreError(
+      StoreError::Code::kConnection,
+      "lost the connection to redis at " + endpoint_.describe() + " while " + during + ": " + why);
 }
 
 void RedisConnection::append_argv(const std::string_view* args, std::size_t n) {
@@ -305,6 +306,13 @@ void RedisConnection::append(std::initializer_list<std::string_view> args) {
 
 void RedisConnection::append(const std::vector<std::string_view>& args) {
   append_argv(args.data(), args.size());
+}
+
+void RedisConnection::append_formatted(std::string_view resp) {
+  if (broken_) fail_io("sending");
+  if (redisAppendFormattedCommand(ctx_, resp.data(), resp.size()) != REDIS_OK)
+    fail_io("queueing a command");
+  ++pending_;
 }
 
 Reply RedisConnection::read_reply() {

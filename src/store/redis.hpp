@@ -3,14 +3,13 @@
 #pragma once
 
 #include <chrono>
+#include <clupy/store.hpp>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <clupy/store.hpp>
 
 struct redisContext;
 struct redisReply;
@@ -48,7 +47,7 @@ class Reply {
   bool is_array() const;
   std::string_view str() const;  // bulk, status or error text
   long long integer() const;
-  std::size_t size() const;   // array elements
+  std::size_t size() const;  // array elements
   // Borrowed view of element i of an array (valid while this Reply lives).
   class View {
    public:
@@ -85,6 +84,8 @@ class RedisConnection {
   // Queues a command without waiting (pipelining); its reply comes from read_reply in order.
   void append(std::initializer_list<std::string_view> args);
   void append(const std::vector<std::string_view>& args);
+  // Queues a command already encoded in RESP (saves hiredis a copy of large arguments).
+  void append_formatted(std::string_view resp);
   // Flushes queued commands and reads the next reply. Throws kConnection on I/O failure (the
   // connection is then broken for good), kServer (or the code a script's error names) for an
   // error reply.

@@ -7,12 +7,11 @@
 
 #include <cerrno>
 #include <charconv>
+#include <clupy/store.hpp>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <utility>
-
-#include <clupy/store.hpp>
 
 #include "store/content_type.hpp"
 #include "store/internal.hpp"
@@ -121,8 +120,10 @@ FileMeta parse_meta(const std::string& name, Reply::View fields) {
 void validate_name(std::string_view name) {
   constexpr std::size_t kMaxName = 4096;
   std::string why;
-  if (name.empty()) why = "it is empty";
-  else if (name.size() > kMaxName) why = "it is longer than 4096 bytes";
+  if (name.empty())
+    why = "it is empty";
+  else if (name.size() > kMaxName)
+    why = "it is longer than 4096 bytes";
   else if (name.find_first_of(std::string_view("\0\r\n", 3)) != std::string_view::npos)
     why = "it contains a NUL or line break";
   if (!why.empty())
@@ -137,8 +138,7 @@ void validate_options(const StoreOptions& o) {
   parse_redis_url(o.redis_url);
   if (o.chunk_size == 0 || o.chunk_size > (std::size_t{512} << 20))
     bad("chunk_size must be between 1 byte and 512 MiB");
-  if (o.connect_timeout.count() <= 0 || o.op_timeout.count() <= 0)
-    bad("timeouts must be positive");
+  if (o.connect_timeout.count() <= 0 || o.op_timeout.count() <= 0) bad("timeouts must be positive");
   if (o.pipeline_depth == 0) bad("pipeline_depth must be at least 1");
 }
 
@@ -156,7 +156,8 @@ std::string new_blob_id() {
 }
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (ctx_ == nullptr || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
+  if (ctx_ == nullptr ||
+      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
     throw StoreError(StoreError::Code::kLocalIo, "cannot initialise SHA-256");
 }
 
@@ -177,6 +178,58 @@ std::string Sha256::hex_digest() {
     out += kHex[md[i] & 15];
   }
   return out;
+}
+
+HashPipeline::~HashPipeline() {
+  if (worker_.joinable()) {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+}
+
+std::uint64_t HashPipeline::submit(std::string_view data) {
+  constexpr std::size_t kInline = 256 * 1024;
+  std::unique_lock lock(mutex_);
+  std::uint64_t ticket = ++submitted_;
+  if (!worker_.joinable() && data.size() < kInline) {
+    // Nothing queued without a worker, so hashing here keeps the order.
+    sha_.update(data);
+    hashed_ = ticket;
+    return ticket;
+  }
+  if (!worker_.joinable()) worker_ = std::thread([this] { run(); });
+  queue_.push_back(data);
+  cv_.notify_all();
+  return ticket;
+}
+
+void HashPipeline::run() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;
+    std::string_view data = queue_.front();
+    lock.unlock();
+    sha_.update(data);
+    lock.lock();
+    queue_.pop_front();
+    ++hashed_;
+    cv_.notify_all();
+  }
+}
+
+void HashPipeline::wait(std::uint64_t ticket) {
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [&] { return hashed_ >= ticket; });
+}
+
+std::string HashPipeline::finish() {
+  wait(submitted_);
+  return sha_.hex_digest();
 }
 
 Deleted delete_blob_chunks(RedisConnection& conn, const Layout& layout, std::string_view blob) {
@@ -306,12 +359,11 @@ bool Store::remove(const std::string& name) {
 namespace {
 void set_pin(Store::Impl& impl, const std::string& name, bool pinned) {
   store::validate_name(name);
-  bool found = impl.session_.retry(std::string(pinned ? "pin '" : "unpin '") + name + "'",
-                                   [&](store::RedisConnection& c) {
-                                     return c.call({"EVAL", store::kScriptPin, "1",
-                                                    impl.layout_.file(name), pinned ? "1" : "0"})
-                                                .integer() == 1;
-                                   });
+  bool found = impl.session_.retry(
+      std::string(pinned ? "pin '" : "unpin '") + name + "'", [&](store::RedisConnection& c) {
+        return c.call({"EVAL", store::kScriptPin, "1", impl.layout_.file(name), pinned ? "1" : "0"})
+                   .integer() == 1;
+      });
   if (!found)
     throw StoreError(StoreError::Code::kNotFound, "no file named '" + name + "' in the store");
 }
@@ -381,7 +433,8 @@ FileStat Store::get_file(const std::string& name, const std::string& local_path,
     std::uint64_t done = 0;
     if (progress) progress(0, st.size);
     while (true) {
-      std::streamsize n = reader.rdbuf()->sgetn(buf.data(), static_cast<std::streamsize>(buf.size()));
+      std::streamsize n =
+          reader.rdbuf()->sgetn(buf.data(), static_cast<std::streamsize>(buf.size()));
       if (n <= 0) break;
       const char* p = buf.data();
       auto left = static_cast<std::size_t>(n);
@@ -398,7 +451,8 @@ FileStat Store::get_file(const std::string& name, const std::string& local_path,
     // sgetn stops at the end without the final underflow that checks the SHA-256; ask for it.
     reader.rdbuf()->sgetc();
     if (::close(fd.release()) != 0) store::local_error("cannot write", tmp);
-    if (::rename(tmp.c_str(), local_path.c_str()) != 0) store::local_error("cannot rename to", local_path);
+    if (::rename(tmp.c_str(), local_path.c_str()) != 0)
+      store::local_error("cannot rename to", local_path);
   } catch (...) {
     ::unlink(tmp.c_str());
     throw;

@@ -1,9 +1,9 @@
 // StoreWriter and StoreReader: chunked, pipelined streams over one blob.
 #include <algorithm>
-#include <cstring>
-#include <string>
-
 #include <clupy/store.hpp>
+#include <cstring>
+#include <limits>
+#include <string>
 
 #include "store/content_type.hpp"
 #include "store/internal.hpp"
@@ -31,8 +31,10 @@ StoreWriter::Buf::Buf(const StoreOptions& options, const store::RedisEndpoint& e
                                                    options.op_timeout);
   conn_->call({"EVAL", store::kScriptBeginWrite, "1", layout_.writing(), blob_});
   last_heartbeat_ = std::chrono::steady_clock::now();
-  buf_.resize(options.chunk_size);
-  setp(buf_.data(), buf_.data() + buf_.size());
+  // "*3\r\n$3\r\nSET\r\n$<key length>\r\n<key>\r\n$<chunk length>\r\n" with the longest key.
+  header_room_ = 64 + layout_.chunk(blob_, std::numeric_limits<std::uint64_t>::max()).size();
+  bufs_[0].resize(header_room_ + options.chunk_size + 2);
+  setp(bufs_[0].data() + header_room_, bufs_[0].data() + header_room_ + options.chunk_size);
 }
 
 StoreWriter::Buf::~Buf() { abort(); }
@@ -79,7 +81,7 @@ void StoreWriter::Buf::flush_chunk() {
   std::size_t n = static_cast<std::size_t>(pptr() - pbase());
   if (n == 0) return;
   std::string_view data(pbase(), n);
-  sha_.update(data);
+  buf_ticket_[cur_] = sha_.submit(data);
   if (head_.size() < kSniffHeadBytes)
     head_.append(data.substr(0, std::min(n, kSniffHeadBytes - head_.size())));
   if (n >= kSniffTailBytes) {
@@ -88,10 +90,21 @@ void StoreWriter::Buf::flush_chunk() {
     tail_.append(data);
     if (tail_.size() > kSniffTailBytes) tail_.erase(0, tail_.size() - kSniffTailBytes);
   }
-  conn_->append({"SET", layout_.chunk(blob_, chunks_), data});
+  std::string key = layout_.chunk(blob_, chunks_);
+  std::string header = "*3\r\n$3\r\nSET\r\n$" + std::to_string(key.size()) + "\r\n" + key +
+                       "\r\n$" + std::to_string(n) + "\r\n";
+  char* start = pbase() - header.size();
+  std::memcpy(start, header.data(), header.size());
+  std::memcpy(pbase() + n, "\r\n", 2);
+  conn_->append_formatted(std::string_view(start, header.size() + n + 2));
   ++chunks_;
   size_ += n;
-  setp(buf_.data(), buf_.data() + buf_.size());
+  // Fill the other buffer while this one is hashed (and the socket is busy in drain below).
+  cur_ ^= 1;
+  std::string& next = bufs_[cur_];
+  if (next.empty()) next.resize(bufs_[cur_ ^ 1].size());
+  sha_.wait(buf_ticket_[cur_]);
+  setp(next.data() + header_room_, next.data() + header_room_ + options_.chunk_size);
   auto now = std::chrono::steady_clock::now();
   if (now - last_heartbeat_ >= kHeartbeatEvery) {
     conn_->append({"EVAL", store::kScriptHeartbeat, "1", layout_.writing(), blob_});
@@ -139,7 +152,7 @@ FileStat StoreWriter::Buf::commit() {
     abort();
     throw;
   }
-  std::string sha = sha_.hex_digest();
+  std::string sha = sha_.finish();
   store::Reply r = guarded([&] {
     return conn_->call({"EVAL", store::kScriptCommit, "5", layout_.file(name_), layout_.writing(),
                         layout_.names(), layout_.atime(), layout_.retired(), blob_, name_,
@@ -154,12 +167,18 @@ FileStat StoreWriter::Buf::commit() {
 
 void StoreWriter::Buf::abort() noexcept {
   if (state_ == State::kCommitted || state_ == State::kAborted) return;
-  bool was_failed = state_ == State::kFailed;
   state_ = State::kAborted;
   if (!conn_ || conn_->broken()) return;  // the janitor collects the orphan
   try {
-    if (was_failed) return;
-    drain(0);
+    // Collect every outstanding reply, errors included (a lost lease, OOM): what was stored is
+    // deleted all the same.
+    while (conn_->pending() > 0 && !conn_->broken()) {
+      try {
+        conn_->read_reply();
+      } catch (const StoreError&) {
+      }
+    }
+    if (conn_->broken()) return;
     // Delete exactly what this writer wrote: its own count is right even if the janitor has
     // already deleted a prefix of the blob.
     constexpr std::uint64_t kBatch = 256;
@@ -246,10 +265,17 @@ store::Reply StoreReader::Buf::next_chunk() {
 
 StoreReader::Buf::int_type StoreReader::Buf::underflow() {
   if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+  if (options_.verify_reads && current_.is_string()) {
+    // The hasher reads this chunk while the caller consumes the next one.
+    std::uint64_t ticket = sha_.submit(current_.str());
+    hashing_.emplace_back(ticket, std::move(current_));
+    current_ = store::Reply();
+  }
   if (next_ >= meta_.chunks) {
     if (options_.verify_reads && !verified_) {
       verified_ = true;
-      std::string got = sha_.hex_digest();
+      std::string got = sha_.finish();
+      hashing_.clear();
       if (consumed_bytes_ != meta_.stat.size || got != meta_.stat.sha256)
         throw StoreError(StoreError::Code::kCorrupt,
                          "'" + meta_.stat.name + "' is corrupt: read " +
@@ -275,7 +301,12 @@ StoreReader::Buf::int_type StoreReader::Buf::underflow() {
                          std::to_string(expected));
   ++next_;
   consumed_bytes_ += data.size();
-  if (options_.verify_reads) sha_.update(data);
+  if (options_.verify_reads) {
+    while (hashing_.size() > 2) {
+      sha_.wait(hashing_.front().first);
+      hashing_.pop_front();
+    }
+  }
   char* begin = const_cast<char*>(data.data());
   setg(begin, begin, begin + data.size());
   return traits_type::to_int_type(*gptr());
