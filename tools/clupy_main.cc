@@ -54,6 +54,9 @@ void print_json(const clupy::ClusterStatus& status) {
                         {"master_version", status.master_version},
                         {"master_time_ms", epoch_ms(status.master_time)},
                         {"master_started_ms", epoch_ms(status.master_started)},
+                        {"queued_tasks", status.queued_tasks},
+                        {"running_tasks", status.running_tasks},
+                        {"clients", status.clients},
                         {"servers", servers}};
   std::cout << out.dump(2) << "\n";
 }
@@ -61,7 +64,10 @@ void print_json(const clupy::ClusterStatus& status) {
 void print_table(const clupy::ClusterStatus& status) {
   std::printf("master %s (libclupy %s, up since %s)\n", status.master_url.c_str(),
               status.master_version.c_str(), format_time(status.master_started).c_str());
-  std::printf("%zu server(s)\n", status.servers.size());
+  std::printf("%zu server(s), %u client(s), %llu task(s) queued, %llu running\n",
+              status.servers.size(), status.clients,
+              static_cast<unsigned long long>(status.queued_tasks),
+              static_cast<unsigned long long>(status.running_tasks));
   if (status.servers.empty()) return;
   std::printf("%-18s %-22s %5s %-19s %-19s %-16s %-19s %s\n", "SERVER", "ADDRESS", "SLOTS",
               "REGISTERED", "UPDATED", "RESERVED BY", "RESERVED SINCE", "STATE");

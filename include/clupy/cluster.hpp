@@ -40,6 +40,9 @@ struct ClusterStatus {
   std::string master_version;
   std::chrono::system_clock::time_point master_time;
   std::chrono::system_clock::time_point master_started;
+  std::uint64_t queued_tasks = 0;   // submitted and waiting for a worker slot
+  std::uint64_t running_tasks = 0;  // assigned to servers
+  std::uint32_t clients = 0;        // programs with an open job
   std::vector<ServerStatus> servers;
 };
 

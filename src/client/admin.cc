@@ -62,6 +62,9 @@ ClusterStatus cluster_status(const ConnectOptions& options) {
   status.master_version = reply.master_version();
   status.master_time = from_ms(reply.master_time_ms());
   status.master_started = from_ms(reply.master_started_ms());
+  status.queued_tasks = reply.queued_tasks();
+  status.running_tasks = reply.running_tasks();
+  status.clients = reply.clients();
   for (const auto& entry : reply.servers()) {
     ServerStatus& s = status.servers.emplace_back();
     const auto& d = entry.server();

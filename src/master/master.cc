@@ -235,6 +235,9 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       registry->set_master_time_ms(to_epoch_ms(now, now));
       registry->set_master_started_ms(to_epoch_ms(started_at_, now));
       registry->set_master_version(common::library_version());
+      registry->set_queued_tasks(scheduler_.queued());
+      registry->set_running_tasks(scheduler_.running());
+      registry->set_clients(static_cast<std::uint32_t>(scheduler_.clients()));
       session.connection->send(reply);
       return;
     }

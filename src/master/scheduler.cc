@@ -33,6 +33,7 @@ void Scheduler::image_failed(const std::string& image_sha256, const std::string&
     while (!client.queue.empty()) {
       const std::uint64_t id = client.queue.front();
       client.queue.pop_front();
+      --queued_;
       fail(id, FailureKind::kUnavailable, "the program image could not be stored: " + reason);
     }
   }
@@ -55,6 +56,7 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
     for (const auto& [k, v] : spec.options().labels()) task.labels.emplace_back(k, v);
     c.by_client_id[spec.task_id()] = id;
     c.queue.push_back(id);
+    ++queued_;
   }
 }
 
@@ -74,6 +76,7 @@ void Scheduler::cancel(SessionId client, const wire::CancelTasks& tasks) {
       continue;
     }
     c.queue.erase(std::find(c.queue.begin(), c.queue.end(), id));
+    --queued_;
     fail(id, FailureKind::kCancelled, "cancelled before it ran");
   }
 }
@@ -90,6 +93,7 @@ void Scheduler::client_gone(SessionId client) {
     Task& task = tasks_.at(id);
     if (task.server_id.empty()) {
       tasks_.erase(id);
+      --queued_;
     } else {
       task.client = 0;  // its result, when it comes, frees the slot and goes nowhere
       task.call.clear();
@@ -144,6 +148,7 @@ void Scheduler::server_lost(const std::string& server_id) {
     }
     --task.retries_left;
     clients_.at(task.client).queue.push_front(*id);
+    ++queued_;
   }
 }
 
@@ -265,6 +270,7 @@ void Scheduler::dispatch() {
       if (slot == nullptr) continue;
       Server* server = &slot->second;
       client.queue.pop_front();
+      --queued_;
       ++task.attempts;
       task.server_id = slot->first;
       server->running.insert(id);
@@ -292,10 +298,5 @@ std::optional<std::pair<SessionId, std::uint64_t>> Scheduler::owner_of(std::uint
   return std::make_pair(it->second.client, it->second.client_task_id);
 }
 
-std::size_t Scheduler::queued() const {
-  std::size_t n = 0;
-  for (const auto& [session, client] : clients_) n += client.queue.size();
-  return n;
-}
 
 }  // namespace clupy::master

@@ -70,7 +70,7 @@ class Scheduler {
   // Who gets a task's output: the client session and the client's task id, if still wanted.
   std::optional<std::pair<SessionId, std::uint64_t>> owner_of(std::uint64_t task_id) const;
 
-  std::size_t queued() const;
+  std::size_t queued() const { return queued_; }
   std::size_t running() const { return running_; }
   std::size_t clients() const { return clients_.size(); }
   const SchedulerConfig& config() const { return config_; }
@@ -126,6 +126,7 @@ class Scheduler {
   std::uint64_t next_task_id_ = 1;
   std::uint64_t next_job_id_ = 1;
   std::size_t running_ = 0;
+  std::size_t queued_ = 0;  // tasks in clients' queues
 };
 
 }  // namespace clupy::master

@@ -125,7 +125,7 @@ TEST_F(ClusterTest, CliPrintsTheRegistryForPeopleAndAsJson) {
   ASSERT_TRUE(servers_become({"alpha", "beta"}));
   std::string table;
   ASSERT_EQ(run_cli({"--client", "info", "--master-url", master_url(), "--token-file", token_file()}, table), 0) << table;
-  EXPECT_NE(table.find("2 server(s)"), std::string::npos) << table;
+  EXPECT_NE(table.find("2 server(s), 0 client(s), 0 task(s) queued, 0 running"), std::string::npos) << table;
   EXPECT_NE(table.find("REGISTERED"), std::string::npos) << table;
   EXPECT_NE(table.find("gpu=none"), std::string::npos) << table;
 

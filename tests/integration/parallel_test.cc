@@ -183,6 +183,35 @@ TEST_F(ParallelTest, EmbeddedLocalClusterRunsTheExampleWithNoMaster) {
   EXPECT_NE(out.find("(embedded local cluster)"), std::string::npos) << out;
 }
 
+TEST_F(ParallelTest, CancelStopsARunningTaskAndDropsAQueuedOne) {
+  start_cluster(1, {"--capacity", "1"});
+  const std::string out = run_program("cancel", {"cancel"});
+  EXPECT_EQ(line_starting(out, "CANCELLED"), "CANCELLED running=cancelled queued=cancelled") << out;
+  const std::string next = line_starting(out, "NEXT 81 after");
+  ASSERT_FALSE(next.empty()) << out;
+  EXPECT_LT(std::stoi(next.substr(14)), 15'000) << "the cancelled task kept its slot: " << out;
+}
+
+TEST_F(ParallelTest, ManySubmissionsWaitForTheWindowInsteadOfFillingTheMaster) {
+  write_file(dir_.file("clupy.master.yaml"), "client_window: 20\n");
+  start_cluster(1);
+  ChildProcess program = start_program("flood", {"long", "400", "5"});
+  std::uint64_t peak = 0;
+  while (program.running()) {
+    if (auto s = status()) peak = std::max(peak, s->queued_tasks + s->running_tasks);
+  }
+  EXPECT_EQ(line_starting(program.log(), "DONE"), "DONE ok=400 failed=0") << program.log();
+  EXPECT_GT(peak, 0u);
+  EXPECT_LE(peak, 20u) << "the master held more than the client window";
+}
+
+TEST_F(ParallelTest, ParallelWithoutInitSaysWhatToAdd) {
+  start_cluster(1);
+  const std::string out = run_program("no-init", {"no-init"});
+  EXPECT_NE(out.find("ERROR clupy::parallel was called before clupy::init: add `clupy::init(argc, argv);`"),
+            std::string::npos) << out;
+}
+
 TEST_F(ParallelTest, ConfiguredButUnreachableMasterIsAnErrorNotAFallback) {
   port_ = free_loopback_port();
   write_file(token_file(), "t\n");

@@ -238,9 +238,35 @@ int scenario_output() {
   return 0;
 }
 
+int scenario_cancel() {
+  // One worker slot: `running` occupies it, `queued` waits behind it at the master.
+  auto running = clupy::parallel(sleeps)(20'000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto queued = clupy::parallel(sleeps)(20'000);
+  const auto started = std::chrono::steady_clock::now();
+  queued.cancel();
+  running.cancel();
+  auto next = clupy::parallel(square)(9);
+  const long value = next.get();  // runs only once the cancelled task's worker is stopped
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  std::printf("CANCELLED running=%s queued=%s\n", std::string(clupy::to_string(running.failure().kind)).c_str(),
+              std::string(clupy::to_string(queued.failure().kind)).c_str());
+  std::printf("NEXT %ld after %lld ms\n", value, static_cast<long long>(took.count()));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "no-init") {
+    try {
+      clupy::parallel(square)(1);
+      std::printf("NO ERROR\n");
+    } catch (const clupy::Error& e) {
+      std::printf("ERROR %s\n", e.what());
+    }
+    return 0;
+  }
   clupy::init(argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const std::string mode = argc > 1 ? argv[1] : "";
@@ -252,6 +278,7 @@ int main(int argc, char** argv) {
     if (mode == "spread") return scenario_spread(static_cast<unsigned>(arg(2, 0)), static_cast<unsigned>(arg(3, 0)), arg(4, 100), arg(5, 5));
     if (mode == "types") return scenario_types();
     if (mode == "output") return scenario_output();
+    if (mode == "cancel") return scenario_cancel();
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
     return 1;
