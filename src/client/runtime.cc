@@ -19,6 +19,7 @@
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
 #include "common/hash.hpp"
+#include "common/image_transfer.hpp"
 #include "common/log.hpp"
 
 namespace clupy::client {
@@ -34,8 +35,6 @@ Runtime*& instance() {
   static Runtime* runtime = nullptr;
   return runtime;
 }
-
-constexpr std::size_t kImageChunk = 1u << 20;
 
 Failure failure_from_wire(const wire::TaskFailure& wire, std::uint64_t task_id,
                           const std::string& function, const std::string& server) {
@@ -198,24 +197,11 @@ void Runtime::open_job() {
 }
 
 void Runtime::upload_image() {
-  // Read from /proc/self/exe, not the path: the file may have been rebuilt since we started.
-  std::ifstream in("/proc/self/exe", std::ios::binary);
-  std::string buffer(kImageChunk, '\0');
-  std::uint64_t offset = 0;
-  while (connection_->is_open()) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    const auto got = static_cast<std::size_t>(in.gcount());
-    wire::Envelope chunk;
-    auto* c = chunk.mutable_image_chunk();
-    c->set_image_sha256(image_sha256_);
-    c->set_offset(offset);
-    c->set_data(buffer.data(), got);
-    c->set_last(got < buffer.size() || in.peek() == std::char_traits<char>::eof());
-    connection_->send(chunk);
-    offset += got;
-    if (c->last()) break;
-  }
-  log()->debug("uploaded program image {} ({} bytes)", image_name_, offset);
+  // From /proc/self/exe, not the path: the file may have been rebuilt since we started.
+  if (auto sent = common::send_image(*connection_, "/proc/self/exe", image_sha256_))
+    log()->debug("uploaded program image {} ({} bytes)", image_name_, *sent);
+  else
+    log()->error("cannot read this program's executable to upload it");
 }
 
 void Runtime::keep_alive() {

@@ -2,7 +2,6 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <filesystem>
@@ -10,6 +9,8 @@
 
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
+#include "common/image_transfer.hpp"
+#include "common/daemon.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
 
@@ -352,30 +353,13 @@ void Master::store_chunk(std::uint64_t session_id, Session& session, const wire:
 }
 
 void Master::send_image(Session& session, const std::string& sha256) {
-  constexpr std::size_t kChunk = 1u << 20;
-  std::ifstream in(images_.path_of(sha256), std::ios::binary);
-  if (sha256.size() != 32 || !images_.has(sha256) || !in) {
-    wire::Envelope failed;
-    failed.mutable_image_failed()->set_image_sha256(sha256);
-    failed.mutable_image_failed()->set_reason("the master does not have this image");
-    session.connection->send(failed);
+  if (sha256.size() == 32 && images_.has(sha256) &&
+      common::send_image(*session.connection, images_.path_of(sha256), sha256))
     return;
-  }
-  std::uint64_t offset = 0;
-  std::string buffer(kChunk, '\0');
-  while (true) {
-    in.read(buffer.data(), static_cast<std::streamsize>(kChunk));
-    const auto got = static_cast<std::size_t>(in.gcount());
-    wire::Envelope chunk;
-    auto* c = chunk.mutable_image_chunk();
-    c->set_image_sha256(sha256);
-    c->set_offset(offset);
-    c->set_data(buffer.data(), got);
-    c->set_last(got < kChunk || in.peek() == std::char_traits<char>::eof());
-    session.connection->send(chunk);
-    offset += got;
-    if (c->last()) break;
-  }
+  wire::Envelope failed;
+  failed.mutable_image_failed()->set_image_sha256(sha256);
+  failed.mutable_image_failed()->set_reason("the master does not have this image");
+  session.connection->send(failed);
 }
 
 void Master::schedule_maintenance() {
@@ -402,11 +386,7 @@ int run_master(const common::MasterConfig& config) {
   asio::io_context io(1);
   Master master(io, config);
   master.start();
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code ec, int) {
-    if (!ec) master.stop();
-  });
-  io.run();
+  common::run_until_stopped(io, [&] { master.stop(); });
   log()->info("master stopped");
   return 0;
 }

@@ -6,7 +6,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <thread>
@@ -15,6 +14,7 @@
 #include "common/auth.hpp"
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
+#include "common/daemon.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
 
@@ -195,11 +195,7 @@ int run_server(const common::ServerConfig& config) {
   asio::io_context io(1);
   ServerDaemon daemon(io, config);
   daemon.start();
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code ec, int) {
-    if (!ec) daemon.stop();
-  });
-  io.run();
+  common::run_until_stopped(io, [&] { daemon.stop(); });
   log()->info("server stopped");
   return 0;
 }
