@@ -37,7 +37,7 @@ struct MasterConfig {
   std::size_t image_store_size = std::size_t{4} << 30;  // bytes of program images kept on disk
   int client_window = 65536;     // tasks a client may have submitted and unresolved
   int default_retries = 3;       // reruns of a task lost with its server
-  int assign_ahead = 1;          // tasks assigned per worker slot (>1 queues tasks on servers)
+  int assign_ahead = 8;          // tasks assigned per worker slot (>1 queues tasks on servers)
   Millis handshake_timeout{10'000};
   std::size_t max_frame_size = kDefaultMaxFrameSize;
   std::string log_level = "info";

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 
@@ -29,6 +30,10 @@ namespace fs = std::filesystem;
 namespace {
 auto log() { return common::logger("server"); }
 
+// Tasks sent ahead to one worker. More hides more round trips; fewer keeps a crash from
+// delaying more innocent tasks (they are rerun on another worker, not failed).
+constexpr std::size_t kPipelineDepth = 4;
+
 std::string signal_name(int signo) {
   const char* abbrev = sigabbrev_np(signo);
   return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signo);
@@ -41,7 +46,9 @@ struct WorkerPool::Worker {
   std::string out_buffer, err_buffer;  // before the streams: they must outlive pending reads
   std::shared_ptr<common::Connection> link;
   std::unique_ptr<asio::posix::stream_descriptor> out, err;
-  std::optional<std::uint64_t> task;
+  // Tasks sent to this worker, in order; the front one is running, the others wait in its
+  // socket (pipelining hides the round trip between tasks).
+  std::deque<wire::Assignment> queue;
   std::uint64_t output_owner = 0;  // the task whose output is being read
   std::unique_ptr<asio::steady_timer> deadline;
   // Set when the server itself ends the task (timeout, cancel): reported instead of a crash.
@@ -61,7 +68,7 @@ WorkerPool::~WorkerPool() { shutdown(); }
 
 unsigned WorkerPool::busy() const {
   return static_cast<unsigned>(std::count_if(workers_.begin(), workers_.end(),
-                                             [](const auto& w) { return w->task.has_value(); }));
+                                             [](const auto& w) { return !w->queue.empty(); }));
 }
 
 void WorkerPool::run(wire::Assignment&& task) {
@@ -163,21 +170,24 @@ void WorkerPool::pump() {
       ++task;
       continue;
     }
+    // The least loaded worker of this program; a new worker rather than queueing behind a busy
+    // one while slots are free.
     std::shared_ptr<Worker> chosen;
     for (auto& w : workers_)
-      if (!w->task && !w->gone && w->image == task->image_sha256()) {
+      if (!w->gone && w->image == task->image_sha256() && w->queue.size() < kPipelineDepth &&
+          (!chosen || w->queue.size() < chosen->queue.size()))
         chosen = w;
-        break;
-      }
+    if ((!chosen || !chosen->queue.empty()) && workers_.size() < capacity_) {
+      if (auto fresh = spawn(task->image_sha256(), task->image_name())) chosen = fresh;
+    }
     if (!chosen && workers_.size() >= capacity_) {
-      // Make room: an idle worker of another program gives way.
+      // Make room: an idle worker of another program gives way (pump runs again once it is gone).
       for (auto& w : workers_)
-        if (!w->task && !w->gone && w->image != task->image_sha256()) {
+        if (w->queue.empty() && !w->gone && w->image != task->image_sha256()) {
           retire(w);
           break;
         }
     }
-    if (!chosen && workers_.size() < capacity_) chosen = spawn(task->image_sha256(), task->image_name());
     if (!chosen) {
       ++task;
       continue;
@@ -262,50 +272,57 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
 }
 
 void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignment&& task) {
-  worker->task = task.task_id();
-  worker->output_owner = task.task_id();
-  worker->verdict.reset();
-  worker->abandoned = false;
   wire::Envelope run;
   run.mutable_run_task()->set_task_id(task.task_id());
-  run.mutable_run_task()->set_call(std::move(*task.mutable_call()));
+  run.mutable_run_task()->set_call(task.call());
   worker->link->send(run);
-  if (task.timeout_ms() > 0) {
-    worker->deadline = std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(task.timeout_ms()));
-    std::weak_ptr<Worker> weak = worker;
-    const std::uint64_t id = task.task_id();
-    const std::uint32_t timeout = task.timeout_ms();
-    worker->deadline->async_wait([this, weak, id, timeout](boost::system::error_code ec) {
-      auto w = weak.lock();
-      if (ec || !w || w->task != id) return;
-      wire::TaskFailure verdict;
-      verdict.set_kind(static_cast<std::uint32_t>(FailureKind::kTimeout));
-      verdict.set_message("the task ran longer than its timeout of " + std::to_string(timeout) +
-                          " ms; its worker was killed");
-      verdict.set_signal(SIGKILL);
-      w->verdict = verdict;
-      ::kill(w->pid, SIGKILL);
-    });
-  }
+  worker->queue.push_back(std::move(task));
+  if (worker->queue.size() == 1) front_started(worker);
+}
+
+void WorkerPool::front_started(const std::shared_ptr<Worker>& worker) {
+  const wire::Assignment& task = worker->queue.front();
+  worker->output_owner = task.task_id();
+  worker->verdict.reset();
+  worker->deadline.reset();
+  if (task.timeout_ms() == 0) return;
+  // The worker runs its tasks in order, so the front one starts when the previous one ends.
+  worker->deadline = std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(task.timeout_ms()));
+  std::weak_ptr<Worker> weak = worker;
+  const std::uint64_t id = task.task_id();
+  const std::uint32_t timeout = task.timeout_ms();
+  worker->deadline->async_wait([weak, id, timeout](boost::system::error_code ec) {
+    auto w = weak.lock();
+    if (ec || !w || w->queue.empty() || w->queue.front().task_id() != id) return;
+    wire::TaskFailure verdict;
+    verdict.set_kind(static_cast<std::uint32_t>(FailureKind::kTimeout));
+    verdict.set_message("the task ran longer than its timeout of " + std::to_string(timeout) +
+                        " ms; its worker was killed");
+    verdict.set_signal(SIGKILL);
+    w->verdict = verdict;
+    ::kill(w->pid, SIGKILL);
+  });
 }
 
 void WorkerPool::on_worker_message(const std::shared_ptr<Worker>& worker, wire::Envelope& message) {
-  if (!message.has_task_done() || !worker->task || message.task_done().task_id() != *worker->task) {
+  if (!message.has_task_done() || worker->queue.empty() ||
+      message.task_done().task_id() != worker->queue.front().task_id()) {
     log()->warn("worker {} sent an unexpected message; stopping it", worker->pid);
     retire(worker);
     return;
   }
   drain_output(*worker);
   worker->deadline.reset();
-  const std::uint64_t id = *worker->task;
-  worker->task.reset();
-  if (!worker->abandoned) {
+  const std::uint64_t id = worker->queue.front().task_id();
+  worker->queue.pop_front();
+  if (!worker->abandoned && cancelled_.erase(id) == 0) {
     wire::TaskResult result;
     result.set_task_id(id);
     result.set_server_id(server_id_);
     result.set_outcome(std::move(*message.mutable_task_done()->mutable_outcome()));
     callbacks_.on_result(std::move(result));
   }
+  if (!worker->queue.empty()) front_started(worker);
   pump();
 }
 
@@ -331,9 +348,11 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
   boost::system::error_code ignored;
   worker->out->close(ignored);
   worker->err->close(ignored);
-  if (worker->task && !worker->abandoned) {
+  if (!worker->queue.empty() && !worker->abandoned && cancelled_.erase(worker->queue.front().task_id())) {
+    worker->queue.pop_front();  // already reported as cancelled
+  } else if (!worker->queue.empty() && !worker->abandoned) {
     wire::TaskResult result;
-    result.set_task_id(*worker->task);
+    result.set_task_id(worker->queue.front().task_id());
     result.set_server_id(server_id_);
     if (worker->verdict) {
       *result.mutable_failure() = *worker->verdict;
@@ -353,10 +372,17 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
       }
     }
     result.mutable_failure()->set_server(server_id_);
-    log()->warn("task {} failed on worker {}: {}", *worker->task, worker->pid, result.failure().message());
+    log()->warn("task {} failed on worker {}: {}", result.task_id(), worker->pid, result.failure().message());
     callbacks_.on_result(std::move(result));
+    worker->queue.pop_front();
   }
-  worker->task.reset();
+  // The tasks queued behind the one that ended the worker never started: run them elsewhere.
+  if (!worker->abandoned) {
+    for (auto task = worker->queue.rbegin(); task != worker->queue.rend(); ++task) {
+      if (cancelled_.erase(task->task_id()) == 0) waiting_.push_front(std::move(*task));
+    }
+  }
+  worker->queue.clear();
   pump();
 }
 
@@ -400,13 +426,21 @@ void WorkerPool::cancel(std::uint64_t task_id) {
     return;
   }
   for (auto& w : workers_) {
-    if (w->task != task_id) continue;
-    wire::TaskFailure verdict;
-    verdict.set_kind(static_cast<std::uint32_t>(FailureKind::kCancelled));
-    verdict.set_message("cancelled while running; its worker was stopped");
-    w->verdict = verdict;
-    ::kill(w->pid, SIGKILL);
-    return;
+    for (std::size_t i = 0; i < w->queue.size(); ++i) {
+      if (w->queue[i].task_id() != task_id) continue;
+      if (i == 0) {
+        wire::TaskFailure verdict;
+        verdict.set_kind(static_cast<std::uint32_t>(FailureKind::kCancelled));
+        verdict.set_message("cancelled while running; its worker was stopped");
+        w->verdict = verdict;
+        ::kill(w->pid, SIGKILL);
+      } else {
+        // Already in the worker's socket: it may still run, but its result is not reported.
+        cancelled_.insert(task_id);
+        fail_task(task_id, static_cast<std::uint32_t>(FailureKind::kCancelled), "cancelled before it ran");
+      }
+      return;
+    }
   }
 }
 
@@ -433,10 +467,11 @@ void WorkerPool::retire(const std::shared_ptr<Worker>& worker) {
 void WorkerPool::abandon_all() {
   waiting_.clear();
   for (auto& w : workers_) {
-    if (!w->task) continue;
+    if (w->queue.empty()) continue;
     w->abandoned = true;
     ::kill(w->pid, SIGKILL);
   }
+  cancelled_.clear();
   for (auto& [sha, image] : images_) image.fetching = false;
 }
 

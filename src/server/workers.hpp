@@ -1,6 +1,6 @@
 // The server's worker processes: a pool of at most `capacity` processes started from the
 // clients' program images (fetched from the master into a content-addressed cache, verified by
-// SHA-256), each running one task at a time. A worker that dies fails only its task and is
+// SHA-256), each running one task at a time, with a few more queued in its socket. A worker that dies fails only its task and is
 // replaced on demand; a task past its timeout has its worker killed. Workers' stdout and stderr
 // are forwarded, attributed to the task they were running. Owned by the server's io_context
 // thread; not thread-safe.
@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "clupy.pb.h"
@@ -65,6 +66,8 @@ class WorkerPool {
   bool image_usable(const std::string& sha256, const std::string& name);
   std::shared_ptr<Worker> spawn(const std::string& sha256, const std::string& name);
   void start_task(const std::shared_ptr<Worker>& worker, wire::Assignment&& task);
+  // The worker's front task has started: attribute output to it, arm its timeout.
+  void front_started(const std::shared_ptr<Worker>& worker);
   void on_worker_message(const std::shared_ptr<Worker>& worker, wire::Envelope& message);
   void on_worker_gone(const std::shared_ptr<Worker>& worker);
   void reap(const std::shared_ptr<Worker>& worker, int attempts);
@@ -82,6 +85,7 @@ class WorkerPool {
   std::map<std::string, Image> images_;
   std::deque<wire::Assignment> waiting_;
   std::vector<std::shared_ptr<Worker>> workers_;
+  std::unordered_set<std::uint64_t> cancelled_;  // reported cancelled, possibly still queued in a worker
   bool shutting_down_ = false;
 };
 
