@@ -1,6 +1,7 @@
 #include "server/workers.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -254,6 +255,7 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   socket.assign(asio::local::stream_protocol(), link[0]);
   worker->link = std::make_shared<common::Connection>(common::Transport(std::move(socket)),
                                                      common::kDefaultMaxFrameSize);
+  for (int fd : {out[0], err[0]}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   worker->out = std::make_unique<asio::posix::stream_descriptor>(io_, out[0]);
   worker->err = std::make_unique<asio::posix::stream_descriptor>(io_, err[0]);
   std::weak_ptr<Worker> weak = worker;
@@ -402,18 +404,19 @@ void WorkerPool::read_output(const std::shared_ptr<Worker>& worker, bool is_stde
 
 void WorkerPool::drain_output(Worker& worker) {
   // What the worker wrote before it reported belongs to the task it reported; read it now,
-  // before the next task's output can follow it into the pipe.
-  for (bool is_stderr : {false, true}) {
-    auto& stream = is_stderr ? worker.err : worker.out;
-    if (!stream || !stream->is_open()) continue;
-    const int fd = stream->native_handle();
-    const int flags = ::fcntl(fd, F_GETFL);
-    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  // before the next task's output can follow it into the pipe. One poll() tells whether there
+  // is anything at all, so a quiet task costs one system call here.
+  pollfd fds[2] = {{worker.out && worker.out->is_open() ? worker.out->native_handle() : -1, POLLIN, 0},
+                   {worker.err && worker.err->is_open() ? worker.err->native_handle() : -1, POLLIN, 0}};
+  if (::poll(fds, 2, 0) <= 0) return;
+  for (int i = 0; i < 2; ++i) {
+    if ((fds[i].revents & POLLIN) == 0) continue;
     char chunk[16384];
     while (true) {
-      const ssize_t n = ::read(fd, chunk, sizeof chunk);
+      const ssize_t n = ::read(fds[i].fd, chunk, sizeof chunk);  // the read ends are non-blocking
       if (n <= 0) break;
-      if (callbacks_.on_output) callbacks_.on_output(worker.output_owner, is_stderr, std::string(chunk, static_cast<std::size_t>(n)));
+      if (callbacks_.on_output)
+        callbacks_.on_output(worker.output_owner, i == 1, std::string(chunk, static_cast<std::size_t>(n)));
     }
   }
 }
