@@ -10,6 +10,7 @@ packages=(
   libyaml-cpp-dev libhiredis-dev libzookeeper-mt-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   redis-server zookeeper openssl procps
+  python3-distributed  # bench/run.sh compares with Dask (benchmark 8); it skips Dask when absent
 )
 
 sudo_cmd=()

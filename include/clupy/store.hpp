@@ -43,6 +43,7 @@ class StoreError : public Error {
     kCorrupt,          // a chunk is missing or the SHA-256 does not match
     kLocalIo,          // reading or writing a local file failed
     kCsv,              // malformed CSV (the message names the line)
+    kNotConfigured,    // cluster_store(): the cluster has no store, or this process no cluster
   };
   StoreError(Code code, const std::string& what) : Error(what), code_(code) {}
   Code code() const noexcept { return code_; }
@@ -178,7 +179,7 @@ class Store {
   FileStat put_file(const std::string& local_path, const std::string& name,
                     const TransferProgress& progress = {});
   // Downloads into local_path (written to a temporary file and renamed into place, so an
-  // interrupted download leaves no partial file); checks the SHA-256.
+  // interrupted download leaves no partial file); checks the SHA-256 unless verify_reads is off.
   FileStat get_file(const std::string& name, const std::string& local_path,
                     const TransferProgress& progress = {});
 
@@ -204,5 +205,13 @@ class Store {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// The store of the cluster this process belongs to, as its master announces it (Redis URL, key
+// prefix and chunk size; every other option keeps its default). Call it in the program after
+// clupy::init() or inside a task on any server: both reach the same files. Each call returns a
+// new Store (cheap: it connects on first use); use one per thread. Throws StoreError
+// kNotConfigured when the master has no store (no `store:` section in clupy.master.yaml) or
+// clupy::init() was not called, kInvalidArgument when what the master announced is unusable.
+Store cluster_store();
 
 }  // namespace clupy

@@ -219,8 +219,10 @@ void Runtime::submit(std::string call, const std::string& function_name, const O
                      const std::shared_ptr<detail::CallSite>& site,
                      std::shared_ptr<detail::FutureStateBase> state) {
   std::unique_lock lock(mu_);
-  // Backpressure: a client may not have more than the master's window outstanding.
-  window_open_.wait(lock, [&] { return outstanding_ < window_ || !connected_ || stopped_; });
+  // Backpressure: a client may not have more than the master's window outstanding. Not on the
+  // I/O thread (a future's callback submitting more work): it alone can open the window.
+  if (std::this_thread::get_id() != io_thread_.get_id())
+    window_open_.wait(lock, [&] { return outstanding_ < window_ || !connected_ || stopped_; });
   const std::uint64_t id = next_task_id_++;
   if (!connected_ || stopped_) {
     lock.unlock();

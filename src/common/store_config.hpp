@@ -31,7 +31,7 @@ struct StoreSection {
   std::string redis = "redis://127.0.0.1:6379/0";  // ignored when embedded
   std::string key_prefix = "clupy:";
   std::size_t chunk_size = std::size_t{1} << 20;
-  std::uint64_t memory_budget = 0;  // bytes; 0: no budget
+  std::uint64_t memory_budget = 0;                                  // bytes; 0: no budget
   std::chrono::milliseconds idle_ttl = std::chrono::hours(24 * 7);  // 0: files never expire
   std::chrono::milliseconds orphan_grace = std::chrono::minutes(15);
   // The janitor sweeps at most this often (a sweep reads every file's metadata).

@@ -53,14 +53,15 @@ StoreService::StoreService(const common::StoreSection& section, const std::strin
   const StoreOptions defaults;
   options_.connect_timeout = defaults.connect_timeout;
   options_.retry_window = defaults.retry_window;
-  log()->info("store: {} (key prefix '{}', chunks of {} bytes, budget {}, idle TTL {} s, orphan "
-              "grace {} s, sweep every {} s)",
-              section_.embedded ? "embedded" : store::parse_redis_url(section_.redis).describe(),
-              section_.key_prefix, section_.chunk_size,
-              section_.memory_budget == 0 ? std::string("none")
-                                          : std::to_string(section_.memory_budget) + " bytes",
-              section_.idle_ttl.count() / 1000, section_.orphan_grace.count() / 1000,
-              section_.sweep_interval.count() / 1000.0);
+  log()->info(
+      "store: {} (key prefix '{}', chunks of {} bytes, budget {}, idle TTL {} s, orphan "
+      "grace {} s, sweep every {} s)",
+      section_.embedded ? "embedded" : store::parse_redis_url(section_.redis).describe(),
+      section_.key_prefix, section_.chunk_size,
+      section_.memory_budget == 0 ? std::string("none")
+                                  : std::to_string(section_.memory_budget) + " bytes",
+      section_.idle_ttl.count() / 1000, section_.orphan_grace.count() / 1000,
+      section_.sweep_interval.count() / 1000.0);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -149,7 +150,8 @@ void StoreService::sweep() {
       log()->info("janitor: collected orphan blob {} (its writer stopped {} s ago or more)", r.blob,
                   section_.orphan_grace.count() / 1000);
     else
-      log()->info("janitor: removed '{}' ({} bytes): {}", r.name, r.bytes, store::to_string(r.reason));
+      log()->info("janitor: removed '{}' ({} bytes): {}", r.name, r.bytes,
+                  store::to_string(r.reason));
   }
   if (report.removed.size() > kRemovalsLogged)
     log()->info("janitor: ... and {} more removals", report.removed.size() - kRemovalsLogged);
@@ -214,8 +216,10 @@ void StoreService::note_reachable(bool reachable, const std::string& what) {
   }
   // Loud on a change, quiet while Redis stays down, so a long outage is not a flood.
   if (!reachable) {
-    if (was || !warned_) log()->warn("store: {}", what);
-    else log()->debug("store: {}", what);
+    if (was || !warned_)
+      log()->warn("store: {}", what);
+    else
+      log()->debug("store: {}", what);
     warned_ = true;
   } else if (!was && warned_) {
     log()->info("store: Redis at {} is reachable again", redis_url());

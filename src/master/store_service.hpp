@@ -32,9 +32,9 @@ namespace clupy::master {
 
 // What the janitor has done since the master started (for logs now, metrics later).
 struct StoreCounters {
-  std::uint64_t sweeps = 0;            // sweeps that completed
-  std::uint64_t sweep_failures = 0;    // sweeps that failed (Redis down, an error reply)
-  std::uint64_t job_cleanups = 0;      // jobs whose temporary files were removed
+  std::uint64_t sweeps = 0;          // sweeps that completed
+  std::uint64_t sweep_failures = 0;  // sweeps that failed (Redis down, an error reply)
+  std::uint64_t job_cleanups = 0;    // jobs whose temporary files were removed
   std::uint64_t job_cleanup_failures = 0;
   std::map<std::string, std::uint64_t> files_removed;  // by reason: idle_ttl, over_budget, ...
   std::map<std::string, std::uint64_t> bytes_removed;  // file bytes, by the same reasons

@@ -7,6 +7,8 @@
 #include <ctime>
 #include <iostream>
 
+#include "store/cluster_link.hpp"
+
 namespace clupy::store {
 namespace {
 
@@ -66,7 +68,10 @@ void print_stat(std::ostream& out, const FileStat& s) {
 }  // namespace
 
 const char* cli_usage() {
-  return "usage: clupy store COMMAND\n"
+  return "usage: clupy store COMMAND [--master-url URL] [--token-file PATH] [--config PATH]\n"
+         "                          [--redis-url URL [--key-prefix PREFIX]]\n"
+         "The store is the one the master names (clupy://localhost:7878 by default), or the\n"
+         "Redis given with --redis-url. Commands:\n"
          "  put LOCAL_PATH NAME   upload a local file\n"
          "  get NAME LOCAL_PATH   download a file\n"
          "  ls [PREFIX]           list files (size, pinned, last access, type, name)\n"
@@ -80,14 +85,17 @@ int run_cli(std::vector<std::string> args, const StoreOptions& options) {
   return run_cli(std::move(args), options, std::cout, std::cerr, ::isatty(STDERR_FILENO) == 1);
 }
 
-int run_cli(std::vector<std::string> args, const StoreOptions& options, std::ostream& out,
-            std::ostream& err, bool progress) {
+namespace {
+
+// The exit status when the command cannot run as given (help: 0, bad usage: 2), else nothing.
+std::optional<int> check_command(const std::vector<std::string>& args, std::ostream& out,
+                                 std::ostream& err) {
   auto usage = [&](const std::string& why) {
     err << "clupy store: " << why << "\n" << cli_usage();
     return 2;
   };
   if (args.empty()) return usage("missing command");
-  const std::string cmd = args[0];
+  const std::string& cmd = args[0];
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     out << cli_usage();
     return 0;
@@ -105,6 +113,16 @@ int run_cli(std::vector<std::string> args, const StoreOptions& options, std::ost
   if (arity == nullptr) return usage("unknown command '" + cmd + "'");
   std::size_t n = args.size() - 1;
   if (n < arity->min || n > arity->max) return usage("wrong number of arguments for " + cmd);
+  return std::nullopt;
+}
+
+}  // namespace
+
+int run_cli(std::vector<std::string> args, const StoreOptions& options, std::ostream& out,
+            std::ostream& err, bool progress) {
+  if (auto status = check_command(args, out, err)) return *status;
+  const std::string cmd = args[0];
+  const std::size_t n = args.size() - 1;
   try {
     Store store(options);
     if (cmd == "put") {
@@ -138,6 +156,83 @@ int run_cli(std::vector<std::string> args, const StoreOptions& options, std::ost
     return 1;
   }
   return 0;
+}
+
+std::optional<std::string> parse_cli_target(const std::vector<std::string>& args, CliTarget& out) {
+  out = CliTarget{};
+  bool flags_done = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& word = args[i];
+    if (flags_done || !word.starts_with("--") || word == "--help") {
+      out.command.push_back(word);
+      continue;
+    }
+    if (word == "--") {
+      flags_done = true;
+      continue;
+    }
+    std::string flag = word, value;
+    if (auto eq = word.find('='); eq != std::string::npos) {
+      flag = word.substr(0, eq);
+      value = word.substr(eq + 1);
+    } else {
+      if (i + 1 == args.size()) return flag + " needs a value";
+      value = args[++i];
+    }
+    if (flag == "--master-url")
+      out.master.master_url = value;
+    else if (flag == "--token-file")
+      out.master.token_file = value;
+    else if (flag == "--config")
+      out.master.config_file = value;
+    else if (flag == "--redis-url")
+      out.redis_url = value;
+    else if (flag == "--key-prefix")
+      out.key_prefix = value;
+    else
+      return "unknown option " + flag;
+  }
+  if (!out.redis_url.empty() && !out.master.master_url.empty())
+    return "give --master-url or --redis-url, not both";
+  if (!out.key_prefix.empty() && out.redis_url.empty())
+    return "--key-prefix goes with --redis-url (the master names its own prefix)";
+  return std::nullopt;
+}
+
+int run_cli_with_flags(std::vector<std::string> args, const StoreResolver& ask_master,
+                       std::ostream& out, std::ostream& err, bool progress) {
+  CliTarget target;
+  if (auto problem = parse_cli_target(args, target)) {
+    err << "clupy store: " << *problem << "\n" << cli_usage();
+    return 2;
+  }
+  if (auto status = check_command(target.command, out, err)) return *status;
+  std::optional<StoreOptions> options;
+  std::string where;
+  try {
+    if (!target.redis_url.empty()) {
+      options = detail::store_options_from(target.redis_url, target.key_prefix, 0);
+    } else if (target.master.master_url.empty() && (options = detail::store_options_from_env())) {
+      // Inside a task: the server said where the store is; no master URL needed.
+    } else {
+      where = target.master.master_url.empty() ? "the master"
+                                               : "the master at " + target.master.master_url;
+      options = ask_master(target.master);
+      if (!options) {
+        err << "clupy store: " << where
+            << " has no file store (give it a store: section in clupy.master.yaml, "
+               "docs/store.md)\n";
+        return 1;
+      }
+    }
+  } catch (const StoreError& e) {
+    err << "clupy store: " << e.what() << "\n";
+    return 1;
+  } catch (const Error& e) {
+    err << "clupy store: cannot ask " << where << " where its store is: " << e.what() << "\n";
+    return 1;
+  }
+  return run_cli(std::move(target.command), *options, out, err, progress);
 }
 
 }  // namespace clupy::store
