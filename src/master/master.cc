@@ -4,6 +4,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 
@@ -67,6 +69,11 @@ void Master::start() {
     std::filesystem::rename(tmp, config_.port_file);
   }
   asio::co_spawn(io_, accept_loop(), asio::detached);
+  if (config_.http_port > 0)
+    http_ = std::make_unique<HttpStatus>(io_, config_.bind, config_.http_port,
+                                         [this](const std::string& target, std::string& body, std::string& type) {
+                                           return http_get(target, body, type);
+                                         });
   schedule_maintenance();
 }
 
@@ -77,6 +84,7 @@ void Master::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   maintenance_timer_.cancel();
+  if (http_) http_->stop();
   auto sessions = sessions_;  // closing calls back into sessions_
   for (auto& [id, session] : sessions) session.connection->close("master shutting down");
 }
@@ -268,6 +276,74 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
   }
   sessions_.erase(it);
   scheduler_.dispatch();
+}
+
+bool Master::http_get(const std::string& target, std::string& body, std::string& content_type) {
+  if (target == "/healthz") {
+    body = "ok\n";
+  } else if (target == "/status") {
+    body = status_json();
+    content_type = "application/json";
+  } else if (target == "/metrics") {
+    body = metrics_text();
+    content_type = "text/plain; version=0.0.4";
+  } else {
+    return false;
+  }
+  return true;
+}
+
+std::string Master::status_json() {
+  const auto now = Clock::now();
+  wire::RegistryReply reply;
+  registry_.fill(reply, now);
+  nlohmann::json servers = nlohmann::json::array();
+  for (const auto& e : reply.servers()) {
+    servers.push_back({{"server_id", e.server().server_id()},
+                       {"hostname", e.server().hostname()},
+                       {"pid", e.server().pid()},
+                       {"capacity", e.server().capacity()},
+                       {"busy_slots", e.busy_slots()},
+                       {"registered_at_ms", e.registered_at_ms()},
+                       {"last_heartbeat_ms", e.last_heartbeat_ms()},
+                       {"reserved_by", e.reserved_by()},
+                       {"connected", e.connected()}});
+  }
+  nlohmann::json out = {{"master_version", common::library_version()},
+                        {"master_started_ms", to_epoch_ms(started_at_, now)},
+                        {"queued_tasks", scheduler_.queued()},
+                        {"running_tasks", scheduler_.running()},
+                        {"clients", scheduler_.clients()},
+                        {"servers", servers}};
+  return out.dump(2) + "\n";
+}
+
+std::string Master::metrics_text() {
+  const auto& c = scheduler_.counters();
+  std::size_t slots = 0, connected = 0;
+  wire::RegistryReply reply;
+  registry_.fill(reply, Clock::now());
+  for (const auto& e : reply.servers()) {
+    slots += e.server().capacity();
+    connected += e.connected();
+  }
+  std::string text;
+  auto metric = [&](const char* name, const char* type, const char* help, double value) {
+    text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name +
+            " " + std::to_string(static_cast<long long>(value)) + "\n";
+  };
+  metric("clupy_servers", "gauge", "Servers in the registry.", static_cast<double>(registry_.size()));
+  metric("clupy_servers_connected", "gauge", "Servers with a live connection.", static_cast<double>(connected));
+  metric("clupy_worker_slots", "gauge", "Worker slots of all registered servers.", static_cast<double>(slots));
+  metric("clupy_clients", "gauge", "Clients with an open job.", static_cast<double>(scheduler_.clients()));
+  metric("clupy_tasks_queued", "gauge", "Tasks waiting for a slot.", static_cast<double>(scheduler_.queued()));
+  metric("clupy_tasks_running", "gauge", "Tasks assigned to servers.", static_cast<double>(scheduler_.running()));
+  metric("clupy_tasks_submitted_total", "counter", "Tasks submitted by clients.", static_cast<double>(c.submitted));
+  metric("clupy_tasks_succeeded_total", "counter", "Tasks that produced an outcome.", static_cast<double>(c.succeeded));
+  metric("clupy_tasks_failed_total", "counter", "Tasks that crashed, timed out, were cancelled or lost.", static_cast<double>(c.failed));
+  metric("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.", static_cast<double>(c.rerun));
+  metric("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.", static_cast<double>(images_.total_bytes()));
+  return text;
 }
 
 void Master::lose_server(Session& session) {

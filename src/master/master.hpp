@@ -15,6 +15,7 @@
 #include "common/config.hpp"
 #include "common/connection.hpp"
 #include "common/handshake.hpp"
+#include "master/http_status.hpp"
 #include "master/images.hpp"
 #include "master/registry.hpp"
 #include "master/scheduler.hpp"
@@ -35,6 +36,8 @@ class Master : private Outbox {
   // Closes the listener and every connection; run() returns once they are gone.
   void stop();
   tcp::endpoint local_endpoint() const;
+  // The HTTP side's port, 0 when it is off.
+  unsigned short http_port() const { return http_ ? http_->port() : 0; }
   const Registry& registry() const { return registry_; }
 
  private:
@@ -56,6 +59,9 @@ class Master : private Outbox {
   void store_chunk(std::uint64_t session_id, Session& session, const wire::ImageChunk& chunk);
   void send_image(Session& session, const std::string& sha256);
   void lose_server(Session& session);
+  bool http_get(const std::string& target, std::string& body, std::string& content_type);
+  std::string status_json();
+  std::string metrics_text();
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<common::Connection> connection);
@@ -73,6 +79,7 @@ class Master : private Outbox {
   Registry registry_;
   ImageStore images_;
   Scheduler scheduler_;
+  std::unique_ptr<HttpStatus> http_;
   std::map<std::uint64_t, Session> sessions_;
   std::uint64_t next_session_id_ = 1;
   Clock::time_point started_at_;

@@ -57,6 +57,7 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
     c.by_client_id[spec.task_id()] = id;
     c.queue.push_back(id);
     ++queued_;
+    ++counters_.submitted;
   }
 }
 
@@ -149,6 +150,7 @@ void Scheduler::server_lost(const std::string& server_id) {
     --task.retries_left;
     clients_.at(task.client).queue.push_front(*id);
     ++queued_;
+    ++counters_.rerun;
   }
 }
 
@@ -236,6 +238,7 @@ void Scheduler::finish(std::uint64_t task_id, wire::TaskResult&& result) {
   auto it = tasks_.find(task_id);
   if (it == tasks_.end()) return;
   Task& task = it->second;
+  ++(result.outcome().empty() ? counters_.failed : counters_.succeeded);
   auto client = clients_.find(task.client);
   if (client != clients_.end()) {
     result.set_task_id(task.client_task_id);

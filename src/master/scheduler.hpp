@@ -38,6 +38,14 @@ class Outbox {
   virtual ~Outbox() = default;
 };
 
+// Totals since the master started, for /metrics.
+struct SchedulerCounters {
+  std::uint64_t submitted = 0;
+  std::uint64_t succeeded = 0;  // results that carry the worker's outcome (value or exception)
+  std::uint64_t failed = 0;     // crashes, timeouts, cancellations, losses
+  std::uint64_t rerun = 0;      // tasks requeued after their server was lost
+};
+
 class Scheduler {
  public:
   Scheduler(Registry& registry, Outbox& outbox, SchedulerConfig config);
@@ -71,6 +79,7 @@ class Scheduler {
   std::optional<std::pair<SessionId, std::uint64_t>> owner_of(std::uint64_t task_id) const;
 
   std::size_t queued() const { return queued_; }
+  const SchedulerCounters& counters() const { return counters_; }
   std::size_t running() const { return running_; }
   std::size_t clients() const { return clients_.size(); }
   const SchedulerConfig& config() const { return config_; }
@@ -127,6 +136,7 @@ class Scheduler {
   std::uint64_t next_job_id_ = 1;
   std::size_t running_ = 0;
   std::size_t queued_ = 0;  // tasks in clients' queues
+  SchedulerCounters counters_;
 };
 
 }  // namespace clupy::master

@@ -167,6 +167,29 @@ TEST_F(ClusterTest, NoAuthBeyondLoopbackRefusesToStart) {
   EXPECT_NE(output.find("without authentication"), std::string::npos) << output;
 }
 
+TEST_F(ClusterTest, HttpSideServesStatusMetricsAndHealthAndShrugsOffGarbage) {
+  const int http = free_loopback_port();
+  start_master({"--http-port", std::to_string(http)});
+  start_server("alpha", {"--capacity", "3"});
+  ASSERT_TRUE(servers_become({"alpha"}));
+  const auto get = [&](const std::string& path) {
+    return tcp_exchange(http, "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n", seconds(10));
+  };
+  const std::string metrics = get("/metrics");
+  EXPECT_NE(metrics.find("HTTP/1.1 200"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nclupy_servers 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nclupy_worker_slots 3\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("# TYPE clupy_tasks_submitted_total counter"), std::string::npos) << metrics;
+  const std::string status_page = get("/status");
+  const auto json = nlohmann::json::parse(status_page.substr(status_page.find("\r\n\r\n") + 4));
+  EXPECT_EQ(json["servers"][0]["server_id"], "alpha");
+  EXPECT_NE(get("/healthz").find("200 OK"), std::string::npos);
+  EXPECT_NE(get("/nowhere").find("404"), std::string::npos);
+  EXPECT_NE(tcp_exchange(http, "\x16\x03\x01garbage\r\n\r\n", seconds(10)).find("400"), std::string::npos);
+  EXPECT_TRUE(master_.running());
+  EXPECT_EQ(server_ids(), std::set<std::string>{"alpha"});
+}
+
 TEST_F(ClusterTest, FirstStartWritesAPrivateTokenFile) {
   start_master();
   const std::string token = read_file(token_file());
