@@ -10,19 +10,15 @@ find_package(nlohmann_json REQUIRED CONFIG)
 find_package(msgpack 4.1 REQUIRED CONFIG)
 find_package(PkgConfig REQUIRED)
 
-if(CLUPY_WITH_STORE)
-  pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis>=0.14)
-endif()
+pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis>=0.14)
 
-if(CLUPY_WITH_COORD)
-  find_path(ZOOKEEPER_INCLUDE_DIR zookeeper/zookeeper.h REQUIRED)
-  find_library(ZOOKEEPER_LIBRARY zookeeper_mt REQUIRED)
-  add_library(clupy_zookeeper INTERFACE IMPORTED)
-  target_include_directories(clupy_zookeeper INTERFACE ${ZOOKEEPER_INCLUDE_DIR})
-  target_link_libraries(clupy_zookeeper INTERFACE ${ZOOKEEPER_LIBRARY})
-  # The synchronous API (zoo_create, zoo_get) is declared only for the threaded client.
-  target_compile_definitions(clupy_zookeeper INTERFACE THREADED)
-endif()
+find_path(ZOOKEEPER_INCLUDE_DIR zookeeper/zookeeper.h REQUIRED)
+find_library(ZOOKEEPER_LIBRARY zookeeper_mt REQUIRED)
+add_library(clupy_zookeeper INTERFACE IMPORTED)
+target_include_directories(clupy_zookeeper INTERFACE ${ZOOKEEPER_INCLUDE_DIR})
+target_link_libraries(clupy_zookeeper INTERFACE ${ZOOKEEPER_LIBRARY})
+# The synchronous API (zoo_create, zoo_get) is declared only for the threaded client.
+target_compile_definitions(clupy_zookeeper INTERFACE THREADED)
 
 if(CLUPY_BUILD_TESTS)
   find_package(GTest REQUIRED CONFIG)

@@ -14,6 +14,7 @@
 #include "common/version.hpp"
 #include "master/master.hpp"
 #include "server/server.hpp"
+#include "store/cli.hpp"
 
 namespace {
 
@@ -86,6 +87,10 @@ void print_table(const clupy::ClusterStatus& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `clupy store put|get|ls|stat|rm|pin|unpin ...`: the file store, found through the master.
+  if (argc > 1 && std::string(argv[1]) == "store")
+    return clupy::store::run_cli_with_master(std::vector<std::string>(argv + 2, argv + argc));
+
   CLI::App app{"CluPy for C++: run functions on a cluster (docs/operations.md)", "clupy"};
   app.set_version_flag("--version", std::string("clupy ") + clupy::common::library_version());
 
@@ -95,7 +100,7 @@ int main(int argc, char** argv) {
   app.add_flag("--master", master_mode, "run the master daemon (reads ./clupy.master.yaml)");
   app.add_flag("--serve", serve_mode, "run a server daemon (reads ./clupy.server.yaml)");
   app.add_option("--client", client_command, "client command: info");
-  app.add_option("command", command, "info | status (same as --client info)");
+  app.add_option("command", command, "info | status (same as --client info); `clupy store --help` for the file store");
 
   std::string config_file, master_url, bind, port_file, token_file, data_dir, log_level;
   std::string registration_ttl, registration_interval, failure_retry_interval, server_id;

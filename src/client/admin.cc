@@ -2,6 +2,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "client/admin.hpp"
 #include "clupy/cluster.hpp"
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
@@ -37,12 +38,13 @@ awaitable<wire::RegistryReply> fetch_registry(common::DialOptions options) {
 
 }  // namespace
 
-ClusterStatus cluster_status(const ConnectOptions& options) {
+namespace client {
+
+common::DialOptions admin_dial_options(const ConnectOptions& options) {
   common::ClientConfig config = common::load_client_config(options.config_file);
   if (!options.master_url.empty()) config.master_url = options.master_url;
   if (!options.token_file.empty()) config.token_file = options.token_file;
   if (options.timeout.count() > 0) config.connect_timeout = options.timeout;
-
   common::DialOptions dial;
   dial.address = common::parse_master_url(config.master_url.empty() ? "clupy://localhost:7878"
                                                                     : config.master_url);
@@ -51,7 +53,20 @@ ClusterStatus cluster_status(const ConnectOptions& options) {
   dial.tls = config.tls;
   dial.max_frame_size = config.max_frame_size;
   dial.timeout = config.connect_timeout;
+  return dial;
+}
 
+common::Dialed dial_blocking(const common::DialOptions& options) {
+  common::asio::io_context io(1);
+  auto dialed = common::asio::co_spawn(io, common::dial_master(options), common::asio::use_future);
+  io.run();
+  return dialed.get();
+}
+
+}  // namespace client
+
+ClusterStatus cluster_status(const ConnectOptions& options) {
+  const common::DialOptions dial = client::admin_dial_options(options);
   common::asio::io_context io(1);
   auto result = common::asio::co_spawn(io, fetch_registry(dial), common::asio::use_future);
   io.run();

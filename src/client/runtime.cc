@@ -140,6 +140,7 @@ void Runtime::connect(const common::ClientConfig& config) {
     }
   }
   connection_ = dialed.connection;
+  services_ = dialed.master.services;
   {
     std::lock_guard lock(mu_);
     connected_ = true;

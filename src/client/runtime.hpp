@@ -50,6 +50,8 @@ class Runtime {
               const std::shared_ptr<detail::CallSite>& site,
               std::shared_ptr<detail::FutureStateBase> state);
   const std::string& master_url() const { return master_url_; }
+  // What the master announced at the handshake (store, coordination). Fixed after init.
+  const wire::ClusterServices& services() const { return services_; }
   bool embedded() const { return embedded_ != nullptr; }
 
   Runtime();
@@ -84,6 +86,7 @@ class Runtime {
   std::unique_ptr<EmbeddedCluster> embedded_;
   std::shared_ptr<common::Connection> connection_;
   std::string master_url_;
+  wire::ClusterServices services_;
   std::string image_path_, image_sha256_, image_name_;
   asio::steady_timer keepalive_timer_{io_};
   std::chrono::milliseconds keepalive_interval_{20'000};

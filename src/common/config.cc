@@ -212,6 +212,13 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
+    t.add("store", [&t, &c](const YAML::Node& n) {
+      try {
+        parse_store_section(n, t.source(), c.store);
+      } catch (const ConfigError& e) {
+        throw LocatedConfigError(e.what());  // it names file, line and key itself
+      }
+    });
   });
 }
 

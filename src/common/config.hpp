@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/frame.hpp"
+#include "common/store_config.hpp"
 
 namespace clupy::common {
 
@@ -42,6 +43,7 @@ struct MasterConfig {
   std::size_t max_frame_size = kDefaultMaxFrameSize;
   std::string log_level = "info";
   TlsConfig tls;
+  StoreSection store;  // the Redis file store (docs/store.md); off unless configured
 };
 
 struct ServerConfig {

@@ -61,6 +61,7 @@ asio::awaitable<PeerIdentity> accept_handshake(Connection& connection, const Acc
   wire::Envelope accepted;
   peer.session_id = to_hex(random_bytes(8));
   accepted.mutable_accepted()->set_session_id(peer.session_id);
+  *accepted.mutable_accepted()->mutable_services() = auth.services;
   if (auth.token) {
     wire::Envelope proof = co_await connection.read_frame();
     const std::string expected = client_proof(*auth.token, server_nonce, hello.hello().client_nonce());
@@ -117,6 +118,7 @@ asio::awaitable<PeerIdentity> connect_handshake(Connection& connection, const Co
                            server_proof(*auth.token, client_nonce, server_nonce)))
     throw HandshakeError("the master could not prove it knows the cluster token: refusing to talk to it");
   peer.session_id = outcome.accepted().session_id();
+  peer.services = outcome.accepted().services();
   peer.role = wire::ROLE_UNSPECIFIED;
   co_return peer;
 }

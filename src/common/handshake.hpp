@@ -24,11 +24,13 @@ struct PeerIdentity {
   wire::Role role = wire::ROLE_UNSPECIFIED;
   std::string name;        // host and pid, as the peer describes itself
   std::string session_id;  // the acceptor's id for this connection
+  wire::ClusterServices services;  // connector side: what the master announced
 };
 
 struct AcceptorAuth {
   std::optional<std::string> token;  // nullopt: authentication is off (loopback only)
   std::string local_name;            // "master", used in messages
+  wire::ClusterServices services = {};  // announced in Accepted
 };
 
 struct ConnectorAuth {

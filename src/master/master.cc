@@ -43,6 +43,13 @@ Master::Master(asio::io_context& io, common::MasterConfig config)
     log()->warn("authentication is off (allow_no_auth): anyone on this machine can connect");
   }
   if (config_.tls.enabled) tls_ = common::make_acceptor_tls(config_.tls);
+  if (config_.store.enabled) {
+    store_ = std::make_unique<StoreService>(config_.store, config_.data_dir);
+    services_.set_store_url(store_->client_options().redis_url);
+    services_.set_store_key_prefix(store_->client_options().key_prefix);
+    services_.set_store_chunk_size(store_->client_options().chunk_size);
+    log()->info("file store at {}", services_.store_url());
+  }
 }
 
 Master::~Master() = default;
@@ -123,7 +130,7 @@ asio::awaitable<void> Master::serve(std::shared_ptr<common::Connection> connecti
   common::PeerIdentity peer;
   // A named object, not a braced temporary: GCC 12 destroys temporaries inside a co_await
   // expression twice.
-  const common::AcceptorAuth auth{token_, "master"};
+  const common::AcceptorAuth auth{token_, "master", services_};
   try {
     if (tls_) co_await connection->transport().start(true);
     peer = co_await common::accept_handshake(*connection, auth);
@@ -271,7 +278,7 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
     lose_server(session);
   }
   if (session.peer.role == wire::ROLE_CLIENT) {
-    scheduler_.client_gone(session_id);
+    if (auto job = scheduler_.client_gone(session_id); job && store_) store_->job_ended(std::to_string(*job));
     if (session.image_pinned) images_.unpin(session.image_sha256);
   }
   sessions_.erase(it);
@@ -456,6 +463,7 @@ void Master::maintain() {
   }
   scheduler_.expire_reservations(now, config_.reservation_ttl);
   scheduler_.dispatch();
+  if (store_) store_->maintain(now);
 }
 
 int run_master(const common::MasterConfig& config) {

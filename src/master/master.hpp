@@ -19,6 +19,7 @@
 #include "master/images.hpp"
 #include "master/registry.hpp"
 #include "master/scheduler.hpp"
+#include "master/store_service.hpp"
 
 namespace clupy::master {
 
@@ -80,6 +81,8 @@ class Master : private Outbox {
   ImageStore images_;
   Scheduler scheduler_;
   std::unique_ptr<HttpStatus> http_;
+  std::unique_ptr<StoreService> store_;  // when the configuration has a store: section
+  wire::ClusterServices services_;       // announced to every peer in the handshake
   std::map<std::uint64_t, Session> sessions_;
   std::uint64_t next_session_id_ = 1;
   Clock::time_point started_at_;

@@ -86,10 +86,11 @@ void Scheduler::client_seen(SessionId client, Clock::time_point now) {
   if (auto it = clients_.find(client); it != clients_.end()) it->second.last_seen = now;
 }
 
-void Scheduler::client_gone(SessionId client) {
+std::optional<std::uint64_t> Scheduler::client_gone(SessionId client) {
   auto it = clients_.find(client);
-  if (it == clients_.end()) return;
+  if (it == clients_.end()) return std::nullopt;
   Client& c = it->second;
+  const std::uint64_t job_id = c.job_id;
   for (const auto& [client_task_id, id] : c.by_client_id) {
     Task& task = tasks_.at(id);
     if (task.server_id.empty()) {
@@ -105,6 +106,7 @@ void Scheduler::client_gone(SessionId client) {
   clients_.erase(it);
   round_robin_.erase(std::find(round_robin_.begin(), round_robin_.end(), client));
   pending_results_.erase(client);
+  return job_id;
 }
 
 void Scheduler::server_available(const std::string& server_id, SessionId session) {

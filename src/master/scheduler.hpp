@@ -62,7 +62,8 @@ class Scheduler {
   void cancel(SessionId client, const wire::CancelTasks& tasks);
   void client_seen(SessionId client, Clock::time_point now);
   // Drops the client's queued tasks and releases its servers; running tasks finish unseen.
-  void client_gone(SessionId client);
+  // Returns the client's job id, if it had opened one.
+  std::optional<std::uint64_t> client_gone(SessionId client);
 
   // ---- servers ----
   void server_available(const std::string& server_id, SessionId session);

@@ -17,6 +17,7 @@
 #include "common/daemon.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
+#include "store/cluster_link.hpp"
 
 namespace clupy::server {
 
@@ -98,6 +99,12 @@ asio::awaitable<void> ServerDaemon::run() {
     try {
       auto dialed = co_await common::dial_master(options);
       reported_failure = false;
+      const auto& services = dialed.master.services;
+      std::vector<std::string> environment;
+      if (auto store = detail::store_options_from(services.store_url(), services.store_key_prefix(),
+                                                  services.store_chunk_size()))
+        environment = detail::store_environment(*store);
+      pool_->set_worker_environment(std::move(environment));
       co_await serve_connection(std::move(dialed.connection));
     } catch (const HandshakeError& e) {
       // A refusal will not fix itself by retrying quickly, but a master upgrade or a token fix

@@ -228,6 +228,7 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   std::vector<std::string> env_storage;
   for (char** e = environ; *e != nullptr; ++e)
     if (std::strncmp(*e, "CLUPY_WORKER_", 13) != 0) env_storage.emplace_back(*e);
+  for (const auto& entry : worker_environment_) env_storage.push_back(entry);
   env_storage.push_back("CLUPY_WORKER_FD=3");
   env_storage.push_back("CLUPY_WORKER_SERVER=" + server_id_);
   std::vector<char*> envp;

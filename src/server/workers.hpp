@@ -49,6 +49,10 @@ class WorkerPool {
   // Kills every worker (server shutdown).
   void shutdown();
 
+  // "NAME=value" entries added to every worker's environment from now on (the cluster's
+  // services, as the master announced them).
+  void set_worker_environment(std::vector<std::string> entries) { worker_environment_ = std::move(entries); }
+
   unsigned busy() const;
   std::size_t worker_count() const { return workers_.size(); }
 
@@ -87,6 +91,7 @@ class WorkerPool {
   std::vector<std::shared_ptr<Worker>> workers_;
   std::unordered_set<std::uint64_t> cancelled_;  // reported cancelled, possibly still queued in a worker
   bool shutting_down_ = false;
+  std::vector<std::string> worker_environment_;
 };
 
 }  // namespace clupy::server

@@ -1,0 +1,26 @@
+// How a process learns its cluster's store: from the master's handshake (programs after
+// clupy::init, the CLI) or from the environment its server gave it (worker processes).
+#include "store/cluster_link.hpp"
+
+#include "client/admin.hpp"
+#include "client/runtime.hpp"
+
+namespace clupy::detail {
+
+std::optional<StoreOptions> cluster_store_options() {
+  if (auto from_env = store_options_from_env()) return from_env;
+  if (!client::Runtime::initialized()) return std::nullopt;
+  const auto& services = client::Runtime::get().services();
+  return store_options_from(services.store_url(), services.store_key_prefix(),
+                            services.store_chunk_size());
+}
+
+std::optional<StoreOptions> fetch_store_options(const ConnectOptions& options) {
+  common::Dialed link = client::dial_blocking(client::admin_dial_options(options));
+  link.connection->close("done");
+  const auto& services = link.master.services;
+  return store_options_from(services.store_url(), services.store_key_prefix(),
+                            services.store_chunk_size());
+}
+
+}  // namespace clupy::detail
