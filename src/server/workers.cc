@@ -227,7 +227,9 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
 
   std::vector<std::string> env_storage;
   for (char** e = environ; *e != nullptr; ++e)
-    if (std::strncmp(*e, "CLUPY_WORKER_", 13) != 0) env_storage.emplace_back(*e);
+    // The server's own CLUPY_WORKER_*/CLUPY_STORE_* would shadow what it sets below.
+    if (std::strncmp(*e, "CLUPY_WORKER_", 13) != 0 && std::strncmp(*e, "CLUPY_STORE_", 12) != 0)
+      env_storage.emplace_back(*e);
   for (const auto& entry : worker_environment_) env_storage.push_back(entry);
   env_storage.push_back("CLUPY_WORKER_FD=3");
   env_storage.push_back("CLUPY_WORKER_SERVER=" + server_id_);
