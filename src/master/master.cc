@@ -350,6 +350,18 @@ std::string Master::metrics_text() {
   metric("clupy_tasks_failed_total", "counter", "Tasks that crashed, timed out, were cancelled or lost.", static_cast<double>(c.failed));
   metric("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.", static_cast<double>(c.rerun));
   metric("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.", static_cast<double>(images_.total_bytes()));
+  if (store_) {
+    const StoreCounters store = store_->counters();
+    metric("clupy_store_files", "gauge", "Files in the file store after the last sweep.", static_cast<double>(store.files));
+    metric("clupy_store_bytes", "gauge", "Bytes of those files.", static_cast<double>(store.live_bytes));
+    metric("clupy_store_reachable", "gauge", "1 if the last janitor operation reached Redis.", store.redis_reachable ? 1 : 0);
+    metric("clupy_store_sweeps_total", "counter", "Janitor sweeps completed.", static_cast<double>(store.sweeps));
+    metric("clupy_store_sweep_failures_total", "counter", "Janitor sweeps that failed.", static_cast<double>(store.sweep_failures));
+    text += "# HELP clupy_store_files_removed_total Files the janitor removed, by reason.\n"
+            "# TYPE clupy_store_files_removed_total counter\n";
+    for (const auto& [reason, count] : store.files_removed)
+      text += "clupy_store_files_removed_total{reason=\"" + reason + "\"} " + std::to_string(count) + "\n";
+  }
   return text;
 }
 
