@@ -21,6 +21,7 @@
 #include "common/hash.hpp"
 #include "common/image_transfer.hpp"
 #include "common/log.hpp"
+#include "common/master_locator.hpp"
 
 namespace clupy::client {
 namespace {
@@ -125,7 +126,14 @@ void Runtime::connect(const common::ClientConfig& config) {
 
   common::Dialed dialed;
   if (!config.master_url.empty()) {
-    dialed = try_dial(config.master_url, common::resolve_token(config.token_file));
+    std::string url = config.master_url;
+    if (common::is_zk_url(url)) {
+      // Standby masters: dial the elected one. (Following a later change of leader, with the
+      // unfinished tasks resubmitted, is not implemented yet: a failover fails them.)
+      common::MasterLocator locator(url, config.coordination);
+      url = locator.resolve(config.connect_timeout).url;
+    }
+    dialed = try_dial(url, common::resolve_token(config.token_file));
     master_url_ = dial.address.to_string();
   } else {
     try {

@@ -12,6 +12,7 @@
 
 #include "clupy/errors.hpp"
 #include "common/log.hpp"
+#include "common/master_locator.hpp"
 #include "common/url.hpp"
 
 namespace clupy::common {
@@ -130,7 +131,20 @@ KeyTable::Handler log_level_key(std::string& out) {
 KeyTable::Handler url_key(std::string& out) {
   return [&out](const YAML::Node& n) {
     out = scalar(n);
-    parse_master_url(out);
+    if (is_zk_url(out)) parse_zk_url(out);
+    else parse_master_url(out);
+  };
+}
+
+// Sections parsed by their own modules, whose errors already carry file, line and key.
+template <class Section, class Parse>
+KeyTable::Handler section_key(const std::string& source, Section& out, Parse parse) {
+  return [&source, &out, parse](const YAML::Node& n) {
+    try {
+      parse(n, source, out);
+    } catch (const ConfigError& e) {
+      throw LocatedConfigError(e.what());
+    }
   };
 }
 
@@ -212,13 +226,8 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
-    t.add("store", [&t, &c](const YAML::Node& n) {
-      try {
-        parse_store_section(n, t.source(), c.store);
-      } catch (const ConfigError& e) {
-        throw LocatedConfigError(e.what());  // it names file, line and key itself
-      }
-    });
+    t.add("store", section_key(t.source(), c.store, &parse_store_section));
+    t.add("coordination", section_key(t.source(), c.coordination, &parse_coordination_section));
   });
 }
 
@@ -229,6 +238,7 @@ ServerConfig parse_server_config(const std::string& yaml, const std::string& sou
     t.add("server_id", string_key(c.server_id));
     t.add("capacity", int_key(c.capacity, 0, 4096));
     t.add("cache_dir", string_key(c.cache_dir));
+    t.add("coordination", section_key(t.source(), c.coordination, &parse_coordination_section));
     t.add("labels", labels_key(c.labels));
     t.add("registration_interval", duration_key(c.registration_interval));
     t.add("failure_retry_interval", duration_key(c.failure_retry_interval));
@@ -244,6 +254,7 @@ ClientConfig parse_client_config(const std::string& yaml, const std::string& sou
     t.add("master_url", url_key(c.master_url));
     t.add("token_file", string_key(c.token_file));
     t.add("connect_timeout", duration_key(c.connect_timeout));
+    t.add("coordination", section_key(t.source(), c.coordination, &parse_coordination_section));
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
@@ -271,7 +282,8 @@ void validate(const MasterConfig& config) {
 }
 
 void validate(const ServerConfig& config) {
-  parse_master_url(config.master_url);
+  if (is_zk_url(config.master_url)) parse_zk_url(config.master_url);
+  else parse_master_url(config.master_url);
   if (config.tls.enabled && config.tls.ca_file.empty())
     throw ConfigError("tls.enabled on a server needs tls.ca_file to verify the master");
   if (config.max_frame_size < 1024) throw ConfigError("max_frame_size must be at least 1KiB");

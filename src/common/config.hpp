@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/frame.hpp"
+#include "common/coord_config.hpp"
 #include "common/store_config.hpp"
 
 namespace clupy::common {
@@ -44,10 +45,11 @@ struct MasterConfig {
   std::string log_level = "info";
   TlsConfig tls;
   StoreSection store;  // the Redis file store (docs/store.md); off unless configured
+  CoordinationSection coordination;  // ZooKeeper: standby masters (docs/coordination.md)
 };
 
 struct ServerConfig {
-  std::string master_url = "clupy://localhost:7878";
+  std::string master_url = "clupy://localhost:7878";  // or zk://hosts/chroot (standby masters)
   int port = 0;                  // advertised port for direct connections; 0 = none
   std::string server_id;         // empty: a random id per process
   int capacity = 0;              // worker slots; 0 = this machine's cores
@@ -59,15 +61,17 @@ struct ServerConfig {
   std::size_t max_frame_size = kDefaultMaxFrameSize;
   std::string log_level = "info";
   TlsConfig tls;
+  CoordinationSection coordination;  // session settings for a zk:// master_url
 };
 
 struct ClientConfig {
-  std::string master_url;        // empty: clupy://localhost:7878
+  std::string master_url;        // empty: clupy://localhost:7878; or zk://hosts/chroot
   std::string token_file;
   Millis connect_timeout{5'000};
   std::size_t max_frame_size = kDefaultMaxFrameSize;
   std::string log_level = "warn";
   TlsConfig tls;
+  CoordinationSection coordination;  // session settings for a zk:// master_url
 };
 
 // Each loader reads `path` when non-empty (a missing file is an error), else the default file

@@ -1,4 +1,5 @@
 #include "master/master.hpp"
+#include "master/standby.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -378,6 +379,11 @@ void Master::send_to(SessionId session, const wire::Envelope& message) {
 }
 
 void Master::assign(SessionId server, wire::AssignTasks&& tasks) {
+  if (leads_ && !leads_()) {
+    log()->error("no longer the elected master: dropping {} assignment(s) and stopping", tasks.tasks_size());
+    asio::post(io_, [this] { stop(); });
+    return;
+  }
   wire::Envelope message;
   *message.mutable_assign_tasks() = std::move(tasks);
   send_to(server, message);
@@ -481,10 +487,42 @@ void Master::maintain() {
 int run_master(const common::MasterConfig& config) {
   asio::io_context io(1);
   Master master(io, config);
-  master.start();
+  if (!config.coordination.enabled) {
+    master.start();
+    common::run_until_stopped(io, [&] { master.stop(); });
+    log()->info("master stopped");
+    return 0;
+  }
+  // A standby: bind nothing until elected; stop for good when leadership is lost (the process
+  // exits 75 so a supervisor restarts it as a standby).
+  bool lost = false;
+  std::unique_ptr<MasterElection> election;
+  MasterElection::Callbacks callbacks;
+  callbacks.on_elected = [&](std::int64_t token) {
+    asio::post(io, [&, token] {
+      master.start();
+      const std::string host = MasterElection::advertised_host(config.coordination, config.bind);
+      if (!election->publish(host, master.local_endpoint().port())) return;  // on_lost follows
+      log()->info("elected master (fencing token {}), published {}:{}", token, host,
+                  master.local_endpoint().port());
+    });
+  };
+  callbacks.on_lost = [&](coord::LossReason) {
+    asio::post(io, [&] {
+      lost = true;
+      master.stop();
+    });
+  };
+  election = std::make_unique<MasterElection>(config.coordination, MasterElection::default_candidate(),
+                                              callbacks);
+  master.set_leadership([&] { return election->is_leader(); });
+  election->start();
+  log()->info("standby master: waiting to be elected at {} {}", config.coordination.connect,
+              config.coordination.election_path);
   common::run_until_stopped(io, [&] { master.stop(); });
-  log()->info("master stopped");
-  return 0;
+  election->stop();  // after the master stopped dispatching
+  log()->info("master stopped{}", lost ? " (leadership lost)" : "");
+  return lost ? 75 : 0;
 }
 
 }  // namespace clupy::master

@@ -37,6 +37,9 @@ class Master : private Outbox {
   // Closes the listener and every connection; run() returns once they are gone.
   void stop();
   tcp::endpoint local_endpoint() const;
+  // With standby masters: dispatching stops (and the master stops) as soon as this says the
+  // master no longer leads, even before the loss is reported (fencing).
+  void set_leadership(std::function<bool()> leads) { leads_ = std::move(leads); }
   // The HTTP side's port, 0 when it is off.
   unsigned short http_port() const { return http_ ? http_->port() : 0; }
   const Registry& registry() const { return registry_; }
@@ -87,6 +90,7 @@ class Master : private Outbox {
   std::uint64_t next_session_id_ = 1;
   Clock::time_point started_at_;
   bool stopping_ = false;
+  std::function<bool()> leads_;
 };
 
 // `clupy --master`: runs until SIGINT or SIGTERM. Returns the process exit code.

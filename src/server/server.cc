@@ -28,7 +28,18 @@ auto log() { return common::logger("server"); }
 ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     : io_(io), config_(std::move(config)), wake_timer_(io) {
   common::validate(config_);
-  master_ = common::parse_master_url(config_.master_url);
+  if (common::is_zk_url(config_.master_url)) {
+    locator_ = std::make_unique<common::MasterLocator>(config_.master_url, config_.coordination);
+    locator_->subscribe([this](const std::optional<common::MasterLocation>&) {
+      // The old master may be frozen rather than dead, our socket still open: leave it now.
+      asio::post(io_, [this] {
+        if (connection_ && connection_->is_open()) connection_->close("the elected master changed");
+        wake_timer_.cancel();
+      });
+    });
+  } else {
+    master_ = common::parse_master_url(config_.master_url);
+  }
   token_ = common::resolve_token(config_.token_file);
   server_id_ = config_.server_id.empty() ? "srv-" + common::to_hex(common::random_bytes(6))
                                          : config_.server_id;
@@ -76,6 +87,7 @@ void ServerDaemon::stop() {
   stopping_ = true;
   wake_timer_.cancel();
   pool_->shutdown();
+  locator_.reset();
   if (connection_ && connection_->is_open()) {
     if (registered_) {
       wire::Envelope goodbye;
@@ -90,6 +102,18 @@ void ServerDaemon::stop() {
 asio::awaitable<void> ServerDaemon::run() {
   bool reported_failure = false;
   while (!stopping_) {
+    if (locator_) {
+      if (auto where = locator_->current()) {
+        master_ = common::parse_master_url(where->url);
+      } else {
+        if (!reported_failure) log()->warn("no master elected at {} yet", config_.master_url);
+        reported_failure = true;
+        wake_timer_.expires_after(config_.failure_retry_interval);
+        boost::system::error_code ec;
+        co_await wake_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+    }
     common::DialOptions options;
     options.address = master_;
     options.role = wire::ROLE_SERVER;

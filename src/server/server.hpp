@@ -13,6 +13,7 @@
 #include "common/config.hpp"
 #include "common/connection.hpp"
 #include "common/url.hpp"
+#include "common/master_locator.hpp"
 #include "server/workers.hpp"
 
 namespace clupy::server {
@@ -50,6 +51,7 @@ class ServerDaemon {
   bool flush_posted_ = false;
   bool registered_ = false;
   bool stopping_ = false;
+  std::unique_ptr<common::MasterLocator> locator_;  // a zk:// master_url: follow the leader
 };
 
 // `clupy --serve`: runs until SIGINT or SIGTERM. Returns the process exit code.

@@ -1,0 +1,91 @@
+// Standby masters for real: a ZooKeeper server, two `clupy --master` processes with the same
+// `coordination:` section, a server and a client that only know the zk:// URL.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+
+#include "cluster_fixture.hpp"
+#include "zk_server.hpp"
+
+namespace clupy::test {
+namespace {
+
+using std::chrono::seconds;
+
+class StandbyMasterTest : public ClusterFixture {
+ protected:
+  void SetUp() override {
+    zk_.start();
+    ASSERT_TRUE(zk_.wait_ready(seconds(60))) << zk_.log();
+    write_file(token_file(), "standby-test-token\n");
+    ::chmod(token_file().c_str(), 0600);
+  }
+
+  // A master candidate in its own directory, with the shared token and coordination section.
+  ChildProcess start_candidate(const std::string& name) {
+    const std::string dir = dir_.file(name);
+    std::filesystem::create_directories(dir);
+    write_file(dir + "/clupy.master.yaml",
+               "port: 0\nport_file: " + dir + "/port\ntoken_file: " + token_file() +
+                   "\ncoordination:\n  connect: " + zk_.hosts() + "/standby-test\n  session_timeout: 3s\n");
+    return ChildProcess({{CLUPY_BINARY, "--master", "--log-level", "debug"}, {}, dir, dir + "/master.log"});
+  }
+  std::string url_of(const std::string& name) {
+    return "clupy://127.0.0.1:" + read_file(dir_.file(name + "/port")).substr(0, read_file(dir_.file(name + "/port")).find('\n'));
+  }
+  bool logged(const std::string& name, const std::string& text) {
+    return read_file(dir_.file(name + "/master.log")).find(text) != std::string::npos;
+  }
+  std::set<std::string> servers_at(const std::string& url) {
+    std::set<std::string> ids;
+    try {
+      ConnectOptions options;
+      options.master_url = url;
+      options.token_file = token_file();
+      options.config_file = dir_.file("empty.yaml");
+      write_file(options.config_file, "");
+      for (const auto& s : cluster_status(options).servers) ids.insert(s.server_id);
+    } catch (const std::exception&) {
+    }
+    return ids;
+  }
+  std::string zk_url() const { return "zk://" + zk_.hosts() + "/standby-test"; }
+
+  ZkServer zk_;
+};
+
+TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
+  ChildProcess a = start_candidate("a");
+  ASSERT_TRUE(wait_until([&] { return logged("a", "elected master"); }, seconds(60), "the first master to be elected"))
+      << read_file(dir_.file("a/master.log"));
+  ChildProcess b = start_candidate("b");
+  ASSERT_TRUE(wait_until([&] { return logged("b", "standby master: waiting"); }, seconds(60), "the second to wait"));
+  EXPECT_FALSE(logged("b", "elected master"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("b/port"))) << "a standby must not listen";
+
+  ChildProcess server({{CLUPY_BINARY, "--serve", "--master-url", zk_url(), "--token-file", token_file(),
+                        "--server-id", "follower", "--registration-interval", "200ms",
+                        "--failure-retry-interval", "200ms", "--log-level", "debug"},
+                       {}, dir_.path(), dir_.file("follower.log")});
+  ASSERT_TRUE(wait_until([&] { return servers_at(url_of("a")) == std::set<std::string>{"follower"}; },
+                         seconds(30), "the server to register with the elected master"))
+      << read_file(dir_.file("follower.log")) << read_file(dir_.file("a/master.log"));
+
+  // A client that knows only the zk:// URL runs tasks on the elected master's cluster.
+  ChildProcess client({{TASK_PROGRAM, "types"}, {{"CLUPY_MASTER_URL", zk_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
+                       dir_.path(), dir_.file("client.out")});
+  ASSERT_TRUE(client.wait(seconds(120)));
+  EXPECT_NE(client.log().find("TYPES ok=4"), std::string::npos) << client.log();
+
+  a.signal(SIGKILL);
+  a.wait(seconds(10));
+  ASSERT_TRUE(wait_until([&] { return logged("b", "elected master"); }, seconds(60), "the standby to take over"))
+      << read_file(dir_.file("b/master.log"));
+  EXPECT_TRUE(wait_until([&] { return servers_at(url_of("b")) == std::set<std::string>{"follower"}; },
+                         seconds(60), "the server to re-register with the new master"));
+}
+
+}  // namespace
+}  // namespace clupy::test
