@@ -112,6 +112,7 @@ void Runtime::connect(const common::ClientConfig& config) {
   image_sha256_ = *digest;
 
   io_thread_ = std::thread([this] { io_.run(); });
+  max_frame_size_ = config.max_frame_size;
 
   common::DialOptions dial;
   dial.role = wire::ROLE_CLIENT;
@@ -233,6 +234,18 @@ void Runtime::submit(std::string call, const std::string& function_name, const O
   if (std::this_thread::get_id() != io_thread_.get_id())
     window_open_.wait(lock, [&] { return outstanding_ < window_ || !connected_ || stopped_; });
   const std::uint64_t id = next_task_id_++;
+  if (call.size() > max_frame_size_ / 2) {
+    lock.unlock();
+    Failure f;
+    f.kind = FailureKind::kProtocol;
+    f.function = function_name;
+    f.task_id = id;
+    f.message = "the call's arguments take " + std::to_string(call.size()) +
+                " bytes, more than half of max_frame_size (" + std::to_string(max_frame_size_) +
+                "): pass large data through clupy::cluster_store() instead";
+    state->complete_with_failure(std::move(f));
+    return;
+  }
   if (!connected_ || stopped_) {
     lock.unlock();
     Failure f;

@@ -101,6 +101,7 @@ class Runtime {
   std::string disconnect_reason_;
   std::uint64_t next_task_id_ = 1;
   std::size_t window_ = 65536;
+  std::size_t max_frame_size_ = common::kDefaultMaxFrameSize;
   std::size_t outstanding_ = 0;  // submitted (or held) and not yet resolved
   bool stopped_ = false;
 };

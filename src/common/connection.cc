@@ -4,6 +4,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 
+#include "clupy/errors.hpp"
 #include "common/log.hpp"
 
 namespace clupy::common {
@@ -87,9 +88,82 @@ asio::awaitable<void> Connection::read_loop() {
   on_message_ = nullptr;  // drops what the handler captured, now that it can no longer run
 }
 
+namespace {
+
+// Appends the items of an oversized batch as several frames of at most half the limit each.
+// An item that cannot fit even alone is handed to `oversized` (which may replace it).
+template <class Items, class Add, class Oversized>
+void split_batch(const Items& items, std::size_t budget, Add add_to, Oversized oversized,
+                 const std::function<void(wire::Envelope&)>& emit, const wire::Envelope& original) {
+  wire::Envelope part;
+  part.set_request_id(original.request_id());
+  std::size_t used = 0;
+  for (const auto& item : items) {
+    const std::size_t size = item.ByteSizeLong() + 16;
+    if (size > budget) {
+      oversized(item, part);
+      continue;
+    }
+    if (used + size > budget && used > 0) {
+      emit(part);
+      part.Clear();
+      part.set_request_id(original.request_id());
+      used = 0;
+    }
+    add_to(part, item);
+    used += size;
+  }
+  if (used > 0 || part.ByteSizeLong() > 0) emit(part);
+}
+
+}  // namespace
+
+bool Connection::append_split(const wire::Envelope& message) {
+  const std::size_t budget = max_frame_size_ / 2;
+  auto emit = [this](wire::Envelope& part) { append_frame(part, pending_, max_frame_size_); };
+  auto drop = [this](const auto& item, wire::Envelope&) {
+    logger("net")->error("dropping an item of {} bytes to {}: over max_frame_size {}",
+                         item.ByteSizeLong(), peer_, max_frame_size_);
+  };
+  switch (message.body_case()) {
+    case wire::Envelope::kSubmitTasks:
+      split_batch(message.submit_tasks().tasks(), budget,
+                  [&](wire::Envelope& part, const wire::TaskSpec& t) {
+                    part.mutable_submit_tasks()->set_job_id(message.submit_tasks().job_id());
+                    *part.mutable_submit_tasks()->add_tasks() = t;
+                  }, drop, emit, message);
+      return true;
+    case wire::Envelope::kAssignTasks:
+      split_batch(message.assign_tasks().tasks(), budget,
+                  [](wire::Envelope& part, const wire::Assignment& a) { *part.mutable_assign_tasks()->add_tasks() = a; },
+                  drop, emit, message);
+      return true;
+    case wire::Envelope::kTaskResults:
+      // A result too big to travel becomes a failure saying so: its future must not hang.
+      split_batch(message.task_results().results(), budget,
+                  [](wire::Envelope& part, const wire::TaskResult& r) { *part.mutable_task_results()->add_results() = r; },
+                  [&](const wire::TaskResult& r, wire::Envelope& part) {
+                    wire::TaskResult failed;
+                    failed.set_task_id(r.task_id());
+                    failed.set_server_id(r.server_id());
+                    failed.set_attempts(r.attempts());
+                    failed.mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kProtocol));
+                    failed.mutable_failure()->set_message(
+                        "the task's result is " + std::to_string(r.ByteSizeLong()) +
+                        " bytes, more than half of max_frame_size (" + std::to_string(max_frame_size_) + ")");
+                    failed.mutable_failure()->set_server(r.server_id());
+                    *part.mutable_task_results()->add_results() = std::move(failed);
+                  },
+                  emit, message);
+      return true;
+    default:
+      return false;
+  }
+}
+
 void Connection::send(const wire::Envelope& message) {
   if (closed_ || close_when_flushed_) return;
-  if (!append_frame(message, pending_, max_frame_size_)) {
+  if (!append_frame(message, pending_, max_frame_size_) && !append_split(message)) {
     logger("net")->error("dropping an outgoing message of {} bytes to {}: over max_frame_size {}",
                          message.ByteSizeLong(), peer_, max_frame_size_);
     return;

@@ -41,6 +41,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void start(MessageHandler on_message, CloseHandler on_close);
 
   // Queues a message. After close() it is dropped silently: the close handler reports the loss.
+  // A batch (SubmitTasks, AssignTasks, TaskResults) over max_frame_size leaves as several frames;
+  // a single result too big to travel is replaced by a failure that says so.
   void send(const wire::Envelope& message);
 
   // Closes after everything queued so far has been written (a Refused reply, a goodbye).
@@ -55,6 +57,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t queued_bytes() const { return pending_.size() + in_flight_.size(); }
 
  private:
+  bool append_split(const wire::Envelope& message);
   asio::awaitable<void> read_loop();
   asio::awaitable<void> write_loop();
   // Reads from the socket until the decoder yields a frame; returns false at end of stream.

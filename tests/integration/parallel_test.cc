@@ -207,6 +207,13 @@ TEST_F(ParallelTest, ManySubmissionsWaitForTheWindowInsteadOfFillingTheMaster) {
   EXPECT_LE(peak, 20u) << "the master held more than the client window";
 }
 
+TEST_F(ParallelTest, BurstsLargerThanAFrameAreSplitAndAnOversizedCallFailsAtOnce) {
+  start_cluster(1);
+  const std::string out = run_program("payload", {"payload", "96", "1"});
+  EXPECT_EQ(line_starting(out, "PAYLOAD"), "PAYLOAD all=1 ok=96") << out;
+  EXPECT_NE(line_starting(out, "HUGE protocol|").find("more than half of max_frame_size"), std::string::npos) << out;
+}
+
 TEST_F(ParallelTest, ParallelWithoutInitSaysWhatToAdd) {
   start_cluster(1);
   const std::string out = run_program("no-init", {"no-init"});

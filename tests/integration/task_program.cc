@@ -255,6 +255,23 @@ int scenario_cancel() {
   return 0;
 }
 
+std::size_t measure(std::string bytes) { return bytes.size(); }
+
+// More bytes in one burst than a frame may hold: the batch must be split, not dropped; and one
+// argument too big for any frame fails its own future at once.
+int scenario_payload(int n, int mib) {
+  std::vector<clupy::Future<std::size_t>> futures;
+  for (int i = 0; i < n; ++i) futures.push_back(clupy::parallel(measure)(std::string(static_cast<std::size_t>(mib) << 20, 'x')));
+  auto huge = clupy::parallel(measure)(std::string(std::size_t{40} << 20, 'y'));
+  const bool all = clupy::wait_all(futures, std::chrono::seconds(120));
+  int ok = 0;
+  for (auto& f : futures) ok += f.successful() && f.value() == (static_cast<std::size_t>(mib) << 20);
+  std::printf("PAYLOAD all=%d ok=%d\n", all ? 1 : 0, ok);
+  huge.wait(std::chrono::seconds(10));
+  std::printf("HUGE %s\n", huge.successful() ? "succeeded?!" : describe(huge.failure()).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -279,6 +296,7 @@ int main(int argc, char** argv) {
     if (mode == "types") return scenario_types();
     if (mode == "output") return scenario_output();
     if (mode == "cancel") return scenario_cancel();
+    if (mode == "payload") return scenario_payload(arg(2, 100), arg(3, 1));
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
     return 1;
