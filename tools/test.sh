@@ -21,7 +21,7 @@ run_suite() {  # name, build dir, extra cmake flags...
   (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600)
 }
 
-run_suite "release" "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_suite "release" "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLUPY_BUILD_BENCH=ON
 if [ "${1:-}" != "--no-sanitizers" ]; then
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"

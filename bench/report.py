@@ -1,0 +1,265 @@
+#!/usr/bin/python3
+"""Turns bench/run.sh's raw results into the table (stdout, docs/benchmarks.md) and the JSON.
+
+Each results line is "ID CONFIG key=value ...", one per run. Every figure is reported as the
+median of the runs with min and max, beside its target from issue 4 and the same-run baseline.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+
+BEGIN = "<!-- latest-results:begin (written by bench/report.py) -->"
+END = "<!-- latest-results:end -->"
+
+
+def load(path):
+    data = {}
+    skipped = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            bench, config = parts[0], parts[1]
+            values = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+            if config == "skipped":
+                skipped[bench] = values.get("reason", "skipped")
+                continue
+            runs = data.setdefault(bench, {}).setdefault(config, {})
+            for key, value in values.items():
+                try:
+                    runs.setdefault(key, []).append(float(value))
+                except ValueError:
+                    pass
+    return data, skipped
+
+
+def stats(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": values}
+
+
+def figure(data, bench, config, key):
+    values = data.get(bench, {}).get(config, {}).get(key)
+    return stats(values) if values else None
+
+
+def fmt(x):
+    if x is None:
+        return "-"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def machine(cores):
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cores": cores, "cpu": cpu, "kernel": platform.release()}
+
+
+def git_commit(root):
+    try:
+        return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def build_figures(data, skipped, params):
+    """The headline rows: (id, name, unit, stats, target text, met?, baseline name, baseline
+    stats, ratio)."""
+    rows = []
+
+    def add(bench, name, unit, st, target=None, check=None, baseline=None, base_st=None,
+            ratio=None):
+        met = None
+        if st is not None and check is not None:
+            met = bool(check(st["median"]))
+        rows.append({"id": bench, "figure": name, "unit": unit, "stats": st, "target": target,
+                     "met": met, "baseline": baseline, "baseline_stats": base_st,
+                     "ratio": ratio})
+
+    def ratio_of(a, b):
+        if a is None or b is None or b["median"] == 0:
+            return None
+        return a["median"] / b["median"]
+
+    raw_p50 = figure(data, "raw", "pingpong", "p50_us")
+    raw_p99 = figure(data, "raw", "pingpong", "p99_us")
+    raw_bulk = figure(data, "raw", "bulk", "mb_per_s")
+
+    t1 = figure(data, "1", "throughput", "tasks_per_s")
+    if t1:
+        add("1", f"no-op throughput, {params.get('tasks')} tasks, 1 server x 2 slots", "tasks/s",
+            t1, ">= 200,000", lambda m: m >= 200_000)
+    p50 = figure(data, "2", "roundtrip", "p50_us")
+    p99 = figure(data, "2", "roundtrip", "p99_us")
+    if p50:
+        add("2", f"sequential round trip p50 ({params.get('round_trips')} trips)", "us", p50,
+            "<= 100", lambda m: m <= 100, "raw TCP 64 B ping-pong p50", raw_p50,
+            ratio_of(p50, raw_p50))
+        add("2", "sequential round trip p99", "us", p99, "<= 500", lambda m: m <= 500,
+            "raw TCP 64 B ping-pong p99", raw_p99, ratio_of(p99, raw_p99))
+    # Where a task's CPU goes, process by process (user + system time over the run / tasks).
+    for bench, config in (("1", "throughput"), ("2", "roundtrip")):
+        for who in ("client", "master", "server", "workers"):
+            st = figure(data, bench, config, f"{who}_us_per_task")
+            if st:
+                add(bench, f"CPU per task in the {who}", "us", st)
+    sp = figure(data, "3", "primes", "speedup")
+    if sp:
+        add("3", f"primes over [{params.get('primes')}), 2 slots vs in process", "x", sp,
+            ">= 1.9", lambda m: m >= 1.9, "sequential in process (s)",
+            figure(data, "3", "primes", "sequential_s"))
+    cold = figure(data, "4", "cold", "cold_start_ms")
+    if cold:
+        add("4", "cold start: launch master + server to first result", "ms", cold, "<= 300",
+            lambda m: m <= 300)
+    mem = figure(data, "5", "memory", "master_bytes_per_task")
+    if mem:
+        add("5", f"master RSS per queued task ({params.get('queued')} queued)", "bytes", mem,
+            "<= 200 + 64 (call bytes, about)", lambda m: m <= 200 + 64)
+        add("5", "client memory per outstanding future", "bytes",
+            figure(data, "5", "memory", "client_bytes_per_future"))
+    one = figure(data, "6", "servers=1", "tasks_per_s")
+    for n in (1, 2, 4, 8):
+        st = figure(data, "6", f"servers={n}", "tasks_per_s")
+        if st:
+            if n == 8:
+                add("6", f"throughput, {n} servers x 2 slots ({params.get('scale_tasks')} tasks)",
+                    "tasks/s", st, ">= 80% of 1 server",
+                    lambda m: one is not None and m >= 0.8 * one["median"], "1 server", one,
+                    ratio_of(st, one))
+            else:
+                add("6", f"throughput, {n} server(s) x 2 slots ({params.get('scale_tasks')} tasks)",
+                    "tasks/s", st, None, None, "1 server" if n > 1 else None,
+                    one if n > 1 else None, ratio_of(st, one) if n > 1 else None)
+    hb = figure(data, "6", "heartbeats", "master_cpu_percent")
+    if hb:
+        add("6", f"master CPU with {params.get('sim_servers')} servers heartbeating each second",
+            "% of a core", hb, "< 2", lambda m: m < 2, "idle master",
+            figure(data, "6", "heartbeats", "master_idle_cpu_percent"))
+    mb = figure(data, "7", "payload", "mb_per_s")
+    if mb:
+        add("7", f"{params.get('payloads')} tasks of 1 MiB in and out", "MB/s", mb,
+            ">= 50% of raw", lambda m: raw_bulk is not None and m >= 0.5 * raw_bulk["median"],
+            "raw TCP echo of 1 MiB blocks", raw_bulk, ratio_of(mb, raw_bulk))
+    if "8" in skipped:
+        rows.append({"id": "8", "figure": "Dask distributed: " + skipped["8"], "unit": "",
+                     "stats": None, "target": None, "met": None, "baseline": None,
+                     "baseline_stats": None, "ratio": None})
+    dt = figure(data, "8", "dask-throughput", "tasks_per_s")
+    if dt:
+        add("8", f"CluPy throughput / Dask ({params.get('dask_tasks')} tasks, 2 workers)",
+            "tasks/s", t1, None, None, "Dask", dt, ratio_of(t1, dt))
+        for q in ("p50", "p99"):
+            add("8", f"CluPy round trip {q} / Dask ({params.get('dask_round_trips')} trips)",
+                "us", figure(data, "2", "roundtrip", f"{q}_us"), None, None, "Dask",
+                figure(data, "8", "dask-roundtrip", f"{q}_us"),
+                ratio_of(figure(data, "2", "roundtrip", f"{q}_us"),
+                         figure(data, "8", "dask-roundtrip", f"{q}_us")))
+    return rows
+
+
+def table(rows):
+    lines = ["| # | figure | median | min | max | target | met | same-run baseline (median) | ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        st = r["stats"] or {}
+        unit = f" {r['unit']}" if r["unit"] else ""
+        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        base = ""
+        if r["baseline"]:
+            b = r["baseline_stats"]
+            base = f"{r['baseline']}: {fmt(b['median'])}" if b else r["baseline"]
+        ratio = f"{r['ratio']:.3g}" if r["ratio"] is not None else ""
+        lines.append(f"| {r['id']} | {r['figure']} ({unit.strip()}) | {fmt(st.get('median'))} | "
+                     f"{fmt(st.get('min'))} | {fmt(st.get('max'))} | {r['target'] or ''} | {met} | "
+                     f"{base} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", required=True)
+    parser.add_argument("--cores", type=int, required=True)
+    parser.add_argument("--runs", type=int, required=True)
+    parser.add_argument("--param", action="append", default=[])
+    parser.add_argument("--load-start", default="?")
+    parser.add_argument("--json")
+    parser.add_argument("--docs")
+    args = parser.parse_args()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    params = dict(p.split("=", 1) for p in args.param)
+    data, skipped = load(args.results)
+    rows = build_figures(data, skipped, params)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    host = machine(args.cores)
+    with open("/proc/loadavg") as f:
+        host["load_average_start"] = args.load_start
+        host["load_average_end"] = f.read().split()[0]
+    commit = git_commit(root)
+    header = (f"{now}, commit {commit or '?'}, {host['cores']} cores ({host['cpu']}), "
+              f"Linux {host['kernel']}, 1-min load average {host['load_average_start']} at start, "
+              f"{host['load_average_end']} at end (other work shares the cores); "
+              f"median of {args.runs} run(s) with min and max; "
+              f"command: `bench/run.sh`.")
+    text = table(rows)
+    print(header)
+    print()
+    print(text)
+
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        out = {
+            "generated": now, "commit": commit, "machine": host, "runs": args.runs,
+            "params": params, "skipped": skipped,
+            "figures": [{
+                "id": r["id"], "figure": r["figure"], "unit": r["unit"],
+                "median": (r["stats"] or {}).get("median"), "min": (r["stats"] or {}).get("min"),
+                "max": (r["stats"] or {}).get("max"), "values": (r["stats"] or {}).get("runs"),
+                "target": r["target"], "met": r["met"], "baseline": r["baseline"],
+                "baseline_median": (r["baseline_stats"] or {}).get("median"),
+                "ratio": r["ratio"]} for r in rows],
+            "raw": {b: {c: {k: stats(v) for k, v in kv.items()} for c, kv in cs.items()}
+                    for b, cs in data.items()},
+        }
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+            f.write("\n")
+        print(f"\nJSON: {args.json}")
+
+    if args.docs:
+        section = f"{BEGIN}\n{header}\n\n{text}\n{END}"
+        with open(args.docs) as f:
+            doc = f.read()
+        if BEGIN in doc and END in doc:
+            doc = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, doc,
+                         flags=re.S)
+        else:
+            doc = doc.rstrip("\n") + "\n\n## Latest results\n\n" + section + "\n"
+        with open(args.docs, "w") as f:
+            f.write(doc)
+        print(f"table written to {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
