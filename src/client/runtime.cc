@@ -3,9 +3,13 @@
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -129,10 +133,13 @@ void Runtime::connect(const common::ClientConfig& config) {
   if (!config.master_url.empty()) {
     std::string url = config.master_url;
     if (common::is_zk_url(url)) {
-      // Standby masters: dial the elected one. (Following a later change of leader, with the
-      // unfinished tasks resubmitted, is not implemented yet: a failover fails them.)
-      common::MasterLocator locator(url, config.coordination);
-      url = locator.resolve(config.connect_timeout).url;
+      // Standby masters: dial the elected one, and follow the election later (fail_over).
+      locator_ = std::make_unique<common::MasterLocator>(url, config.coordination);
+      const common::MasterLocation where = locator_->resolve(config.connect_timeout);
+      url = where.url;
+      master_token_ = where.fencing_token;
+      failover_timeout_ = std::max<std::chrono::milliseconds>(
+          std::chrono::seconds(30), 4 * config.coordination.session_timeout);
     }
     dialed = try_dial(url, common::resolve_token(config.token_file));
     master_url_ = dial.address.to_string();
@@ -150,11 +157,84 @@ void Runtime::connect(const common::ClientConfig& config) {
   }
   connection_ = dialed.connection;
   services_ = dialed.master.services;
+  dial_options_ = dial;
   {
     std::lock_guard lock(mu_);
     connected_ = true;
   }
   open_job();
+}
+
+asio::awaitable<void> Runtime::fail_over(std::string reason) {
+  log()->warn("lost the master at {} ({}); waiting for the next elected master", master_url_, reason);
+  const auto deadline = std::chrono::steady_clock::now() + failover_timeout_;
+  asio::steady_timer pause(io_);
+  while (!stopped_ && std::chrono::steady_clock::now() < deadline) {
+    auto where = locator_->current();
+    if (where && where->fencing_token > master_token_) {
+      try {
+        dial_options_.address = common::parse_master_url(where->url);
+        common::Dialed dialed = co_await common::dial_master(dial_options_);
+        master_token_ = where->fencing_token;
+        adopt(std::move(dialed));
+        co_return;
+      } catch (const std::exception& e) {
+        log()->debug("new master {} not reachable yet: {}", where->url, e.what());
+      }
+    }
+    pause.expires_after(std::chrono::milliseconds(200));
+    boost::system::error_code ignored;
+    co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+  if (!stopped_)
+    fail_everything("lost the connection to the master at " + master_url_ + " (" + reason +
+                    ") and no new master was elected within " +
+                    std::to_string(failover_timeout_.count()) + " ms; the task may or may not have run");
+}
+
+void Runtime::adopt(common::Dialed dialed) {
+  connection_ = dialed.connection;
+  services_ = dialed.master.services;
+  master_url_ = dial_options_.address.to_string();
+  connection_->start(
+      [this](wire::Envelope& message) {
+        if (message.has_job_opened()) on_reopened(message.job_opened());
+        else on_message(message);
+      },
+      [this](const std::string& reason) { on_closed(reason); });
+  wire::Envelope open;
+  open.set_request_id(1);
+  auto* job = open.mutable_open_job();
+  job->set_image_sha256(image_sha256_);
+  job->set_image_size(std::filesystem::file_size(image_path_));
+  job->set_image_name(image_name_);
+  job->set_client_name(common::self_description());
+  connection_->send(open);
+}
+
+void Runtime::on_reopened(const wire::JobOpened& job) {
+  if (job.need_image()) upload_image();
+  std::size_t resubmitted = 0;
+  {
+    std::lock_guard lock(mu_);
+    window_ = std::max<std::size_t>(1, job.window());
+    // Every task without a result goes to the new master (at-least-once: it may have run on a
+    // server of the old one). Tasks held back by max_in_flight stay held.
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, pending] : pending_)
+      if (!pending.held) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    outbox_.clear();
+    for (auto id : ids) outbox_.push_back(pending_.at(id).spec);
+    resubmitted = ids.size();
+    connected_ = true;
+    reconnecting_ = false;
+    flush_posted_ = false;
+    schedule_flush();
+  }
+  log()->warn("reconnected to the new master at {}; resubmitted {} unfinished task(s)", master_url_,
+              resubmitted);
+  keep_alive();
 }
 
 void Runtime::open_job() {
@@ -246,7 +326,7 @@ void Runtime::submit(std::string call, const std::string& function_name, const O
     state->complete_with_failure(std::move(f));
     return;
   }
-  if (!connected_ || stopped_) {
+  if ((!connected_ && !reconnecting_) || stopped_) {
     lock.unlock();
     Failure f;
     f.kind = FailureKind::kUnavailable;
@@ -276,6 +356,7 @@ void Runtime::submit(std::string call, const std::string& function_name, const O
     site->held_.push_back(id);
   } else {
     if (site) ++site->in_flight_;
+    if (locator_) pending.spec = spec;  // kept to resubmit after a failover
     outbox_.push_back(std::move(spec));
     schedule_flush();
   }
@@ -295,6 +376,7 @@ void Runtime::flush() {
   {
     std::lock_guard lock(mu_);
     flush_posted_ = false;
+    if (reconnecting_) return;  // on_reopened sends everything
     tasks.swap(outbox_);
     cancels.swap(cancel_outbox_);
   }
@@ -369,7 +451,8 @@ void Runtime::on_results(wire::TaskResults& results) {
           Pending& waiting = pending_.at(next);
           waiting.held = false;
           ++pending.site->in_flight_;
-          outbox_.push_back(std::move(waiting.spec));
+          if (locator_) outbox_.push_back(waiting.spec);
+          else outbox_.push_back(std::move(waiting.spec));
           schedule_flush();
         }
       }
@@ -429,6 +512,15 @@ void Runtime::print_output(const wire::TaskOutput& output) {
 
 void Runtime::on_closed(const std::string& reason) {
   keepalive_timer_.cancel();
+  if (locator_ && !stopped_) {
+    {
+      std::lock_guard lock(mu_);
+      connected_ = false;
+      reconnecting_ = true;
+    }
+    asio::co_spawn(io_, fail_over(reason), asio::detached);
+    return;
+  }
   fail_everything(stopped_ ? "clupy::shutdown() was called"
                            : "lost the connection to the master at " + master_url_ + " (" + reason +
                                  "); the task may or may not have run");
@@ -442,6 +534,7 @@ void Runtime::fail_everything(const std::string& why) {
     disconnect_reason_ = why;
     lost.swap(pending_);
     outbox_.clear();
+    reconnecting_ = false;
     outstanding_ = 0;
   }
   window_open_.notify_all();

@@ -20,6 +20,8 @@
 #include "clupy/parallel.hpp"
 #include "common/config.hpp"
 #include "common/connection.hpp"
+#include "common/dial.hpp"
+#include "common/master_locator.hpp"
 
 namespace clupy::detail {
 
@@ -71,6 +73,10 @@ class Runtime {
   void upload_image();
   void on_message(wire::Envelope& message);
   void on_closed(const std::string& reason);
+  // Standby masters: wait for the next elected master, reopen the job, resubmit what is unfinished.
+  asio::awaitable<void> fail_over(std::string reason);
+  void adopt(common::Dialed dialed);
+  void on_reopened(const wire::JobOpened& job);
   void on_results(wire::TaskResults& results);
   void print_output(const wire::TaskOutput& output);
   void cancel(std::uint64_t task_id);
@@ -87,6 +93,12 @@ class Runtime {
   std::shared_ptr<common::Connection> connection_;
   std::string master_url_;
   wire::ClusterServices services_;
+  // With a zk:// master URL: where the elected master is published, how to dial it again, and
+  // the fencing token of the master we are connected to.
+  std::unique_ptr<common::MasterLocator> locator_;
+  common::DialOptions dial_options_;
+  std::int64_t master_token_ = 0;
+  std::chrono::milliseconds failover_timeout_{60'000};
   std::string image_path_, image_sha256_, image_name_;
   asio::steady_timer keepalive_timer_{io_};
   std::chrono::milliseconds keepalive_interval_{20'000};
@@ -98,6 +110,7 @@ class Runtime {
   std::vector<std::uint64_t> cancel_outbox_;
   bool flush_posted_ = false;
   bool connected_ = false;
+  bool reconnecting_ = false;  // between masters: submissions wait in the outbox
   std::string disconnect_reason_;
   std::uint64_t next_task_id_ = 1;
   std::size_t window_ = 65536;
