@@ -56,9 +56,9 @@ common::DialOptions admin_dial_options(const ConnectOptions& options) {
   return dial;
 }
 
-common::Dialed dial_blocking(const common::DialOptions& options) {
-  common::asio::io_context io(1);
+common::Dialed dial_blocking(common::asio::io_context& io, const common::DialOptions& options) {
   auto dialed = common::asio::co_spawn(io, common::dial_master(options), common::asio::use_future);
+  io.restart();
   io.run();
   return dialed.get();
 }

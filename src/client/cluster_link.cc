@@ -16,9 +16,12 @@ std::optional<StoreOptions> cluster_store_options() {
 }
 
 std::optional<StoreOptions> fetch_store_options(const ConnectOptions& options) {
-  common::Dialed link = client::dial_blocking(client::admin_dial_options(options));
+  boost::asio::io_context io(1);  // outlives `link`, whose socket belongs to it
+  common::Dialed link = client::dial_blocking(io, client::admin_dial_options(options));
+  const wire::ClusterServices services = link.master.services;
   link.connection->close("done");
-  const auto& services = link.master.services;
+  io.restart();
+  io.run();  // lets the close handler run before the connection goes
   return store_options_from(services.store_url(), services.store_key_prefix(),
                             services.store_chunk_size());
 }
