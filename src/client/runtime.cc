@@ -202,6 +202,10 @@ void Runtime::adopt(common::Dialed dialed) {
         else on_message(message);
       },
       [this](const std::string& reason) { on_closed(reason); });
+  send_open_job();
+}
+
+void Runtime::send_open_job() {
   wire::Envelope open;
   open.set_request_id(1);
   auto* job = open.mutable_open_job();
@@ -263,14 +267,7 @@ void Runtime::open_job() {
           }
           on_closed(reason);
         });
-    wire::Envelope open;
-    open.set_request_id(1);
-    auto* job = open.mutable_open_job();
-    job->set_image_sha256(image_sha256_);
-    job->set_image_size(std::filesystem::file_size(image_path_));
-    job->set_image_name(image_name_);
-    job->set_client_name(common::self_description());
-    connection_->send(open);
+    send_open_job();
   });
   if (result.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
     throw ConnectionError("the master at " + master_url_ + " did not answer OpenJob in 30 s");

@@ -70,6 +70,7 @@ class Runtime {
 
   void connect(const common::ClientConfig& config);
   void open_job();
+  void send_open_job();  // on the I/O thread
   void upload_image();
   void on_message(wire::Envelope& message);
   void on_closed(const std::string& reason);
