@@ -44,6 +44,7 @@ class CoordError : public Error {
     kAuthFailed,      // digest authentication refused, or the ACL denies the call
     kBadArgument,     // a malformed path, connect string or option
     kCorrupt,         // a node's data could not be decoded
+    kNotConfigured,   // cluster_session_options(): the cluster has no coordination service
     kOther,           // any other ZooKeeper error
   };
   CoordError(Kind kind, std::string zk_error, const std::string& what);
@@ -124,6 +125,16 @@ class Session {
  private:
   std::shared_ptr<SessionImpl> impl_;
 };
+
+// Where the cluster this process belongs to keeps its coordination: in a task, the session
+// options its server put in the worker's environment; in a program after clupy::init(), what the
+// master announced (its `coordination:` section: connect string with chroot, session timeout,
+// digest). So a task and the program that submitted it share locks, barriers and values:
+//   clupy::coord::Session zk(clupy::coord::cluster_session_options());
+//   clupy::coord::Lock lock(zk, "/jobs/report");
+// Throws CoordError kNotConfigured when the master has no coordination: section or
+// clupy::init() was not called. Thread-safe; does not connect.
+SessionOptions cluster_session_options();
 
 // Why a Lease or a leadership was lost.
 enum class LossReason { kSuspended, kExpired, kReleased };

@@ -1,6 +1,7 @@
-// How a process learns its cluster's store: from the master's handshake (programs after
+// How a process learns its cluster's store and coordination service: from the master's handshake (programs after
 // clupy::init, the CLI) or from the environment its server gave it (worker processes).
 #include "store/cluster_link.hpp"
+#include "coord/cluster_link.hpp"
 
 #include "client/admin.hpp"
 #include "client/runtime.hpp"
@@ -13,6 +14,15 @@ std::optional<StoreOptions> cluster_store_options() {
   const auto& services = client::Runtime::get().services();
   return store_options_from(services.store_url(), services.store_key_prefix(),
                             services.store_chunk_size());
+}
+
+std::optional<coord::SessionOptions> cluster_coordination_options() {
+  if (auto from_env = coordination_options_from_env()) return from_env;
+  if (!client::Runtime::initialized()) return std::nullopt;
+  const auto& services = client::Runtime::get().services();
+  return coordination_options_from(services.coordination_connect(),
+                                   services.coordination_session_timeout_ms(),
+                                   services.coordination_digest_auth());
 }
 
 std::optional<StoreOptions> fetch_store_options(const ConnectOptions& options) {

@@ -142,6 +142,7 @@ void Runtime::connect(const common::ClientConfig& config) {
           std::chrono::seconds(30), 4 * config.coordination.session_timeout);
     }
     dialed = try_dial(url, common::resolve_token(config.token_file));
+    master_token_ = std::max(master_token_, dialed.master.fencing_token);
     master_url_ = dial.address.to_string();
   } else {
     try {
@@ -175,9 +176,18 @@ asio::awaitable<void> Runtime::fail_over(std::string reason) {
       try {
         dial_options_.address = common::parse_master_url(where->url);
         common::Dialed dialed = co_await common::dial_master(dial_options_);
-        master_token_ = where->fencing_token;
-        adopt(std::move(dialed));
-        co_return;
+        // The master's own word beats ZooKeeper's (a lagging follower may still name the
+        // master we lost): a token not above the lost master's is a deposed master's.
+        const std::int64_t token = dialed.master.fencing_token;
+        if (token != 0 && token <= master_token_) {
+          dialed.connection->close("deposed master");
+          log()->debug("master {} presents fencing token {}, not above {}: deposed, waiting",
+                       where->url, token, master_token_);
+        } else {
+          master_token_ = std::max(token, where->fencing_token);
+          adopt(std::move(dialed));
+          co_return;
+        }
       } catch (const std::exception& e) {
         log()->debug("new master {} not reachable yet: {}", where->url, e.what());
       }

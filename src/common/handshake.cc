@@ -62,6 +62,7 @@ asio::awaitable<PeerIdentity> accept_handshake(Connection& connection, const Acc
   peer.session_id = to_hex(random_bytes(8));
   accepted.mutable_accepted()->set_session_id(peer.session_id);
   *accepted.mutable_accepted()->mutable_services() = auth.services;
+  accepted.mutable_accepted()->set_fencing_token(auth.fencing_token);
   if (auth.token) {
     wire::Envelope proof = co_await connection.read_frame();
     const std::string expected = client_proof(*auth.token, server_nonce, hello.hello().client_nonce());
@@ -119,6 +120,7 @@ asio::awaitable<PeerIdentity> connect_handshake(Connection& connection, const Co
     throw HandshakeError("the master could not prove it knows the cluster token: refusing to talk to it");
   peer.session_id = outcome.accepted().session_id();
   peer.services = outcome.accepted().services();
+  peer.fencing_token = outcome.accepted().fencing_token();
   peer.role = wire::ROLE_UNSPECIFIED;
   co_return peer;
 }

@@ -12,7 +12,7 @@ namespace clupy::common {
 // Bumped on any change that an older peer cannot understand; peers of different majors refuse
 // each other. Minor versions add fields that older peers ignore.
 inline constexpr unsigned kProtocolMajor = 1;
-inline constexpr unsigned kProtocolMinor = 0;
+inline constexpr unsigned kProtocolMinor = 1;  // 1.1: fencing tokens, coordination service
 
 // libclupy's version ("0.1.0").
 const char* library_version();

@@ -51,6 +51,12 @@ Master::Master(asio::io_context& io, common::MasterConfig config)
     services_.set_store_chunk_size(store_->client_options().chunk_size);
     log()->info("file store at {}", services_.store_url());
   }
+  if (config_.coordination.enabled) {
+    services_.set_coordination_connect(config_.coordination.connect);
+    services_.set_coordination_session_timeout_ms(
+        static_cast<std::uint32_t>(config_.coordination.session_timeout.count()));
+    services_.set_coordination_digest_auth(config_.coordination.digest_auth);
+  }
 }
 
 Master::~Master() = default;
@@ -131,7 +137,7 @@ asio::awaitable<void> Master::serve(std::shared_ptr<common::Connection> connecti
   common::PeerIdentity peer;
   // A named object, not a braced temporary: GCC 12 destroys temporaries inside a co_await
   // expression twice.
-  const common::AcceptorAuth auth{token_, "master", services_};
+  const common::AcceptorAuth auth{token_, "master", services_, fencing_token_};
   try {
     if (tls_) co_await connection->transport().start(true);
     peer = co_await common::accept_handshake(*connection, auth);
@@ -386,6 +392,7 @@ void Master::assign(SessionId server, wire::AssignTasks&& tasks) {
   }
   wire::Envelope message;
   *message.mutable_assign_tasks() = std::move(tasks);
+  message.mutable_assign_tasks()->set_fencing_token(fencing_token_);
   send_to(server, message);
 }
 
@@ -500,6 +507,7 @@ int run_master(const common::MasterConfig& config) {
   MasterElection::Callbacks callbacks;
   callbacks.on_elected = [&](std::int64_t token) {
     asio::post(io, [&, token] {
+      master.set_fencing_token(token);
       master.start();
       const std::string host = MasterElection::advertised_host(config.coordination, config.bind);
       if (!election->publish(host, master.local_endpoint().port())) return;  // on_lost follows

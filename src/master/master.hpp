@@ -40,6 +40,9 @@ class Master : private Outbox {
   // With standby masters: dispatching stops (and the master stops) as soon as this says the
   // master no longer leads, even before the loss is reported (fencing).
   void set_leadership(std::function<bool()> leads) { leads_ = std::move(leads); }
+  // The election token this master presents at every handshake and in every AssignTasks, so
+  // servers and clients that have met a later leader refuse it. Set before start().
+  void set_fencing_token(std::int64_t token) { fencing_token_ = token; }
   // The HTTP side's port, 0 when it is off.
   unsigned short http_port() const { return http_ ? http_->port() : 0; }
   const Registry& registry() const { return registry_; }
@@ -91,6 +94,7 @@ class Master : private Outbox {
   Clock::time_point started_at_;
   bool stopping_ = false;
   std::function<bool()> leads_;
+  std::int64_t fencing_token_ = 0;
 };
 
 // `clupy --master`: runs until SIGINT or SIGTERM. Returns the process exit code.

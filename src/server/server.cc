@@ -17,12 +17,30 @@
 #include "common/daemon.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
+#include "coord/cluster_link.hpp"
 #include "store/cluster_link.hpp"
 
 namespace clupy::server {
 
 namespace {
 auto log() { return common::logger("server"); }
+
+
+// What workers find in their environment: the cluster's store and coordination service, as the
+// master announced them, so tasks reach what the program that submitted them reaches.
+std::vector<std::string> worker_environment(const wire::ClusterServices& services) {
+  std::vector<std::string> environment;
+  if (auto store = detail::store_options_from(services.store_url(), services.store_key_prefix(),
+                                              services.store_chunk_size()))
+    environment = detail::store_environment(*store);
+  if (auto coordination = detail::coordination_options_from(services.coordination_connect(),
+                                                            services.coordination_session_timeout_ms(),
+                                                            services.coordination_digest_auth())) {
+    auto entries = detail::coordination_environment(*coordination);
+    environment.insert(environment.end(), entries.begin(), entries.end());
+  }
+  return environment;
+}
 }  // namespace
 
 ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
@@ -60,6 +78,19 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     send_to_master(fetch);
   };
   pool_ = std::make_unique<WorkerPool>(io_, server_id_, capacity_, config_.cache_dir, std::move(callbacks));
+}
+
+bool ServerDaemon::accept_fencing_token(std::int64_t token) {
+  if (token == 0) return true;  // a master without standbys: nothing to fence
+  if (token < highest_fencing_token_) return false;
+  highest_fencing_token_ = token;
+  return true;
+}
+
+std::string ServerDaemon::deposed_message(std::int64_t token) const {
+  return "refusing master " + master_.to_string() + ": its fencing token " + std::to_string(token) +
+         " is lower than " + std::to_string(highest_fencing_token_) +
+         ", the token of a master elected after it (it was deposed)";
 }
 
 void ServerDaemon::send_to_master(const wire::Envelope& message) {
@@ -124,11 +155,12 @@ asio::awaitable<void> ServerDaemon::run() {
       auto dialed = co_await common::dial_master(options);
       reported_failure = false;
       const auto& services = dialed.master.services;
-      std::vector<std::string> environment;
-      if (auto store = detail::store_options_from(services.store_url(), services.store_key_prefix(),
-                                                  services.store_chunk_size()))
-        environment = detail::store_environment(*store);
-      pool_->set_worker_environment(std::move(environment));
+      if (!accept_fencing_token(dialed.master.fencing_token)) {
+        // A lagging ZooKeeper follower or a stale address led us to a master that was deposed.
+        dialed.connection->close("deposed master");
+        throw std::runtime_error(deposed_message(dialed.master.fencing_token));
+      }
+      pool_->set_worker_environment(worker_environment(services));
       co_await serve_connection(std::move(dialed.connection));
     } catch (const HandshakeError& e) {
       // A refusal will not fix itself by retrying quickly, but a master upgrade or a token fix
@@ -200,6 +232,12 @@ void ServerDaemon::handle(wire::Envelope& message) {
       registered_ = true;
       break;
     case wire::Envelope::kAssignTasks:
+      if (!accept_fencing_token(message.assign_tasks().fencing_token())) {
+        log()->error("{}: dropping {} assignment(s)", deposed_message(message.assign_tasks().fencing_token()),
+                     message.assign_tasks().tasks_size());
+        if (connection_) connection_->close("deposed master");
+        break;
+      }
       for (auto& task : *message.mutable_assign_tasks()->mutable_tasks()) pool_->run(std::move(task));
       break;
     case wire::Envelope::kCancelAssignments:

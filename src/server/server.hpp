@@ -37,6 +37,10 @@ class ServerDaemon {
   void handle(wire::Envelope& message);
   void queue_result(wire::TaskResult&& result);
   void send_to_master(const wire::Envelope& message);
+  // Fencing: false when `token` is lower than the highest election token seen, i.e. it comes from
+  // a master deposed by a later election; otherwise remembers it. 0 (no standbys) always passes.
+  bool accept_fencing_token(std::int64_t token);
+  std::string deposed_message(std::int64_t token) const;
 
   asio::io_context& io_;
   common::ServerConfig config_;
@@ -51,6 +55,7 @@ class ServerDaemon {
   bool flush_posted_ = false;
   bool registered_ = false;
   bool stopping_ = false;
+  std::int64_t highest_fencing_token_ = 0;  // for this process's life
   std::unique_ptr<common::MasterLocator> locator_;  // a zk:// master_url: follow the leader
 };
 

@@ -114,7 +114,7 @@ TEST_F(HandshakeTest, MajorVersionMismatchIsRefusedNamingBothVersions) {
   wire::Envelope reply = replied.get();
   ASSERT_TRUE(reply.has_refused());
   EXPECT_EQ(reply.refused().reason(), wire::Refused::VERSION_MISMATCH);
-  EXPECT_NE(reply.refused().message().find("protocol 99.0"), std::string::npos) << reply.refused().message();
+  EXPECT_NE(reply.refused().message().find("protocol 99.1"), std::string::npos) << reply.refused().message();
   EXPECT_NE(reply.refused().message().find("protocol " + std::to_string(kProtocolMajor) + "."),
             std::string::npos) << reply.refused().message();
   EXPECT_NE(error_message(accepted).find("version mismatch"), std::string::npos);

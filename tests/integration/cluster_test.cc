@@ -109,8 +109,8 @@ TEST_F(ClusterTest, VersionMismatchIsRefusedNamingBothVersions) {
   EXPECT_EQ(run_cli({"info", "--master-url", master_url(), "--token-file", token_file()}, output,
                     {{"CLUPY_TEST_PROTOCOL_MAJOR", "2"}}), 1);
   EXPECT_NE(output.find("protocol version mismatch"), std::string::npos) << output;
-  EXPECT_NE(output.find("protocol 1.0"), std::string::npos) << output;
-  EXPECT_NE(output.find("protocol 2.0"), std::string::npos) << output;
+  EXPECT_NE(output.find("protocol 1.1"), std::string::npos) << output;
+  EXPECT_NE(output.find("protocol 2.1"), std::string::npos) << output;
 
   start_server("future", {}, {{"CLUPY_TEST_PROTOCOL_MAJOR", "2"}});
   ASSERT_TRUE(wait_until([&] { return read_file(dir_.file("future.log")).find("version mismatch") != std::string::npos; },

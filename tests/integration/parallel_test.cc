@@ -93,7 +93,7 @@ TEST_F(ParallelTest, KilledServerMidRunLosesNoFuture) {
                          seconds(120), "the program to make progress"));
   servers_["s2"].signal(SIGKILL);
   ASSERT_TRUE(program.wait(seconds(240))) << program.log();
-  EXPECT_EQ(line_starting(program.log(), "DONE"), "DONE ok=300 failed=0") << program.log();
+  EXPECT_EQ(line_starting(program.log(), "DONE"), "DONE ok=300 failed=0 callbacks=300") << program.log();
 }
 
 TEST_F(ParallelTest, ServerCountTwoUsesAtMostTwoOfFourServers) {
@@ -142,7 +142,7 @@ TEST_F(ParallelTest, KilledClientFreesItsReservationsWhileAnotherIsServedFairly)
   const auto started = std::chrono::steady_clock::now();
   const std::string out = run_program("second", {"long", "20", "20"});
   const auto took = std::chrono::steady_clock::now() - started;
-  EXPECT_EQ(line_starting(out, "DONE"), "DONE ok=20 failed=0") << out;
+  EXPECT_EQ(line_starting(out, "DONE"), "DONE ok=20 failed=0 callbacks=20") << out;
   EXPECT_TRUE(hog.running()) << "the first client finished first; the test proves nothing";
   EXPECT_LT(took, seconds(15)) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
 
@@ -156,7 +156,7 @@ TEST_F(ParallelTest, KilledClientFreesItsReservationsWhileAnotherIsServedFairly)
   hog.signal(SIGKILL);
   hog.wait(seconds(10));
   EXPECT_TRUE(wait_until([&] { return reserved() == 0; }, seconds(30), "the reservations to be released"));
-  EXPECT_EQ(line_starting(run_program("after", {"long", "10", "1"}), "DONE"), "DONE ok=10 failed=0");
+  EXPECT_EQ(line_starting(run_program("after", {"long", "10", "1"}), "DONE"), "DONE ok=10 failed=0 callbacks=10");
 }
 
 TEST_F(ParallelTest, MasterRestartFailsPendingFuturesWithAClearError) {
@@ -202,7 +202,7 @@ TEST_F(ParallelTest, ManySubmissionsWaitForTheWindowInsteadOfFillingTheMaster) {
   while (program.running()) {
     if (auto s = status()) peak = std::max(peak, s->queued_tasks + s->running_tasks);
   }
-  EXPECT_EQ(line_starting(program.log(), "DONE"), "DONE ok=400 failed=0") << program.log();
+  EXPECT_EQ(line_starting(program.log(), "DONE"), "DONE ok=400 failed=0 callbacks=400") << program.log();
   EXPECT_GT(peak, 0u);
   EXPECT_LE(peak, 20u) << "the master held more than the client window";
 }

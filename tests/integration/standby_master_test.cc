@@ -81,7 +81,7 @@ TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
 
   // A client in the middle of a wait_all when the leader dies: its unfinished tasks go to the
   // new master and every future completes, none twice.
-  ChildProcess busy({{TASK_PROGRAM, "long", "400", "10"},
+  ChildProcess busy({{TASK_PROGRAM, "long", "2000", "5"},
                      {{"CLUPY_MASTER_URL", zk_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
                      dir_.path(), dir_.file("busy.out")});
   ASSERT_TRUE(wait_until([&] { return busy.log().find("PROGRESS 1") != std::string::npos; }, seconds(60),
@@ -93,7 +93,7 @@ TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
   EXPECT_TRUE(wait_until([&] { return servers_at(url_of("b")) == std::set<std::string>{"follower"}; },
                          seconds(60), "the server to re-register with the new master"));
   ASSERT_TRUE(busy.wait(seconds(120))) << busy.log();
-  EXPECT_NE(busy.log().find("DONE ok=400 failed=0"), std::string::npos) << busy.log();
+  EXPECT_NE(busy.log().find("DONE ok=2000 failed=0 callbacks=2000"), std::string::npos) << busy.log();
   EXPECT_NE(busy.log().find("resubmitted"), std::string::npos) << busy.log();
 }
 
