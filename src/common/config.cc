@@ -11,115 +11,13 @@
 #include <vector>
 
 #include "clupy/errors.hpp"
+#include "common/config_keys.hpp"
 #include "common/log.hpp"
 #include "common/master_locator.hpp"
 #include "common/url.hpp"
 
 namespace clupy::common {
 namespace {
-
-// A ConfigError that already carries file, line and key; passed through nested tables untouched.
-class LocatedConfigError : public ConfigError {
- public:
-  using ConfigError::ConfigError;
-};
-
-// Walks one YAML mapping against a table of known keys. Each key's handler converts and stores
-// the value; anything it throws is re-thrown with the file, line and key attached.
-class KeyTable {
- public:
-  using Handler = std::function<void(const YAML::Node&)>;
-
-  KeyTable(std::string source, std::string section) : source_(std::move(source)), section_(std::move(section)) {}
-
-  void add(const std::string& key, Handler handler) {
-    handlers_.emplace_back(key, std::move(handler));
-  }
-
-  void apply(const YAML::Node& map) const {
-    if (!map.IsMap()) throw error(map, "", "expected a mapping of key: value");
-    for (const auto& entry : map) {
-      const std::string key = entry.first.Scalar();
-      const Handler* handler = find(key);
-      if (handler == nullptr)
-        throw error(entry.first, key, "unknown key (known keys: " + known_keys() + ")");
-      try {
-        (*handler)(entry.second);
-      } catch (const LocatedConfigError&) {
-        throw;
-      } catch (const ConfigError& e) {
-        throw error(entry.second, key, e.what());
-      } catch (const YAML::Exception& e) {
-        throw error(entry.second, key, e.msg);
-      }
-    }
-  }
-
-  const std::string& source() const { return source_; }
-
- private:
-  const Handler* find(const std::string& key) const {
-    for (const auto& [name, handler] : handlers_)
-      if (name == key) return &handler;
-    return nullptr;
-  }
-  std::string known_keys() const {
-    std::string out;
-    for (const auto& [name, handler] : handlers_) out += (out.empty() ? "" : ", ") + name;
-    return out;
-  }
-  LocatedConfigError error(const YAML::Node& node, const std::string& key, const std::string& what) const {
-    std::string where = source_;
-    if (node.Mark().line >= 0) where += ":" + std::to_string(node.Mark().line + 1);
-    std::string name = section_.empty() ? key : (key.empty() ? section_ : section_ + "." + key);
-    return LocatedConfigError(where + ": " + (name.empty() ? "" : "key '" + name + "': ") + what);
-  }
-
-  std::string source_;
-  std::string section_;
-  std::vector<std::pair<std::string, Handler>> handlers_;
-};
-
-std::string scalar(const YAML::Node& node) {
-  if (!node.IsScalar()) throw ConfigError("expected a single value");
-  return node.Scalar();
-}
-
-KeyTable::Handler string_key(std::string& out) {
-  return [&out](const YAML::Node& n) { out = scalar(n); };
-}
-
-KeyTable::Handler bool_key(bool& out) {
-  return [&out](const YAML::Node& n) {
-    const std::string text = scalar(n);
-    if (text == "true" || text == "yes" || text == "on") out = true;
-    else if (text == "false" || text == "no" || text == "off") out = false;
-    else throw ConfigError("expected true or false, got '" + text + "'");
-  };
-}
-
-KeyTable::Handler int_key(int& out, int min, int max) {
-  return [&out, min, max](const YAML::Node& n) {
-    const std::string text = scalar(n);
-    int value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max)
-      throw ConfigError("expected an integer from " + std::to_string(min) + " to " +
-                        std::to_string(max) + ", got '" + text + "'");
-    out = value;
-  };
-}
-
-KeyTable::Handler duration_key(Millis& out) {
-  return [&out](const YAML::Node& n) {
-    out = parse_duration(scalar(n));
-    if (out.count() <= 0) throw ConfigError("must be a positive duration");
-  };
-}
-
-KeyTable::Handler size_key(std::size_t& out) {
-  return [&out](const YAML::Node& n) { out = parse_size(scalar(n)); };
-}
 
 KeyTable::Handler log_level_key(std::string& out) {
   return [&out](const YAML::Node& n) {

@@ -3,13 +3,11 @@
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
-#include <functional>
-#include <stdexcept>
 #include <utility>
-#include <vector>
 
 #include "clupy/errors.hpp"
 #include "common/config.hpp"
+#include "common/config_keys.hpp"
 
 namespace clupy::common {
 namespace {
@@ -18,18 +16,6 @@ constexpr int kDefaultZkPort = 2181;
 constexpr std::chrono::milliseconds kMinSessionTimeout{1'000};
 constexpr std::chrono::milliseconds kMaxSessionTimeout{600'000};
 
-ConfigError located(const std::string& source, const YAML::Node& node, const std::string& key,
-                    const std::string& what) {
-  std::string where = source;
-  if (node.Mark().line >= 0) where += ":" + std::to_string(node.Mark().line + 1);
-  return ConfigError(where + ": key '" + key + "': " + what);
-}
-
-std::string scalar(const YAML::Node& node) {
-  if (!node.IsScalar()) throw ConfigError("expected a single value");
-  return node.Scalar();
-}
-
 std::chrono::milliseconds positive_duration(const std::string& text) {
   auto value = parse_duration(text);
   if (value.count() <= 0) throw ConfigError("must be a positive duration, got '" + text + "'");
@@ -37,55 +23,34 @@ std::chrono::milliseconds positive_duration(const std::string& text) {
 }
 
 void parse_mapping(const YAML::Node& map, const std::string& source, CoordinationSection& out) {
-  using Handler = std::function<void(const std::string&)>;
-  const std::vector<std::pair<std::string, Handler>> keys = {
-      {"connect", [&](const std::string& v) { out.connect = normalize_zk_connect(v); }},
-      {"session_timeout",
-       [&](const std::string& v) {
-         auto timeout = positive_duration(v);
-         if (timeout < kMinSessionTimeout || timeout > kMaxSessionTimeout)
-           throw ConfigError("must be between 1s and 10m, got '" + v + "'");
-         out.session_timeout = timeout;
-       }},
-      {"connect_timeout",
-       [&](const std::string& v) { out.connect_timeout = positive_duration(v); }},
-      {"digest_auth",
-       [&](const std::string& v) {
-         const auto colon = v.find(':');
-         if (colon == std::string::npos || colon == 0) throw ConfigError("expected user:password");
-         out.digest_auth = v;
-       }},
-      {"election_path",
-       [&](const std::string& v) {
-         check_zk_path(v);
-         if (v == "/") throw ConfigError("must not be the root of the chroot");
-         out.election_path = v;
-       }},
-      {"advertise",
-       [&](const std::string& v) {
-         if (v.find_first_of(" /:") != std::string::npos && v.front() != '[')
-           throw ConfigError("expected a host name or address (no port, no scheme), got '" + v +
-                             "'");
-         out.advertise = v;
-       }},
-  };
-  for (const auto& entry : map) {
-    const std::string key = entry.first.Scalar();
-    const Handler* handler = nullptr;
-    for (const auto& [name, h] : keys)
-      if (name == key) handler = &h;
-    if (handler == nullptr) {
-      std::string known;
-      for (const auto& [name, h] : keys) known += (known.empty() ? "" : ", ") + name;
-      throw located(source, entry.first, "coordination." + key,
-                    "unknown key (known keys: " + known + ")");
-    }
-    try {
-      (*handler)(scalar(entry.second));
-    } catch (const ConfigError& e) {
-      throw located(source, entry.second, "coordination." + key, e.what());
-    }
-  }
+  KeyTable table(source, "coordination");
+  table.add("connect",
+            scalar_key([&](const std::string& v) { out.connect = normalize_zk_connect(v); }));
+  table.add("session_timeout", scalar_key([&](const std::string& v) {
+              auto timeout = positive_duration(v);
+              if (timeout < kMinSessionTimeout || timeout > kMaxSessionTimeout)
+                throw ConfigError("must be between 1s and 10m, got '" + v + "'");
+              out.session_timeout = timeout;
+            }));
+  table.add("connect_timeout",
+            scalar_key([&](const std::string& v) { out.connect_timeout = positive_duration(v); }));
+  table.add("digest_auth", scalar_key([&](const std::string& v) {
+              const auto colon = v.find(':');
+              if (colon == std::string::npos || colon == 0) throw ConfigError("expected user:password");
+              out.digest_auth = v;
+            }));
+  table.add("election_path", scalar_key([&](const std::string& v) {
+              check_zk_path(v);
+              if (v == "/") throw ConfigError("must not be the root of the chroot");
+              out.election_path = v;
+            }));
+  table.add("advertise", scalar_key([&](const std::string& v) {
+              if (v.find_first_of(" /:") != std::string::npos && v.front() != '[')
+                throw ConfigError("expected a host name or address (no port, no scheme), got '" +
+                                  v + "'");
+              out.advertise = v;
+            }));
+  table.apply(map);
 }
 
 }  // namespace
@@ -99,7 +64,7 @@ void parse_coordination_section(const YAML::Node& node, const std::string& sourc
       return;
     }
     if (!node.IsMap())
-      throw located(source, node, "coordination",
+      throw located_error(source, node, "coordination",
                     "expected a mapping of key: value such as {connect: "
                     "zk1:2181,zk2:2181/clupy} ('{}' for all defaults), or 'off'");
     CoordinationSection parsed = out;
@@ -107,7 +72,7 @@ void parse_coordination_section(const YAML::Node& node, const std::string& sourc
     parse_mapping(node, source, parsed);
     out = std::move(parsed);
   } catch (const YAML::Exception& e) {
-    throw located(source, node, "coordination", e.msg);
+    throw located_error(source, node, "coordination", e.msg);
   }
 }
 
