@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <sstream>
 
 namespace clupy::test {
 
@@ -63,6 +64,22 @@ testing::AssertionResult ClusterFixture::servers_become(const std::set<std::stri
     result << "; it lists {" << seen << "}";
   }
   return result;
+}
+
+std::string ClusterFixture::run_client_program(const std::string& program, const std::string& name,
+                                               std::vector<std::string> args) {
+  args.insert(args.begin(), program);
+  ChildProcess child({args, {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
+                      dir_.path(), dir_.file(name + ".out")});
+  EXPECT_TRUE(child.wait(std::chrono::seconds(240))) << name << " did not finish";
+  return child.log();
+}
+
+std::string ClusterFixture::line_after(const std::string& output, const std::string& prefix) {
+  std::istringstream in(output);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
+  return "";
 }
 
 int ClusterFixture::run_cli(std::vector<std::string> args, std::string& output,

@@ -30,6 +30,13 @@ class ClusterFixture : public testing::Test {
   testing::AssertionResult servers_become(const std::set<std::string>& ids,
                                           std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+  // Runs a client program (argv `program` + `args`) against this cluster to completion (at most
+  // 240 s); returns its stdout+stderr, also kept in <name>.out.
+  std::string run_client_program(const std::string& program, const std::string& name,
+                                 std::vector<std::string> args);
+  // The rest of the first line of `output` that starts with `prefix`; "" when none does.
+  static std::string line_after(const std::string& output, const std::string& prefix);
+
   // Runs the clupy CLI to completion; returns its exit code and fills `output` (stdout+stderr).
   int run_cli(std::vector<std::string> args, std::string& output,
               std::map<std::string, std::string> env = {}, const std::string& working_dir = "");

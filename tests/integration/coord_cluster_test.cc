@@ -1,8 +1,6 @@
 // Coordination inside a real cluster: a master with a `coordination:` section on a real ZooKeeper
 // server announces it; tasks on its servers (through their worker environment) and the program
 // that submitted them (through the handshake) share locks and barriers.
-#include <sstream>
-
 #include "cluster_fixture.hpp"
 #include "zk_server.hpp"
 
@@ -22,19 +20,7 @@ class CoordClusterTest : public ClusterFixture {
   }
 
   std::string run_program(const std::string& name, std::vector<std::string> args) {
-    args.insert(args.begin(), COORD_TASK_PROGRAM);
-    ChildProcess program({args,
-                          {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
-                          dir_.path(), dir_.file(name + ".out")});
-    EXPECT_TRUE(program.wait(seconds(240))) << name << " did not finish";
-    return program.log();
-  }
-
-  static std::string line_starting(const std::string& output, const std::string& prefix) {
-    std::istringstream in(output);
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
-    return "";
+    return run_client_program(COORD_TASK_PROGRAM, name, std::move(args));
   }
 
   ZkServer zk_;
@@ -47,9 +33,9 @@ TEST_F(CoordClusterTest, TasksOnTwoServersAndTheProgramShareALock) {
   ASSERT_TRUE(servers_become({"s1", "s2"}));
   const std::string out = run_program("lock", {"lock", "12", dir_.path()});
   // While the program held the lock, no task could get through it.
-  EXPECT_EQ(line_starting(out, "WHILE_HELD "), "completed=0") << out;
+  EXPECT_EQ(line_after(out, "WHILE_HELD "), "completed=0") << out;
   // Afterwards every task ran alone in its critical section: no update lost.
-  EXPECT_NE(line_starting(out, "LOCK ").find("ok=12 counter=12"), std::string::npos) << out;
+  EXPECT_NE(line_after(out, "LOCK ").find("ok=12 counter=12"), std::string::npos) << out;
 }
 
 TEST_F(CoordClusterTest, TwoTasksAndTheProgramMeetAtADoubleBarrier) {
@@ -57,7 +43,7 @@ TEST_F(CoordClusterTest, TwoTasksAndTheProgramMeetAtADoubleBarrier) {
   start_server("s1", {"--capacity", "2"});
   ASSERT_TRUE(servers_become({"s1"}));
   const std::string out = run_program("barrier", {"barrier"});
-  EXPECT_EQ(line_starting(out, "BARRIER "), "entered=1 left=1 tasks_after_program=1") << out;
+  EXPECT_EQ(line_after(out, "BARRIER "), "entered=1 left=1 tasks_after_program=1") << out;
 }
 
 TEST_F(CoordClusterTest, WithoutACoordinationSectionProgramAndTasksAreToldSo) {
@@ -65,7 +51,7 @@ TEST_F(CoordClusterTest, WithoutACoordinationSectionProgramAndTasksAreToldSo) {
   start_server("s1");
   ASSERT_TRUE(servers_become({"s1"}));
   const std::string out = run_program("none", {"none"});
-  EXPECT_EQ(line_starting(out, "NONE "), "program=NOT_CONFIGURED task=NOT_CONFIGURED") << out;
+  EXPECT_EQ(line_after(out, "NONE "), "program=NOT_CONFIGURED task=NOT_CONFIGURED") << out;
 }
 
 }  // namespace

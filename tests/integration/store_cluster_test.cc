@@ -2,8 +2,6 @@
 // use clupy::cluster_store(), and `clupy store ... --master-url`. Redis is a real redis-server.
 #include <sys/wait.h>
 
-#include <sstream>
-
 #include "cluster_fixture.hpp"
 #include "store/redis_server.hpp"
 
@@ -31,20 +29,7 @@ class StoreClusterTest : public ClusterFixture {
   }
 
   std::string run_program(const std::string& name, std::vector<std::string> args) {
-    args.insert(args.begin(), STORE_TASK_PROGRAM);
-    ChildProcess program({args,
-                          {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
-                          dir_.path(),
-                          dir_.file(name + ".out")});
-    EXPECT_TRUE(program.wait(std::chrono::seconds(240))) << name << " did not finish";
-    return program.log();
-  }
-
-  static std::string line_starting(const std::string& output, const std::string& prefix) {
-    std::istringstream in(output);
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
-    return "";
+    return run_client_program(STORE_TASK_PROGRAM, name, std::move(args));
   }
 
   int store_cli(std::vector<std::string> args, std::string& output) {
@@ -65,11 +50,11 @@ TEST_F(StoreClusterTest, TasksOnTwoServersShareAFileThroughTheStore) {
 
   const std::string out = run_program("share", {"share", "shared/data.txt"});
   // "WROTE s1 <size>:<sum>", "READ s2 <size>:<sum> written on s1", the program alike.
-  const std::string wrote = line_starting(out, "WROTE ");
+  const std::string wrote = line_after(out, "WROTE ");
   ASSERT_EQ(wrote.rfind("s1 ", 0), 0u) << out;
   const std::string fingerprint = wrote.substr(3);
-  EXPECT_EQ(line_starting(out, "READ "), "s2 " + fingerprint + " written on s1") << out;
-  EXPECT_EQ(line_starting(out, "MAIN "), "client " + fingerprint + " written on s1") << out;
+  EXPECT_EQ(line_after(out, "READ "), "s2 " + fingerprint + " written on s1") << out;
+  EXPECT_EQ(line_after(out, "MAIN "), "client " + fingerprint + " written on s1") << out;
 
   // It is where the master's configuration says: that Redis, that prefix, 64 KiB chunks.
   Store store = direct_store();
@@ -83,10 +68,10 @@ TEST_F(StoreClusterTest, WithoutAStoreSectionTasksAndProgramsGetANotConfiguredEr
   start_server("s1", {"--capacity", "1"});
   ASSERT_TRUE(servers_become({"s1"}));
   const std::string out = run_program("no-store", {"no-store"});
-  EXPECT_NE(line_starting(out, "TASK s1 NOT_CONFIGURED ").find("clupy.master.yaml"),
+  EXPECT_NE(line_after(out, "TASK s1 NOT_CONFIGURED ").find("clupy.master.yaml"),
             std::string::npos)
       << out;
-  EXPECT_NE(line_starting(out, "MAIN client NOT_CONFIGURED ").find("clupy.master.yaml"),
+  EXPECT_NE(line_after(out, "MAIN client NOT_CONFIGURED ").find("clupy.master.yaml"),
             std::string::npos)
       << out;
 }
