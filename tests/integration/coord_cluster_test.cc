@@ -15,7 +15,7 @@ class CoordClusterTest : public ClusterFixture {
     zk_.start();
     ASSERT_TRUE(zk_.wait_ready(seconds(60))) << zk_.log();
     write_file(dir_.file("master.yaml"),
-               "coordination:\n  connect: " + zk_.hosts() + "/coord-cluster\n  session_timeout: 4s\n");
+               "coordination:\n  connect: " + zk_.hosts() + "/coord-cluster\n  session_timeout: 10s\n");
     start_master({"--config", dir_.file("master.yaml")});
   }
 
@@ -35,7 +35,8 @@ TEST_F(CoordClusterTest, TasksOnTwoServersAndTheProgramShareALock) {
   // While the program held the lock, no task could get through it.
   EXPECT_EQ(line_after(out, "WHILE_HELD "), "completed=0") << out;
   // Afterwards every task ran alone in its critical section: no update lost.
-  EXPECT_NE(line_after(out, "LOCK ").find("ok=12 counter=12"), std::string::npos) << out;
+  EXPECT_NE(line_after(out, "LOCK ").find("ok=12 counter=12"), std::string::npos)
+      << out << read_file(dir_.file("master.log"));
 }
 
 TEST_F(CoordClusterTest, TwoTasksAndTheProgramMeetAtADoubleBarrier) {
