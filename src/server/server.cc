@@ -25,7 +25,6 @@ namespace clupy::server {
 namespace {
 auto log() { return common::logger("server"); }
 
-
 // What workers find in their environment: the cluster's store and coordination service, as the
 // master announced them, so tasks reach what the program that submitted them reaches.
 std::vector<std::string> worker_environment(const wire::ClusterServices& services) {
