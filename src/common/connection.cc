@@ -10,6 +10,7 @@
 namespace clupy::common {
 
 namespace {
+// The least free space offered to each read; a frame's announced body gets room of its own.
 constexpr std::size_t kReadChunk = 64u << 10;
 }
 
@@ -17,8 +18,7 @@ Connection::Connection(Transport transport, std::size_t max_frame_size)
     : transport_(std::move(transport)),
       decoder_(max_frame_size),
       max_frame_size_(max_frame_size),
-      peer_(transport_.remote_description()),
-      read_buffer_(kReadChunk, '\0') {}
+      peer_(transport_.remote_description()) {}
 
 Connection::~Connection() { transport_.close(); }
 
@@ -40,7 +40,8 @@ asio::awaitable<bool> Connection::fill_next(wire::Envelope& message) {
     boost::system::error_code ec;
     std::size_t n = 0;
     try {
-      n = co_await transport_.read_some(asio::buffer(read_buffer_));
+      const std::span<char> space = decoder_.prepare(kReadChunk);
+      n = co_await transport_.read_some(asio::buffer(space.data(), space.size()));
     } catch (const boost::system::system_error& e) {
       ec = e.code();
     }
@@ -53,7 +54,7 @@ asio::awaitable<bool> Connection::fill_next(wire::Envelope& message) {
       co_return false;
     }
     if (ec) throw ConnectionClosed(ec.message());
-    decoder_.feed(std::string_view(read_buffer_.data(), n));
+    decoder_.commit(n);
   }
 }
 

@@ -67,7 +67,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   FrameDecoder decoder_;
   std::size_t max_frame_size_;
   std::string peer_;
-  std::string read_buffer_;
   std::string pending_;
   std::string in_flight_;
   bool writing_ = false;

@@ -1,5 +1,8 @@
 #include "common/frame.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 #include "clupy.pb.h"
 
 namespace clupy::common {
@@ -18,28 +21,66 @@ bool append_frame(const wire::Envelope& message, std::string& out, std::size_t m
   return true;
 }
 
+namespace {
+// A buffer larger than this is released once it is empty, so one large frame does not pin its
+// memory for the connection's life.
+constexpr std::size_t kKeptCapacity = 4u << 20;
+}  // namespace
+
+std::optional<std::size_t> FrameDecoder::pending_frame_size() const {
+  if (end_ - begin_ < kFrameHeaderSize) return std::nullopt;
+  const auto* header = reinterpret_cast<const unsigned char*>(data_.get() + begin_);
+  return (std::size_t{header[0]} << 24) | (std::size_t{header[1]} << 16) |
+         (std::size_t{header[2]} << 8) | std::size_t{header[3]};
+}
+
+void FrameDecoder::reserve(std::size_t wanted) {
+  if (capacity_ - end_ >= wanted) return;
+  const std::size_t unread = end_ - begin_;
+  if (capacity_ - unread >= wanted && unread <= capacity_ / 2) {
+    std::memmove(data_.get(), data_.get() + begin_, unread);
+  } else {
+    const std::size_t capacity = std::max(unread + wanted, std::min(2 * capacity_, unread + wanted + max_frame_size_));
+    auto grown = std::unique_ptr<char[]>(new char[capacity]);
+    if (unread > 0) std::memcpy(grown.get(), data_.get() + begin_, unread);
+    data_ = std::move(grown);
+    capacity_ = capacity;
+  }
+  begin_ = 0;
+  end_ = unread;
+}
+
+void FrameDecoder::feed(std::string_view bytes) {
+  reserve(bytes.size());
+  std::memcpy(data_.get() + end_, bytes.data(), bytes.size());
+  end_ += bytes.size();
+}
+
+std::span<char> FrameDecoder::prepare(std::size_t min_read) {
+  std::size_t wanted = std::max<std::size_t>(min_read, 1);
+  if (auto size = pending_frame_size(); size && *size <= max_frame_size_)
+    wanted = std::max(wanted, kFrameHeaderSize + *size - (end_ - begin_));
+  reserve(wanted);
+  return {data_.get() + end_, capacity_ - end_};
+}
+
 FrameDecoder::Status FrameDecoder::next(wire::Envelope& message) {
-  const std::size_t available = buffer_.size() - consumed_;
-  if (available < kFrameHeaderSize) return Status::kNeedMore;
-  const auto* header = reinterpret_cast<const unsigned char*>(buffer_.data() + consumed_);
-  const std::size_t size = (std::size_t{header[0]} << 24) | (std::size_t{header[1]} << 16) |
-                           (std::size_t{header[2]} << 8) | std::size_t{header[3]};
-  if (size > max_frame_size_) {
-    announced_size_ = size;
+  const auto size = pending_frame_size();
+  if (!size) return Status::kNeedMore;
+  if (*size > max_frame_size_) {
+    announced_size_ = *size;
     return Status::kOversized;
   }
-  if (available < kFrameHeaderSize + size) return Status::kNeedMore;
-  const char* body = buffer_.data() + consumed_ + kFrameHeaderSize;
-  const bool parsed = message.ParseFromArray(body, static_cast<int>(size));
-  consumed_ += kFrameHeaderSize + size;
-  // Frames are parsed in place; the consumed prefix is dropped once it dominates the buffer so
-  // memory stays bounded without moving bytes on every frame.
-  if (consumed_ == buffer_.size()) {
-    buffer_.clear();
-    consumed_ = 0;
-  } else if (consumed_ > (64u << 10) && consumed_ * 2 > buffer_.size()) {
-    buffer_.erase(0, consumed_);
-    consumed_ = 0;
+  if (end_ - begin_ < kFrameHeaderSize + *size) return Status::kNeedMore;
+  const char* body = data_.get() + begin_ + kFrameHeaderSize;
+  const bool parsed = message.ParseFromArray(body, static_cast<int>(*size));
+  begin_ += kFrameHeaderSize + *size;
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+    if (capacity_ > kKeptCapacity) {
+      data_.reset();
+      capacity_ = 0;
+    }
   }
   if (!parsed) return Status::kUnparsable;
   return Status::kFrame;

@@ -5,7 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -23,8 +25,10 @@ inline constexpr std::size_t kDefaultMaxFrameSize = 64u << 20;
 bool append_frame(const wire::Envelope& message, std::string& out,
                   std::size_t max_frame_size = kDefaultMaxFrameSize);
 
-// Splits a byte stream into frames. Feed it whatever the socket delivered, in any split;
-// complete frames come out of next() in order.
+// Splits a byte stream into frames. Bytes come in either by feed() (a copy, in any split) or,
+// without a copy, by reading straight into prepare() and then commit(): a frame whose header has
+// arrived gets room for its whole body, so a large frame lands in one buffer in as few reads as
+// the socket allows and is parsed where it lies. Complete frames come out of next() in order.
 class FrameDecoder {
  public:
   enum class Status { kFrame, kNeedMore, kOversized, kUnparsable };
@@ -32,7 +36,14 @@ class FrameDecoder {
   explicit FrameDecoder(std::size_t max_frame_size = kDefaultMaxFrameSize)
       : max_frame_size_(max_frame_size) {}
 
-  void feed(std::string_view bytes) { buffer_.append(bytes); }
+  void feed(std::string_view bytes);
+
+  // Free space at the end of the buffer: at least `min_read` bytes, and at least the rest of the
+  // frame being received when its header is in (never more than the frame size limit allows).
+  // Valid until the next call of any non-const member. Write into it, then commit() what was
+  // written.
+  std::span<char> prepare(std::size_t min_read);
+  void commit(std::size_t written) { end_ += written; }
 
   // Parses the next complete frame into `message`. kOversized and kUnparsable are final: the
   // stream cannot be resynchronized and the connection must be closed.
@@ -40,12 +51,20 @@ class FrameDecoder {
 
   // The length announced by the last oversized header, for the log line.
   std::size_t announced_size() const { return announced_size_; }
-  std::size_t buffered() const { return buffer_.size() - consumed_; }
+  std::size_t buffered() const { return end_ - begin_; }
 
  private:
+  // The announced body size of the frame at begin_, when its header is complete.
+  std::optional<std::size_t> pending_frame_size() const;
+  // Makes room for `wanted` more bytes after end_: moves the unread bytes to the front and grows
+  // the buffer when that is not enough.
+  void reserve(std::size_t wanted);
+
   std::size_t max_frame_size_;
-  std::string buffer_;
-  std::size_t consumed_ = 0;
+  std::unique_ptr<char[]> data_;  // not value-initialized: every byte is written before it is read
+  std::size_t capacity_ = 0;
+  std::size_t begin_ = 0;  // first unread byte
+  std::size_t end_ = 0;    // one past the last byte received
   std::size_t announced_size_ = 0;
 };
 

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "clupy.pb.h"
 
 namespace clupy::common {
@@ -137,6 +140,69 @@ TEST(FrameTest, LongStreamsKeepTheBufferBounded) {
     EXPECT_LT(decoder.buffered(), 3 * one.size());
   }
   EXPECT_EQ(decoded, 400);
+}
+
+// Reads `bytes` into the decoder the way a connection does: into prepare(), `chunk` at a time.
+void read_in(FrameDecoder& decoder, std::string_view bytes, std::size_t chunk) {
+  while (!bytes.empty()) {
+    std::span<char> space = decoder.prepare(chunk);
+    ASSERT_GE(space.size(), chunk);
+    const std::size_t n = std::min({space.size(), bytes.size(), chunk});
+    std::memcpy(space.data(), bytes.data(), n);
+    decoder.commit(n);
+    bytes.remove_prefix(n);
+  }
+}
+
+TEST(FrameTest, AnnouncedBodyGetsRoomForAllOfItInOneRead) {
+  std::string bytes;
+  wire::Envelope big;
+  big.mutable_error()->set_message(std::string(3u << 20, 'z'));
+  ASSERT_TRUE(append_frame(big, bytes));
+  FrameDecoder decoder;
+  read_in(decoder, std::string_view(bytes).substr(0, 100), 100);
+  // With the header in, the rest of the frame fits in the space offered for the next read.
+  EXPECT_GE(decoder.prepare(64).size(), bytes.size() - 100);
+  wire::Envelope out;
+  EXPECT_EQ(decoder.next(out), FrameDecoder::Status::kNeedMore);
+  read_in(decoder, std::string_view(bytes).substr(100), bytes.size());
+  ASSERT_EQ(decoder.next(out), FrameDecoder::Status::kFrame);
+  EXPECT_EQ(out.error().message(), big.error().message());
+  EXPECT_EQ(decoder.buffered(), 0u);
+}
+
+TEST(FrameTest, PreparedReadsSplitAnywhereDecodeLikeFeeds) {
+  std::string stream;
+  for (int i = 0; i < 50; ++i) {
+    wire::Envelope e;
+    e.mutable_error()->set_message(std::string(static_cast<std::size_t>(i * 997 % 70000), 'a' + i % 26));
+    ASSERT_TRUE(append_frame(e, stream));
+  }
+  for (std::size_t chunk : {1u, 7u, 4096u, 65536u, 1u << 20}) {
+    FrameDecoder decoder;
+    wire::Envelope out;
+    int decoded = 0;
+    std::string_view rest(stream);
+    while (!rest.empty()) {
+      const std::size_t n = std::min(rest.size(), chunk);
+      read_in(decoder, rest.substr(0, n), n);
+      rest.remove_prefix(n);
+      while (decoder.next(out) == FrameDecoder::Status::kFrame) {
+        EXPECT_EQ(out.error().message().size(), static_cast<std::size_t>(decoded * 997 % 70000)) << chunk;
+        ++decoded;
+      }
+    }
+    EXPECT_EQ(decoded, 50) << chunk;
+  }
+}
+
+TEST(FrameTest, OversizedAnnouncementGetsNoRoomReserved) {
+  FrameDecoder decoder(1024);
+  const char header[4] = {0x7f, 0, 0, 0};
+  read_in(decoder, std::string_view(header, 4), 4);
+  EXPECT_LT(decoder.prepare(16).size(), std::size_t{1} << 20);
+  wire::Envelope out;
+  EXPECT_EQ(decoder.next(out), FrameDecoder::Status::kOversized);
 }
 
 }  // namespace
