@@ -4,6 +4,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <charconv>
 #include <utility>
@@ -312,6 +316,46 @@ void RedisConnection::append_formatted(std::string_view resp) {
   if (broken_) fail_io("sending");
   if (redisAppendFormattedCommand(ctx_, resp.data(), resp.size()) != REDIS_OK)
     fail_io("queueing a command");
+  ++pending_;
+}
+
+void RedisConnection::send_formatted(std::span<const std::string_view> pieces) {
+  if (broken_) fail_io("sending");
+  SigpipeGuard guard;
+  int done = 0;
+  while (done == 0)
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) fail_io("sending");
+  constexpr std::size_t kMaxPieces = 8;
+  if (pieces.size() > kMaxPieces)
+    throw StoreError(StoreError::Code::kInvalidArgument, "send_formatted: too many pieces");
+  iovec iov[kMaxPieces];
+  std::size_t count = 0;
+  for (std::string_view piece : pieces)
+    if (!piece.empty()) iov[count++] = {const_cast<char*>(piece.data()), piece.size()};
+  iovec* next = iov;
+  while (count > 0) {
+    ssize_t n = ::writev(ctx_->fd, next, static_cast<int>(count));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      broken_ = true;
+      // The socket has a send timeout (op_timeout): EAGAIN means it expired.
+      std::string why =
+          errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : std::strerror(errno);
+      throw StoreError(
+          StoreError::Code::kConnection,
+          "lost the connection to redis at " + endpoint_.describe() + " while sending: " + why);
+    }
+    auto left = static_cast<std::size_t>(n);
+    while (count > 0 && left >= next->iov_len) {
+      left -= next->iov_len;
+      ++next;
+      --count;
+    }
+    if (count > 0) {
+      next->iov_base = static_cast<char*>(next->iov_base) + left;
+      next->iov_len -= left;
+    }
+  }
   ++pending_;
 }
 

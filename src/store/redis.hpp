@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,6 +87,11 @@ class RedisConnection {
   void append(const std::vector<std::string_view>& args);
   // Queues a command already encoded in RESP (saves hiredis a copy of large arguments).
   void append_formatted(std::string_view resp);
+  // Sends a command already encoded in RESP, given in pieces, straight from the caller's memory
+  // with writev: no copy into hiredis's output buffer. Commands queued before it are flushed
+  // first, so replies stay in order. Returns when every byte is in the socket; its reply comes
+  // from read_reply like that of an appended command. Throws kConnection like read_reply.
+  void send_formatted(std::span<const std::string_view> pieces);
   // Flushes queued commands and reads the next reply. Throws kConnection on I/O failure (the
   // connection is then broken for good), kServer (or the code a script's error names) for an
   // error reply.

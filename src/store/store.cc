@@ -10,6 +10,7 @@
 #include <clupy/store.hpp>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <sstream>
 #include <utility>
 
@@ -104,6 +105,8 @@ FileMeta parse_meta(const std::string& name, Reply::View fields) {
       m.chunk_size = to_u64(v);
     } else if (k == "chunks") {
       m.chunks = to_u64(v);
+    } else if (k == "check") {
+      m.check = std::string(v);
     } else if (k == "created") {
       m.stat.created = from_ms(static_cast<long long>(to_u64(v)));
     } else if (k == "atime") {
@@ -403,15 +406,16 @@ FileStat Store::put_file(const std::string& local_path, const std::string& name,
     store::detect_content_type(local_path, head, tail, total);
   }
   StoreWriter writer = open_write(name);
-  std::string buf(impl_->options_.chunk_size, '\0');
   std::uint64_t done = 0;
   if (progress) progress(0, total);
   while (true) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    // Straight into the writer's chunk buffer: no copy between the page cache and the socket.
+    std::span<char> space = writer.buf_->free_space();
+    ssize_t n = ::read(fd.get(), space.data(), space.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) store::local_error("cannot read", local_path);
     if (n == 0) break;
-    writer.write(buf.data(), n);
+    writer.buf_->filled(static_cast<std::size_t>(n));
     done += static_cast<std::uint64_t>(n);
     if (progress) progress(done, std::max(done, total));
   }
@@ -429,27 +433,21 @@ FileStat Store::get_file(const std::string& name, const std::string& local_path,
   if (fd.get() < 0) store::local_error("cannot create a temporary file in", dir.string());
   try {
     ::fchmod(fd.get(), 0644);
-    std::string buf(std::max<std::size_t>(impl_->options_.chunk_size, 64 * 1024), '\0');
     std::uint64_t done = 0;
     if (progress) progress(0, st.size);
-    while (true) {
-      std::streamsize n =
-          reader.rdbuf()->sgetn(buf.data(), static_cast<std::streamsize>(buf.size()));
-      if (n <= 0) break;
-      const char* p = buf.data();
-      auto left = static_cast<std::size_t>(n);
-      while (left > 0) {
-        ssize_t w = ::write(fd.get(), p, left);
+    // Each chunk is written from the reply it arrived in (no copy); take() returns empty only
+    // after the end-of-file checks passed.
+    for (std::string_view chunk = reader.buf_->take(); !chunk.empty();
+         chunk = reader.buf_->take()) {
+      while (!chunk.empty()) {
+        ssize_t w = ::write(fd.get(), chunk.data(), chunk.size());
         if (w < 0 && errno == EINTR) continue;
         if (w < 0) store::local_error("cannot write", tmp);
-        p += w;
-        left -= static_cast<std::size_t>(w);
+        chunk.remove_prefix(static_cast<std::size_t>(w));
+        done += static_cast<std::uint64_t>(w);
       }
-      done += static_cast<std::uint64_t>(n);
       if (progress) progress(done, st.size);
     }
-    // sgetn stops at the end without the final underflow that checks the SHA-256; ask for it.
-    reader.rdbuf()->sgetc();
     if (::close(fd.release()) != 0) store::local_error("cannot write", tmp);
     if (::rename(tmp.c_str(), local_path.c_str()) != 0)
       store::local_error("cannot rename to", local_path);
