@@ -43,24 +43,33 @@ struct Args {
   bool verify = true;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+// Throughputs of the runs of one operation, in MB/s.
+struct Rates {
+  std::vector<double> v;
+  void add(std::size_t bytes, Clock::duration took) {
+    v.push_back(static_cast<double>(bytes) / 1e6 / std::chrono::duration<double>(took).count());
+  }
+  double median() const {
+    std::vector<double> s = v;
+    std::sort(s.begin(), s.end());
+    return s.size() % 2 == 1 ? s[s.size() / 2] : (s[s.size() / 2 - 1] + s[s.size() / 2]) / 2;
+  }
+  double min() const { return *std::min_element(v.begin(), v.end()); }
+  double max() const { return *std::max_element(v.begin(), v.end()); }
+};
+
+// Runs f once and adds its throughput to `rates`.
+void timed(Rates& rates, std::size_t bytes, const std::function<void()>& f) {
+  auto start = Clock::now();
+  f();
+  rates.add(bytes, Clock::now() - start);
 }
 
-// Runs f `runs` times and returns the median throughput in MB/s; `after` runs untimed after
-// each run.
-double measure(int runs, std::size_t bytes, const std::function<void()>& f,
-               const std::function<void()>& after = {}) {
-  std::vector<double> rates;
-  for (int i = 0; i < runs; ++i) {
-    auto start = Clock::now();
-    f();
-    double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    rates.push_back(static_cast<double>(bytes) / 1e6 / secs);
-    if (after) after();
-  }
-  return median(rates);
+void print(const char* what, const Rates& r, const Rates* raw, const char* raw_name) {
+  std::printf("%-22s median %7.1f MB/s  (min %7.1f, max %7.1f)", what, r.median(), r.min(),
+              r.max());
+  if (raw != nullptr) std::printf("  %3.0f%% of %s", 100 * r.median() / raw->median(), raw_name);
+  std::printf("\n");
 }
 
 // Keys of raw run `run`: fresh keys every run, as the store writes a fresh blob every time (so
@@ -154,62 +163,54 @@ int main(int argc, char** argv) {
     std::string back;
 
     std::printf(
-        "store_bench: %zu MiB, chunk %zu bytes, pipeline depth %zu, %d runs (median), verify %d, "
-        "%s\n",
+        "store_bench: %zu MiB, chunk %zu bytes, pipeline depth %zu, %d runs, verify %d, %s\n",
         a.mib, a.chunk, a.depth, a.runs, a.verify ? 1 : 0, a.redis.c_str());
-    int run = 0;
     auto drop_raw = [&](int r) {
       raw.call({"EVAL",
                 "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('UNLINK', k) end "
                 "return 0",
                 "0", "bench:raw:" + std::to_string(r) + ":*"});
     };
-    // Each run writes fresh keys and the previous run's are deleted untimed, as the janitor
-    // does for the store below.
-    double set = measure(
-        a.runs, bytes, [&] { raw_set(raw, data, a.chunk, a.depth, ++run); },
-        [&] {
-          if (run < a.runs) drop_raw(run);
-        });
-    // Both kinds of get write into `back`, cleared untimed before each run so a short read shows.
     auto clear_back = [&] { std::fill(back.begin(), back.end(), '\0'); };
-    back.assign(bytes, '\0');
-    double get = measure(
-        a.runs, bytes, [&] { raw_get(raw, back, bytes, a.chunk, a.depth, run); }, clear_back);
-    raw_get(raw, back, bytes, a.chunk, a.depth, run);
-    if (back != data) throw std::runtime_error("raw GET returned different bytes");
-    drop_raw(run);
-
-    double put_stream = measure(
-        a.runs, bytes,
-        [&] {
-          clupy::StoreWriter w = store.open_write("bench/stream.bin");
-          w.write(data.data(), static_cast<std::streamsize>(bytes));
-          w.commit();
-        },
-        collect);
     auto read_stream = [&] {
       clupy::StoreReader r = store.open_read("bench/stream.bin");
       r.read(back.data(), static_cast<std::streamsize>(bytes));
-      r.peek();  // reaches the end, which checks the SHA-256
+      r.peek();  // reaches the end, which checks the SHA-256 when asked to
     };
-    double get_stream = measure(a.runs, bytes, read_stream, clear_back);
-    read_stream();
-    if (back != data) throw std::runtime_error("store read returned different bytes");
-    double put_file = measure(
-        a.runs, bytes, [&] { store.put_file(local_in, "bench/file.bin"); }, collect);
-    double get_file = measure(a.runs, bytes, [&] { store.get_file("bench/file.bin", local_out); });
+    back.assign(bytes, '\0');
+    // Each round runs every operation once, raw and store interleaved, so a burst of load from
+    // other processes hits both sides alike. Raw runs write fresh keys each round (as every store
+    // write goes to a fresh blob); untimed between runs: the previous round's raw keys are
+    // deleted, replaced store versions collected, and `back` cleared so a short read shows.
+    Rates set, get, put_stream, get_stream, put_file, get_file;
+    for (int run = 1; run <= a.runs; ++run) {
+      timed(set, bytes, [&] { raw_set(raw, data, a.chunk, a.depth, run); });
+      timed(put_stream, bytes, [&] {
+        clupy::StoreWriter w = store.open_write("bench/stream.bin");
+        w.write(data.data(), static_cast<std::streamsize>(bytes));
+        w.commit();
+      });
+      collect();
+      clear_back();
+      timed(get, bytes, [&] { raw_get(raw, back, bytes, a.chunk, a.depth, run); });
+      if (back != data) throw std::runtime_error("raw GET returned different bytes");
+      drop_raw(run);
+      clear_back();
+      timed(get_stream, bytes, read_stream);
+      if (back != data) throw std::runtime_error("store read returned different bytes");
+      timed(put_file, bytes, [&] { store.put_file(local_in, "bench/file.bin"); });
+      collect();
+      timed(get_file, bytes, [&] { store.get_file("bench/file.bin", local_out); });
+    }
+    std::ifstream(local_out, std::ios::binary).read(back.data(), static_cast<long>(bytes));
+    if (back != data) throw std::runtime_error("get_file wrote different bytes");
 
-    std::printf("%-28s %9.1f MB/s\n", "raw pipelined SET", set);
-    std::printf("%-28s %9.1f MB/s\n", "raw pipelined GET", get);
-    std::printf("%-28s %9.1f MB/s  (%3.0f%% of raw SET)\n", "store put (stream)", put_stream,
-                100 * put_stream / set);
-    std::printf("%-28s %9.1f MB/s  (%3.0f%% of raw GET)\n", "store get (stream)", get_stream,
-                100 * get_stream / get);
-    std::printf("%-28s %9.1f MB/s  (%3.0f%% of raw SET)\n", "store put_file", put_file,
-                100 * put_file / set);
-    std::printf("%-28s %9.1f MB/s  (%3.0f%% of raw GET)\n", "store get_file", get_file,
-                100 * get_file / get);
+    print("raw pipelined SET", set, nullptr, "");
+    print("store put (stream)", put_stream, &set, "raw SET");
+    print("store put_file", put_file, &set, "raw SET");
+    print("raw pipelined GET", get, nullptr, "");
+    print("store get (stream)", get_stream, &get, "raw GET");
+    print("store get_file", get_file, &get, "raw GET");
 
     store.remove("bench/stream.bin");
     store.remove("bench/file.bin");
