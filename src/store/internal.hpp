@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "store/layout.hpp"
 #include "store/redis.hpp"
@@ -138,11 +139,13 @@ class StoreWriter::Buf : public std::streambuf {
   std::unique_ptr<store::RedisConnection> conn_;
   std::string name_;
   std::string blob_;
-  // Two chunk buffers: the user fills one while the other is being hashed. A chunk is sent
-  // from them (or from the caller's memory, for writes of a chunk or more) with writev, without
-  // a copy into a command buffer.
-  std::string bufs_[2];
-  std::uint64_t buf_ticket_[2] = {0, 0};
+  // A ring of chunk buffers: the user fills one while the others wait for the hasher, so a
+  // hasher briefly slowed (by a busy CPU) does not stall the sending at once; memory stays at
+  // kChunkBuffers chunks. A chunk is sent from them (or from the caller's memory, for writes of
+  // a chunk or more) with writev, without a copy into a command buffer.
+  static constexpr int kChunkBuffers = 4;
+  std::string bufs_[kChunkBuffers];
+  std::uint64_t buf_ticket_[kChunkBuffers] = {};
   int cur_ = 0;
   std::uint64_t chunks_ = 0;
   std::uint64_t size_ = 0;
@@ -170,7 +173,8 @@ class StoreReader::Buf : public std::streambuf {
 
  private:
   void request_more();
-  store::Reply next_chunk();
+  // Reads the next chunk into current_; false if it is missing.
+  bool next_chunk();
 
   StoreOptions options_;
   store::Session session_;
@@ -180,10 +184,13 @@ class StoreReader::Buf : public std::streambuf {
   std::uint64_t next_ = 0;       // index of the next chunk to consume
   std::uint64_t requested_ = 0;  // chunks requested so far on conn_
   std::uint64_t consumed_bytes_ = 0;
-  store::Reply current_;
+  // The chunk being consumed, as read (data and check value).
+  store::ByteBuffer current_;
   std::string_view current_data_;  // current_'s data, without its check value
-  // Chunks handed to the hasher, kept alive until it is done with them.
-  std::deque<std::pair<std::uint64_t, store::Reply>> hashing_;
+  // Chunks handed to the hasher, kept until it is done with them, and buffers to reuse (so
+  // every chunk does not cost a fresh allocation and its page faults).
+  std::deque<std::pair<std::uint64_t, store::ByteBuffer>> hashing_;
+  std::vector<store::ByteBuffer> spare_;
   store::HashPipeline sha_;
   bool chunk_checks_ = false;  // chunks carry a crc32c-x4 check value after their data
   bool hash_file_ = false;     // check the SHA-256 at the end

@@ -116,8 +116,8 @@ void StoreWriter::Buf::flush_chunk() {
   auto n = static_cast<std::size_t>(pptr() - pbase());
   if (n == 0) return;
   buf_ticket_[cur_] = send_chunk(std::string_view(pbase(), n));
-  // Fill the other buffer while this one is hashed.
-  cur_ ^= 1;
+  // Fill the next buffer while this one is hashed.
+  cur_ = (cur_ + 1) % kChunkBuffers;
   std::string& next = bufs_[cur_];
   if (next.empty()) next.resize(options_.chunk_size);
   sha_.wait(buf_ticket_[cur_]);
@@ -294,7 +294,7 @@ void StoreReader::Buf::request_more() {
   }
 }
 
-store::Reply StoreReader::Buf::next_chunk() {
+bool StoreReader::Buf::next_chunk() {
   // Chunk reads are idempotent: after a lost connection, reconnect and ask again from the
   // chunk we need. The blob itself never changes, so the bytes are the same.
   return store::retry_loop(
@@ -305,19 +305,24 @@ store::Reply StoreReader::Buf::next_chunk() {
           requested_ = next_;
         }
         request_more();
-        return conn_->read_reply();
+        return conn_->read_bulk(current_);
       },
       [&] { conn_.reset(); });
 }
 
 StoreReader::Buf::int_type StoreReader::Buf::underflow() {
   if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
-  if (hash_file_ && current_.is_string()) {
+  if (hash_file_ && !current_data_.empty()) {
     // The hasher reads this chunk while the caller consumes the next one.
     std::uint64_t ticket = sha_.submit(current_data_);
     hashing_.emplace_back(ticket, std::move(current_));
-    current_ = store::Reply();
+    current_ = store::ByteBuffer();
+    if (!spare_.empty()) {
+      current_ = std::move(spare_.back());
+      spare_.pop_back();
+    }
   }
+  current_data_ = {};
   if (next_ >= meta_.chunks) {
     if (hash_file_ && !verified_) {
       verified_ = true;
@@ -332,13 +337,12 @@ StoreReader::Buf::int_type StoreReader::Buf::underflow() {
     }
     return traits_type::eof();
   }
-  current_ = next_chunk();
-  if (current_.is_nil())
+  if (!next_chunk())
     throw StoreError(StoreError::Code::kConflict,
                      "the version of '" + meta_.stat.name + "' being read (blob " + meta_.blob +
                          ") was deleted while it was read: it was replaced or removed longer "
                          "than the janitor's orphan grace ago, evicted, or redis restarted");
-  std::string_view data = current_.str();
+  std::string_view data = current_.view();
   std::uint64_t expected =
       next_ + 1 < meta_.chunks ? meta_.chunk_size : meta_.stat.size - next_ * meta_.chunk_size;
   std::size_t check_bytes = chunk_checks_ ? store::kChunkCheckBytes : 0;
@@ -366,6 +370,7 @@ StoreReader::Buf::int_type StoreReader::Buf::underflow() {
   if (hash_file_) {
     while (hashing_.size() > 2) {
       sha_.wait(hashing_.front().first);
+      spare_.push_back(std::move(hashing_.front().second));
       hashing_.pop_front();
     }
   }

@@ -201,6 +201,27 @@ TEST_F(IntegrityTest, UnknownCheckKindIsRefusedAtOpen) {
   }
 }
 
+TEST_F(IntegrityTest, AnErrorReplyAmidPipelinedChunksIsAServerError) {
+  // Chunk replies are parsed by the store itself (RedisConnection::read_bulk): an error reply
+  // among them must surface as what it is, not as a protocol failure or as data.
+  Store store(options());
+  StoreWriter w = store.open_write("f");
+  w << content();
+  w.commit();
+  auto c = raw();
+  c.call({"DEL", chunk_key("f", 2)});
+  c.call({"RPUSH", chunk_key("f", 2), "not a string"});
+  std::string partial;
+  try {
+    read_all(store, "f", partial);
+    FAIL() << "no error";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code(), StoreError::Code::kServer) << e.what();
+    EXPECT_NE(std::string(e.what()).find("WRONGTYPE"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(partial.size(), 2 * 4096u);
+}
+
 TEST_F(IntegrityTest, LargeWritesSentFromTheCallersBytesRoundTrip) {
   // A write of several chunks at once goes out without the chunk buffer; mixing both paths
   // must keep order, check values and the SHA-256 right.
