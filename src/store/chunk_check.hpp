@@ -6,8 +6,9 @@
 // the data is taken in 32-byte blocks, lane k fed bytes 8k..8k+7 of each block; the last
 // (size % 32) bytes go to lane 0. Each lane is finally inverted and written as 4 little-endian
 // bytes, lane 0 first. Four independent lanes keep the CPU's crc32 unit busy (its latency is 3
-// cycles, its throughput 1 per cycle), and four 32-bit CRCs miss a random change with
-// probability 2^-128, like a 128-bit hash; CRCs also catch every burst of up to 32 bits per lane.
+// cycles, its throughput 1 per cycle). Every error burst of up to 32 bits is caught for certain;
+// a random change reaching all four lanes is missed with probability 2^-128, one confined to a
+// single lane's bytes with probability 2^-32.
 #pragma once
 
 #include <array>
