@@ -9,6 +9,7 @@
 // Without --redis it starts a private redis-server on a unix socket (EmbeddedRedis). Files for
 // put_file/get_file go to --dir (default /dev/shm, so the disk does not dominate). Prints the
 // median, min and max of each operation; raw and store runs alternate, round by round.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,33 +47,51 @@ struct Args {
   bool sha = false;
 };
 
-// Throughputs of the runs of one operation, in MB/s.
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// CPU seconds used so far by this process (every thread: the store's hasher too).
+double own_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return secs(u.ru_utime) + secs(u.ru_stime);
+}
+
+// The runs of one operation: throughput in MB/s, and CPU seconds spent by this process and by
+// the Redis server, which tell whether an operation is slower for want of a core.
 struct Rates {
-  std::vector<double> v;
-  void add(std::size_t bytes, Clock::duration took) {
-    v.push_back(static_cast<double>(bytes) / 1e6 / std::chrono::duration<double>(took).count());
-  }
-  double median() const {
-    std::vector<double> s = v;
-    std::sort(s.begin(), s.end());
-    return s.size() % 2 == 1 ? s[s.size() / 2] : (s[s.size() / 2 - 1] + s[s.size() / 2]) / 2;
-  }
+  std::vector<double> v, client_cpu, server_cpu;
+  double median() const { return median_of(v); }
   double min() const { return *std::min_element(v.begin(), v.end()); }
   double max() const { return *std::max_element(v.begin(), v.end()); }
 };
 
-// Runs f once and adds its throughput to `rates`.
-void timed(Rates& rates, std::size_t bytes, const std::function<void()>& f) {
+// Runs f once and records its throughput and CPU use in `rates`; server_cpu() reads the Redis
+// server's CPU seconds (outside the timed part).
+void timed(Rates& rates, std::size_t bytes, const std::function<void()>& f,
+           const std::function<double()>& server_cpu) {
+  double server_before = server_cpu();
+  double client_before = own_cpu_seconds();
   auto start = Clock::now();
   f();
-  rates.add(bytes, Clock::now() - start);
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  rates.client_cpu.push_back(own_cpu_seconds() - client_before);
+  rates.server_cpu.push_back(server_cpu() - server_before);
+  rates.v.push_back(static_cast<double>(bytes) / 1e6 / secs);
 }
 
 void print(const char* what, const Rates& r, const Rates* raw, const char* raw_name) {
-  std::printf("%-22s median %7.1f MB/s  (min %7.1f, max %7.1f)", what, r.median(), r.min(),
+  std::printf("%-20s median %7.1f MB/s (min %7.1f, max %7.1f)", what, r.median(), r.min(),
               r.max());
-  if (raw != nullptr) std::printf("  %3.0f%% of %s", 100 * r.median() / raw->median(), raw_name);
-  std::printf("\n");
+  if (raw != nullptr)
+    std::printf(" %3.0f%% of %s", 100 * r.median() / raw->median(), raw_name);
+  else
+    std::printf("            ");
+  std::printf("  cpu: client %4.0f ms, redis %4.0f ms\n", 1e3 * median_of(r.client_cpu),
+              1e3 * median_of(r.server_cpu));
 }
 
 // Keys of raw run `run`: fresh keys every run, as the store writes a fresh blob every time (so
@@ -179,6 +198,18 @@ int main(int argc, char** argv) {
                 "0", "bench:raw:" + std::to_string(r) + ":*"});
     };
     auto clear_back = [&] { std::fill(back.begin(), back.end(), '\0'); };
+    // used_cpu_sys + used_cpu_user of INFO cpu: the whole server process (lazy-free thread too).
+    auto server_cpu = [&] {
+      clupy::store::Reply info = raw.call({"INFO", "cpu"});
+      std::string text(info.str());
+      double total = 0;
+      for (const char* field : {"used_cpu_sys:", "used_cpu_user:"}) {
+        auto at = text.find(field);
+        if (at != std::string::npos)
+          total += std::strtod(text.c_str() + at + std::strlen(field), nullptr);
+      }
+      return total;
+    };
     auto read_stream = [&] {
       clupy::StoreReader r = store.open_read("bench/stream.bin");
       r.read(back.data(), static_cast<std::streamsize>(bytes));
@@ -191,25 +222,28 @@ int main(int argc, char** argv) {
     // deleted, replaced store versions collected, and `back` cleared so a short read shows.
     Rates set, get, put_stream, get_stream, put_file, get_file;
     for (int run = 1; run <= a.runs; ++run) {
-      timed(set, bytes, [&] { raw_set(raw, data, a.chunk, a.depth, run); });
-      timed(put_stream, bytes, [&] {
-        clupy::StoreWriter w = store.open_write("bench/stream.bin");
-        w.write(data.data(), static_cast<std::streamsize>(bytes));
-        w.commit();
-      });
+      timed(set, bytes, [&] { raw_set(raw, data, a.chunk, a.depth, run); }, server_cpu);
+      timed(
+          put_stream, bytes,
+          [&] {
+            clupy::StoreWriter w = store.open_write("bench/stream.bin");
+            w.write(data.data(), static_cast<std::streamsize>(bytes));
+            w.commit();
+          },
+          server_cpu);
       collect();
       clear_back();
-      timed(get, bytes, [&] { raw_get(raw, back, bytes, a.chunk, a.depth, run); });
+      timed(get, bytes, [&] { raw_get(raw, back, bytes, a.chunk, a.depth, run); }, server_cpu);
       if (back != data) throw std::runtime_error("raw GET returned different bytes");
       drop_raw(run);
       clear_back();
-      timed(get_stream, bytes, read_stream);
+      timed(get_stream, bytes, read_stream, server_cpu);
       if (back != data) throw std::runtime_error("store read returned different bytes");
-      timed(put_file, bytes, [&] { store.put_file(local_in, "bench/file.bin"); });
+      timed(put_file, bytes, [&] { store.put_file(local_in, "bench/file.bin"); }, server_cpu);
       collect();
       // Replacing the previous run's file would free its pages inside the timed region.
       std::filesystem::remove(local_out);
-      timed(get_file, bytes, [&] { store.get_file("bench/file.bin", local_out); });
+      timed(get_file, bytes, [&] { store.get_file("bench/file.bin", local_out); }, server_cpu);
     }
     std::ifstream(local_out, std::ios::binary).read(back.data(), static_cast<long>(bytes));
     if (back != data) throw std::runtime_error("get_file wrote different bytes");
