@@ -166,6 +166,12 @@ class StoreReader::Buf : public std::streambuf {
   // none are), consumed by this call and valid until the next one; empty at the end of the file,
   // after the end-of-file checks.
   std::string_view take();
+  // For get_file with a helper thread writing the file: like take(), but the caller gets the
+  // chunk's buffer itself (in `buffer`, whose old contents become the reader's next buffer) and
+  // `data`, a view into it. Only when !hashes_file(): the hasher needs the buffers it reads.
+  bool take_buffer(store::ByteBuffer& buffer, std::string_view& data);
+  // Whether reads check the whole file's SHA-256 (verify_sha256, or a file without chunk checks).
+  bool hashes_file() const noexcept { return hash_file_; }
 
  protected:
   int_type underflow() override;

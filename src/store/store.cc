@@ -14,6 +14,7 @@
 #include <sstream>
 #include <utility>
 
+#include "store/background_writer.hpp"
 #include "store/content_type.hpp"
 #include "store/internal.hpp"
 
@@ -435,18 +436,32 @@ FileStat Store::get_file(const std::string& name, const std::string& local_path,
     ::fchmod(fd.get(), 0644);
     std::uint64_t done = 0;
     if (progress) progress(0, st.size);
-    // Each chunk is written from the reply it arrived in (no copy); take() returns empty only
-    // after the end-of-file checks passed.
-    for (std::string_view chunk = reader.buf_->take(); !chunk.empty();
-         chunk = reader.buf_->take()) {
-      while (!chunk.empty()) {
-        ssize_t w = ::write(fd.get(), chunk.data(), chunk.size());
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) store::local_error("cannot write", tmp);
-        chunk.remove_prefix(static_cast<std::size_t>(w));
-        done += static_cast<std::uint64_t>(w);
+    // Each chunk is written from the buffer it arrived in (no copy); take() and take_buffer()
+    // report the end only after the end-of-file checks passed.
+    if (reader.buf_->hashes_file()) {
+      for (std::string_view chunk = reader.buf_->take(); !chunk.empty();
+           chunk = reader.buf_->take()) {
+        while (!chunk.empty()) {
+          ssize_t w = ::write(fd.get(), chunk.data(), chunk.size());
+          if (w < 0 && errno == EINTR) continue;
+          if (w < 0) store::local_error("cannot write", tmp);
+          chunk.remove_prefix(static_cast<std::size_t>(w));
+          done += static_cast<std::uint64_t>(w);
+        }
+        if (progress) progress(done, st.size);
       }
-      if (progress) progress(done, st.size);
+    } else {
+      // A helper thread writes the file while the next chunks are read (and checked).
+      store::BackgroundWriter file_writer(fd.get(), tmp);
+      store::ByteBuffer buffer;
+      std::string_view chunk;
+      while (reader.buf_->take_buffer(buffer, chunk)) {
+        done += chunk.size();
+        file_writer.write(std::move(buffer), chunk);
+        buffer = file_writer.spare();
+        if (progress) progress(done, st.size);
+      }
+      file_writer.finish();
     }
     if (::close(fd.release()) != 0) store::local_error("cannot write", tmp);
     if (::rename(tmp.c_str(), local_path.c_str()) != 0)

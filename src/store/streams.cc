@@ -386,6 +386,16 @@ std::string_view StoreReader::Buf::take() {
   return available;
 }
 
+bool StoreReader::Buf::take_buffer(store::ByteBuffer& buffer, std::string_view& data) {
+  if (hash_file_)
+    throw StoreError(StoreError::Code::kInvalidArgument, "take_buffer while hashing the file");
+  data = take();
+  if (data.empty()) return false;
+  std::swap(current_, buffer);
+  current_data_ = {};
+  return true;
+}
+
 std::streamsize StoreReader::Buf::showmanyc() {
   std::uint64_t left = meta_.stat.size - consumed_bytes_;
   return left == 0 && next_ >= meta_.chunks ? -1 : static_cast<std::streamsize>(left);

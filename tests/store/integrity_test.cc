@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <clupy/store.hpp>
-#include <sstream>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "redis_server.hpp"
@@ -105,7 +109,9 @@ TEST_F(IntegrityTest, AChangedByteIsCaughtBeforeTheChunkIsHandedOut) {
     EXPECT_NE(std::string(e.what()).find("chunk 2"), std::string::npos) << e.what();
   }
   EXPECT_EQ(partial.size(), 2 * 4096u) << "bytes of the bad chunk were handed out";
-  EXPECT_THROW(store.get_file("f", testing::TempDir() + "/integrity-out"), StoreError);
+  std::string out = testing::TempDir() + "/integrity-bad-" + std::to_string(::getpid());
+  EXPECT_THROW(store.get_file("f", out), StoreError);
+  EXPECT_FALSE(std::ifstream(out).good()) << "a failed download left a file";
 }
 
 TEST_F(IntegrityTest, ChunksSwappedBetweenIndexesAreCaught) {
@@ -240,6 +246,15 @@ TEST_F(IntegrityTest, LargeWritesSentFromTheCallersBytesRoundTrip) {
   std::string back;
   read_all(checked, "f", back);
   EXPECT_TRUE(back == data);
+  // get_file writes on a helper thread, except when it hashes the file (verify_sha256).
+  std::string out = testing::TempDir() + "/integrity-" + std::to_string(::getpid());
+  for (Store* s : {&store, &checked}) {
+    EXPECT_EQ(s->get_file("f", out).sha256, st.sha256);
+    std::ifstream in(out, std::ios::binary);
+    std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_TRUE(got == data);
+  }
+  std::remove(out.c_str());
 }
 
 }  // namespace
