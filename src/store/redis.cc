@@ -313,13 +313,6 @@ void RedisConnection::append(const std::vector<std::string_view>& args) {
   append_argv(args.data(), args.size());
 }
 
-void RedisConnection::append_formatted(std::string_view resp) {
-  if (broken_) fail_io("sending");
-  if (redisAppendFormattedCommand(ctx_, resp.data(), resp.size()) != REDIS_OK)
-    fail_io("queueing a command");
-  ++pending_;
-}
-
 void RedisConnection::send_formatted(std::span<const std::string_view> pieces) {
   if (broken_) fail_io("sending");
   SigpipeGuard guard;

@@ -120,8 +120,6 @@ class RedisConnection {
   // Queues a command without waiting (pipelining); its reply comes from read_reply in order.
   void append(std::initializer_list<std::string_view> args);
   void append(const std::vector<std::string_view>& args);
-  // Queues a command already encoded in RESP (saves hiredis a copy of large arguments).
-  void append_formatted(std::string_view resp);
   // Sends a command already encoded in RESP, given in pieces, straight from the caller's memory
   // with writev: no copy into hiredis's output buffer. Commands queued before it are flushed
   // first, so replies stay in order. Returns when every byte is in the socket; its reply comes

@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <clupy/store.hpp>
 #include <cstring>
-#include <limits>
 #include <string>
 
 #include "store/chunk_check.hpp"
