@@ -313,15 +313,20 @@ void RedisConnection::append(const std::vector<std::string_view>& args) {
   append_argv(args.data(), args.size());
 }
 
-void RedisConnection::send_formatted(std::span<const std::string_view> pieces) {
-  if (broken_) fail_io("sending");
+void RedisConnection::flush_output() {
   SigpipeGuard guard;
   int done = 0;
   while (done == 0)
     if (redisBufferWrite(ctx_, &done) != REDIS_OK) fail_io("sending");
+}
+
+void RedisConnection::send_formatted(std::span<const std::string_view> pieces) {
+  if (broken_) fail_io("sending");
   constexpr std::size_t kMaxPieces = 8;
   if (pieces.size() > kMaxPieces)
     throw StoreError(StoreError::Code::kInvalidArgument, "send_formatted: too many pieces");
+  flush_output();  // what hiredis has queued goes first
+  SigpipeGuard guard;
   iovec iov[kMaxPieces];
   std::size_t count = 0;
   for (std::string_view piece : pieces)
@@ -351,13 +356,6 @@ void RedisConnection::send_formatted(std::span<const std::string_view> pieces) {
     }
   }
   ++pending_;
-}
-
-void RedisConnection::flush_output() {
-  SigpipeGuard guard;
-  int done = 0;
-  while (done == 0)
-    if (redisBufferWrite(ctx_, &done) != REDIS_OK) fail_io("sending");
 }
 
 void RedisConnection::fail_read(const std::string& why) {
