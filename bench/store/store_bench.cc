@@ -1,12 +1,15 @@
 // Measures clupy::Store put/get of one large file against raw pipelined SET/GET of the same
 // bytes in chunks of the same size, over the same connection type, from the same process.
-// Prints the median of N runs in MB/s (10^6 bytes per second).
+// Throughput in MB/s (10^6 bytes per second).
 //
 //   store_bench [--redis URL] [--mib 256] [--runs 5] [--chunk BYTES] [--depth N] [--dir DIR]
-//               [--verify 1|0]   (0: reads skip the SHA-256 check, StoreOptions::verify_reads)
+//               [--verify 1|0]   (0: reads skip the chunk checks, StoreOptions::verify_reads)
+//               [--sha 1|0]      (1: reads also check the SHA-256, StoreOptions::verify_sha256)
 //
 // Without --redis it starts a private redis-server on a unix socket (EmbeddedRedis). Files for
-// put_file/get_file go to --dir (default /dev/shm, so the disk does not dominate).
+// put_file/get_file go to --dir (default /dev/shm, so the disk does not dominate). Prints the
+// median, min and max of each operation; raw and store runs alternate, round by round.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,26 +44,54 @@ struct Args {
   std::size_t depth = 8;
   std::string dir = "/dev/shm";
   bool verify = true;
+  bool sha = false;
 };
 
-double median(std::vector<double> v) {
+double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
-// Runs f `runs` times and returns the median throughput in MB/s; `after` runs untimed after
-// each run.
-double measure(int runs, std::size_t bytes, const std::function<void()>& f,
-               const std::function<void()>& after = {}) {
-  std::vector<double> rates;
-  for (int i = 0; i < runs; ++i) {
-    auto start = Clock::now();
-    f();
-    double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    rates.push_back(static_cast<double>(bytes) / 1e6 / secs);
-    if (after) after();
-  }
-  return median(rates);
+// CPU seconds used so far by this process (every thread: the store's hasher too).
+double own_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return secs(u.ru_utime) + secs(u.ru_stime);
+}
+
+// The runs of one operation: throughput in MB/s, and CPU seconds spent by this process and by
+// the Redis server, which tell whether an operation is slower for want of a core.
+struct Rates {
+  std::vector<double> v, client_cpu, server_cpu;
+  double median() const { return median_of(v); }
+  double min() const { return *std::min_element(v.begin(), v.end()); }
+  double max() const { return *std::max_element(v.begin(), v.end()); }
+};
+
+// Runs f once and records its throughput and CPU use in `rates`; server_cpu() reads the Redis
+// server's CPU seconds (outside the timed part).
+void timed(Rates& rates, std::size_t bytes, const std::function<void()>& f,
+           const std::function<double()>& server_cpu) {
+  double server_before = server_cpu();
+  double client_before = own_cpu_seconds();
+  auto start = Clock::now();
+  f();
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  rates.client_cpu.push_back(own_cpu_seconds() - client_before);
+  rates.server_cpu.push_back(server_cpu() - server_before);
+  rates.v.push_back(static_cast<double>(bytes) / 1e6 / secs);
+}
+
+void print(const char* what, const Rates& r, const Rates* raw, const char* raw_name) {
+  std::printf("%-20s median %7.1f MB/s (min %7.1f, max %7.1f)", what, r.median(), r.min(),
+              r.max());
+  if (raw != nullptr)
+    std::printf(" %3.0f%% of %s", 100 * r.median() / raw->median(), raw_name);
+  else
+    std::printf("            ");
+  std::printf("  cpu: client %4.0f ms, redis %4.0f ms\n", 1e3 * median_of(r.client_cpu),
+              1e3 * median_of(r.server_cpu));
 }
 
 // Keys of raw run `run`: fresh keys every run, as the store writes a fresh blob every time (so
@@ -112,6 +143,8 @@ int main(int argc, char** argv) {
       a.dir = v;
     else if (k == "--verify")
       a.verify = v != "0";
+    else if (k == "--sha")
+      a.sha = v != "0";
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -131,6 +164,7 @@ int main(int argc, char** argv) {
     o.pipeline_depth = a.depth;
     o.op_timeout = std::chrono::seconds(60);
     o.verify_reads = a.verify;
+    o.verify_sha256 = a.sha;
 
     std::size_t bytes = a.mib << 20;
     std::string data(bytes, '\0');
@@ -154,62 +188,72 @@ int main(int argc, char** argv) {
     std::string back;
 
     std::printf(
-        "store_bench: %zu MiB, chunk %zu bytes, pipeline depth %zu, %d runs (median), verify %d, "
+        "store_bench: %zu MiB, chunk %zu bytes, pipeline depth %zu, %d runs, verify %d, sha %d, "
         "%s\n",
-        a.mib, a.chunk, a.depth, a.runs, a.verify ? 1 : 0, a.redis.c_str());
-    int run = 0;
+        a.mib, a.chunk, a.depth, a.runs, a.verify ? 1 : 0, a.sha ? 1 : 0, a.redis.c_str());
     auto drop_raw = [&](int r) {
       raw.call({"EVAL",
                 "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('UNLINK', k) end "
                 "return 0",
                 "0", "bench:raw:" + std::to_string(r) + ":*"});
     };
-    // Each run writes fresh keys and the previous run's are deleted untimed, as the janitor
-    // does for the store below.
-    double set = measure(
-        a.runs, bytes, [&] { raw_set(raw, data, a.chunk, a.depth, ++run); },
-        [&] {
-          if (run < a.runs) drop_raw(run);
-        });
-    // Both kinds of get write into `back`, cleared untimed before each run so a short read shows.
     auto clear_back = [&] { std::fill(back.begin(), back.end(), '\0'); };
-    back.assign(bytes, '\0');
-    double get = measure(
-        a.runs, bytes, [&] { raw_get(raw, back, bytes, a.chunk, a.depth, run); }, clear_back);
-    raw_get(raw, back, bytes, a.chunk, a.depth, run);
-    if (back != data) throw std::runtime_error("raw GET returned different bytes");
-    drop_raw(run);
-
-    double put_stream = measure(
-        a.runs, bytes,
-        [&] {
-          clupy::StoreWriter w = store.open_write("bench/stream.bin");
-          w.write(data.data(), static_cast<std::streamsize>(bytes));
-          w.commit();
-        },
-        collect);
+    // used_cpu_sys + used_cpu_user of INFO cpu: the whole server process (lazy-free thread too).
+    auto server_cpu = [&] {
+      clupy::store::Reply info = raw.call({"INFO", "cpu"});
+      std::string text(info.str());
+      double total = 0;
+      for (const char* field : {"used_cpu_sys:", "used_cpu_user:"}) {
+        auto at = text.find(field);
+        if (at != std::string::npos)
+          total += std::strtod(text.c_str() + at + std::strlen(field), nullptr);
+      }
+      return total;
+    };
     auto read_stream = [&] {
       clupy::StoreReader r = store.open_read("bench/stream.bin");
       r.read(back.data(), static_cast<std::streamsize>(bytes));
-      r.peek();  // reaches the end, which checks the SHA-256
+      r.peek();  // reaches the end, which checks the SHA-256 when asked to
     };
-    double get_stream = measure(a.runs, bytes, read_stream, clear_back);
-    read_stream();
-    if (back != data) throw std::runtime_error("store read returned different bytes");
-    double put_file = measure(
-        a.runs, bytes, [&] { store.put_file(local_in, "bench/file.bin"); }, collect);
-    double get_file = measure(a.runs, bytes, [&] { store.get_file("bench/file.bin", local_out); });
+    back.assign(bytes, '\0');
+    // Each round runs every operation once, raw and store interleaved, so a burst of load from
+    // other processes hits both sides alike. Raw runs write fresh keys each round (as every store
+    // write goes to a fresh blob); untimed between runs: the previous round's raw keys are
+    // deleted, replaced store versions collected, and `back` cleared so a short read shows.
+    Rates set, get, put_stream, get_stream, put_file, get_file;
+    for (int run = 1; run <= a.runs; ++run) {
+      timed(set, bytes, [&] { raw_set(raw, data, a.chunk, a.depth, run); }, server_cpu);
+      timed(
+          put_stream, bytes,
+          [&] {
+            clupy::StoreWriter w = store.open_write("bench/stream.bin");
+            w.write(data.data(), static_cast<std::streamsize>(bytes));
+            w.commit();
+          },
+          server_cpu);
+      collect();
+      clear_back();
+      timed(get, bytes, [&] { raw_get(raw, back, bytes, a.chunk, a.depth, run); }, server_cpu);
+      if (back != data) throw std::runtime_error("raw GET returned different bytes");
+      drop_raw(run);
+      clear_back();
+      timed(get_stream, bytes, read_stream, server_cpu);
+      if (back != data) throw std::runtime_error("store read returned different bytes");
+      timed(put_file, bytes, [&] { store.put_file(local_in, "bench/file.bin"); }, server_cpu);
+      collect();
+      // Replacing the previous run's file would free its pages inside the timed region.
+      std::filesystem::remove(local_out);
+      timed(get_file, bytes, [&] { store.get_file("bench/file.bin", local_out); }, server_cpu);
+    }
+    std::ifstream(local_out, std::ios::binary).read(back.data(), static_cast<long>(bytes));
+    if (back != data) throw std::runtime_error("get_file wrote different bytes");
 
-    std::printf("%-28s %9.1f MB/s\n", "raw pipelined SET", set);
-    std::printf("%-28s %9.1f MB/s\n", "raw pipelined GET", get);
-    std::printf("%-28s %9.1f MB/s  (%3.0f%% of raw SET)\n", "store put (stream)", put_stream,
-                100 * put_stream / set);
-    std::printf("%-28s %9.1f MB/s  (%3.0f%% of raw GET)\n", "store get (stream)", get_stream,
-                100 * get_stream / get);
-    std::printf("%-28s %9.1f MB/s  (%3.0f%% of raw SET)\n", "store put_file", put_file,
-                100 * put_file / set);
-    std::printf("%-28s %9.1f MB/s  (%3.0f%% of raw GET)\n", "store get_file", get_file,
-                100 * get_file / get);
+    print("raw pipelined SET", set, nullptr, "");
+    print("store put (stream)", put_stream, &set, "raw SET");
+    print("store put_file", put_file, &set, "raw SET");
+    print("raw pipelined GET", get, nullptr, "");
+    print("store get (stream)", get_stream, &get, "raw GET");
+    print("store get_file", get_file, &get, "raw GET");
 
     store.remove("bench/stream.bin");
     store.remove("bench/file.bin");

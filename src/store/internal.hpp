@@ -9,10 +9,12 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <streambuf>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "store/layout.hpp"
 #include "store/redis.hpp"
@@ -26,6 +28,9 @@ struct FileMeta {
   std::string blob;
   std::uint64_t chunk_size = 0;
   std::uint64_t chunks = 0;
+  // The kind of check value after each chunk's data ("crc32c-x4"); empty: none (a file written
+  // before chunks had check values).
+  std::string check;
 };
 
 // Builds FileMeta from an HGETALL-style array; throws kCorrupt if fields are missing.
@@ -108,6 +113,10 @@ class StoreWriter::Buf : public std::streambuf {
   void abort() noexcept;
   bool committed() const noexcept { return state_ == State::kCommitted; }
   std::uint64_t bytes_written() const noexcept;
+  // For put_file, which reads the local file straight into the chunk buffer: the free part of
+  // the current buffer (a full buffer is sent first), then how much of it was filled.
+  std::span<char> free_space();
+  void filled(std::size_t n);
 
  protected:
   int_type overflow(int_type ch) override;
@@ -116,6 +125,10 @@ class StoreWriter::Buf : public std::streambuf {
  private:
   enum class State { kOpen, kCommitted, kAborted, kFailed };
   void flush_chunk();
+  // Hashes, checks and sends one chunk; returns the hasher's ticket for `data`, which must stay
+  // unchanged until sha_.wait(ticket).
+  std::uint64_t send_chunk(std::string_view data);
+  void sniff(std::string_view data);
   void drain(std::size_t keep);
   void check_open();
   template <class F>
@@ -126,12 +139,13 @@ class StoreWriter::Buf : public std::streambuf {
   std::unique_ptr<store::RedisConnection> conn_;
   std::string name_;
   std::string blob_;
-  // Two chunk buffers: the user fills one while the other is being hashed. Each has room for
-  // the RESP header of its SET before the data and for the final CRLF after it, so a chunk is
-  // queued without copying it into a separate command.
-  std::string bufs_[2];
-  std::size_t header_room_ = 0;
-  std::uint64_t buf_ticket_[2] = {0, 0};
+  // A ring of chunk buffers: the user fills one while the others wait for the hasher, so a
+  // hasher briefly slowed (by a busy CPU) does not stall the sending at once; memory stays at
+  // kChunkBuffers chunks. A chunk is sent from them (or from the caller's memory, for writes of
+  // a chunk or more) with writev, without a copy into a command buffer.
+  static constexpr int kChunkBuffers = 4;
+  std::string bufs_[kChunkBuffers];
+  std::uint64_t buf_ticket_[kChunkBuffers] = {};
   int cur_ = 0;
   std::uint64_t chunks_ = 0;
   std::uint64_t size_ = 0;
@@ -148,6 +162,16 @@ class StoreReader::Buf : public std::streambuf {
  public:
   Buf(const StoreOptions& options, store::Session session, store::FileMeta meta);
   const FileStat& stat() const noexcept { return meta_.stat; }
+  // For get_file: the bytes available without a copy (the next chunk is read, and verified, when
+  // none are), consumed by this call and valid until the next one; empty at the end of the file,
+  // after the end-of-file checks.
+  std::string_view take();
+  // For get_file with a helper thread writing the file: like take(), but the caller gets the
+  // chunk's buffer itself (in `buffer`, whose old contents become the reader's next buffer) and
+  // `data`, a view into it. Only when !hashes_file(): the hasher needs the buffers it reads.
+  bool take_buffer(store::ByteBuffer& buffer, std::string_view& data);
+  // Whether reads check the whole file's SHA-256 (verify_sha256, or a file without chunk checks).
+  bool hashes_file() const noexcept { return hash_file_; }
 
  protected:
   int_type underflow() override;
@@ -155,7 +179,8 @@ class StoreReader::Buf : public std::streambuf {
 
  private:
   void request_more();
-  store::Reply next_chunk();
+  // Reads the next chunk into current_; false if it is missing.
+  bool next_chunk();
 
   StoreOptions options_;
   store::Session session_;
@@ -165,10 +190,16 @@ class StoreReader::Buf : public std::streambuf {
   std::uint64_t next_ = 0;       // index of the next chunk to consume
   std::uint64_t requested_ = 0;  // chunks requested so far on conn_
   std::uint64_t consumed_bytes_ = 0;
-  store::Reply current_;
-  // Chunks handed to the hasher, kept alive until it is done with them.
-  std::deque<std::pair<std::uint64_t, store::Reply>> hashing_;
+  // The chunk being consumed, as read (data and check value).
+  store::ByteBuffer current_;
+  std::string_view current_data_;  // current_'s data, without its check value
+  // Chunks handed to the hasher, kept until it is done with them, and buffers to reuse (so
+  // every chunk does not cost a fresh allocation and its page faults).
+  std::deque<std::pair<std::uint64_t, store::ByteBuffer>> hashing_;
+  std::vector<store::ByteBuffer> spare_;
   store::HashPipeline sha_;
+  bool chunk_checks_ = false;  // chunks carry a crc32c-x4 check value after their data
+  bool hash_file_ = false;     // check the SHA-256 at the end
   bool verified_ = false;
 };
 

@@ -1,7 +1,9 @@
 // The Redis key layout of the store and the Lua scripts that change it atomically. The layout is
 // documented in docs/store.md; change both together. All keys start with the key prefix P:
-//   P file:<name>          hash   blob size sha256 type chunk_size chunks created atime pinned
-//   P chunk:<blob>:<i>     string the i-th chunk of a blob (i from 0; all but the last are full)
+//   P file:<name>          hash   blob size sha256 type chunk_size chunks check created atime
+//                                 pinned (check: "crc32c-x4", absent in files of older writers)
+//   P chunk:<blob>:<i>     string the i-th chunk of a blob (i from 0; all but the last are full),
+//                                 followed by its 16-byte check value when the file has `check`
 //   P names                zset   every file name, score 0 (ZRANGEBYLEX lists a prefix)
 //   P atime                zset   name -> last access, ms since the epoch (TTL and LRU order)
 //   P writing              zset   blob -> writer heartbeat ms (a blob being written; orphans)
@@ -50,7 +52,7 @@ inline constexpr std::string_view kScriptHeartbeat = CLUPY_LUA_NOW
     "return 1\n";
 
 // KEYS: file, writing, names, atime, retired.
-// ARGV: blob, name, size, sha256, type, chunk_size, chunks.
+// ARGV: blob, name, size, sha256, type, chunk_size, chunks, check.
 // Publishes a written blob as the file's current version in one step; the replaced version's
 // blob is retired (readers that have it open finish it; the janitor deletes it after the grace).
 // Repeating a commit that already happened (its reply was lost) succeeds.
@@ -65,8 +67,8 @@ inline constexpr std::string_view kScriptCommit = CLUPY_LUA_NOW
     "local pinned = redis.call('HGET', KEYS[1], 'pinned') or '0'\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('HSET', KEYS[1], 'blob', ARGV[1], 'size', ARGV[3], 'sha256', ARGV[4],\n"
-    "  'type', ARGV[5], 'chunk_size', ARGV[6], 'chunks', ARGV[7], 'created', now,\n"
-    "  'atime', now, 'pinned', pinned)\n"
+    "  'type', ARGV[5], 'chunk_size', ARGV[6], 'chunks', ARGV[7], 'check', ARGV[8],\n"
+    "  'created', now, 'atime', now, 'pinned', pinned)\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "redis.call('ZADD', KEYS[3], 0, ARGV[2])\n"
     "redis.call('ZADD', KEYS[4], now, ARGV[2])\n"

@@ -4,8 +4,13 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <utility>
 
 namespace clupy::store {
@@ -308,15 +313,157 @@ void RedisConnection::append(const std::vector<std::string_view>& args) {
   append_argv(args.data(), args.size());
 }
 
-void RedisConnection::append_formatted(std::string_view resp) {
+void RedisConnection::flush_output() {
+  SigpipeGuard guard;
+  int done = 0;
+  while (done == 0)
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) fail_io("sending");
+}
+
+void RedisConnection::send_formatted(std::span<const std::string_view> pieces) {
   if (broken_) fail_io("sending");
-  if (redisAppendFormattedCommand(ctx_, resp.data(), resp.size()) != REDIS_OK)
-    fail_io("queueing a command");
+  constexpr std::size_t kMaxPieces = 8;
+  if (pieces.size() > kMaxPieces)
+    throw StoreError(StoreError::Code::kInvalidArgument, "send_formatted: too many pieces");
+  flush_output();  // what hiredis has queued goes first
+  SigpipeGuard guard;
+  iovec iov[kMaxPieces];
+  std::size_t count = 0;
+  for (std::string_view piece : pieces)
+    if (!piece.empty()) iov[count++] = {const_cast<char*>(piece.data()), piece.size()};
+  iovec* next = iov;
+  while (count > 0) {
+    ssize_t n = ::writev(ctx_->fd, next, static_cast<int>(count));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      broken_ = true;
+      // The socket has a send timeout (op_timeout): EAGAIN means it expired.
+      std::string why =
+          errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : std::strerror(errno);
+      throw StoreError(
+          StoreError::Code::kConnection,
+          "lost the connection to redis at " + endpoint_.describe() + " while sending: " + why);
+    }
+    auto left = static_cast<std::size_t>(n);
+    while (count > 0 && left >= next->iov_len) {
+      left -= next->iov_len;
+      ++next;
+      --count;
+    }
+    if (count > 0) {
+      next->iov_base = static_cast<char*>(next->iov_base) + left;
+      next->iov_len -= left;
+    }
+  }
   ++pending_;
+}
+
+void RedisConnection::fail_read(const std::string& why) {
+  broken_ = true;
+  throw StoreError(StoreError::Code::kConnection, "lost the connection to redis at " +
+                                                      endpoint_.describe() +
+                                                      " while waiting for a reply: " + why);
+}
+
+std::size_t RedisConnection::read_some(char* to, std::size_t n) {
+  while (true) {
+    ssize_t got = ::read(ctx_->fd, to, n);
+    if (got > 0) return static_cast<std::size_t>(got);
+    if (got == 0) fail_read("the server closed the connection");
+    if (errno == EINTR) continue;
+    // The socket has a receive timeout (op_timeout): EAGAIN means it expired.
+    fail_read(errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : std::strerror(errno));
+  }
+}
+
+// read_bulk reads reply headers in reads of this size (payloads go straight to their buffer).
+constexpr std::size_t kInputBuffer = 64 * 1024;
+
+std::string_view RedisConnection::read_line() {
+  std::size_t scanned = in_pos_;
+  while (true) {
+    const char* begin = in_.data() + in_pos_;
+    const char* from = in_.data() + scanned;
+    const char* end = in_.data() + in_end_;
+    if (const void* lf = std::memchr(from, '\n', static_cast<std::size_t>(end - from))) {
+      const char* line_end = static_cast<const char*>(lf);
+      in_pos_ = static_cast<std::size_t>(line_end + 1 - in_.data());
+      if (line_end == begin || line_end[-1] != '\r') fail_read("malformed reply line");
+      return {begin, static_cast<std::size_t>(line_end - 1 - begin)};
+    }
+    // Keep the partial line at the front of the buffer and read more after it.
+    std::size_t partial = in_end_ - in_pos_;
+    if (partial >= kInputBuffer) fail_read("reply line too long");
+    if (in_.size() < kInputBuffer) {
+      ByteBuffer bigger;
+      bigger.resize(kInputBuffer);
+      std::memcpy(bigger.data(), in_.data() + in_pos_, partial);
+      in_ = std::move(bigger);
+    } else {
+      std::memmove(in_.data(), in_.data() + in_pos_, partial);
+    }
+    in_pos_ = 0;
+    in_end_ = partial;
+    scanned = partial;
+    in_end_ += read_some(in_.data() + in_end_, in_.size() - in_end_);
+  }
+}
+
+bool RedisConnection::read_bulk(ByteBuffer& out) {
+  if (broken_) fail_io("reading");
+  if (!reads_taken_over_) {
+    // Bytes hiredis already read (none after whole replies, but be exact) come first.
+    redisReader* r = ctx_->reader;
+    std::size_t left = r->len - r->pos;
+    in_.resize(std::max(left, kInputBuffer));
+    std::memcpy(in_.data(), r->buf + r->pos, left);
+    in_pos_ = 0;
+    in_end_ = left;
+    r->pos = r->len;
+    reads_taken_over_ = true;
+  }
+  flush_output();
+  std::string_view line = read_line();
+  if (line.empty()) fail_read("empty reply line");
+  if (line.front() == '-') {
+    --pending_;
+    throw_error_reply(endpoint_, line.substr(1));
+  }
+  long long length = 0;
+  auto [end, ec] = std::from_chars(line.data() + 1, line.data() + line.size(), length);
+  if (line.front() != '$' || ec != std::errc() || end != line.data() + line.size() || length < -1)
+    fail_read("expected a bulk string, got '" + std::string(line.substr(0, 40)) + "'");
+  if (length == -1) {
+    --pending_;
+    return false;
+  }
+  auto n = static_cast<std::size_t>(length);
+  out.resize(n);
+  std::size_t have = std::min(n, in_end_ - in_pos_);
+  std::memcpy(out.data(), in_.data() + in_pos_, have);
+  in_pos_ += have;
+  // The rest of the payload goes straight from the socket into `out`.
+  while (have < n) have += read_some(out.data() + have, n - have);
+  while (in_end_ - in_pos_ < 2) {
+    if (in_pos_ > 0) {
+      std::memmove(in_.data(), in_.data() + in_pos_, in_end_ - in_pos_);
+      in_end_ -= in_pos_;
+      in_pos_ = 0;
+    }
+    in_end_ += read_some(in_.data() + in_end_, in_.size() - in_end_);
+  }
+  if (in_.data()[in_pos_] != '\r' || in_.data()[in_pos_ + 1] != '\n')
+    fail_read("bulk string not followed by CRLF");
+  in_pos_ += 2;
+  --pending_;
+  return true;
 }
 
 Reply RedisConnection::read_reply() {
   if (broken_) fail_io("reading");
+  if (reads_taken_over_)
+    throw StoreError(StoreError::Code::kInvalidArgument,
+                     "read_reply on a connection whose replies are read by read_bulk");
   void* raw = nullptr;
   int rc = REDIS_OK;
   {

@@ -10,9 +10,11 @@
 #include <clupy/store.hpp>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <sstream>
 #include <utility>
 
+#include "store/background_writer.hpp"
 #include "store/content_type.hpp"
 #include "store/internal.hpp"
 
@@ -104,6 +106,8 @@ FileMeta parse_meta(const std::string& name, Reply::View fields) {
       m.chunk_size = to_u64(v);
     } else if (k == "chunks") {
       m.chunks = to_u64(v);
+    } else if (k == "check") {
+      m.check = std::string(v);
     } else if (k == "created") {
       m.stat.created = from_ms(static_cast<long long>(to_u64(v)));
     } else if (k == "atime") {
@@ -403,15 +407,16 @@ FileStat Store::put_file(const std::string& local_path, const std::string& name,
     store::detect_content_type(local_path, head, tail, total);
   }
   StoreWriter writer = open_write(name);
-  std::string buf(impl_->options_.chunk_size, '\0');
   std::uint64_t done = 0;
   if (progress) progress(0, total);
   while (true) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    // Straight into the writer's chunk buffer: no copy between the page cache and the socket.
+    std::span<char> space = writer.buf_->free_space();
+    ssize_t n = ::read(fd.get(), space.data(), space.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) store::local_error("cannot read", local_path);
     if (n == 0) break;
-    writer.write(buf.data(), n);
+    writer.buf_->filled(static_cast<std::size_t>(n));
     done += static_cast<std::uint64_t>(n);
     if (progress) progress(done, std::max(done, total));
   }
@@ -429,27 +434,35 @@ FileStat Store::get_file(const std::string& name, const std::string& local_path,
   if (fd.get() < 0) store::local_error("cannot create a temporary file in", dir.string());
   try {
     ::fchmod(fd.get(), 0644);
-    std::string buf(std::max<std::size_t>(impl_->options_.chunk_size, 64 * 1024), '\0');
     std::uint64_t done = 0;
     if (progress) progress(0, st.size);
-    while (true) {
-      std::streamsize n =
-          reader.rdbuf()->sgetn(buf.data(), static_cast<std::streamsize>(buf.size()));
-      if (n <= 0) break;
-      const char* p = buf.data();
-      auto left = static_cast<std::size_t>(n);
-      while (left > 0) {
-        ssize_t w = ::write(fd.get(), p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) store::local_error("cannot write", tmp);
-        p += w;
-        left -= static_cast<std::size_t>(w);
+    // Each chunk is written from the buffer it arrived in (no copy); take() and take_buffer()
+    // report the end only after the end-of-file checks passed.
+    if (reader.buf_->hashes_file()) {
+      for (std::string_view chunk = reader.buf_->take(); !chunk.empty();
+           chunk = reader.buf_->take()) {
+        while (!chunk.empty()) {
+          ssize_t w = ::write(fd.get(), chunk.data(), chunk.size());
+          if (w < 0 && errno == EINTR) continue;
+          if (w < 0) store::local_error("cannot write", tmp);
+          chunk.remove_prefix(static_cast<std::size_t>(w));
+          done += static_cast<std::uint64_t>(w);
+        }
+        if (progress) progress(done, st.size);
       }
-      done += static_cast<std::uint64_t>(n);
-      if (progress) progress(done, st.size);
+    } else {
+      // A helper thread writes the file while the next chunks are read (and checked).
+      store::BackgroundWriter file_writer(fd.get(), tmp);
+      store::ByteBuffer buffer;
+      std::string_view chunk;
+      while (reader.buf_->take_buffer(buffer, chunk)) {
+        done += chunk.size();
+        file_writer.write(std::move(buffer), chunk);
+        buffer = file_writer.spare();
+        if (progress) progress(done, st.size);
+      }
+      file_writer.finish();
     }
-    // sgetn stops at the end without the final underflow that checks the SHA-256; ask for it.
-    reader.rdbuf()->sgetc();
     if (::close(fd.release()) != 0) store::local_error("cannot write", tmp);
     if (::rename(tmp.c_str(), local_path.c_str()) != 0)
       store::local_error("cannot rename to", local_path);

@@ -2,9 +2,9 @@
 #include <algorithm>
 #include <clupy/store.hpp>
 #include <cstring>
-#include <limits>
 #include <string>
 
+#include "store/chunk_check.hpp"
 #include "store/content_type.hpp"
 #include "store/internal.hpp"
 
@@ -31,10 +31,8 @@ StoreWriter::Buf::Buf(const StoreOptions& options, const store::RedisEndpoint& e
                                                    options.op_timeout);
   conn_->call({"EVAL", store::kScriptBeginWrite, "1", layout_.writing(), blob_});
   last_heartbeat_ = std::chrono::steady_clock::now();
-  // "*3\r\n$3\r\nSET\r\n$<key length>\r\n<key>\r\n$<chunk length>\r\n" with the longest key.
-  header_room_ = 64 + layout_.chunk(blob_, std::numeric_limits<std::uint64_t>::max()).size();
-  bufs_[0].resize(header_room_ + options.chunk_size + 2);
-  setp(bufs_[0].data() + header_room_, bufs_[0].data() + header_room_ + options.chunk_size);
+  bufs_[0].resize(options.chunk_size);
+  setp(bufs_[0].data(), bufs_[0].data() + options.chunk_size);
 }
 
 StoreWriter::Buf::~Buf() { abort(); }
@@ -77,11 +75,8 @@ void StoreWriter::Buf::drain(std::size_t keep) {
   }
 }
 
-void StoreWriter::Buf::flush_chunk() {
-  std::size_t n = static_cast<std::size_t>(pptr() - pbase());
-  if (n == 0) return;
-  std::string_view data(pbase(), n);
-  buf_ticket_[cur_] = sha_.submit(data);
+void StoreWriter::Buf::sniff(std::string_view data) {
+  std::size_t n = data.size();
   if (head_.size() < kSniffHeadBytes)
     head_.append(data.substr(0, std::min(n, kSniffHeadBytes - head_.size())));
   if (n >= kSniffTailBytes) {
@@ -90,27 +85,54 @@ void StoreWriter::Buf::flush_chunk() {
     tail_.append(data);
     if (tail_.size() > kSniffTailBytes) tail_.erase(0, tail_.size() - kSniffTailBytes);
   }
+}
+
+std::uint64_t StoreWriter::Buf::send_chunk(std::string_view data) {
+  // The hasher starts on this chunk while it is checked and sent.
+  std::uint64_t ticket = sha_.submit(data);
+  sniff(data);
+  store::ChunkCheck check = store::chunk_check(chunks_, data);
+  char trailer[store::kChunkCheckBytes + 2];
+  std::memcpy(trailer, check.data(), check.size());
+  std::memcpy(trailer + check.size(), "\r\n", 2);
   std::string key = layout_.chunk(blob_, chunks_);
   std::string header = "*3\r\n$3\r\nSET\r\n$" + std::to_string(key.size()) + "\r\n" + key +
-                       "\r\n$" + std::to_string(n) + "\r\n";
-  char* start = pbase() - header.size();
-  std::memcpy(start, header.data(), header.size());
-  std::memcpy(pbase() + n, "\r\n", 2);
-  conn_->append_formatted(std::string_view(start, header.size() + n + 2));
+                       "\r\n$" + std::to_string(data.size() + check.size()) + "\r\n";
+  const std::string_view pieces[] = {header, data, std::string_view(trailer, sizeof trailer)};
+  conn_->send_formatted(pieces);
   ++chunks_;
-  size_ += n;
-  // Fill the other buffer while this one is hashed (and the socket is busy in drain below).
-  cur_ ^= 1;
-  std::string& next = bufs_[cur_];
-  if (next.empty()) next.resize(bufs_[cur_ ^ 1].size());
-  sha_.wait(buf_ticket_[cur_]);
-  setp(next.data() + header_room_, next.data() + header_room_ + options_.chunk_size);
+  size_ += data.size();
   auto now = std::chrono::steady_clock::now();
   if (now - last_heartbeat_ >= kHeartbeatEvery) {
     conn_->append({"EVAL", store::kScriptHeartbeat, "1", layout_.writing(), blob_});
     last_heartbeat_ = now;
   }
   drain(options_.pipeline_depth);
+  return ticket;
+}
+
+void StoreWriter::Buf::flush_chunk() {
+  auto n = static_cast<std::size_t>(pptr() - pbase());
+  if (n == 0) return;
+  buf_ticket_[cur_] = send_chunk(std::string_view(pbase(), n));
+  // Fill the next buffer while this one is hashed.
+  cur_ = (cur_ + 1) % kChunkBuffers;
+  std::string& next = bufs_[cur_];
+  if (next.empty()) next.resize(options_.chunk_size);
+  sha_.wait(buf_ticket_[cur_]);
+  setp(next.data(), next.data() + options_.chunk_size);
+}
+
+std::span<char> StoreWriter::Buf::free_space() {
+  return guarded([&] {
+    if (pptr() == epptr()) flush_chunk();
+    return std::span<char>(pptr(), static_cast<std::size_t>(epptr() - pptr()));
+  });
+}
+
+void StoreWriter::Buf::filled(std::size_t n) {
+  check_open();
+  pbump(static_cast<int>(n));
 }
 
 StoreWriter::Buf::int_type StoreWriter::Buf::overflow(int_type ch) {
@@ -127,7 +149,23 @@ StoreWriter::Buf::int_type StoreWriter::Buf::overflow(int_type ch) {
 std::streamsize StoreWriter::Buf::xsputn(const char* s, std::streamsize n) {
   return guarded([&] {
     std::streamsize done = 0;
+    // Whole chunks are sent straight from the caller's bytes, which the hasher may still be
+    // reading: wait for it before returning or throwing.
+    std::uint64_t direct_ticket = 0;
+    struct WaitForHasher {
+      store::HashPipeline& sha;
+      const std::uint64_t& ticket;
+      ~WaitForHasher() {
+        if (ticket != 0) sha.wait(ticket);
+      }
+    } wait_for_hasher{sha_, direct_ticket};
+    const auto chunk = static_cast<std::streamsize>(options_.chunk_size);
     while (done < n) {
+      if (pptr() == pbase() && n - done >= chunk) {
+        direct_ticket = send_chunk(std::string_view(s + done, options_.chunk_size));
+        done += chunk;
+        continue;
+      }
       if (pptr() == epptr()) flush_chunk();
       auto room = static_cast<std::streamsize>(epptr() - pptr());
       auto take = std::min(room, n - done);
@@ -157,7 +195,7 @@ FileStat StoreWriter::Buf::commit() {
     return conn_->call({"EVAL", store::kScriptCommit, "5", layout_.file(name_), layout_.writing(),
                         layout_.names(), layout_.atime(), layout_.retired(), blob_, name_,
                         std::to_string(size_), sha, type, std::to_string(options_.chunk_size),
-                        std::to_string(chunks_)});
+                        std::to_string(chunks_), store::kChunkCheckName});
   });
   state_ = State::kCommitted;
   auto now = store::from_ms(std::stoll(std::string(r.str())));
@@ -237,7 +275,15 @@ StoreReader::Buf::Buf(const StoreOptions& options, store::Session session, store
     : options_(options),
       session_(std::move(session)),
       layout_(options.key_prefix),
-      meta_(std::move(meta)) {}
+      meta_(std::move(meta)) {
+  if (!meta_.check.empty() && meta_.check != store::kChunkCheckName)
+    throw StoreError(StoreError::Code::kCorrupt,
+                     "'" + meta_.stat.name + "' has chunk check values of kind '" + meta_.check +
+                         "', which this version of the store does not know");
+  chunk_checks_ = !meta_.check.empty();
+  // Files without chunk check values are verified by their SHA-256 alone.
+  hash_file_ = options_.verify_reads && (options_.verify_sha256 || !chunk_checks_);
+}
 
 void StoreReader::Buf::request_more() {
   std::uint64_t depth = std::max<std::size_t>(options_.pipeline_depth, 1);
@@ -247,7 +293,7 @@ void StoreReader::Buf::request_more() {
   }
 }
 
-store::Reply StoreReader::Buf::next_chunk() {
+bool StoreReader::Buf::next_chunk() {
   // Chunk reads are idempotent: after a lost connection, reconnect and ask again from the
   // chunk we need. The blob itself never changes, so the bytes are the same.
   return store::retry_loop(
@@ -258,21 +304,26 @@ store::Reply StoreReader::Buf::next_chunk() {
           requested_ = next_;
         }
         request_more();
-        return conn_->read_reply();
+        return conn_->read_bulk(current_);
       },
       [&] { conn_.reset(); });
 }
 
 StoreReader::Buf::int_type StoreReader::Buf::underflow() {
   if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
-  if (options_.verify_reads && current_.is_string()) {
+  if (hash_file_ && !current_data_.empty()) {
     // The hasher reads this chunk while the caller consumes the next one.
-    std::uint64_t ticket = sha_.submit(current_.str());
+    std::uint64_t ticket = sha_.submit(current_data_);
     hashing_.emplace_back(ticket, std::move(current_));
-    current_ = store::Reply();
+    current_ = store::ByteBuffer();
+    if (!spare_.empty()) {
+      current_ = std::move(spare_.back());
+      spare_.pop_back();
+    }
   }
+  current_data_ = {};
   if (next_ >= meta_.chunks) {
-    if (options_.verify_reads && !verified_) {
+    if (hash_file_ && !verified_) {
       verified_ = true;
       std::string got = sha_.finish();
       hashing_.clear();
@@ -285,31 +336,63 @@ StoreReader::Buf::int_type StoreReader::Buf::underflow() {
     }
     return traits_type::eof();
   }
-  current_ = next_chunk();
-  if (current_.is_nil())
+  if (!next_chunk())
     throw StoreError(StoreError::Code::kConflict,
                      "the version of '" + meta_.stat.name + "' being read (blob " + meta_.blob +
                          ") was deleted while it was read: it was replaced or removed longer "
                          "than the janitor's orphan grace ago, evicted, or redis restarted");
-  std::string_view data = current_.str();
+  std::string_view data = current_.view();
   std::uint64_t expected =
       next_ + 1 < meta_.chunks ? meta_.chunk_size : meta_.stat.size - next_ * meta_.chunk_size;
-  if (data.size() != expected)
+  std::size_t check_bytes = chunk_checks_ ? store::kChunkCheckBytes : 0;
+  if (data.size() != expected + check_bytes)
     throw StoreError(StoreError::Code::kCorrupt,
                      "'" + meta_.stat.name + "' is corrupt: chunk " + std::to_string(next_) +
                          " has " + std::to_string(data.size()) + " bytes, expected " +
-                         std::to_string(expected));
+                         std::to_string(expected + check_bytes));
+  if (chunk_checks_) {
+    std::string_view stored = data.substr(expected);
+    data = data.substr(0, expected);
+    if (options_.verify_reads) {
+      store::ChunkCheck check = store::chunk_check(next_, data);
+      if (std::memcmp(check.data(), stored.data(), check.size()) != 0)
+        throw StoreError(StoreError::Code::kCorrupt,
+                         "'" + meta_.stat.name + "' is corrupt: chunk " + std::to_string(next_) +
+                             " of blob " + meta_.blob +
+                             " does not match its crc32c-x4 check value (changed after it was "
+                             "written, or not written by this file's writer)");
+    }
+  }
+  current_data_ = data;
   ++next_;
   consumed_bytes_ += data.size();
-  if (options_.verify_reads) {
+  if (hash_file_) {
     while (hashing_.size() > 2) {
       sha_.wait(hashing_.front().first);
+      spare_.push_back(std::move(hashing_.front().second));
       hashing_.pop_front();
     }
   }
   char* begin = const_cast<char*>(data.data());
   setg(begin, begin, begin + data.size());
   return traits_type::to_int_type(*gptr());
+}
+
+std::string_view StoreReader::Buf::take() {
+  if (gptr() == egptr() && traits_type::eq_int_type(underflow(), traits_type::eof())) return {};
+  std::string_view available(gptr(), static_cast<std::size_t>(egptr() - gptr()));
+  setg(eback(), egptr(), egptr());
+  return available;
+}
+
+bool StoreReader::Buf::take_buffer(store::ByteBuffer& buffer, std::string_view& data) {
+  if (hash_file_)
+    throw StoreError(StoreError::Code::kInvalidArgument, "take_buffer while hashing the file");
+  data = take();
+  if (data.empty()) return false;
+  std::swap(current_, buffer);
+  current_data_ = {};
+  return true;
 }
 
 std::streamsize StoreReader::Buf::showmanyc() {
