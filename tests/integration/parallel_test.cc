@@ -86,6 +86,13 @@ TEST_F(ParallelTest, ExceptionSegfaultAbortExitAndTimeoutFailOnlyTheirTask) {
   EXPECT_EQ(server_ids(), std::set<std::string>{"s1"});
 }
 
+TEST_F(ParallelTest, CrashesAmongBatchedQuickTasksFailExactlyTheCrashingOnes) {
+  start_cluster(1);
+  const std::string out = run_program("crashmix", {"crashmix", "300", "25"});
+  EXPECT_EQ(line_starting(out, "CRASHMIX"), "CRASHMIX ok=288 crashed=12 wrong=0") << out;
+  EXPECT_TRUE(servers_["s1"].running());
+}
+
 TEST_F(ParallelTest, KilledServerMidRunLosesNoFuture) {
   start_cluster(3);
   ChildProcess program = start_program("long", {"long", "300", "40"});

@@ -156,6 +156,40 @@ int scenario_failures() {
   return 0;
 }
 
+// Quick tasks with a crash every `every`-th one, all submitted at once so that workers hold
+// several of them and answer in batches: exactly the crashing tasks must fail, as crashes,
+// and every other one must succeed (rerun if its worker died with its result unsent).
+int crash_on_multiple(int i, int every) {
+  if (i % every == every - 1) {
+    std::signal(SIGSEGV, SIG_DFL);
+    std::raise(SIGSEGV);
+  }
+  return i;
+}
+
+int scenario_crash_mix(int n, int every) {
+  auto task = clupy::parallel(crash_on_multiple);
+  std::vector<clupy::Future<int>> futures;
+  for (int i = 0; i < n; ++i) futures.push_back(task(i, every));
+  clupy::wait_all(futures, std::chrono::seconds(120));
+  int ok = 0, crashed = 0, wrong = 0;
+  for (int i = 0; i < n; ++i) {
+    const auto& f = futures[static_cast<std::size_t>(i)];
+    const bool should_crash = i % every == every - 1;
+    if (f.successful() && !should_crash && f.value() == i) {
+      ++ok;
+    } else if (f.completed() && !f.successful() && should_crash && f.failure().kind == clupy::FailureKind::kCrash &&
+               f.failure().signal == SIGSEGV) {
+      ++crashed;
+    } else {
+      ++wrong;
+      std::printf("WRONG %d %s\n", i, f.completed() && !f.successful() ? describe(f.failure()).c_str() : "succeeded or pending");
+    }
+  }
+  std::printf("CRASHMIX ok=%d crashed=%d wrong=%d\n", ok, crashed, wrong);
+  return 0;
+}
+
 // Long-running tasks, reporting progress, so a test can kill things mid-run.
 int scenario_long(int n, int ms, int retries) {
   std::vector<clupy::Future<int>> futures;
@@ -291,6 +325,7 @@ int main(int argc, char** argv) {
   try {
     if (mode == "sequential") return scenario_sequential(arg(2, 10'000));
     if (mode == "failures") return scenario_failures();
+    if (mode == "crashmix") return scenario_crash_mix(arg(2, 300), arg(3, 25));
     if (mode == "long") return scenario_long(arg(2, 100), arg(3, 50), arg(4, -1));
     if (mode == "spread") return scenario_spread(static_cast<unsigned>(arg(2, 0)), static_cast<unsigned>(arg(3, 0)), arg(4, 100), arg(5, 5));
     if (mode == "types") return scenario_types();
