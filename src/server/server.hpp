@@ -36,6 +36,7 @@ class ServerDaemon {
   asio::awaitable<void> serve_connection(std::shared_ptr<common::Connection> connection);
   void handle(wire::Envelope& message);
   void queue_result(wire::TaskResult&& result);
+  void send_results_when_due();
   void send_to_master(const wire::Envelope& message);
 
   asio::io_context& io_;
@@ -49,6 +50,12 @@ class ServerDaemon {
   std::unique_ptr<WorkerPool> pool_;
   wire::Envelope pending_results_;
   bool flush_posted_ = false;
+  // Holding results back for a batch (send_results_when_due).
+  static constexpr auto kMaxResultDelay = std::chrono::milliseconds(1);
+  static constexpr std::size_t kMaxHeldResults = 512;
+  asio::steady_timer result_timer_;
+  bool result_timer_armed_ = false;
+  bool results_overdue_ = false;
   bool registered_ = false;
   bool stopping_ = false;
   std::unique_ptr<common::MasterLocator> locator_;  // a zk:// master_url: follow the leader
