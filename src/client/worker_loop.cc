@@ -31,8 +31,8 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kMaxResultDelay = std::chrono::milliseconds(1);
 // Results held beyond this many bytes leave at once (one write, and bounded memory).
 constexpr std::size_t kMaxHeldBytes = 64u << 10;
-// The flusher thread keeps ticking this many idle periods before it sleeps until woken, so a
-// busy worker never pays a wake-up per batch.
+// The flusher thread keeps ticking this many periods after it last saw a task run with results
+// held before it sleeps until woken, so a busy worker never pays a wake-up per batch.
 constexpr int kFlusherLinger = 100;
 
 bool write_all(int fd, const char* data, std::size_t size) {
@@ -85,6 +85,8 @@ int unread_output(int fd) {
 // TaskDone frames waiting to be written to the server. The main thread appends one per task
 // and writes them all when it runs out of tasks to run; a flusher thread writes any result
 // held longer than kMaxResultDelay, so a long task never holds back the results before it.
+// The flusher matters only while a task runs with results held: a worker answering one task at
+// a time (a sequential client) never wakes it.
 class ResultBatcher {
  public:
   ResultBatcher(int fd, bool batching) : fd_(fd), batching_(batching) {
@@ -105,11 +107,17 @@ class ResultBatcher {
     const bool was_empty = held_.empty();
     common::append_frame(done, held_, std::string::npos);
     if (!batching_ || held_.size() >= kMaxHeldBytes) return write_held(lock);
-    if (was_empty) {
-      oldest_ = Clock::now();
-      if (flusher_asleep_) wake_.notify_one();
-    }
+    if (was_empty) oldest_ = Clock::now();
     return ok_;
+  }
+
+  // The main thread is about to run a task: results held now wait for it, or for the flusher.
+  void before_task() {
+    if (!batching_) return;
+    std::lock_guard lock(mu_);
+    if (held_.empty()) return;
+    ran_with_results_held_ = true;
+    if (flusher_asleep_) wake_.notify_one();
   }
 
   // Writes every held result now. Returns false when the server is gone.
@@ -129,17 +137,20 @@ class ResultBatcher {
     std::unique_lock lock(mu_);
     int idle_ticks = 0;
     while (true) {
+      if (ran_with_results_held_) {
+        ran_with_results_held_ = false;
+        idle_ticks = 0;
+      }
       if (held_.empty()) {
         if (++idle_ticks < kFlusherLinger) {
           wake_.wait_for(lock, kMaxResultDelay);
         } else {
           flusher_asleep_ = true;
-          wake_.wait(lock, [this] { return !held_.empty(); });
+          wake_.wait(lock, [this] { return ran_with_results_held_ && !held_.empty(); });
           flusher_asleep_ = false;
         }
         continue;
       }
-      idle_ticks = 0;
       const auto due = oldest_ + kMaxResultDelay;
       if (Clock::now() >= due) {
         write_held(lock);
@@ -156,6 +167,7 @@ class ResultBatcher {
   std::string held_;
   Clock::time_point oldest_;
   bool flusher_asleep_ = false;
+  bool ran_with_results_held_ = false;  // since the flusher last looked
   bool ok_ = true;
   std::thread flusher_;
 };
@@ -187,6 +199,7 @@ void run_worker_loop(int fd) {
       break;
     }
     const std::uint64_t task_id = message.run_task().task_id();
+    results.before_task();
     if (progress) progress->running_task.store(task_id, std::memory_order_release);
     done.mutable_task_done()->set_task_id(task_id);
     done.mutable_task_done()->set_outcome(run_one(message.run_task().call()));
