@@ -45,7 +45,11 @@ constexpr auto kResultGrace = std::chrono::milliseconds(5);
 // A fresh progress page (common/worker_progress.hpp) as a memfd, mapped here; -1 on failure
 // (the worker then runs without batching).
 int make_progress_page(common::WorkerProgress*& mapped) {
-  const int fd = ::memfd_create("clupy-worker-progress", MFD_CLOEXEC);
+  const int created = ::memfd_create("clupy-worker-progress", MFD_CLOEXEC);
+  if (created < 0) return -1;
+  // Above the worker's fds 0-4: posix_spawn's dup2s onto 3 and 4 must not clobber it first.
+  const int fd = ::fcntl(created, F_DUPFD_CLOEXEC, 10);
+  ::close(created);
   if (fd < 0) return -1;
   void* page = MAP_FAILED;
   if (::ftruncate(fd, static_cast<off_t>(common::kWorkerProgressSize)) == 0)
@@ -70,10 +74,21 @@ struct WorkerPool::Worker {
   ~Worker() {
     if (progress) ::munmap(progress, common::kWorkerProgressSize);
   }
-  // The task the worker says it is running, when it keeps a progress page.
+  // The task the worker says it is running; none when it keeps no progress page (a worker of an
+  // older libclupy, or one that could not map it) or has not started a task yet.
   std::optional<std::uint64_t> running() const {
     if (!progress) return std::nullopt;
-    return progress->running_task.load(std::memory_order_acquire);
+    const std::uint64_t id = progress->running_task.load(std::memory_order_acquire);
+    if (id == 0) return std::nullopt;
+    return id;
+  }
+  // The same, only if that task is still unreported here. Otherwise the worker is between
+  // tasks, about to start the first unreported one.
+  std::optional<std::uint64_t> running_unreported() const {
+    const auto id = running();
+    if (id && std::any_of(queue.begin(), queue.end(), [&](const wire::Assignment& a) { return a.task_id() == *id; }))
+      return id;
+    return std::nullopt;
   }
 
   pid_t pid = -1;
@@ -352,7 +367,7 @@ void WorkerPool::arm_deadline(const std::shared_ptr<Worker>& worker, std::uint64
   worker->deadline->async_wait([this, weak, id, timeout](boost::system::error_code ec) {
     auto w = weak.lock();
     if (ec || !w || w->queue.empty() || w->queue.front().task_id() != id) return;
-    if (auto running = w->running(); running && *running != id) {
+    if (auto running = w->running_unreported(); running && *running != id) {
       // Done, its result held or on the way in the worker's batch: look again shortly.
       w->deadline->expires_after(kResultGrace);
       arm_deadline(w, id, timeout);
@@ -527,7 +542,7 @@ void WorkerPool::cancel(std::uint64_t task_id) {
   for (auto& w : workers_) {
     for (std::size_t i = 0; i < w->queue.size(); ++i) {
       if (w->queue[i].task_id() != task_id) continue;
-      const auto running = w->running();
+      const auto running = w->running_unreported();
       if (running ? *running == task_id : i == 0) {
         wire::TaskFailure verdict;
         verdict.set_kind(static_cast<std::uint32_t>(FailureKind::kCancelled));

@@ -201,6 +201,20 @@ TEST_F(ParallelTest, CancelStopsARunningTaskAndDropsAQueuedOne) {
   EXPECT_LT(std::stoi(next.substr(14)), 15'000) << "the cancelled task kept its slot: " << out;
 }
 
+TEST_F(ParallelTest, CancelRightAfterSubmitStopsTheTaskEvenBeforeItsWorkerStartedIt) {
+  start_cluster(1, {"--capacity", "1"});
+  // A cancelled task left running would hold the only slot for 20 s into the next round.
+  const auto started = std::chrono::steady_clock::now();
+  for (int round = 0; round < 3; ++round) {
+    const std::string out = run_program("cancel-early", {"cancel", "0"});
+    EXPECT_EQ(line_starting(out, "CANCELLED"), "CANCELLED running=cancelled queued=cancelled") << out;
+    const std::string next = line_starting(out, "NEXT 81 after");
+    ASSERT_FALSE(next.empty()) << out;
+    EXPECT_LT(std::stoi(next.substr(14)), 15'000) << "the cancelled task kept its slot: " << out;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, seconds(15)) << "a cancelled task kept its slot";
+}
+
 TEST_F(ParallelTest, ManySubmissionsWaitForTheWindowInsteadOfFillingTheMaster) {
   write_file(dir_.file("clupy.master.yaml"), "client_window: 20\n");
   start_cluster(1);

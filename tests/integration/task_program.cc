@@ -272,10 +272,11 @@ int scenario_output() {
   return 0;
 }
 
-int scenario_cancel() {
-  // One worker slot: `running` occupies it, `queued` waits behind it at the master.
+int scenario_cancel(int pause_ms) {
+  // One worker slot: `running` occupies it, `queued` waits behind it. With no pause, both are
+  // cancelled while the worker may not have started `running` yet.
   auto running = clupy::parallel(sleeps)(20'000);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
   auto queued = clupy::parallel(sleeps)(20'000);
   const auto started = std::chrono::steady_clock::now();
   queued.cancel();
@@ -330,7 +331,7 @@ int main(int argc, char** argv) {
     if (mode == "spread") return scenario_spread(static_cast<unsigned>(arg(2, 0)), static_cast<unsigned>(arg(3, 0)), arg(4, 100), arg(5, 5));
     if (mode == "types") return scenario_types();
     if (mode == "output") return scenario_output();
-    if (mode == "cancel") return scenario_cancel();
+    if (mode == "cancel") return scenario_cancel(arg(2, 300));
     if (mode == "payload") return scenario_payload(arg(2, 100), arg(3, 1));
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
