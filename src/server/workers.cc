@@ -41,6 +41,9 @@ constexpr std::size_t kPipelineDepth = 32;
 // How soon to look again when a task's deadline passes while the progress page says it is no
 // longer running (its result is on the way).
 constexpr auto kResultGrace = std::chrono::milliseconds(5);
+// Reads of 16 KiB from one pipe per turn of the event loop: a task that prints without pause
+// must not starve the other workers' results.
+constexpr int kReadsPerTurn = 8;
 
 // A fresh progress page (common/worker_progress.hpp) as a memfd, mapped here; -1 on failure
 // (the worker then runs without batching).
@@ -500,25 +503,47 @@ void WorkerPool::read_output(const std::shared_ptr<Worker>& worker, bool is_stde
                      [this, weak, is_stderr](boost::system::error_code ec) {
                        auto w = weak.lock();
                        if (!w || ec) return;
-                       if (read_pipe(*w, is_stderr)) read_output(w, is_stderr);
+                       continue_output(w, is_stderr);
                      });
 }
 
-bool WorkerPool::read_pipe(Worker& worker, bool is_stderr) {
+void WorkerPool::continue_output(const std::shared_ptr<Worker>& worker, bool is_stderr) {
+  switch (read_pipe(*worker, is_stderr, kReadsPerTurn)) {
+    case PipeState::kDrained:
+      read_output(worker, is_stderr);  // the next bytes are a new edge for the reactor
+      break;
+    case PipeState::kMore: {
+      // A chatty task: let the other events of this turn run, then read on.
+      std::weak_ptr<Worker> weak = worker;
+      asio::post(io_, [this, weak, is_stderr] {
+        if (auto w = weak.lock()) continue_output(w, is_stderr);
+      });
+      break;
+    }
+    case PipeState::kClosed:
+      break;
+  }
+}
+
+WorkerPool::PipeState WorkerPool::read_pipe(Worker& worker, bool is_stderr, int max_reads) {
   auto& stream = is_stderr ? worker.err : worker.out;
-  if (!stream || !stream->is_open()) return false;
+  if (!stream || !stream->is_open()) return PipeState::kClosed;
   std::string& chunk = is_stderr ? worker.err_buffer : worker.out_buffer;
   chunk.resize(16384);
-  while (true) {
+  for (int reads = 0; reads < max_reads; ++reads) {
     // Whose bytes these are: with a progress page, the task it names now. The worker does not
     // name its next task while its pipes hold unread output of the current one, so bytes
     // read after this look-up were written by this task (or a later one is not running yet).
     const std::uint64_t owner = worker.running().value_or(worker.output_owner);
     const ssize_t n = ::read(stream->native_handle(), chunk.data(), chunk.size());  // non-blocking
-    if (n == 0) return false;  // the worker closed it: it is gone
-    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    if (n == 0) return PipeState::kClosed;  // the worker closed it: it is gone
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? PipeState::kDrained : PipeState::kClosed;
+    }
     if (callbacks_.on_output) callbacks_.on_output(owner, is_stderr, chunk.substr(0, static_cast<std::size_t>(n)));
   }
+  return PipeState::kMore;
 }
 
 void WorkerPool::drain_output(Worker& worker) {
@@ -528,8 +553,11 @@ void WorkerPool::drain_output(Worker& worker) {
   pollfd fds[2] = {{worker.out && worker.out->is_open() ? worker.out->native_handle() : -1, POLLIN, 0},
                    {worker.err && worker.err->is_open() ? worker.err->native_handle() : -1, POLLIN, 0}};
   if (::poll(fds, 2, 0) <= 0) return;
+  // Up to 1 MiB: the bytes of the reported tasks leave before their results (the worker waits
+  // for them to be read before it names its next task, so a task printing without pause now
+  // is a later one, left to read_output).
   for (int i = 0; i < 2; ++i)
-    if (fds[i].revents & POLLIN) read_pipe(worker, i == 1);
+    if (fds[i].revents & POLLIN) read_pipe(worker, i == 1, 8 * kReadsPerTurn);
 }
 
 void WorkerPool::cancel(std::uint64_t task_id) {

@@ -79,10 +79,12 @@ class WorkerPool {
   void on_worker_message(const std::shared_ptr<Worker>& worker, wire::Envelope& message);
   void on_worker_gone(const std::shared_ptr<Worker>& worker);
   void reap(const std::shared_ptr<Worker>& worker, int attempts);
+  enum class PipeState { kDrained, kMore, kClosed };
   void read_output(const std::shared_ptr<Worker>& worker, bool is_stderr);
-  // Reads what the pipe holds now, forwarding it attributed to its task. Returns false once
-  // the pipe is closed.
-  bool read_pipe(Worker& worker, bool is_stderr);
+  void continue_output(const std::shared_ptr<Worker>& worker, bool is_stderr);
+  // Reads what the pipe holds now (at most max_reads chunks), forwarding it attributed to its
+  // task.
+  PipeState read_pipe(Worker& worker, bool is_stderr, int max_reads);
   void arm_deadline(const std::shared_ptr<Worker>& worker, std::uint64_t id, std::uint32_t timeout);
   void drain_output(Worker& worker);
   void fail_task(std::uint64_t task_id, std::uint32_t kind, const std::string& message,

@@ -138,6 +138,29 @@ TEST_F(ParallelTest, WorkerOutputReachesTheClientPrefixedWithServerAndTask) {
   EXPECT_TRUE(std::regex_search(out, std::regex(R"(\(s1 task \d+\) warning from task 42 on stderr)"))) << out;
 }
 
+TEST_F(ParallelTest, ATaskPrintingMuchReachesTheClientWholeAndAttributedWhileOthersRun) {
+  start_cluster(1);
+  const std::string out = run_program("chatty", {"chatty", "20000"});
+  EXPECT_EQ(line_starting(out, "CHATTY"), "CHATTY quick_ok=200 printed=20000") << out.substr(0, 2000);
+  // The client prefixes each piece of output it receives line by line, so a line split between
+  // two reads shows as two prefixed pieces: compare the bytes, not the lines.
+  std::size_t expected = 0;
+  for (int i = 0; i < 20000; ++i)
+    expected += std::to_string(i).size() + std::string("chatty line  of 20000 ..........................................").size();
+  std::istringstream in(out);
+  std::set<std::string> owners;
+  std::size_t received = 0;
+  const std::regex piece(R"(^\((s1 task \d+)\) (.*)$)");
+  for (std::string text; std::getline(in, text);) {
+    std::smatch match;
+    if (!std::regex_match(text, match, piece)) continue;
+    received += match[2].length();
+    owners.insert(match[1]);
+  }
+  EXPECT_EQ(received, expected);
+  EXPECT_EQ(owners.size(), 1u) << "the output was attributed to several tasks";
+}
+
 TEST_F(ParallelTest, KilledClientFreesItsReservationsWhileAnotherIsServedFairly) {
   start_cluster(2);
   // About 30 s of work on the four slots: far longer than the second client needs when it is

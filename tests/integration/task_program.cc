@@ -190,6 +190,27 @@ int scenario_crash_mix(int n, int every) {
   return 0;
 }
 
+// A task printing a lot while quick tasks run beside it: every line must reach the client,
+// attributed to the printing task, before its result; the quick tasks must not wait for it.
+int prints_lines(int n) {
+  for (int i = 0; i < n; ++i) std::printf("chatty line %d of %d ..........................................\n", i, n);
+  std::fflush(stdout);
+  return n;
+}
+
+int scenario_chatty(int lines) {
+  auto chatty = clupy::parallel(prints_lines)(lines);
+  std::vector<clupy::Future<long>> quick;
+  for (int i = 0; i < 200; ++i) quick.push_back(clupy::parallel(square)(i));
+  clupy::wait_all(quick, std::chrono::seconds(60));
+  chatty.wait(std::chrono::seconds(60));
+  int ok = 0;
+  for (int i = 0; i < 200; ++i) ok += quick[static_cast<std::size_t>(i)].successful() && quick[static_cast<std::size_t>(i)].value() == square(i);
+  std::fflush(stdout);
+  std::printf("CHATTY quick_ok=%d printed=%d\n", ok, chatty.successful() ? chatty.value() : -1);
+  return 0;
+}
+
 // Long-running tasks, reporting progress, so a test can kill things mid-run.
 int scenario_long(int n, int ms, int retries) {
   std::vector<clupy::Future<int>> futures;
@@ -326,6 +347,7 @@ int main(int argc, char** argv) {
   try {
     if (mode == "sequential") return scenario_sequential(arg(2, 10'000));
     if (mode == "failures") return scenario_failures();
+    if (mode == "chatty") return scenario_chatty(arg(2, 20'000));
     if (mode == "crashmix") return scenario_crash_mix(arg(2, 300), arg(3, 25));
     if (mode == "long") return scenario_long(arg(2, 100), arg(3, 50), arg(4, -1));
     if (mode == "spread") return scenario_spread(static_cast<unsigned>(arg(2, 0)), static_cast<unsigned>(arg(3, 0)), arg(4, 100), arg(5, 5));
