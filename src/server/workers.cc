@@ -228,7 +228,15 @@ void WorkerPool::image_failed(const std::string& image_sha256, const std::string
 
 void WorkerPool::pump() {
   if (shutting_down_) return;
-  for (auto task = waiting_.begin(); task != waiting_.end();) {
+  // Nothing can move while every slot holds a worker with a full pipeline (none is idle, so
+  // none gives way either). Checked per task: the scheduler may keep a few hundred tasks
+  // waiting here, and pump runs for every batch of results.
+  auto room = [this] {
+    if (workers_.size() < capacity_) return true;
+    return std::any_of(workers_.begin(), workers_.end(),
+                       [](const auto& w) { return !w->gone && w->queue.size() < kPipelineDepth; });
+  };
+  for (auto task = waiting_.begin(); task != waiting_.end() && room();) {
     const Image& image = images_[task->image_sha256()];
     if (!image.ready) {
       ++task;
