@@ -9,8 +9,8 @@ namespace {
 // carries many. A server is given about this much work ahead (at its measured rate), at least
 // capacity x assign_ahead tasks and at most kMaxAhead, so a client whose tasks are short waits
 // at most about this long behind another client's tasks queued on a server.
-constexpr auto kAheadHorizon = std::chrono::microseconds(2000);
-constexpr std::uint32_t kMaxAhead = 256;
+constexpr auto kAheadHorizon = std::chrono::microseconds(4000);
+constexpr std::uint32_t kMaxAhead = 512;
 // The rate is measured over at least this long.
 constexpr auto kRateWindow = std::chrono::milliseconds(10);
 }  // namespace
