@@ -437,11 +437,6 @@ void Runtime::on_message(wire::Envelope& message) {
 }
 
 void Runtime::on_results(wire::TaskResults& results) {
-  struct Completion {
-    std::shared_ptr<detail::FutureStateBase> state;
-    wire::TaskResult result;
-    std::string function_name;
-  };
   std::vector<Completion> done;
   done.reserve(static_cast<std::size_t>(results.results_size()));
   {
@@ -467,9 +462,20 @@ void Runtime::on_results(wire::TaskResults& results) {
       pending_.erase(it);
       --outstanding_;
     }
+    // A submitter blocked on a full window wakes once a slice of it is free, not per result
+    // batch: it then submits a burst (one SubmitTasks) instead of a task or two per wake-up.
+    if (outstanding_ + window_slack() <= window_) window_open_.notify_all();
   }
-  window_open_.notify_all();
-  // Futures complete outside the lock: their callbacks may submit more tasks.
+  // Futures complete outside the lock: their callbacks may submit more tasks. Their waiting
+  // threads are woken after the whole batch has settled (see DeferredWakeups).
+  {
+    detail::FutureStateBase::DeferredWakeups deferred;
+    complete_all(done);
+  }
+  for (auto& c : done) c.state->wake_waiters();
+}
+
+void Runtime::complete_all(std::vector<Completion>& done) {
   for (auto& c : done) {
     const std::uint64_t id = c.result.task_id();
     if (!c.result.outcome().empty()) {

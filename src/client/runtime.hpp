@@ -78,7 +78,16 @@ class Runtime {
   asio::awaitable<void> fail_over(std::string reason);
   void adopt(common::Dialed dialed);
   void on_reopened(const wire::JobOpened& job);
+  struct Completion {
+    std::shared_ptr<detail::FutureStateBase> state;
+    wire::TaskResult result;
+    std::string function_name;
+  };
   void on_results(wire::TaskResults& results);
+  void complete_all(std::vector<Completion>& done);
+  // How far below the window the outstanding count must fall before a blocked submitter is
+  // woken: 1/16 of a large window, none for a small one (a program may need every slot).
+  std::size_t window_slack() const { return window_ >= 1024 ? window_ / 16 : 1; }
   void print_output(const wire::TaskOutput& output);
   void cancel(std::uint64_t task_id);
   void schedule_flush();   // under mu_

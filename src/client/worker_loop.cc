@@ -1,23 +1,44 @@
 #include "client/worker_loop.hpp"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "clupy.pb.h"
 #include "clupy/detail/call.hpp"
 #include "common/frame.hpp"
+#include "common/worker_progress.hpp"
 
 namespace clupy::client {
 namespace {
 
-bool write_all(int fd, const std::string& bytes) {
+using Clock = std::chrono::steady_clock;
+
+// A held result leaves at the latest this long after it was produced, even while the next
+// task runs for minutes.
+constexpr auto kMaxResultDelay = std::chrono::milliseconds(1);
+// Results held beyond this many bytes leave at once (one write, and bounded memory).
+constexpr std::size_t kMaxHeldBytes = 64u << 10;
+// The flusher thread keeps ticking this many periods after it last saw a task run with results
+// held before it sleeps until woken, so a busy worker never pays a wake-up per batch.
+constexpr int kFlusherLinger = 100;
+
+bool write_all(int fd, const char* data, std::size_t size) {
   std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+  while (done < size) {
+    const ssize_t n = ::write(fd, data + done, size - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     done += static_cast<std::size_t>(n);
@@ -37,15 +58,135 @@ std::string run_one(const std::string& call_bytes) {
   return detail::serialize_outcome(outcome);
 }
 
+// The page the server shares (common/worker_progress.hpp), or null when it gave none.
+common::WorkerProgress* map_progress_page() {
+  struct stat st {};
+  if (::fstat(common::kWorkerProgressFd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<std::size_t>(st.st_size) != common::kWorkerProgressSize)
+    return nullptr;
+  void* page = ::mmap(nullptr, common::kWorkerProgressSize, PROT_READ | PROT_WRITE, MAP_SHARED,
+                      common::kWorkerProgressFd, 0);
+  ::close(common::kWorkerProgressFd);  // the mapping stays; the task's code never sees the fd
+  if (page == MAP_FAILED) return nullptr;
+  auto* progress = static_cast<common::WorkerProgress*>(page);
+  if (progress->magic.load() != common::kWorkerProgressMagic) {
+    ::munmap(page, common::kWorkerProgressSize);
+    return nullptr;
+  }
+  return progress;
+}
+
+// Unread bytes in the pipe behind `fd` (the worker's stdout or stderr); 0 when not a pipe.
+int unread_output(int fd) {
+  int n = 0;
+  return ::ioctl(fd, FIONREAD, &n) == 0 ? n : 0;
+}
+
+// TaskDone frames waiting to be written to the server. The main thread appends one per task
+// and writes them all when it runs out of tasks to run; a flusher thread writes any result
+// held longer than kMaxResultDelay, so a long task never holds back the results before it.
+// The flusher matters only while a task runs with results held: a worker answering one task at
+// a time (a sequential client) never wakes it.
+class ResultBatcher {
+ public:
+  ResultBatcher(int fd, bool batching) : fd_(fd), batching_(batching) {
+    if (!batching_) return;
+    flusher_ = std::thread([this] {
+      // Signals are for the task's thread, never this one.
+      sigset_t all;
+      sigfillset(&all);
+      pthread_sigmask(SIG_BLOCK, &all, nullptr);
+      flush_loop();
+    });
+    flusher_.detach();  // the process ends with std::_Exit, never joining
+  }
+
+  // Returns false when the server is gone.
+  bool add(const wire::Envelope& done) {
+    std::unique_lock lock(mu_);
+    const bool was_empty = held_.empty();
+    common::append_frame(done, held_, std::string::npos);
+    if (!batching_ || held_.size() >= kMaxHeldBytes) return write_held(lock);
+    if (was_empty) oldest_ = Clock::now();
+    return ok_;
+  }
+
+  // The main thread is about to run a task: results held now wait for it, or for the flusher.
+  void before_task() {
+    if (!batching_) return;
+    std::lock_guard lock(mu_);
+    if (held_.empty()) return;
+    ran_with_results_held_ = true;
+    if (flusher_asleep_) wake_.notify_one();
+  }
+
+  // Writes every held result now. Returns false when the server is gone.
+  bool flush() {
+    std::unique_lock lock(mu_);
+    return write_held(lock);
+  }
+
+ private:
+  bool write_held(std::unique_lock<std::mutex>&) {
+    if (!held_.empty() && ok_) ok_ = write_all(fd_, held_.data(), held_.size());
+    held_.clear();
+    return ok_;
+  }
+
+  void flush_loop() {
+    std::unique_lock lock(mu_);
+    int idle_ticks = 0;
+    while (true) {
+      if (ran_with_results_held_) {
+        ran_with_results_held_ = false;
+        idle_ticks = 0;
+      }
+      if (held_.empty()) {
+        if (++idle_ticks < kFlusherLinger) {
+          wake_.wait_for(lock, kMaxResultDelay);
+        } else {
+          flusher_asleep_ = true;
+          wake_.wait(lock, [this] { return ran_with_results_held_ && !held_.empty(); });
+          flusher_asleep_ = false;
+        }
+        continue;
+      }
+      const auto due = oldest_ + kMaxResultDelay;
+      if (Clock::now() >= due) {
+        write_held(lock);
+      } else {
+        wake_.wait_until(lock, due);
+      }
+    }
+  }
+
+  const int fd_;
+  const bool batching_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::string held_;
+  Clock::time_point oldest_;
+  bool flusher_asleep_ = false;
+  bool ran_with_results_held_ = false;  // since the flusher last looked
+  bool ok_ = true;
+  std::thread flusher_;
+};
+
 }  // namespace
 
 void run_worker_loop(int fd) {
+  // Batching needs the progress page: without it a crash could not be pinned on its task.
+  common::WorkerProgress* progress = map_progress_page();
+  ResultBatcher results(fd, progress != nullptr);
   common::FrameDecoder decoder;
   std::string buffer(1u << 16, '\0');
   wire::Envelope message;
+  wire::Envelope done;
   while (true) {
     auto status = decoder.next(message);
     if (status == common::FrameDecoder::Status::kNeedMore) {
+      // Nothing more to run: everything held leaves before we block.
+      if (!results.flush()) break;
       const ssize_t n = ::read(fd, buffer.data(), buffer.size());
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;  // the server is gone or done with us
@@ -57,19 +198,29 @@ void run_worker_loop(int fd) {
                    common::to_string(status));
       break;
     }
-    wire::Envelope done;
-    done.mutable_task_done()->set_task_id(message.run_task().task_id());
+    const std::uint64_t task_id = message.run_task().task_id();
+    results.before_task();
+    if (progress) progress->running_task.store(task_id, std::memory_order_release);
+    done.mutable_task_done()->set_task_id(task_id);
     done.mutable_task_done()->set_outcome(run_one(message.run_task().call()));
     // Output written by the task must reach the server before the result, so that it is
     // attributed to this task.
     std::cout.flush();
     std::cerr.flush();
     std::fflush(nullptr);
-    std::string frame;
-    common::append_frame(done, frame, std::string::npos);
-    if (!write_all(fd, frame)) break;
+    if (!results.add(done)) break;
+    if (progress && (unread_output(1) > 0 || unread_output(2) > 0)) {
+      // The server attributes what it reads from the pipes to the task named in the page. Let
+      // it read this task's output before the page names the next task, and send the result
+      // now so the output is not held back either.
+      if (!results.flush()) break;
+      const auto give_up = Clock::now() + std::chrono::seconds(5);
+      while ((unread_output(1) > 0 || unread_output(2) > 0) && Clock::now() < give_up)
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
     message.Clear();
   }
+  results.flush();
   std::fflush(nullptr);
   std::_Exit(0);
 }

@@ -4,6 +4,17 @@
 
 namespace clupy::master {
 
+namespace {
+// Short tasks travel in batches only if a server holds enough of them: each message then
+// carries many. A server is given about this much work ahead (at its measured rate), at least
+// capacity x assign_ahead tasks and at most kMaxAhead, so a client whose tasks are short waits
+// at most about this long behind another client's tasks queued on a server.
+constexpr auto kAheadHorizon = std::chrono::microseconds(4000);
+constexpr std::uint32_t kMaxAhead = 512;
+// The rate is measured over at least this long.
+constexpr auto kRateWindow = std::chrono::milliseconds(10);
+}  // namespace
+
 Scheduler::Scheduler(Registry& registry, Outbox& outbox, SchedulerConfig config)
     : registry_(registry), outbox_(outbox), config_(config) {}
 
@@ -114,8 +125,11 @@ void Scheduler::server_available(const std::string& server_id, SessionId session
   if (record == nullptr) return;
   Server& server = servers_[server_id];
   server.session = session;
-  server.slots = std::max<std::uint32_t>(1, record->description.capacity()) *
-                 std::max<std::uint32_t>(1, config_.assign_ahead);
+  server.base_slots = std::max<std::uint32_t>(1, record->description.capacity()) *
+                      std::max<std::uint32_t>(1, config_.assign_ahead);
+  server.slots = server.base_slots;
+  server.rate_since = Clock::now();
+  server.finished_since = 0;
   server.labels.clear();
   for (const auto& [k, v] : record->description.labels()) server.labels[k] = v;
 }
@@ -158,6 +172,7 @@ void Scheduler::server_lost(const std::string& server_id) {
 
 void Scheduler::results(const std::string& server_id, wire::TaskResults& results) {
   auto server = servers_.find(server_id);
+  if (server != servers_.end()) adapt_slots(server->second, static_cast<std::size_t>(results.results_size()));
   for (auto& result : *results.mutable_results()) {
     const std::uint64_t id = result.task_id();
     // Only the server the task is assigned to may finish it: a result from a server that was
@@ -173,6 +188,21 @@ void Scheduler::results(const std::string& server_id, wire::TaskResults& results
     result.set_server_id(server_id);
     finish(id, std::move(result));
   }
+}
+
+void Scheduler::adapt_slots(Server& server, std::size_t finished) {
+  server.finished_since += static_cast<std::uint32_t>(finished);
+  const auto now = Clock::now();
+  const auto elapsed = now - server.rate_since;
+  if (elapsed < kRateWindow) return;
+  // Idle time counts in the measurement: a server that was idle gets fewer slots, not more.
+  const double per_horizon = static_cast<double>(server.finished_since) *
+                             std::chrono::duration<double>(kAheadHorizon).count() /
+                             std::chrono::duration<double>(elapsed).count();
+  const std::uint32_t ceiling = std::max(server.base_slots, kMaxAhead);
+  server.slots = std::clamp(static_cast<std::uint32_t>(per_horizon), server.base_slots, ceiling);
+  server.rate_since = now;
+  server.finished_since = 0;
 }
 
 void Scheduler::expire_reservations(Clock::time_point now, std::chrono::milliseconds ttl) {
@@ -216,7 +246,7 @@ void Scheduler::reserve(Client& client, std::size_t count) {
       candidates.emplace_back(id, &s);
   std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
     if (a.second->holders != b.second->holders) return a.second->holders < b.second->holders;
-    return a.second->slots > b.second->slots;
+    return a.second->base_slots > b.second->base_slots;
   });
   const auto now = Clock::now();
   for (auto& [id, s] : candidates) {

@@ -110,7 +110,12 @@ class Scheduler {
   };
   struct Server {
     SessionId session = 0;
-    std::uint32_t slots = 1;  // capacity x assign_ahead
+    std::uint32_t base_slots = 1;  // capacity x assign_ahead
+    // Tasks it may hold: base_slots, raised to about kAheadHorizon of work for a server that
+    // finishes tasks quickly (see adapt_slots).
+    std::uint32_t slots = 1;
+    Clock::time_point rate_since{};  // the current rate measurement began
+    std::uint32_t finished_since = 0;
     std::unordered_set<std::uint64_t> running;
     std::map<std::string, std::string> labels;
     std::uint32_t holders = 0;  // clients holding a reservation
@@ -121,6 +126,8 @@ class Scheduler {
   void reserve(Client& client, std::size_t count);
   void release(Client& client);
   void finish(std::uint64_t task_id, wire::TaskResult&& result);
+  // Sizes a server's slots to its recent rate: `finished` tasks just came back from it.
+  void adapt_slots(Server& server, std::size_t finished);
   void fail(std::uint64_t task_id, FailureKind kind, const std::string& message);
 
   Registry& registry_;

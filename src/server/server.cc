@@ -43,7 +43,7 @@ std::vector<std::string> worker_environment(const wire::ClusterServices& service
 }  // namespace
 
 ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
-    : io_(io), config_(std::move(config)), wake_timer_(io) {
+    : io_(io), config_(std::move(config)), wake_timer_(io), result_timer_(io) {
   common::validate(config_);
   if (common::is_zk_url(config_.master_url)) {
     locator_ = std::make_unique<common::MasterLocator>(config_.master_url, config_.coordination);
@@ -97,14 +97,44 @@ void ServerDaemon::send_to_master(const wire::Envelope& message) {
 }
 
 void ServerDaemon::queue_result(wire::TaskResult&& result) {
-  // Results produced in one turn of the event loop travel as one message.
+  // Results produced in one turn of the event loop travel as one message, or several turns'
+  // worth when more tasks are still running here (see send_results_when_due).
   *pending_results_.mutable_task_results()->add_results() = std::move(result);
   if (flush_posted_) return;
   flush_posted_ = true;
   asio::post(io_, [this] {
     flush_posted_ = false;
+    send_results_when_due();
+  });
+}
+
+void ServerDaemon::send_results_when_due() {
+  const auto held = static_cast<std::size_t>(pending_results_.task_results().results_size());
+  if (held == 0) return;
+  // The master sends new tasks in answer to results, one message per batch of results. While
+  // this server has plenty left to run, results wait until half its tasks are done, so each
+  // hop carries a batch instead of a task or two; they leave at once when this server runs
+  // out of work, and never later than kMaxResultDelay.
+  const std::size_t unfinished = pool_->unfinished();
+  if (unfinished == 0 || held >= unfinished || held >= kMaxHeldResults || results_overdue_) {
+    results_overdue_ = false;
+    if (result_timer_armed_) {
+      result_timer_armed_ = false;
+      result_timer_.cancel();
+    }
     send_to_master(pending_results_);
     pending_results_.Clear();
+    return;
+  }
+  if (result_timer_armed_) return;
+  result_timer_armed_ = true;
+  result_timer_.expires_after(kMaxResultDelay);
+  result_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: the results left already
+    result_timer_armed_ = false;
+    results_overdue_ = true;
+    send_results_when_due();
+    results_overdue_ = false;
   });
 }
 

@@ -36,6 +36,7 @@ class ServerDaemon {
   asio::awaitable<void> serve_connection(std::shared_ptr<common::Connection> connection);
   void handle(wire::Envelope& message);
   void queue_result(wire::TaskResult&& result);
+  void send_results_when_due();
   void send_to_master(const wire::Envelope& message);
   // Fencing: false when `token` is lower than the highest election token seen, i.e. it comes from
   // a master deposed by a later election; otherwise remembers it. 0 (no standbys) always passes.
@@ -53,6 +54,12 @@ class ServerDaemon {
   std::unique_ptr<WorkerPool> pool_;
   wire::Envelope pending_results_;
   bool flush_posted_ = false;
+  // Holding results back for a batch (send_results_when_due).
+  static constexpr auto kMaxResultDelay = std::chrono::milliseconds(1);
+  static constexpr std::size_t kMaxHeldResults = 512;
+  asio::steady_timer result_timer_;
+  bool result_timer_armed_ = false;
+  bool results_overdue_ = false;
   bool registered_ = false;
   bool stopping_ = false;
   std::int64_t highest_fencing_token_ = 0;  // for this process's life

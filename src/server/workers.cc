@@ -4,12 +4,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -21,6 +23,7 @@
 #include "common/auth.hpp"
 #include "common/hash.hpp"
 #include "common/log.hpp"
+#include "common/worker_progress.hpp"
 
 extern char** environ;
 
@@ -31,9 +34,38 @@ namespace fs = std::filesystem;
 namespace {
 auto log() { return common::logger("server"); }
 
-// Tasks sent ahead to one worker. More hides more round trips; fewer keeps a crash from
-// delaying more innocent tasks (they are rerun on another worker, not failed).
-constexpr std::size_t kPipelineDepth = 4;
+// Tasks sent ahead to one worker. More hides more round trips and lets the worker answer a
+// whole batch with one write; fewer keeps a crash from delaying more innocent tasks (they are
+// rerun on another worker, not failed).
+constexpr std::size_t kPipelineDepth = 32;
+// How soon to look again when a task's deadline passes while the progress page says it is no
+// longer running (its result is on the way).
+constexpr auto kResultGrace = std::chrono::milliseconds(5);
+// Reads of 16 KiB from one pipe per turn of the event loop: a task that prints without pause
+// must not starve the other workers' results.
+constexpr int kReadsPerTurn = 8;
+
+// A fresh progress page (common/worker_progress.hpp) as a memfd, mapped here; -1 on failure
+// (the worker then runs without batching).
+int make_progress_page(common::WorkerProgress*& mapped) {
+  const int created = ::memfd_create("clupy-worker-progress", MFD_CLOEXEC);
+  if (created < 0) return -1;
+  // Above the worker's fds 0-4: posix_spawn's dup2s onto 3 and 4 must not clobber it first.
+  const int fd = ::fcntl(created, F_DUPFD_CLOEXEC, 10);
+  ::close(created);
+  if (fd < 0) return -1;
+  void* page = MAP_FAILED;
+  if (::ftruncate(fd, static_cast<off_t>(common::kWorkerProgressSize)) == 0)
+    page = ::mmap(nullptr, common::kWorkerProgressSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (page == MAP_FAILED) {
+    ::close(fd);
+    return -1;
+  }
+  mapped = static_cast<common::WorkerProgress*>(page);
+  mapped->running_task.store(0);
+  mapped->magic.store(common::kWorkerProgressMagic);
+  return fd;
+}
 
 std::string signal_name(int signo) {
   const char* abbrev = sigabbrev_np(signo);
@@ -42,18 +74,43 @@ std::string signal_name(int signo) {
 }  // namespace
 
 struct WorkerPool::Worker {
+  ~Worker() {
+    if (progress) ::munmap(progress, common::kWorkerProgressSize);
+  }
+  // The task the worker says it is running; none when it keeps no progress page (a worker of an
+  // older libclupy, or one that could not map it) or has not started a task yet.
+  std::optional<std::uint64_t> running() const {
+    if (!progress) return std::nullopt;
+    const std::uint64_t id = progress->running_task.load(std::memory_order_acquire);
+    if (id == 0) return std::nullopt;
+    return id;
+  }
+  // The same, only if that task is still unreported here. Otherwise the worker is between
+  // tasks, about to start the first unreported one.
+  std::optional<std::uint64_t> running_unreported() const {
+    const auto id = running();
+    if (id && std::any_of(queue.begin(), queue.end(), [&](const wire::Assignment& a) { return a.task_id() == *id; }))
+      return id;
+    return std::nullopt;
+  }
+
   pid_t pid = -1;
+  common::WorkerProgress* progress = nullptr;  // shared with the worker; null: none
   std::string image;
   std::string out_buffer, err_buffer;  // before the streams: they must outlive pending reads
   std::shared_ptr<common::Connection> link;
   std::unique_ptr<asio::posix::stream_descriptor> out, err;
-  // Tasks sent to this worker, in order; the front one is running, the others wait in its
-  // socket (pipelining hides the round trip between tasks).
+  // Tasks sent to this worker and not reported yet, in order. The worker runs them in order
+  // and reports them in batches: the front one is running, or done with its result on the
+  // way; the progress page says which one runs.
   std::deque<wire::Assignment> queue;
-  std::uint64_t output_owner = 0;  // the task whose output is being read
+  std::uint64_t output_owner = 0;  // without a progress page: the task whose output is read
+  bool drained_this_turn = false;  // output read once per batch of results
   std::unique_ptr<asio::steady_timer> deadline;
-  // Set when the server itself ends the task (timeout, cancel): reported instead of a crash.
+  // Set when the server itself ends a task (timeout, cancel): reported for verdict_task
+  // instead of a crash.
   std::optional<wire::TaskFailure> verdict;
+  std::uint64_t verdict_task = 0;
   bool abandoned = false;  // the task's result must not be reported
   bool gone = false;
 };
@@ -70,6 +127,12 @@ WorkerPool::~WorkerPool() { shutdown(); }
 unsigned WorkerPool::busy() const {
   return static_cast<unsigned>(std::count_if(workers_.begin(), workers_.end(),
                                              [](const auto& w) { return !w->queue.empty(); }));
+}
+
+std::size_t WorkerPool::unfinished() const {
+  std::size_t count = waiting_.size();
+  for (const auto& w : workers_) count += w->queue.size();
+  return count;
 }
 
 void WorkerPool::run(wire::Assignment&& task) {
@@ -165,7 +228,15 @@ void WorkerPool::image_failed(const std::string& image_sha256, const std::string
 
 void WorkerPool::pump() {
   if (shutting_down_) return;
-  for (auto task = waiting_.begin(); task != waiting_.end();) {
+  // Nothing can move while every slot holds a worker with a full pipeline (none is idle, so
+  // none gives way either). Checked per task: the scheduler may keep a few hundred tasks
+  // waiting here, and pump runs for every batch of results.
+  auto room = [this] {
+    if (workers_.size() < capacity_) return true;
+    return std::any_of(workers_.begin(), workers_.end(),
+                       [](const auto& w) { return !w->gone && w->queue.size() < kPipelineDepth; });
+  };
+  for (auto task = waiting_.begin(); task != waiting_.end() && room();) {
     const Image& image = images_[task->image_sha256()];
     if (!image.ready) {
       ++task;
@@ -217,6 +288,10 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err[1], 2);
   posix_spawn_file_actions_adddup2(&actions, link[1], 3);
+  common::WorkerProgress* progress = nullptr;
+  const int progress_fd = make_progress_page(progress);
+  if (progress_fd >= 0)
+    posix_spawn_file_actions_adddup2(&actions, progress_fd, common::kWorkerProgressFd);
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   // The worker must not inherit a blocked or ignored signal mask from an embedding program.
@@ -246,13 +321,16 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   ::close(link[1]);
   ::close(out[1]);
   ::close(err[1]);
+  if (progress_fd >= 0) ::close(progress_fd);
   if (rc != 0) {
+    if (progress) ::munmap(progress, common::kWorkerProgressSize);
     for (int fd : {link[0], out[0], err[0]}) ::close(fd);
     log()->error("cannot start a worker from {}: {}", path, std::strerror(rc));
     return nullptr;
   }
   auto worker = std::make_shared<Worker>();
   worker->pid = pid;
+  worker->progress = progress;
   worker->image = sha256;
   common::local_socket socket(io_);
   socket.assign(asio::local::stream_protocol(), link[0]);
@@ -288,23 +366,31 @@ void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignm
 void WorkerPool::front_started(const std::shared_ptr<Worker>& worker) {
   const wire::Assignment& task = worker->queue.front();
   worker->output_owner = task.task_id();
-  worker->verdict.reset();
   worker->deadline.reset();
   if (task.timeout_ms() == 0) return;
   // The worker runs its tasks in order, so the front one starts when the previous one ends.
   worker->deadline = std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(task.timeout_ms()));
+  arm_deadline(worker, task.task_id(), task.timeout_ms());
+}
+
+void WorkerPool::arm_deadline(const std::shared_ptr<Worker>& worker, std::uint64_t id, std::uint32_t timeout) {
   std::weak_ptr<Worker> weak = worker;
-  const std::uint64_t id = task.task_id();
-  const std::uint32_t timeout = task.timeout_ms();
-  worker->deadline->async_wait([weak, id, timeout](boost::system::error_code ec) {
+  worker->deadline->async_wait([this, weak, id, timeout](boost::system::error_code ec) {
     auto w = weak.lock();
     if (ec || !w || w->queue.empty() || w->queue.front().task_id() != id) return;
+    if (auto running = w->running_unreported(); running && *running != id) {
+      // Done, its result held or on the way in the worker's batch: look again shortly.
+      w->deadline->expires_after(kResultGrace);
+      arm_deadline(w, id, timeout);
+      return;
+    }
     wire::TaskFailure verdict;
     verdict.set_kind(static_cast<std::uint32_t>(FailureKind::kTimeout));
     verdict.set_message("the task ran longer than its timeout of " + std::to_string(timeout) +
                         " ms; its worker was killed");
     verdict.set_signal(SIGKILL);
     w->verdict = verdict;
+    w->verdict_task = id;
     ::kill(w->pid, SIGKILL);
   });
 }
@@ -316,7 +402,16 @@ void WorkerPool::on_worker_message(const std::shared_ptr<Worker>& worker, wire::
     retire(worker);
     return;
   }
-  drain_output(*worker);
+  if (!worker->drained_this_turn) {
+    // Output the worker wrote before this batch of results is forwarded before them. One
+    // poll() per batch: the rest of the batch arrived in the same read.
+    drain_output(*worker);
+    worker->drained_this_turn = true;
+    std::weak_ptr<Worker> weak = worker;
+    asio::post(io_, [weak] {
+      if (auto w = weak.lock()) w->drained_this_turn = false;
+    });
+  }
   worker->deadline.reset();
   const std::uint64_t id = worker->queue.front().task_id();
   worker->queue.pop_front();
@@ -353,11 +448,27 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
   boost::system::error_code ignored;
   worker->out->close(ignored);
   worker->err->close(ignored);
-  if (!worker->queue.empty() && !worker->abandoned && cancelled_.erase(worker->queue.front().task_id())) {
-    worker->queue.pop_front();  // already reported as cancelled
-  } else if (!worker->queue.empty() && !worker->abandoned) {
+  // Which task ended with the worker: the one the server passed a verdict on (timeout,
+  // cancel), else the one the progress page says was running, else (a worker without a page)
+  // the first unreported one. Only that task fails; the others, never started or finished
+  // with their results lost in the worker's batch, are rerun.
+  auto culprit = worker->queue.end();
+  if (!worker->abandoned && !worker->queue.empty()) {
+    auto find = [&](std::uint64_t id) {
+      return std::find_if(worker->queue.begin(), worker->queue.end(),
+                          [id](const wire::Assignment& a) { return a.task_id() == id; });
+    };
+    if (worker->verdict) {
+      culprit = find(worker->verdict_task);  // end(): it reported already, nobody is to blame
+    } else if (auto running = worker->running(); running && find(*running) != worker->queue.end()) {
+      culprit = find(*running);
+    } else {
+      culprit = worker->queue.begin();
+    }
+  }
+  if (culprit != worker->queue.end() && cancelled_.erase(culprit->task_id()) == 0) {
     wire::TaskResult result;
-    result.set_task_id(worker->queue.front().task_id());
+    result.set_task_id(culprit->task_id());
     result.set_server_id(server_id_);
     if (worker->verdict) {
       *result.mutable_failure() = *worker->verdict;
@@ -379,9 +490,9 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
     result.mutable_failure()->set_server(server_id_);
     log()->warn("task {} failed on worker {}: {}", result.task_id(), worker->pid, result.failure().message());
     callbacks_.on_result(std::move(result));
-    worker->queue.pop_front();
   }
-  // The tasks queued behind the one that ended the worker never started: run them elsewhere.
+  if (culprit != worker->queue.end()) worker->queue.erase(culprit);
+  // The other tasks: run them elsewhere, in their order, ahead of what waits.
   if (!worker->abandoned) {
     for (auto task = worker->queue.rbegin(); task != worker->queue.rend(); ++task) {
       if (cancelled_.erase(task->task_id()) == 0) waiting_.push_front(std::move(*task));
@@ -393,35 +504,68 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
 
 void WorkerPool::read_output(const std::shared_ptr<Worker>& worker, bool is_stderr) {
   auto& stream = is_stderr ? worker->err : worker->out;
-  auto& buffer = is_stderr ? worker->err_buffer : worker->out_buffer;
-  buffer.resize(16384);
   std::weak_ptr<Worker> weak = worker;
-  stream->async_read_some(asio::buffer(buffer), [this, weak, is_stderr](boost::system::error_code ec, std::size_t n) {
-    auto w = weak.lock();
-    if (!w || ec) return;
-    std::string& data = is_stderr ? w->err_buffer : w->out_buffer;
-    if (n > 0 && callbacks_.on_output) callbacks_.on_output(w->output_owner, is_stderr, data.substr(0, n));
-    read_output(w, is_stderr);
-  });
+  // Wait, then read by hand: the owner must be looked up before the bytes are taken from the
+  // pipe (see read_pipe).
+  stream->async_wait(asio::posix::stream_descriptor::wait_read,
+                     [this, weak, is_stderr](boost::system::error_code ec) {
+                       auto w = weak.lock();
+                       if (!w || ec) return;
+                       continue_output(w, is_stderr);
+                     });
+}
+
+void WorkerPool::continue_output(const std::shared_ptr<Worker>& worker, bool is_stderr) {
+  switch (read_pipe(*worker, is_stderr, kReadsPerTurn)) {
+    case PipeState::kDrained:
+      read_output(worker, is_stderr);  // the next bytes are a new edge for the reactor
+      break;
+    case PipeState::kMore: {
+      // A chatty task: let the other events of this turn run, then read on.
+      std::weak_ptr<Worker> weak = worker;
+      asio::post(io_, [this, weak, is_stderr] {
+        if (auto w = weak.lock()) continue_output(w, is_stderr);
+      });
+      break;
+    }
+    case PipeState::kClosed:
+      break;
+  }
+}
+
+WorkerPool::PipeState WorkerPool::read_pipe(Worker& worker, bool is_stderr, int max_reads) {
+  auto& stream = is_stderr ? worker.err : worker.out;
+  if (!stream || !stream->is_open()) return PipeState::kClosed;
+  std::string& chunk = is_stderr ? worker.err_buffer : worker.out_buffer;
+  chunk.resize(16384);
+  for (int reads = 0; reads < max_reads; ++reads) {
+    // Whose bytes these are: with a progress page, the task it names now. The worker does not
+    // name its next task while its pipes hold unread output of the current one, so bytes
+    // read after this look-up were written by this task (or a later one is not running yet).
+    const std::uint64_t owner = worker.running().value_or(worker.output_owner);
+    const ssize_t n = ::read(stream->native_handle(), chunk.data(), chunk.size());  // non-blocking
+    if (n == 0) return PipeState::kClosed;  // the worker closed it: it is gone
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? PipeState::kDrained : PipeState::kClosed;
+    }
+    if (callbacks_.on_output) callbacks_.on_output(owner, is_stderr, chunk.substr(0, static_cast<std::size_t>(n)));
+  }
+  return PipeState::kMore;
 }
 
 void WorkerPool::drain_output(Worker& worker) {
-  // What the worker wrote before it reported belongs to the task it reported; read it now,
-  // before the next task's output can follow it into the pipe. One poll() tells whether there
-  // is anything at all, so a quiet task costs one system call here.
+  // What the worker wrote before it reported belongs to the tasks it reported; read it now,
+  // before the results leave. One poll() tells whether there is anything at all, so a quiet
+  // batch costs one system call here.
   pollfd fds[2] = {{worker.out && worker.out->is_open() ? worker.out->native_handle() : -1, POLLIN, 0},
                    {worker.err && worker.err->is_open() ? worker.err->native_handle() : -1, POLLIN, 0}};
   if (::poll(fds, 2, 0) <= 0) return;
-  for (int i = 0; i < 2; ++i) {
-    if ((fds[i].revents & POLLIN) == 0) continue;
-    char chunk[16384];
-    while (true) {
-      const ssize_t n = ::read(fds[i].fd, chunk, sizeof chunk);  // the read ends are non-blocking
-      if (n <= 0) break;
-      if (callbacks_.on_output)
-        callbacks_.on_output(worker.output_owner, i == 1, std::string(chunk, static_cast<std::size_t>(n)));
-    }
-  }
+  // Up to 1 MiB: the bytes of the reported tasks leave before their results (the worker waits
+  // for them to be read before it names its next task, so a task printing without pause now
+  // is a later one, left to read_output).
+  for (int i = 0; i < 2; ++i)
+    if (fds[i].revents & POLLIN) read_pipe(worker, i == 1, 8 * kReadsPerTurn);
 }
 
 void WorkerPool::cancel(std::uint64_t task_id) {
@@ -434,11 +578,13 @@ void WorkerPool::cancel(std::uint64_t task_id) {
   for (auto& w : workers_) {
     for (std::size_t i = 0; i < w->queue.size(); ++i) {
       if (w->queue[i].task_id() != task_id) continue;
-      if (i == 0) {
+      const auto running = w->running_unreported();
+      if (running ? *running == task_id : i == 0) {
         wire::TaskFailure verdict;
         verdict.set_kind(static_cast<std::uint32_t>(FailureKind::kCancelled));
         verdict.set_message("cancelled while running; its worker was stopped");
         w->verdict = verdict;
+        w->verdict_task = task_id;
         ::kill(w->pid, SIGKILL);
       } else {
         // Already in the worker's socket: it may still run, but its result is not reported.

@@ -1,9 +1,11 @@
 // The server's worker processes: a pool of at most `capacity` processes started from the
 // clients' program images (fetched from the master into a content-addressed cache, verified by
-// SHA-256), each running one task at a time, with a few more queued in its socket. A worker that dies fails only its task and is
-// replaced on demand; a task past its timeout has its worker killed. Workers' stdout and stderr
-// are forwarded, attributed to the task they were running. Owned by the server's io_context
-// thread; not thread-safe.
+// SHA-256), each running one task at a time, with more queued in its socket, and answering
+// with batches of results. A worker that dies fails only the task it was running (named in a
+// page of memory it shares with the server) and is replaced on demand; the others are rerun.
+// A task past its timeout has its worker killed. Workers' stdout and stderr are forwarded,
+// attributed to the task they were running. Owned by the server's io_context thread; not
+// thread-safe.
 #pragma once
 
 #include <sys/types.h>
@@ -54,6 +56,8 @@ class WorkerPool {
   void set_worker_environment(std::vector<std::string> entries) { worker_environment_ = std::move(entries); }
 
   unsigned busy() const;
+  // Tasks given to this pool and not reported yet (waiting, queued in a worker or running).
+  std::size_t unfinished() const;
   std::size_t worker_count() const { return workers_.size(); }
 
  private:
@@ -75,7 +79,13 @@ class WorkerPool {
   void on_worker_message(const std::shared_ptr<Worker>& worker, wire::Envelope& message);
   void on_worker_gone(const std::shared_ptr<Worker>& worker);
   void reap(const std::shared_ptr<Worker>& worker, int attempts);
+  enum class PipeState { kDrained, kMore, kClosed };
   void read_output(const std::shared_ptr<Worker>& worker, bool is_stderr);
+  void continue_output(const std::shared_ptr<Worker>& worker, bool is_stderr);
+  // Reads what the pipe holds now (at most max_reads chunks), forwarding it attributed to its
+  // task.
+  PipeState read_pipe(Worker& worker, bool is_stderr, int max_reads);
+  void arm_deadline(const std::shared_ptr<Worker>& worker, std::uint64_t id, std::uint32_t timeout);
   void drain_output(Worker& worker);
   void fail_task(std::uint64_t task_id, std::uint32_t kind, const std::string& message,
                  int exit_code = 0, int signal = 0);

@@ -86,6 +86,13 @@ TEST_F(ParallelTest, ExceptionSegfaultAbortExitAndTimeoutFailOnlyTheirTask) {
   EXPECT_EQ(server_ids(), std::set<std::string>{"s1"});
 }
 
+TEST_F(ParallelTest, CrashesAmongBatchedQuickTasksFailExactlyTheCrashingOnes) {
+  start_cluster(1);
+  const std::string out = run_program("crashmix", {"crashmix", "300", "25"});
+  EXPECT_EQ(line_starting(out, "CRASHMIX"), "CRASHMIX ok=288 crashed=12 wrong=0") << out;
+  EXPECT_TRUE(servers_["s1"].running());
+}
+
 TEST_F(ParallelTest, KilledServerMidRunLosesNoFuture) {
   start_cluster(3);
   ChildProcess program = start_program("long", {"long", "300", "40"});
@@ -129,6 +136,29 @@ TEST_F(ParallelTest, WorkerOutputReachesTheClientPrefixedWithServerAndTask) {
   EXPECT_NE(out.find("RESULT 42"), std::string::npos) << out;
   EXPECT_TRUE(std::regex_search(out, std::regex(R"(\(s1 task \d+\) hello from task 42 on stdout)"))) << out;
   EXPECT_TRUE(std::regex_search(out, std::regex(R"(\(s1 task \d+\) warning from task 42 on stderr)"))) << out;
+}
+
+TEST_F(ParallelTest, ATaskPrintingMuchReachesTheClientWholeAndAttributedWhileOthersRun) {
+  start_cluster(1);
+  const std::string out = run_program("chatty", {"chatty", "20000"});
+  EXPECT_EQ(line_starting(out, "CHATTY"), "CHATTY quick_ok=200 printed=20000") << out.substr(0, 2000);
+  // The client prefixes each piece of output it receives line by line, so a line split between
+  // two reads shows as two prefixed pieces: compare the bytes, not the lines.
+  std::size_t expected = 0;
+  for (int i = 0; i < 20000; ++i)
+    expected += std::to_string(i).size() + std::string("chatty line  of 20000 ..........................................").size();
+  std::istringstream in(out);
+  std::set<std::string> owners;
+  std::size_t received = 0;
+  const std::regex piece(R"(^\((s1 task \d+)\) (.*)$)");
+  for (std::string text; std::getline(in, text);) {
+    std::smatch match;
+    if (!std::regex_match(text, match, piece)) continue;
+    received += match[2].length();
+    owners.insert(match[1]);
+  }
+  EXPECT_EQ(received, expected);
+  EXPECT_EQ(owners.size(), 1u) << "the output was attributed to several tasks";
 }
 
 TEST_F(ParallelTest, KilledClientFreesItsReservationsWhileAnotherIsServedFairly) {
@@ -192,6 +222,20 @@ TEST_F(ParallelTest, CancelStopsARunningTaskAndDropsAQueuedOne) {
   const std::string next = line_starting(out, "NEXT 81 after");
   ASSERT_FALSE(next.empty()) << out;
   EXPECT_LT(std::stoi(next.substr(14)), 15'000) << "the cancelled task kept its slot: " << out;
+}
+
+TEST_F(ParallelTest, CancelRightAfterSubmitStopsTheTaskEvenBeforeItsWorkerStartedIt) {
+  start_cluster(1, {"--capacity", "1"});
+  // A cancelled task left running would hold the only slot for 20 s into the next round.
+  const auto started = std::chrono::steady_clock::now();
+  for (int round = 0; round < 3; ++round) {
+    const std::string out = run_program("cancel-early", {"cancel", "0"});
+    EXPECT_EQ(line_starting(out, "CANCELLED"), "CANCELLED running=cancelled queued=cancelled") << out;
+    const std::string next = line_starting(out, "NEXT 81 after");
+    ASSERT_FALSE(next.empty()) << out;
+    EXPECT_LT(std::stoi(next.substr(14)), 15'000) << "the cancelled task kept its slot: " << out;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, seconds(15)) << "a cancelled task kept its slot";
 }
 
 TEST_F(ParallelTest, ManySubmissionsWaitForTheWindowInsteadOfFillingTheMaster) {

@@ -156,6 +156,61 @@ int scenario_failures() {
   return 0;
 }
 
+// Quick tasks with a crash every `every`-th one, all submitted at once so that workers hold
+// several of them and answer in batches: exactly the crashing tasks must fail, as crashes,
+// and every other one must succeed (rerun if its worker died with its result unsent).
+int crash_on_multiple(int i, int every) {
+  if (i % every == every - 1) {
+    std::signal(SIGSEGV, SIG_DFL);
+    std::raise(SIGSEGV);
+  }
+  return i;
+}
+
+int scenario_crash_mix(int n, int every) {
+  auto task = clupy::parallel(crash_on_multiple);
+  std::vector<clupy::Future<int>> futures;
+  for (int i = 0; i < n; ++i) futures.push_back(task(i, every));
+  clupy::wait_all(futures, std::chrono::seconds(120));
+  int ok = 0, crashed = 0, wrong = 0;
+  for (int i = 0; i < n; ++i) {
+    const auto& f = futures[static_cast<std::size_t>(i)];
+    const bool should_crash = i % every == every - 1;
+    if (f.successful() && !should_crash && f.value() == i) {
+      ++ok;
+    } else if (f.completed() && !f.successful() && should_crash && f.failure().kind == clupy::FailureKind::kCrash &&
+               f.failure().signal == SIGSEGV) {
+      ++crashed;
+    } else {
+      ++wrong;
+      std::printf("WRONG %d %s\n", i, f.completed() && !f.successful() ? describe(f.failure()).c_str() : "succeeded or pending");
+    }
+  }
+  std::printf("CRASHMIX ok=%d crashed=%d wrong=%d\n", ok, crashed, wrong);
+  return 0;
+}
+
+// A task printing a lot while quick tasks run beside it: every line must reach the client,
+// attributed to the printing task, before its result; the quick tasks must not wait for it.
+int prints_lines(int n) {
+  for (int i = 0; i < n; ++i) std::printf("chatty line %d of %d ..........................................\n", i, n);
+  std::fflush(stdout);
+  return n;
+}
+
+int scenario_chatty(int lines) {
+  auto chatty = clupy::parallel(prints_lines)(lines);
+  std::vector<clupy::Future<long>> quick;
+  for (int i = 0; i < 200; ++i) quick.push_back(clupy::parallel(square)(i));
+  clupy::wait_all(quick, std::chrono::seconds(60));
+  chatty.wait(std::chrono::seconds(60));
+  int ok = 0;
+  for (int i = 0; i < 200; ++i) ok += quick[static_cast<std::size_t>(i)].successful() && quick[static_cast<std::size_t>(i)].value() == square(i);
+  std::fflush(stdout);
+  std::printf("CHATTY quick_ok=%d printed=%d\n", ok, chatty.successful() ? chatty.value() : -1);
+  return 0;
+}
+
 // Long-running tasks, reporting progress, so a test can kill things mid-run.
 int scenario_long(int n, int ms, int retries) {
   std::vector<clupy::Future<int>> futures;
@@ -239,10 +294,11 @@ int scenario_output() {
   return 0;
 }
 
-int scenario_cancel() {
-  // One worker slot: `running` occupies it, `queued` waits behind it at the master.
+int scenario_cancel(int pause_ms) {
+  // One worker slot: `running` occupies it, `queued` waits behind it. With no pause, both are
+  // cancelled while the worker may not have started `running` yet.
   auto running = clupy::parallel(sleeps)(20'000);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
   auto queued = clupy::parallel(sleeps)(20'000);
   const auto started = std::chrono::steady_clock::now();
   queued.cancel();
@@ -292,11 +348,13 @@ int main(int argc, char** argv) {
   try {
     if (mode == "sequential") return scenario_sequential(arg(2, 10'000));
     if (mode == "failures") return scenario_failures();
+    if (mode == "chatty") return scenario_chatty(arg(2, 20'000));
+    if (mode == "crashmix") return scenario_crash_mix(arg(2, 300), arg(3, 25));
     if (mode == "long") return scenario_long(arg(2, 100), arg(3, 50), arg(4, -1));
     if (mode == "spread") return scenario_spread(static_cast<unsigned>(arg(2, 0)), static_cast<unsigned>(arg(3, 0)), arg(4, 100), arg(5, 5));
     if (mode == "types") return scenario_types();
     if (mode == "output") return scenario_output();
-    if (mode == "cancel") return scenario_cancel();
+    if (mode == "cancel") return scenario_cancel(arg(2, 300));
     if (mode == "payload") return scenario_payload(arg(2, 100), arg(3, 1));
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());

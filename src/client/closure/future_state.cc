@@ -9,6 +9,25 @@
 
 namespace clupy::detail {
 
+namespace {
+thread_local bool defer_wakeups = false;
+}  // namespace
+
+FutureStateBase::DeferredWakeups::DeferredWakeups() : outer_(!defer_wakeups) { defer_wakeups = true; }
+
+FutureStateBase::DeferredWakeups::~DeferredWakeups() {
+  if (outer_) defer_wakeups = false;
+}
+
+void FutureStateBase::wake_waiters() {
+  std::lock_guard lock(mu_);
+  if (!wake_deferred_) return;
+  wake_deferred_ = false;
+  for (const auto& [waiter, index] : waiters_) waiter->notify(index);
+  waiters_.clear();
+  cv_.notify_all();
+}
+
 FutureStateBase::~FutureStateBase() = default;
 
 bool FutureStateBase::complete_with_failure(Failure failure) {
@@ -101,10 +120,22 @@ void FutureStateBase::finish(std::unique_lock<std::mutex>& lock) {
   if (!callbacks.empty()) {
     settling_thread_ = std::this_thread::get_id();
     lock.unlock();
+    // States a callback completes (then() chains) are not in the runtime's batch: they wake
+    // their waiters at once.
+    const bool deferring = defer_wakeups;
+    defer_wakeups = false;
     for (const auto& callback : callbacks) run_callback_guarded(callback);
+    defer_wakeups = deferring;
     lock.lock();
   }
   settled_ = true;
+  if (defer_wakeups) {
+    // A thread that starts waiting from now on sees settled_ and does not block; one already
+    // blocked is woken by wake_waiters() when the batch is done.
+    wake_deferred_ = true;
+    lock.unlock();
+    return;
+  }
   // Waiters are told under the lock: remove_waiter() takes it too, so a waiter that has been
   // removed is never touched again and may be destroyed.
   for (const auto& [waiter, index] : waiters_) waiter->notify(index);

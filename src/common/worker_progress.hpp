@@ -1,0 +1,30 @@
+// The progress page a server shares with each of its worker processes: one page of shared
+// memory (a memfd the worker inherits as fd kWorkerProgressFd) in which the worker records the
+// id of the task it is running, before running it. Plain stores, no system call.
+//
+// Why: a worker sends its results in batches (one write per batch, not per task), so the
+// server cannot tell from the results alone which task a dying worker was running. The page
+// tells it exactly: that task fails (crash, or the server's verdict), every other unreported
+// task is rerun elsewhere. The page also names the task that owns output read from the
+// worker's stdout/stderr pipes (docs/performance.md, "Batches between server and worker").
+//
+// A worker without the page (or a server that provides none) falls back to one write per
+// task, and the server to "the first unreported task is the running one", as before.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace clupy::common {
+
+inline constexpr int kWorkerProgressFd = 4;
+inline constexpr std::uint64_t kWorkerProgressMagic = 0x63'6c'75'70'79'70'72'67;  // "clupyprg"
+inline constexpr std::size_t kWorkerProgressSize = 4096;
+
+struct WorkerProgress {
+  std::atomic<std::uint64_t> magic;         // kWorkerProgressMagic, written by the server
+  std::atomic<std::uint64_t> running_task;  // the task the worker started last; 0: none yet
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "the page is shared between processes");
+
+}  // namespace clupy::common
