@@ -1,8 +1,7 @@
 // The original CluPy example, in C++: the prime divisors of every n in [100, 200), computed by
 // worker processes of the cluster.
-#include <clupy/clupy.hpp>
-
 #include <chrono>
+#include <clupy/clupy.hpp>
 #include <cstdio>
 #include <vector>
 
@@ -25,7 +24,8 @@ int main(int argc, char** argv) {
   clupy::init(argc, argv);  // in a worker process, this serves tasks and never returns
 
   std::vector<clupy::Future<std::vector<int>>> results;
-  for (int n = 100; n < 200; ++n) results.push_back(clupy::parallel(primes, {.server_count = 10})(n));
+  for (int n = 100; n < 200; ++n)
+    results.push_back(clupy::parallel(primes, {.server_count = 10})(n));
   clupy::wait_all(results, std::chrono::seconds(10));
 
   int n = 100, succeeded = 0;
@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
     ++n;
   }
   std::printf("%d of %zu tasks succeeded on %s%s\n", succeeded, results.size(),
-              clupy::master_url().c_str(), clupy::embedded_cluster() ? " (embedded local cluster)" : "");
+              clupy::master_url().c_str(),
+              clupy::embedded_cluster() ? " (embedded local cluster)" : "");
   return succeeded == static_cast<int>(results.size()) ? 0 : 1;
 }

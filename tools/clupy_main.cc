@@ -1,11 +1,10 @@
 // The clupy command: `--master`, `--serve`, `--client info` (and `info`/`status`), as the
 // original CluPy spells them. Parsing only; the daemons live in src/.
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "clupy/cluster.hpp"
 #include "clupy/errors.hpp"
@@ -37,20 +36,21 @@ std::int64_t epoch_ms(std::chrono::system_clock::time_point t) {
 void print_json(const clupy::ClusterStatus& status) {
   nlohmann::json servers = nlohmann::json::array();
   for (const auto& s : status.servers)
-    servers.push_back({{"server_id", s.server_id},
-                       {"hostname", s.hostname},
-                       {"address", s.address},
-                       {"pid", s.pid},
-                       {"capacity", s.capacity},
-                       {"busy_slots", s.busy_slots},
-                       {"labels", s.labels},
-                       {"version", s.version},
-                       {"abi_tag", s.abi_tag},
-                       {"registered_at_ms", epoch_ms(s.registered_at)},
-                       {"last_heartbeat_ms", epoch_ms(s.last_heartbeat)},
-                       {"reserved_by", s.reserved_by},
-                       {"reserved_since_ms", s.reserved_by.empty() ? 0 : epoch_ms(s.reserved_since)},
-                       {"connected", s.connected}});
+    servers.push_back(
+        {{"server_id", s.server_id},
+         {"hostname", s.hostname},
+         {"address", s.address},
+         {"pid", s.pid},
+         {"capacity", s.capacity},
+         {"busy_slots", s.busy_slots},
+         {"labels", s.labels},
+         {"version", s.version},
+         {"abi_tag", s.abi_tag},
+         {"registered_at_ms", epoch_ms(s.registered_at)},
+         {"last_heartbeat_ms", epoch_ms(s.last_heartbeat)},
+         {"reserved_by", s.reserved_by},
+         {"reserved_since_ms", s.reserved_by.empty() ? 0 : epoch_ms(s.reserved_since)},
+         {"connected", s.connected}});
   nlohmann::json out = {{"master_url", status.master_url},
                         {"master_version", status.master_version},
                         {"master_time_ms", epoch_ms(status.master_time)},
@@ -100,14 +100,16 @@ int main(int argc, char** argv) {
   app.add_flag("--master", master_mode, "run the master daemon (reads ./clupy.master.yaml)");
   app.add_flag("--serve", serve_mode, "run a server daemon (reads ./clupy.server.yaml)");
   app.add_option("--client", client_command, "client command: info");
-  app.add_option("command", command, "info | status (same as --client info); `clupy store --help` for the file store");
+  app.add_option("command", command,
+                 "info | status (same as --client info); `clupy store --help` for the file store");
 
   std::string config_file, master_url, bind, port_file, token_file, data_dir, log_level;
   std::string registration_ttl, registration_interval, failure_retry_interval, server_id;
   std::optional<int> port, http_port, capacity;
   std::vector<std::string> labels;
   bool allow_no_auth = false, json = false;
-  app.add_option("--config", config_file, "YAML file instead of the default in the working directory");
+  app.add_option("--config", config_file,
+                 "YAML file instead of the default in the working directory");
   app.add_option("--master-url", master_url, "clupy://host:port of the master");
   app.add_option("--bind", bind, "master: address to listen on");
   app.add_option("--port", port, "master: port to listen on (0 = any free port)");
@@ -115,8 +117,10 @@ int main(int argc, char** argv) {
   app.add_option("--http-port", http_port, "master: HTTP status port (0 = off)");
   app.add_option("--data-dir", data_dir, "master: data directory");
   app.add_option("--token-file", token_file, "cluster token file");
-  app.add_flag("--allow-no-auth", allow_no_auth, "master: accept peers without a token (loopback only)");
-  app.add_option("--registration-ttl", registration_ttl, "master: drop servers silent this long (e.g. 10s)");
+  app.add_flag("--allow-no-auth", allow_no_auth,
+               "master: accept peers without a token (loopback only)");
+  app.add_option("--registration-ttl", registration_ttl,
+                 "master: drop servers silent this long (e.g. 10s)");
   app.add_option("--registration-interval", registration_interval, "server: heartbeat period");
   app.add_option("--failure-retry-interval", failure_retry_interval, "server: reconnect period");
   app.add_option("--capacity", capacity, "server: worker slots (default: cores)");
@@ -158,8 +162,10 @@ int main(int argc, char** argv) {
       if (capacity) config.capacity = *capacity;
       if (!token_file.empty()) config.token_file = token_file;
       if (!server_id.empty()) config.server_id = server_id;
-      if (!registration_interval.empty()) config.registration_interval = parse_duration(registration_interval);
-      if (!failure_retry_interval.empty()) config.failure_retry_interval = parse_duration(failure_retry_interval);
+      if (!registration_interval.empty())
+        config.registration_interval = parse_duration(registration_interval);
+      if (!failure_retry_interval.empty())
+        config.failure_retry_interval = parse_duration(failure_retry_interval);
       for (const auto& label : labels) {
         auto eq = label.find('=');
         if (eq == std::string::npos || eq == 0)
@@ -180,8 +186,10 @@ int main(int argc, char** argv) {
     options.token_file = token_file;
     options.config_file = config_file;
     auto status = clupy::cluster_status(options);
-    if (json) print_json(status);
-    else print_table(status);
+    if (json)
+      print_json(status);
+    else
+      print_table(status);
     return 0;
   } catch (const clupy::Error& e) {
     std::cerr << "clupy: " << e.what() << "\n";

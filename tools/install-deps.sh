@@ -5,7 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(
-  cmake ninja-build pkg-config g++ ccache
+  cmake ninja-build pkg-config g++ ccache clang-format
   libboost1.81-dev libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev libhiredis-dev libzookeeper-mt-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev

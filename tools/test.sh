@@ -7,6 +7,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 "$root/tools/install-deps.sh"
 
+"$root/tools/check-format.sh"
+
 jobs="${CLUPY_JOBS:-$(nproc)}"
 export CCACHE_DIR="${CCACHE_DIR:-$root/.cache/ccache}"
 common_flags=(-G Ninja -DCLUPY_WERROR=ON -DCLUPY_BUILD_TESTS=ON)

@@ -84,8 +84,7 @@ void timed(Rates& rates, std::size_t bytes, const std::function<void()>& f,
 }
 
 void print(const char* what, const Rates& r, const Rates* raw, const char* raw_name) {
-  std::printf("%-20s median %7.1f MB/s (min %7.1f, max %7.1f)", what, r.median(), r.min(),
-              r.max());
+  std::printf("%-20s median %7.1f MB/s (min %7.1f, max %7.1f)", what, r.median(), r.min(), r.max());
   if (raw != nullptr)
     std::printf(" %3.0f%% of %s", 100 * r.median() / raw->median(), raw_name);
   else
@@ -222,7 +221,8 @@ int main(int argc, char** argv) {
     // deleted, replaced store versions collected, and `back` cleared so a short read shows.
     Rates set, get, put_stream, get_stream, put_file, get_file;
     for (int run = 1; run <= a.runs; ++run) {
-      timed(set, bytes, [&] { raw_set(raw, data, a.chunk, a.depth, run); }, server_cpu);
+      timed(
+          set, bytes, [&] { raw_set(raw, data, a.chunk, a.depth, run); }, server_cpu);
       timed(
           put_stream, bytes,
           [&] {
@@ -233,17 +233,20 @@ int main(int argc, char** argv) {
           server_cpu);
       collect();
       clear_back();
-      timed(get, bytes, [&] { raw_get(raw, back, bytes, a.chunk, a.depth, run); }, server_cpu);
+      timed(
+          get, bytes, [&] { raw_get(raw, back, bytes, a.chunk, a.depth, run); }, server_cpu);
       if (back != data) throw std::runtime_error("raw GET returned different bytes");
       drop_raw(run);
       clear_back();
       timed(get_stream, bytes, read_stream, server_cpu);
       if (back != data) throw std::runtime_error("store read returned different bytes");
-      timed(put_file, bytes, [&] { store.put_file(local_in, "bench/file.bin"); }, server_cpu);
+      timed(
+          put_file, bytes, [&] { store.put_file(local_in, "bench/file.bin"); }, server_cpu);
       collect();
       // Replacing the previous run's file would free its pages inside the timed region.
       std::filesystem::remove(local_out);
-      timed(get_file, bytes, [&] { store.get_file("bench/file.bin", local_out); }, server_cpu);
+      timed(
+          get_file, bytes, [&] { store.get_file("bench/file.bin", local_out); }, server_cpu);
     }
     std::ifstream(local_out, std::ios::binary).read(back.data(), static_cast<long>(bytes));
     if (back != data) throw std::runtime_error("get_file wrote different bytes");

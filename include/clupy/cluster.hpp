@@ -23,16 +23,16 @@ struct ServerStatus {
   std::string hostname;
   std::string address;
   std::uint32_t pid = 0;
-  std::uint32_t capacity = 0;    // worker slots
+  std::uint32_t capacity = 0;  // worker slots
   std::uint32_t busy_slots = 0;
   std::map<std::string, std::string> labels;
-  std::string version;           // libclupy version and protocol of the server
+  std::string version;  // libclupy version and protocol of the server
   std::string abi_tag;
   std::chrono::system_clock::time_point registered_at;
   std::chrono::system_clock::time_point last_heartbeat;
-  std::string reserved_by;       // empty when no client holds it
+  std::string reserved_by;  // empty when no client holds it
   std::chrono::system_clock::time_point reserved_since;
-  bool connected = true;         // false: its connection is gone; it is dropped after the TTL
+  bool connected = true;  // false: its connection is gone; it is dropped after the TTL
 };
 
 struct ClusterStatus {

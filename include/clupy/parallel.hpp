@@ -76,7 +76,8 @@ template <class F>
 class Parallel {
  public:
   Parallel(F f, Options options)
-      : f_(std::move(f)), options_(std::move(options)),
+      : f_(std::move(f)),
+        options_(std::move(options)),
         site_(detail::make_call_site(options_.max_in_flight)) {}
 
   // Submits f(args...) and returns its future at once. Arguments that do not fit f, or a

@@ -1,8 +1,9 @@
+#include "client/admin.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
-#include "client/admin.hpp"
 #include "clupy/cluster.hpp"
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
@@ -32,7 +33,8 @@ awaitable<wire::RegistryReply> fetch_registry(common::DialOptions options) {
     throw ConnectionError(std::string("the master closed the connection: ") + e.what());
   }
   dialed.connection->close("done");
-  if (!reply.has_registry_reply()) throw ConnectionError("the master answered with an unexpected message");
+  if (!reply.has_registry_reply())
+    throw ConnectionError("the master answered with an unexpected message");
   co_return std::move(*reply.mutable_registry_reply());
 }
 
@@ -90,8 +92,9 @@ ClusterStatus cluster_status(const ConnectOptions& options) {
     s.capacity = d.capacity();
     s.busy_slots = entry.busy_slots();
     s.labels.insert(d.labels().begin(), d.labels().end());
-    s.version = d.build().library_version() + " (protocol " + std::to_string(d.build().protocol_major()) +
-                "." + std::to_string(d.build().protocol_minor()) + ")";
+    s.version = d.build().library_version() + " (protocol " +
+                std::to_string(d.build().protocol_major()) + "." +
+                std::to_string(d.build().protocol_minor()) + ")";
     s.abi_tag = d.build().abi_tag();
     s.registered_at = from_ms(entry.registered_at_ms());
     s.last_heartbeat = from_ms(entry.last_heartbeat_ms());

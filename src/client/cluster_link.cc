@@ -1,10 +1,11 @@
-// How a process learns its cluster's store and coordination service: from the master's handshake (programs after
-// clupy::init, the CLI) or from the environment its server gave it (worker processes).
+// How a process learns its cluster's store and coordination service: from the master's handshake
+// (programs after clupy::init, the CLI) or from the environment its server gave it (worker
+// processes).
 #include "store/cluster_link.hpp"
-#include "coord/cluster_link.hpp"
 
 #include "client/admin.hpp"
 #include "client/runtime.hpp"
+#include "coord/cluster_link.hpp"
 
 namespace clupy::detail {
 

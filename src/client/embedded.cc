@@ -1,7 +1,6 @@
 #include "client/embedded.hpp"
 
 #include <boost/asio/io_context.hpp>
-
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -28,7 +27,8 @@ struct EmbeddedCluster::Impl {
 
 EmbeddedCluster::EmbeddedCluster(unsigned slots) : impl_(std::make_unique<Impl>()) {
   std::string pattern = (std::filesystem::temp_directory_path() / "clupy-embedded-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) throw Error("cannot create a directory for the embedded cluster");
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throw Error("cannot create a directory for the embedded cluster");
   impl_->directory = pattern;
 
   common::MasterConfig master_config;

@@ -2,14 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
-
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -69,8 +68,9 @@ bool Runtime::initialized() {
 Runtime& Runtime::get() {
   std::lock_guard lock(instance_mutex());
   if (instance() == nullptr)
-    throw Error("clupy::parallel was called before clupy::init: add `clupy::init(argc, argv);` "
-                "as the first line of main()");
+    throw Error(
+        "clupy::parallel was called before clupy::init: add `clupy::init(argc, argv);` "
+        "as the first line of main()");
   return *instance();
 }
 
@@ -149,7 +149,8 @@ void Runtime::connect(const common::ClientConfig& config) {
       dialed = try_dial("clupy://localhost:7878", common::resolve_token(config.token_file));
       master_url_ = dial.address.to_string();
     } catch (const ConnectionError& nobody_there) {
-      log()->debug("no master on localhost:7878 ({}); starting an embedded cluster", nobody_there.what());
+      log()->debug("no master on localhost:7878 ({}); starting an embedded cluster",
+                   nobody_there.what());
       embedded_ = std::make_unique<EmbeddedCluster>();
       dial.tls = common::TlsConfig{};
       dialed = try_dial(embedded_->master_url(), common::read_token_file(embedded_->token_file()));
@@ -167,7 +168,8 @@ void Runtime::connect(const common::ClientConfig& config) {
 }
 
 asio::awaitable<void> Runtime::fail_over(std::string reason) {
-  log()->warn("lost the master at {} ({}); waiting for the next elected master", master_url_, reason);
+  log()->warn("lost the master at {} ({}); waiting for the next elected master", master_url_,
+              reason);
   const auto deadline = std::chrono::steady_clock::now() + failover_timeout_;
   asio::steady_timer pause(io_);
   while (!stopped_ && std::chrono::steady_clock::now() < deadline) {
@@ -199,7 +201,8 @@ asio::awaitable<void> Runtime::fail_over(std::string reason) {
   if (!stopped_)
     fail_everything("lost the connection to the master at " + master_url_ + " (" + reason +
                     ") and no new master was elected within " +
-                    std::to_string(failover_timeout_.count()) + " ms; the task may or may not have run");
+                    std::to_string(failover_timeout_.count()) +
+                    " ms; the task may or may not have run");
 }
 
 void Runtime::adopt(common::Dialed dialed) {
@@ -208,8 +211,10 @@ void Runtime::adopt(common::Dialed dialed) {
   master_url_ = dial_options_.address.to_string();
   connection_->start(
       [this](wire::Envelope& message) {
-        if (message.has_job_opened()) on_reopened(message.job_opened());
-        else on_message(message);
+        if (message.has_job_opened())
+          on_reopened(message.job_opened());
+        else
+          on_message(message);
       },
       [this](const std::string& reason) { on_closed(reason); });
   send_open_job();
@@ -263,15 +268,16 @@ void Runtime::open_job() {
             return;
           }
           if (message.has_error() && message.request_id() == 1) {
-            opened->set_exception(std::make_exception_ptr(Error("the master refused the job: " + message.error().message())));
+            opened->set_exception(std::make_exception_ptr(
+                Error("the master refused the job: " + message.error().message())));
             return;
           }
           on_message(message);
         },
         [this, opened](const std::string& reason) {
           try {
-            opened->set_exception(std::make_exception_ptr(
-                ConnectionError("the master at " + master_url_ + " closed the connection: " + reason)));
+            opened->set_exception(std::make_exception_ptr(ConnectionError(
+                "the master at " + master_url_ + " closed the connection: " + reason)));
           } catch (const std::future_error&) {
             // The job was opened long ago: this is an ordinary disconnection.
           }
@@ -286,7 +292,8 @@ void Runtime::open_job() {
     std::lock_guard lock(mu_);
     window_ = std::max<std::size_t>(1, job.window());
   }
-  keepalive_interval_ = std::chrono::milliseconds(std::max<std::uint32_t>(100, job.keepalive_interval_ms()));
+  keepalive_interval_ =
+      std::chrono::milliseconds(std::max<std::uint32_t>(100, job.keepalive_interval_ms()));
   asio::post(io_, [this, need = job.need_image()] {
     if (need) upload_image();
     keep_alive();
@@ -339,8 +346,9 @@ void Runtime::submit(std::string call, const std::string& function_name, const O
     f.kind = FailureKind::kUnavailable;
     f.function = function_name;
     f.task_id = id;
-    f.message = stopped_ ? "clupy::shutdown() was called"
-                         : "not connected to the master at " + master_url_ + ": " + disconnect_reason_;
+    f.message = stopped_
+                    ? "clupy::shutdown() was called"
+                    : "not connected to the master at " + master_url_ + ": " + disconnect_reason_;
     state->complete_with_failure(std::move(f));
     return;
   }
@@ -428,7 +436,8 @@ void Runtime::on_message(wire::Envelope& message) {
       print_output(message.task_output());
       break;
     case wire::Envelope::kImageFailed:
-      log()->error("the master could not store this program's image: {}", message.image_failed().reason());
+      log()->error("the master could not store this program's image: {}",
+                   message.image_failed().reason());
       break;
     default:
       log()->debug("ignoring message {} from the master", static_cast<int>(message.body_case()));
@@ -453,12 +462,15 @@ void Runtime::on_results(wire::TaskResults& results) {
           Pending& waiting = pending_.at(next);
           waiting.held = false;
           ++pending.site->in_flight_;
-          if (locator_) outbox_.push_back(waiting.spec);
-          else outbox_.push_back(std::move(waiting.spec));
+          if (locator_)
+            outbox_.push_back(waiting.spec);
+          else
+            outbox_.push_back(std::move(waiting.spec));
           schedule_flush();
         }
       }
-      done.push_back({std::move(pending.state), std::move(result), std::move(pending.function_name)});
+      done.push_back(
+          {std::move(pending.state), std::move(result), std::move(pending.function_name)});
       pending_.erase(it);
       --outstanding_;
     }
@@ -506,7 +518,8 @@ void Runtime::complete_all(std::vector<Completion>& done) {
 void Runtime::print_output(const wire::TaskOutput& output) {
   // Like Ray's driver logs: each line of a worker's output, prefixed with where it came from.
   const std::string prefix = "(" + output.server_id() +
-                             (output.task_id() ? " task " + std::to_string(output.task_id()) : "") + ") ";
+                             (output.task_id() ? " task " + std::to_string(output.task_id()) : "") +
+                             ") ";
   std::string text;
   std::size_t start = 0;
   const std::string& raw = output.text();

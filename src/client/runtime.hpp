@@ -5,7 +5,6 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -30,8 +29,8 @@ class CallSite {
  public:
   explicit CallSite(unsigned limit) : limit_(limit) {}
   unsigned limit_;
-  unsigned in_flight_ = 0;            // guarded by the runtime's mutex
-  std::deque<std::uint64_t> held_;    // task ids waiting for a slot, in call order
+  unsigned in_flight_ = 0;          // guarded by the runtime's mutex
+  std::deque<std::uint64_t> held_;  // task ids waiting for a slot, in call order
 };
 
 }  // namespace clupy::detail
@@ -90,8 +89,8 @@ class Runtime {
   std::size_t window_slack() const { return window_ >= 1024 ? window_ / 16 : 1; }
   void print_output(const wire::TaskOutput& output);
   void cancel(std::uint64_t task_id);
-  void schedule_flush();   // under mu_
-  void flush();            // on the I/O thread
+  void schedule_flush();  // under mu_
+  void flush();           // on the I/O thread
   void keep_alive();
   void fail_everything(const std::string& why);
   void stop();

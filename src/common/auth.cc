@@ -1,18 +1,17 @@
 #include "common/auth.hpp"
 
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -84,8 +83,8 @@ std::string read_token_file(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0)
     throw ConfigError("cannot read token file " + path + ": it does not exist");
   if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-    throw ConfigError("token file " + path +
-                      " is readable by others; run `chmod 600 " + path + "`");
+    throw ConfigError("token file " + path + " is readable by others; run `chmod 600 " + path +
+                      "`");
   std::ifstream in(path);
   if (!in) throw ConfigError("cannot read token file " + path);
   std::stringstream ss;

@@ -29,8 +29,10 @@ KeyTable::Handler log_level_key(std::string& out) {
 KeyTable::Handler url_key(std::string& out) {
   return [&out](const YAML::Node& n) {
     out = scalar(n);
-    if (is_zk_url(out)) parse_zk_url(out);
-    else parse_master_url(out);
+    if (is_zk_url(out))
+      parse_zk_url(out);
+    else
+      parse_master_url(out);
   };
 }
 
@@ -97,7 +99,8 @@ template <class Config>
 Config load_with(const std::string& path, const char* default_name,
                  Config (*parse)(const std::string&, const std::string&)) {
   if (!path.empty()) return parse(read_whole_file(path), path);
-  if (std::filesystem::exists(default_name)) return parse(read_whole_file(default_name), default_name);
+  if (std::filesystem::exists(default_name))
+    return parse(read_whole_file(default_name), default_name);
   return Config{};
 }
 
@@ -180,8 +183,10 @@ void validate(const MasterConfig& config) {
 }
 
 void validate(const ServerConfig& config) {
-  if (is_zk_url(config.master_url)) parse_zk_url(config.master_url);
-  else parse_master_url(config.master_url);
+  if (is_zk_url(config.master_url))
+    parse_zk_url(config.master_url);
+  else
+    parse_master_url(config.master_url);
   if (config.tls.enabled && config.tls.ca_file.empty())
     throw ConfigError("tls.enabled on a server needs tls.ca_file to verify the master");
   if (config.max_frame_size < 1024) throw ConfigError("max_frame_size must be at least 1KiB");
@@ -194,11 +199,16 @@ Millis parse_duration(const std::string& text) {
     throw ConfigError("expected a duration such as 500ms, 2s or 1m, got '" + text + "'");
   const std::string unit(end, text.data() + text.size());
   double ms = 0;
-  if (unit.empty() || unit == "s") ms = value * 1000;
-  else if (unit == "ms") ms = value;
-  else if (unit == "m") ms = value * 60'000;
-  else if (unit == "h") ms = value * 3'600'000;
-  else throw ConfigError("unknown duration unit '" + unit + "' in '" + text + "' (use ms, s, m or h)");
+  if (unit.empty() || unit == "s")
+    ms = value * 1000;
+  else if (unit == "ms")
+    ms = value;
+  else if (unit == "m")
+    ms = value * 60'000;
+  else if (unit == "h")
+    ms = value * 3'600'000;
+  else
+    throw ConfigError("unknown duration unit '" + unit + "' in '" + text + "' (use ms, s, m or h)");
   return Millis(static_cast<Millis::rep>(std::llround(ms)));
 }
 
@@ -208,8 +218,8 @@ std::size_t parse_size(const std::string& text) {
   if (ec != std::errc()) throw ConfigError("expected a size such as 16MiB, got '" + text + "'");
   const std::string unit(end, text.data() + text.size());
   static const std::pair<const char*, std::uint64_t> kUnits[] = {
-      {"", 1},         {"B", 1},          {"KiB", 1ull << 10}, {"MiB", 1ull << 20},
-      {"GiB", 1ull << 30}, {"KB", 1000},  {"MB", 1000'000},    {"GB", 1000'000'000}};
+      {"", 1},      {"B", 1},         {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30},
+      {"KB", 1000}, {"MB", 1000'000}, {"GB", 1000'000'000}};
   for (const auto& [name, factor] : kUnits)
     if (unit == name) return static_cast<std::size_t>(value * factor);
   throw ConfigError("unknown size unit '" + unit + "' in '" + text + "' (use B, KiB, MiB, GiB)");

@@ -8,8 +8,8 @@
 #include <map>
 #include <string>
 
-#include "common/frame.hpp"
 #include "common/coord_config.hpp"
+#include "common/frame.hpp"
 #include "common/store_config.hpp"
 
 namespace clupy::common {
@@ -26,33 +26,33 @@ struct TlsConfig {
 
 struct MasterConfig {
   std::string bind = "127.0.0.1";
-  int port = 7878;               // 0 picks a free port (tests; see port_file)
-  std::string port_file;         // when set, the bound port is written there once listening
-  std::string token_file;        // empty: default_token_path()
-  bool allow_no_auth = false;    // accept connections without a token (loopback only)
+  int port = 7878;             // 0 picks a free port (tests; see port_file)
+  std::string port_file;       // when set, the bound port is written there once listening
+  std::string token_file;      // empty: default_token_path()
+  bool allow_no_auth = false;  // accept connections without a token (loopback only)
   std::string data_dir = "clupy-master-data";
-  int http_port = 0;             // 0: no HTTP side
+  int http_port = 0;  // 0: no HTTP side
   Millis registration_ttl{10'000};
   Millis reservation_ttl{60'000};
   Millis maintenance_period{1'000};
   int default_server_request_count = 0;  // servers a client gets when it asks for 0; 0 = all
   std::size_t image_store_size = std::size_t{4} << 30;  // bytes of program images kept on disk
-  int client_window = 65536;     // tasks a client may have submitted and unresolved
-  int default_retries = 3;       // reruns of a task lost with its server
-  int assign_ahead = 8;          // tasks assigned per worker slot (>1 queues tasks on servers)
+  int client_window = 65536;  // tasks a client may have submitted and unresolved
+  int default_retries = 3;    // reruns of a task lost with its server
+  int assign_ahead = 8;       // tasks assigned per worker slot (>1 queues tasks on servers)
   Millis handshake_timeout{10'000};
   std::size_t max_frame_size = kDefaultMaxFrameSize;
   std::string log_level = "info";
   TlsConfig tls;
-  StoreSection store;  // the Redis file store (docs/store.md); off unless configured
+  StoreSection store;                // the Redis file store (docs/store.md); off unless configured
   CoordinationSection coordination;  // ZooKeeper: standby masters (docs/coordination.md)
 };
 
 struct ServerConfig {
   std::string master_url = "clupy://localhost:7878";  // or zk://hosts/chroot (standby masters)
-  int port = 0;                  // advertised port for direct connections; 0 = none
-  std::string server_id;         // empty: a random id per process
-  int capacity = 0;              // worker slots; 0 = this machine's cores
+  int port = 0;                                  // advertised port for direct connections; 0 = none
+  std::string server_id;                         // empty: a random id per process
+  int capacity = 0;                              // worker slots; 0 = this machine's cores
   std::string cache_dir = "clupy-server-cache";  // program images fetched from the master
   std::map<std::string, std::string> labels;
   Millis registration_interval{1'000};   // heartbeat period
@@ -65,7 +65,7 @@ struct ServerConfig {
 };
 
 struct ClientConfig {
-  std::string master_url;        // empty: clupy://localhost:7878; or zk://hosts/chroot
+  std::string master_url;  // empty: clupy://localhost:7878; or zk://hosts/chroot
   std::string token_file;
   Millis connect_timeout{5'000};
   std::size_t max_frame_size = kDefaultMaxFrameSize;

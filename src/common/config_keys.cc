@@ -49,7 +49,8 @@ std::string KeyTable::known_keys() const {
 LocatedConfigError KeyTable::error(const YAML::Node& node, const std::string& key,
                                    const std::string& what) const {
   return located_error(source_, node,
-                      section_.empty() ? key : (key.empty() ? section_ : section_ + "." + key), what);
+                       section_.empty() ? key : (key.empty() ? section_ : section_ + "." + key),
+                       what);
 }
 
 std::string scalar(const YAML::Node& node) {
@@ -64,9 +65,12 @@ KeyTable::Handler string_key(std::string& out) {
 KeyTable::Handler bool_key(bool& out) {
   return [&out](const YAML::Node& n) {
     const std::string text = scalar(n);
-    if (text == "true" || text == "yes" || text == "on") out = true;
-    else if (text == "false" || text == "no" || text == "off") out = false;
-    else throw ConfigError("expected true or false, got '" + text + "'");
+    if (text == "true" || text == "yes" || text == "on")
+      out = true;
+    else if (text == "false" || text == "no" || text == "off")
+      out = false;
+    else
+      throw ConfigError("expected true or false, got '" + text + "'");
   };
 }
 

@@ -62,8 +62,8 @@ std::string scalar(const YAML::Node& node);
 
 // Handlers for common kinds of values, storing into `out` (which must outlive the table).
 KeyTable::Handler string_key(std::string& out);
-KeyTable::Handler bool_key(bool& out);                   // true/yes/on, false/no/off
-KeyTable::Handler int_key(int& out, int min, int max);  // inclusive bounds
+KeyTable::Handler bool_key(bool& out);                           // true/yes/on, false/no/off
+KeyTable::Handler int_key(int& out, int min, int max);           // inclusive bounds
 KeyTable::Handler duration_key(std::chrono::milliseconds& out);  // positive: 500ms, 2s, 1m, 1h
 KeyTable::Handler size_key(std::size_t& out);                    // 16MiB, 4KiB, 1000
 // A scalar value checked and stored by `check`.

@@ -12,7 +12,7 @@ namespace clupy::common {
 namespace {
 // The least free space offered to each read; a frame's announced body gets room of its own.
 constexpr std::size_t kReadChunk = 64u << 10;
-}
+}  // namespace
 
 Connection::Connection(Transport transport, std::size_t max_frame_size)
     : transport_(std::move(transport)),
@@ -67,8 +67,8 @@ asio::awaitable<wire::Envelope> Connection::read_frame() {
 void Connection::start(MessageHandler on_message, CloseHandler on_close) {
   on_message_ = std::move(on_message);
   on_close_ = std::move(on_close);
-  asio::co_spawn(executor(), [self = shared_from_this()] { return self->read_loop(); },
-                 asio::detached);
+  asio::co_spawn(
+      executor(), [self = shared_from_this()] { return self->read_loop(); }, asio::detached);
 }
 
 asio::awaitable<void> Connection::read_loop() {
@@ -128,34 +128,43 @@ bool Connection::append_split(const wire::Envelope& message) {
   };
   switch (message.body_case()) {
     case wire::Envelope::kSubmitTasks:
-      split_batch(message.submit_tasks().tasks(), budget,
-                  [&](wire::Envelope& part, const wire::TaskSpec& t) {
-                    part.mutable_submit_tasks()->set_job_id(message.submit_tasks().job_id());
-                    *part.mutable_submit_tasks()->add_tasks() = t;
-                  }, drop, emit, message);
+      split_batch(
+          message.submit_tasks().tasks(), budget,
+          [&](wire::Envelope& part, const wire::TaskSpec& t) {
+            part.mutable_submit_tasks()->set_job_id(message.submit_tasks().job_id());
+            *part.mutable_submit_tasks()->add_tasks() = t;
+          },
+          drop, emit, message);
       return true;
     case wire::Envelope::kAssignTasks:
-      split_batch(message.assign_tasks().tasks(), budget,
-                  [](wire::Envelope& part, const wire::Assignment& a) { *part.mutable_assign_tasks()->add_tasks() = a; },
-                  drop, emit, message);
+      split_batch(
+          message.assign_tasks().tasks(), budget,
+          [](wire::Envelope& part, const wire::Assignment& a) {
+            *part.mutable_assign_tasks()->add_tasks() = a;
+          },
+          drop, emit, message);
       return true;
     case wire::Envelope::kTaskResults:
       // A result too big to travel becomes a failure saying so: its future must not hang.
-      split_batch(message.task_results().results(), budget,
-                  [](wire::Envelope& part, const wire::TaskResult& r) { *part.mutable_task_results()->add_results() = r; },
-                  [&](const wire::TaskResult& r, wire::Envelope& part) {
-                    wire::TaskResult failed;
-                    failed.set_task_id(r.task_id());
-                    failed.set_server_id(r.server_id());
-                    failed.set_attempts(r.attempts());
-                    failed.mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kProtocol));
-                    failed.mutable_failure()->set_message(
-                        "the task's result is " + std::to_string(r.ByteSizeLong()) +
-                        " bytes, more than half of max_frame_size (" + std::to_string(max_frame_size_) + ")");
-                    failed.mutable_failure()->set_server(r.server_id());
-                    *part.mutable_task_results()->add_results() = std::move(failed);
-                  },
-                  emit, message);
+      split_batch(
+          message.task_results().results(), budget,
+          [](wire::Envelope& part, const wire::TaskResult& r) {
+            *part.mutable_task_results()->add_results() = r;
+          },
+          [&](const wire::TaskResult& r, wire::Envelope& part) {
+            wire::TaskResult failed;
+            failed.set_task_id(r.task_id());
+            failed.set_server_id(r.server_id());
+            failed.set_attempts(r.attempts());
+            failed.mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kProtocol));
+            failed.mutable_failure()->set_message("the task's result is " +
+                                                  std::to_string(r.ByteSizeLong()) +
+                                                  " bytes, more than half of max_frame_size (" +
+                                                  std::to_string(max_frame_size_) + ")");
+            failed.mutable_failure()->set_server(r.server_id());
+            *part.mutable_task_results()->add_results() = std::move(failed);
+          },
+          emit, message);
       return true;
     default:
       return false;
@@ -171,8 +180,8 @@ void Connection::send(const wire::Envelope& message) {
   }
   if (!writing_) {
     writing_ = true;
-    asio::co_spawn(executor(), [self = shared_from_this()] { return self->write_loop(); },
-                   asio::detached);
+    asio::co_spawn(
+        executor(), [self = shared_from_this()] { return self->write_loop(); }, asio::detached);
   }
 }
 
@@ -188,7 +197,8 @@ asio::awaitable<void> Connection::write_loop() {
     }
   } catch (const boost::system::system_error& e) {
     writing_ = false;
-    close(e.code() == asio::error::operation_aborted ? close_reason_ : "write failed: " + e.code().message());
+    close(e.code() == asio::error::operation_aborted ? close_reason_
+                                                     : "write failed: " + e.code().message());
     co_return;
   }
   writing_ = false;

@@ -7,7 +7,6 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-
 #include <functional>
 #include <memory>
 #include <string>

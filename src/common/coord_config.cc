@@ -36,7 +36,8 @@ void parse_mapping(const YAML::Node& map, const std::string& source, Coordinatio
             scalar_key([&](const std::string& v) { out.connect_timeout = positive_duration(v); }));
   table.add("digest_auth", scalar_key([&](const std::string& v) {
               const auto colon = v.find(':');
-              if (colon == std::string::npos || colon == 0) throw ConfigError("expected user:password");
+              if (colon == std::string::npos || colon == 0)
+                throw ConfigError("expected user:password");
               out.digest_auth = v;
             }));
   table.add("election_path", scalar_key([&](const std::string& v) {
@@ -65,8 +66,8 @@ void parse_coordination_section(const YAML::Node& node, const std::string& sourc
     }
     if (!node.IsMap())
       throw located_error(source, node, "coordination",
-                    "expected a mapping of key: value such as {connect: "
-                    "zk1:2181,zk2:2181/clupy} ('{}' for all defaults), or 'off'");
+                          "expected a mapping of key: value such as {connect: "
+                          "zk1:2181,zk2:2181/clupy} ('{}' for all defaults), or 'off'");
     CoordinationSection parsed = out;
     parsed.enabled = true;
     parse_mapping(node, source, parsed);

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-
 #include <functional>
 
 namespace clupy::common {

@@ -32,9 +32,8 @@ asio::awaitable<Dialed> dial_master(const DialOptions& options) {
 
   try {
     tcp::resolver resolver(executor);
-    auto endpoints = co_await resolver.async_resolve(options.address.host,
-                                                     std::to_string(options.address.port),
-                                                     asio::use_awaitable);
+    auto endpoints = co_await resolver.async_resolve(
+        options.address.host, std::to_string(options.address.port), asio::use_awaitable);
     co_await asio::async_connect(*socket, endpoints, asio::use_awaitable);
   } catch (const boost::system::system_error& e) {
     throw ConnectionError("cannot connect to the master at " + where + ": " +
@@ -72,7 +71,8 @@ asio::awaitable<Dialed> dial_master(const DialOptions& options) {
                           " during the handshake: " + (*timed_out ? "timed out" : e.what()) +
                           (tls_context ? "" : " (is the master using TLS?)"));
   } catch (const boost::system::system_error& e) {
-    throw ConnectionError("TLS handshake with the master at " + where + " failed: " + e.code().message());
+    throw ConnectionError("TLS handshake with the master at " + where +
+                          " failed: " + e.code().message());
   }
 }
 

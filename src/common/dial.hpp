@@ -3,7 +3,6 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-
 #include <memory>
 #include <optional>
 #include <string>

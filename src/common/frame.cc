@@ -40,7 +40,8 @@ void FrameDecoder::reserve(std::size_t wanted) {
   if (capacity_ - unread >= wanted && unread <= capacity_ / 2) {
     std::memmove(data_.get(), data_.get() + begin_, unread);
   } else {
-    const std::size_t capacity = std::max(unread + wanted, std::min(2 * capacity_, unread + wanted + max_frame_size_));
+    const std::size_t capacity =
+        std::max(unread + wanted, std::min(2 * capacity_, unread + wanted + max_frame_size_));
     auto grown = std::unique_ptr<char[]>(new char[capacity]);
     if (unread > 0) std::memcpy(grown.get(), data_.get() + begin_, unread);
     data_ = std::move(grown);
@@ -88,10 +89,14 @@ FrameDecoder::Status FrameDecoder::next(wire::Envelope& message) {
 
 const char* to_string(FrameDecoder::Status status) {
   switch (status) {
-    case FrameDecoder::Status::kFrame: return "frame";
-    case FrameDecoder::Status::kNeedMore: return "need more bytes";
-    case FrameDecoder::Status::kOversized: return "oversized frame";
-    case FrameDecoder::Status::kUnparsable: return "unparsable frame";
+    case FrameDecoder::Status::kFrame:
+      return "frame";
+    case FrameDecoder::Status::kNeedMore:
+      return "need more bytes";
+    case FrameDecoder::Status::kOversized:
+      return "oversized frame";
+    case FrameDecoder::Status::kUnparsable:
+      return "unparsable frame";
   }
   return "unknown";
 }

@@ -16,7 +16,8 @@ std::string self_description() {
 
 namespace {
 
-std::string version_mismatch_message(const std::string& acceptor_name, const wire::BuildInfo& acceptor,
+std::string version_mismatch_message(const std::string& acceptor_name,
+                                     const wire::BuildInfo& acceptor,
                                      const wire::BuildInfo& connector) {
   return "protocol version mismatch: the " + acceptor_name + " speaks " + describe(acceptor) +
          ", this peer speaks " + describe(connector) +
@@ -65,10 +66,12 @@ asio::awaitable<PeerIdentity> accept_handshake(Connection& connection, const Acc
   accepted.mutable_accepted()->set_fencing_token(auth.fencing_token);
   if (auth.token) {
     wire::Envelope proof = co_await connection.read_frame();
-    const std::string expected = client_proof(*auth.token, server_nonce, hello.hello().client_nonce());
+    const std::string expected =
+        client_proof(*auth.token, server_nonce, hello.hello().client_nonce());
     if (!proof.has_auth_proof() || !constant_time_equal(proof.auth_proof().mac(), expected)) {
-      refuse(connection, wire::Refused::AUTH_FAILED,
-             "authentication failed: the cluster token does not match the " + auth.local_name + "'s");
+      refuse(
+          connection, wire::Refused::AUTH_FAILED,
+          "authentication failed: the cluster token does not match the " + auth.local_name + "'s");
       throw HandshakeRejected("authentication failed for " + peer.name + " (wrong cluster token)");
     }
     accepted.mutable_accepted()->set_server_mac(
@@ -84,13 +87,16 @@ asio::awaitable<PeerIdentity> connect_handshake(Connection& connection, const Co
   const std::string client_nonce = random_bytes(kNonceSize);
   hello.mutable_hello()->set_client_nonce(client_nonce);
   hello.mutable_hello()->set_role(auth.role);
-  hello.mutable_hello()->set_peer_name(auth.local_name.empty() ? self_description() : auth.local_name);
+  hello.mutable_hello()->set_peer_name(auth.local_name.empty() ? self_description()
+                                                               : auth.local_name);
   const wire::BuildInfo mine = hello.hello().build();
   connection.send(hello);
 
   wire::Envelope reply = co_await connection.read_frame();
-  if (reply.has_refused()) throw HandshakeError("the master refused the connection: " + reply.refused().message());
-  if (!reply.has_challenge()) throw HandshakeError("the master answered Hello with an unexpected message");
+  if (reply.has_refused())
+    throw HandshakeError("the master refused the connection: " + reply.refused().message());
+  if (!reply.has_challenge())
+    throw HandshakeError("the master answered Hello with an unexpected message");
   PeerIdentity peer;
   peer.build = reply.challenge().build();
   if (peer.build.protocol_major() != mine.protocol_major())
@@ -102,22 +108,27 @@ asio::awaitable<PeerIdentity> connect_handshake(Connection& connection, const Co
       throw HandshakeError(
           "the master requires the cluster token and none was found: set CLUPY_TOKEN or "
           "CLUPY_TOKEN_FILE, or token_file in the YAML file (the master wrote it to its "
-          "token_file, by default " + default_token_path() + ")");
-    if (server_nonce.size() != kNonceSize) throw HandshakeError("the master sent a malformed challenge");
+          "token_file, by default " +
+          default_token_path() + ")");
+    if (server_nonce.size() != kNonceSize)
+      throw HandshakeError("the master sent a malformed challenge");
     wire::Envelope proof;
     proof.mutable_auth_proof()->set_mac(client_proof(*auth.token, server_nonce, client_nonce));
     connection.send(proof);
   } else if (auth.token && !auth.master_is_loopback) {
-    throw HandshakeError("the master did not ask for the cluster token; refusing an "
-                         "unauthenticated connection to a non-loopback address");
+    throw HandshakeError(
+        "the master did not ask for the cluster token; refusing an "
+        "unauthenticated connection to a non-loopback address");
   }
   wire::Envelope outcome = co_await connection.read_frame();
   if (outcome.has_refused()) throw HandshakeError(outcome.refused().message());
-  if (!outcome.has_accepted()) throw HandshakeError("the master answered with an unexpected message");
+  if (!outcome.has_accepted())
+    throw HandshakeError("the master answered with an unexpected message");
   if (reply.challenge().auth_required() &&
       !constant_time_equal(outcome.accepted().server_mac(),
                            server_proof(*auth.token, client_nonce, server_nonce)))
-    throw HandshakeError("the master could not prove it knows the cluster token: refusing to talk to it");
+    throw HandshakeError(
+        "the master could not prove it knows the cluster token: refusing to talk to it");
   peer.session_id = outcome.accepted().session_id();
   peer.services = outcome.accepted().services();
   peer.fencing_token = outcome.accepted().fencing_token();

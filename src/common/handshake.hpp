@@ -9,7 +9,6 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,15 +22,15 @@ namespace clupy::common {
 struct PeerIdentity {
   wire::BuildInfo build;
   wire::Role role = wire::ROLE_UNSPECIFIED;
-  std::string name;        // host and pid, as the peer describes itself
-  std::string session_id;  // the acceptor's id for this connection
+  std::string name;                // host and pid, as the peer describes itself
+  std::string session_id;          // the acceptor's id for this connection
   wire::ClusterServices services;  // connector side: what the master announced
   std::int64_t fencing_token = 0;  // connector side: the master's election token (0: none)
 };
 
 struct AcceptorAuth {
-  std::optional<std::string> token;  // nullopt: authentication is off (loopback only)
-  std::string local_name;            // "master", used in messages
+  std::optional<std::string> token;     // nullopt: authentication is off (loopback only)
+  std::string local_name;               // "master", used in messages
   wire::ClusterServices services = {};  // announced in Accepted
   std::int64_t fencing_token = 0;       // announced in Accepted: this master's election token
 };

@@ -22,7 +22,8 @@ std::shared_ptr<spdlog::logger> logger(const std::string& component) {
   std::lock_guard lock(registry_mutex());
   const std::string name = "clupy." + component;
   if (auto existing = spdlog::get(name)) return existing;
-  auto created = std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto created =
+      std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
   created->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n %P] %v");
   created->set_level(current_level());
   created->flush_on(spdlog::level::info);

@@ -54,7 +54,8 @@ void parse_mapping(const YAML::Node& map, const std::string& source, StoreSectio
                 throw ConfigError("must be between 4KiB and 512MiB, got '" + v + "'");
               out.chunk_size = static_cast<std::size_t>(n);
             }));
-  table.add("memory_budget", scalar_key([&](const std::string& v) { out.memory_budget = parse_size(v); }));
+  table.add("memory_budget",
+            scalar_key([&](const std::string& v) { out.memory_budget = parse_size(v); }));
   table.add("idle_ttl", scalar_key([&](const std::string& v) { out.idle_ttl = duration(v); }));
   table.add("orphan_grace",
             scalar_key([&](const std::string& v) { out.orphan_grace = positive_duration(v); }));
@@ -76,16 +77,16 @@ void parse_store_section(const YAML::Node& node, const std::string& source, Stor
         out.enabled = false;
       } else {
         throw located_error(source, node, "store",
-                      "expected 'embedded', 'off' or a mapping such as {redis: "
-                      "redis://host:6379/0}, got '" +
-                          v + "'");
+                            "expected 'embedded', 'off' or a mapping such as {redis: "
+                            "redis://host:6379/0}, got '" +
+                                v + "'");
       }
       return;
     }
     if (!node.IsMap())
       throw located_error(source, node, "store",
-                    "expected 'embedded', 'off' or a mapping of key: value ('{}' for all "
-                    "defaults)");
+                          "expected 'embedded', 'off' or a mapping of key: value ('{}' for all "
+                          "defaults)");
     StoreSection parsed = out;
     parsed.enabled = true;
     parse_mapping(node, source, parsed);

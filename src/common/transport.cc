@@ -23,14 +23,16 @@ Transport::Transport(local_socket socket) : stream_(std::in_place_index<2>, std:
 
 asio::awaitable<void> Transport::start(bool as_server) {
   if (auto* tls = std::get_if<1>(&stream_))
-    co_await tls->async_handshake(as_server ? asio::ssl::stream_base::server
-                                            : asio::ssl::stream_base::client,
-                                  asio::use_awaitable);
+    co_await tls->async_handshake(
+        as_server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
+        asio::use_awaitable);
 }
 
 asio::awaitable<std::size_t> Transport::read_some(asio::mutable_buffer buffer) {
-  if (auto* tls = std::get_if<1>(&stream_)) co_return co_await tls->async_read_some(buffer, asio::use_awaitable);
-  if (auto* local = std::get_if<2>(&stream_)) co_return co_await local->async_read_some(buffer, asio::use_awaitable);
+  if (auto* tls = std::get_if<1>(&stream_))
+    co_return co_await tls->async_read_some(buffer, asio::use_awaitable);
+  if (auto* local = std::get_if<2>(&stream_))
+    co_return co_await local->async_read_some(buffer, asio::use_awaitable);
   co_return co_await std::get<0>(stream_).async_read_some(buffer, asio::use_awaitable);
 }
 
@@ -84,8 +86,9 @@ std::shared_ptr<asio::ssl::context> make_acceptor_tls(const TlsConfig& tls) {
                        asio::ssl::context::no_tlsv1_1);
   load_pem("certificate", tls.cert_file,
            [&](auto& ec) { context->use_certificate_chain_file(tls.cert_file, ec); });
-  load_pem("private key", tls.key_file,
-           [&](auto& ec) { context->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec); });
+  load_pem("private key", tls.key_file, [&](auto& ec) {
+    context->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec);
+  });
   if (!tls.ca_file.empty())
     load_pem("CA file", tls.ca_file, [&](auto& ec) { context->load_verify_file(tls.ca_file, ec); });
   return context;
@@ -102,8 +105,9 @@ std::shared_ptr<asio::ssl::context> make_connector_tls(const TlsConfig& tls) {
     load_pem("certificate", tls.cert_file,
              [&](auto& ec) { context->use_certificate_chain_file(tls.cert_file, ec); });
   if (!tls.key_file.empty())
-    load_pem("private key", tls.key_file,
-             [&](auto& ec) { context->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec); });
+    load_pem("private key", tls.key_file, [&](auto& ec) {
+      context->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec);
+    });
   return context;
 }
 

@@ -8,7 +8,6 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
-
 #include <memory>
 #include <string>
 #include <variant>

@@ -15,7 +15,8 @@ MasterAddress parse_master_url(const std::string& url) {
   };
   std::string rest = url;
   if (auto scheme = rest.find("://"); scheme != std::string::npos) {
-    if (rest.substr(0, scheme) != "clupy") throw fail("unknown scheme '" + rest.substr(0, scheme) + "'");
+    if (rest.substr(0, scheme) != "clupy")
+      throw fail("unknown scheme '" + rest.substr(0, scheme) + "'");
     rest = rest.substr(scheme + 3);
   }
   while (!rest.empty() && rest.back() == '/') rest.pop_back();

@@ -25,6 +25,7 @@ struct WorkerProgress {
   std::atomic<std::uint64_t> magic;         // kWorkerProgressMagic, written by the server
   std::atomic<std::uint64_t> running_task;  // the task the worker started last; 0: none yet
 };
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "the page is shared between processes");
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "the page is shared between processes");
 
 }  // namespace clupy::common

@@ -13,7 +13,8 @@ std::optional<coord::SessionOptions> coordination_options_from(const std::string
   if (connect.empty()) return std::nullopt;
   coord::SessionOptions options;
   options.connect = connect;
-  if (session_timeout_ms > 0) options.session_timeout = std::chrono::milliseconds(session_timeout_ms);
+  if (session_timeout_ms > 0)
+    options.session_timeout = std::chrono::milliseconds(session_timeout_ms);
   options.digest_auth = digest_auth;
   return options;
 }
@@ -22,7 +23,8 @@ std::optional<coord::SessionOptions> coordination_options_from_env() {
   const char* connect = std::getenv(kCoordConnectVariable);
   if (connect == nullptr || *connect == '\0') return std::nullopt;
   std::uint32_t timeout_ms = 0;
-  if (const char* text = std::getenv(kCoordSessionTimeoutVariable); text != nullptr && *text != '\0') {
+  if (const char* text = std::getenv(kCoordSessionTimeoutVariable);
+      text != nullptr && *text != '\0') {
     const std::string_view v(text);
     auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), timeout_ms);
     if (ec != std::errc() || end != v.data() + v.size() || timeout_ms == 0)

@@ -84,9 +84,12 @@ HttpStatus::HttpStatus(asio::io_context& io, const std::string& bind, int port, 
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
   acceptor_.bind(endpoint, ec);
-  if (ec) throw ConfigError("cannot serve HTTP on " + bind + ":" + std::to_string(port) + ": " + ec.message());
+  if (ec)
+    throw ConfigError("cannot serve HTTP on " + bind + ":" + std::to_string(port) + ": " +
+                      ec.message());
   acceptor_.listen();
-  common::logger("master")->info("HTTP status on http://{}:{}/status and /metrics", bind, this->port());
+  common::logger("master")->info("HTTP status on http://{}:{}/status and /metrics", bind,
+                                 this->port());
   asio::co_spawn(io_, accept_loop(acceptor_, handler_), asio::detached);
 }
 

@@ -5,7 +5,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-
 #include <functional>
 #include <string>
 
@@ -14,7 +13,8 @@ namespace clupy::master {
 class HttpStatus {
  public:
   // Fills body and content type for a GET of `target`; false means 404.
-  using Handler = std::function<bool(const std::string& target, std::string& body, std::string& content_type)>;
+  using Handler =
+      std::function<bool(const std::string& target, std::string& body, std::string& content_type)>;
 
   // Throws clupy::ConfigError when the address cannot be bound.
   HttpStatus(boost::asio::io_context& io, const std::string& bind, int port, Handler handler);

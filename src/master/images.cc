@@ -60,8 +60,9 @@ std::optional<std::string> ImageStore::add_chunk(const std::string& sha256, std:
     abort_upload(sha256);
     return why;
   };
-  if (offset != upload.written) return fail("chunk at offset " + std::to_string(offset) +
-                                            ", expected " + std::to_string(upload.written));
+  if (offset != upload.written)
+    return fail("chunk at offset " + std::to_string(offset) + ", expected " +
+                std::to_string(upload.written));
   upload.file.write(data.data(), static_cast<std::streamsize>(data.size()));
   upload.digest.update(data);
   upload.written += data.size();
@@ -78,7 +79,8 @@ std::optional<std::string> ImageStore::add_chunk(const std::string& sha256, std:
   entry.size = size;
   entry.last_used = std::chrono::steady_clock::now();
   total_bytes_ += size;
-  common::logger("master")->info("stored program image {} ({} bytes)", hex_of(sha256).substr(0, 16), size);
+  common::logger("master")->info("stored program image {} ({} bytes)", hex_of(sha256).substr(0, 16),
+                                 size);
   evict();
   return std::string();
 }
@@ -108,13 +110,15 @@ void ImageStore::evict() {
   while (total_bytes_ > max_bytes_) {
     auto victim = entries_.end();
     for (auto it = entries_.begin(); it != entries_.end(); ++it)
-      if (it->second.pins == 0 && (victim == entries_.end() || it->second.last_used < victim->second.last_used))
+      if (it->second.pins == 0 &&
+          (victim == entries_.end() || it->second.last_used < victim->second.last_used))
         victim = it;
     if (victim == entries_.end()) return;  // everything is in use: over budget until jobs end
     std::error_code ignored;
     fs::remove(directory_ + "/" + victim->first, ignored);
     total_bytes_ -= victim->second.size;
-    common::logger("master")->info("evicted program image {} ({} bytes)", victim->first.substr(0, 16), victim->second.size);
+    common::logger("master")->info("evicted program image {} ({} bytes)",
+                                   victim->first.substr(0, 16), victim->second.size);
     entries_.erase(victim);
   }
 }

@@ -1,21 +1,19 @@
 #include "master/master.hpp"
-#include "master/standby.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
-#include "common/image_transfer.hpp"
 #include "common/daemon.hpp"
+#include "common/image_transfer.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
+#include "master/standby.hpp"
 
 namespace clupy::master {
 
@@ -69,8 +67,9 @@ void Master::start() {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
   acceptor_.bind(endpoint, ec);
-  if (ec) throw ConfigError("cannot listen on " + config_.bind + ":" + std::to_string(config_.port) +
-                            ": " + ec.message());
+  if (ec)
+    throw ConfigError("cannot listen on " + config_.bind + ":" + std::to_string(config_.port) +
+                      ": " + ec.message());
   acceptor_.listen(asio::socket_base::max_listen_connections);
   const auto bound = acceptor_.local_endpoint();
   log()->info("master {} listening on {}:{} ({}{})", common::library_version(),
@@ -84,10 +83,11 @@ void Master::start() {
   }
   asio::co_spawn(io_, accept_loop(), asio::detached);
   if (config_.http_port > 0)
-    http_ = std::make_unique<HttpStatus>(io_, config_.bind, config_.http_port,
-                                         [this](const std::string& target, std::string& body, std::string& type) {
-                                           return http_get(target, body, type);
-                                         });
+    http_ = std::make_unique<HttpStatus>(
+        io_, config_.bind, config_.http_port,
+        [this](const std::string& target, std::string& body, std::string& type) {
+          return http_get(target, body, type);
+        });
   schedule_maintenance();
 }
 
@@ -117,9 +117,12 @@ asio::awaitable<void> Master::accept_loop() {
       continue;
     }
     std::optional<common::Transport> transport;
-    if (tls_) transport.emplace(std::move(socket), *tls_);
-    else transport.emplace(std::move(socket));
-    auto connection = std::make_shared<common::Connection>(std::move(*transport), config_.max_frame_size);
+    if (tls_)
+      transport.emplace(std::move(socket), *tls_);
+    else
+      transport.emplace(std::move(socket));
+    auto connection =
+        std::make_shared<common::Connection>(std::move(*transport), config_.max_frame_size);
     asio::co_spawn(io_, serve(std::move(connection)), asio::detached);
   }
 }
@@ -175,7 +178,8 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
         session.connection->close("RegisterServer without a server id");
         return;
       }
-      if (!session.server_id.empty() && session.server_id != description.server_id()) lose_server(session);
+      if (!session.server_id.empty() && session.server_id != description.server_id())
+        lose_server(session);
       const bool added = registry_.register_server(description, session_id, now);
       session.server_id = description.server_id();
       scheduler_.server_available(description.server_id(), session_id);
@@ -189,7 +193,8 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     }
     case wire::Envelope::kHeartbeat: {
       if (session.peer.role != wire::ROLE_SERVER) break;
-      if (!registry_.heartbeat(message.heartbeat().server_id(), message.heartbeat().busy_slots(), now)) {
+      if (!registry_.heartbeat(message.heartbeat().server_id(), message.heartbeat().busy_slots(),
+                               now)) {
         // Expired while the server was unreachable: ask it to register again.
         reply.mutable_error()->set_message("unknown server id; register again");
         session.connection->send(reply);
@@ -285,7 +290,8 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
     lose_server(session);
   }
   if (session.peer.role == wire::ROLE_CLIENT) {
-    if (auto job = scheduler_.client_gone(session_id); job && store_) store_->job_ended(std::to_string(*job));
+    if (auto job = scheduler_.client_gone(session_id); job && store_)
+      store_->job_ended(std::to_string(*job));
     if (session.image_pinned) images_.unpin(session.image_sha256);
   }
   sessions_.erase(it);
@@ -343,31 +349,49 @@ std::string Master::metrics_text() {
   }
   std::string text;
   auto metric = [&](const char* name, const char* type, const char* help, double value) {
-    text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name +
-            " " + std::to_string(static_cast<long long>(value)) + "\n";
+    text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+            name + " " + std::to_string(static_cast<long long>(value)) + "\n";
   };
-  metric("clupy_servers", "gauge", "Servers in the registry.", static_cast<double>(registry_.size()));
-  metric("clupy_servers_connected", "gauge", "Servers with a live connection.", static_cast<double>(connected));
-  metric("clupy_worker_slots", "gauge", "Worker slots of all registered servers.", static_cast<double>(slots));
-  metric("clupy_clients", "gauge", "Clients with an open job.", static_cast<double>(scheduler_.clients()));
-  metric("clupy_tasks_queued", "gauge", "Tasks waiting for a slot.", static_cast<double>(scheduler_.queued()));
-  metric("clupy_tasks_running", "gauge", "Tasks assigned to servers.", static_cast<double>(scheduler_.running()));
-  metric("clupy_tasks_submitted_total", "counter", "Tasks submitted by clients.", static_cast<double>(c.submitted));
-  metric("clupy_tasks_succeeded_total", "counter", "Tasks that produced an outcome.", static_cast<double>(c.succeeded));
-  metric("clupy_tasks_failed_total", "counter", "Tasks that crashed, timed out, were cancelled or lost.", static_cast<double>(c.failed));
-  metric("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.", static_cast<double>(c.rerun));
-  metric("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.", static_cast<double>(images_.total_bytes()));
+  metric("clupy_servers", "gauge", "Servers in the registry.",
+         static_cast<double>(registry_.size()));
+  metric("clupy_servers_connected", "gauge", "Servers with a live connection.",
+         static_cast<double>(connected));
+  metric("clupy_worker_slots", "gauge", "Worker slots of all registered servers.",
+         static_cast<double>(slots));
+  metric("clupy_clients", "gauge", "Clients with an open job.",
+         static_cast<double>(scheduler_.clients()));
+  metric("clupy_tasks_queued", "gauge", "Tasks waiting for a slot.",
+         static_cast<double>(scheduler_.queued()));
+  metric("clupy_tasks_running", "gauge", "Tasks assigned to servers.",
+         static_cast<double>(scheduler_.running()));
+  metric("clupy_tasks_submitted_total", "counter", "Tasks submitted by clients.",
+         static_cast<double>(c.submitted));
+  metric("clupy_tasks_succeeded_total", "counter", "Tasks that produced an outcome.",
+         static_cast<double>(c.succeeded));
+  metric("clupy_tasks_failed_total", "counter",
+         "Tasks that crashed, timed out, were cancelled or lost.", static_cast<double>(c.failed));
+  metric("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.",
+         static_cast<double>(c.rerun));
+  metric("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.",
+         static_cast<double>(images_.total_bytes()));
   if (store_) {
     const StoreCounters store = store_->counters();
-    metric("clupy_store_files", "gauge", "Files in the file store after the last sweep.", static_cast<double>(store.files));
-    metric("clupy_store_bytes", "gauge", "Bytes of those files.", static_cast<double>(store.live_bytes));
-    metric("clupy_store_reachable", "gauge", "1 if the last janitor operation reached Redis.", store.redis_reachable ? 1 : 0);
-    metric("clupy_store_sweeps_total", "counter", "Janitor sweeps completed.", static_cast<double>(store.sweeps));
-    metric("clupy_store_sweep_failures_total", "counter", "Janitor sweeps that failed.", static_cast<double>(store.sweep_failures));
-    text += "# HELP clupy_store_files_removed_total Files the janitor removed, by reason.\n"
-            "# TYPE clupy_store_files_removed_total counter\n";
+    metric("clupy_store_files", "gauge", "Files in the file store after the last sweep.",
+           static_cast<double>(store.files));
+    metric("clupy_store_bytes", "gauge", "Bytes of those files.",
+           static_cast<double>(store.live_bytes));
+    metric("clupy_store_reachable", "gauge", "1 if the last janitor operation reached Redis.",
+           store.redis_reachable ? 1 : 0);
+    metric("clupy_store_sweeps_total", "counter", "Janitor sweeps completed.",
+           static_cast<double>(store.sweeps));
+    metric("clupy_store_sweep_failures_total", "counter", "Janitor sweeps that failed.",
+           static_cast<double>(store.sweep_failures));
+    text +=
+        "# HELP clupy_store_files_removed_total Files the janitor removed, by reason.\n"
+        "# TYPE clupy_store_files_removed_total counter\n";
     for (const auto& [reason, count] : store.files_removed)
-      text += "clupy_store_files_removed_total{reason=\"" + reason + "\"} " + std::to_string(count) + "\n";
+      text += "clupy_store_files_removed_total{reason=\"" + reason + "\"} " +
+              std::to_string(count) + "\n";
   }
   return text;
 }
@@ -386,7 +410,8 @@ void Master::send_to(SessionId session, const wire::Envelope& message) {
 
 void Master::assign(SessionId server, wire::AssignTasks&& tasks) {
   if (leads_ && !leads_()) {
-    log()->error("no longer the elected master: dropping {} assignment(s) and stopping", tasks.tasks_size());
+    log()->error("no longer the elected master: dropping {} assignment(s) and stopping",
+                 tasks.tasks_size());
     asio::post(io_, [this] { stop(); });
     return;
   }
@@ -424,26 +449,28 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
   session.image_pinned = ready;
   if (ready) images_.pin(job.image_sha256());
   const bool need = !ready && !images_.uploading(job.image_sha256());
-  const std::uint64_t job_id = scheduler_.open_job(session_id, job.client_name(), job.image_sha256(),
-                                                   job.image_name(), ready, Clock::now());
+  const std::uint64_t job_id = scheduler_.open_job(
+      session_id, job.client_name(), job.image_sha256(), job.image_name(), ready, Clock::now());
   log()->info("job {} opened by {} ({}, image {}{})", job_id, job.client_name(), job.image_name(),
               hex_of(job.image_sha256()).substr(0, 16), need ? ", uploading" : "");
   auto* opened = reply.mutable_job_opened();
   opened->set_job_id(job_id);
   opened->set_need_image(need);
   opened->set_window(static_cast<std::uint32_t>(config_.client_window));
-  opened->set_keepalive_interval_ms(static_cast<std::uint32_t>(
-      std::max<std::int64_t>(100, config_.reservation_ttl.count() / 3)));
+  opened->set_keepalive_interval_ms(
+      static_cast<std::uint32_t>(std::max<std::int64_t>(100, config_.reservation_ttl.count() / 3)));
   session.connection->send(reply);
 }
 
-void Master::store_chunk(std::uint64_t session_id, Session& session, const wire::ImageChunk& chunk) {
+void Master::store_chunk(std::uint64_t session_id, Session& session,
+                         const wire::ImageChunk& chunk) {
   if (chunk.image_sha256() != session.image_sha256) return;
-  auto outcome = images_.add_chunk(chunk.image_sha256(), 0, chunk.offset(), chunk.data(), chunk.last());
+  auto outcome =
+      images_.add_chunk(chunk.image_sha256(), 0, chunk.offset(), chunk.data(), chunk.last());
   if (!outcome) return;
   if (!outcome->empty()) {
-    log()->error("upload of image {} from session {} failed: {}", hex_of(chunk.image_sha256()).substr(0, 16),
-                 session_id, *outcome);
+    log()->error("upload of image {} from session {} failed: {}",
+                 hex_of(chunk.image_sha256()).substr(0, 16), session_id, *outcome);
     wire::Envelope failed;
     failed.mutable_image_failed()->set_image_sha256(chunk.image_sha256());
     failed.mutable_image_failed()->set_reason(*outcome);
@@ -521,8 +548,8 @@ int run_master(const common::MasterConfig& config) {
       master.stop();
     });
   };
-  election = std::make_unique<MasterElection>(config.coordination, MasterElection::default_candidate(),
-                                              callbacks);
+  election = std::make_unique<MasterElection>(config.coordination,
+                                              MasterElection::default_candidate(), callbacks);
   master.set_leadership([&] { return election->is_leader(); });
   election->start();
   log()->info("standby master: waiting to be elected at {} {}", config.coordination.connect,

@@ -63,7 +63,8 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
     task.call = std::move(*spec.mutable_call());
     task.server_count = spec.options().server_count();
     task.timeout_ms = spec.options().timeout_ms();
-    task.retries_left = spec.options().retries() < 0 ? config_.default_retries : spec.options().retries();
+    task.retries_left =
+        spec.options().retries() < 0 ? config_.default_retries : spec.options().retries();
     for (const auto& [k, v] : spec.options().labels()) task.labels.emplace_back(k, v);
     c.by_client_id[spec.task_id()] = id;
     c.queue.push_back(id);
@@ -172,7 +173,8 @@ void Scheduler::server_lost(const std::string& server_id) {
 
 void Scheduler::results(const std::string& server_id, wire::TaskResults& results) {
   auto server = servers_.find(server_id);
-  if (server != servers_.end()) adapt_slots(server->second, static_cast<std::size_t>(results.results_size()));
+  if (server != servers_.end())
+    adapt_slots(server->second, static_cast<std::size_t>(results.results_size()));
   for (auto& result : *results.mutable_results()) {
     const std::uint64_t id = result.task_id();
     // Only the server the task is assigned to may finish it: a result from a server that was
@@ -211,7 +213,8 @@ void Scheduler::expire_reservations(Clock::time_point now, std::chrono::millisec
 }
 
 Scheduler::ServerSlot* Scheduler::pick_server(Client& client, const Task& task) {
-  const std::size_t wanted = task.server_count != 0 ? task.server_count : config_.default_server_count;
+  const std::size_t wanted =
+      task.server_count != 0 ? task.server_count : config_.default_server_count;
   auto fits = [&](const Server& s) {
     if (s.running.size() >= s.slots) return false;
     for (const auto& [k, v] : task.labels) {
@@ -327,11 +330,11 @@ void Scheduler::dispatch() {
   pending_results_.clear();
 }
 
-std::optional<std::pair<SessionId, std::uint64_t>> Scheduler::owner_of(std::uint64_t task_id) const {
+std::optional<std::pair<SessionId, std::uint64_t>> Scheduler::owner_of(
+    std::uint64_t task_id) const {
   auto it = tasks_.find(task_id);
   if (it == tasks_.end() || it->second.client == 0) return std::nullopt;
   return std::make_pair(it->second.client, it->second.client_task_id);
 }
-
 
 }  // namespace clupy::master

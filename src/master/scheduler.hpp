@@ -25,7 +25,7 @@ struct SchedulerConfig {
   std::uint32_t default_server_count = 0;  // for tasks asking 0 servers; 0 = any server
   std::uint32_t window = 65536;            // tasks a client may have outstanding
   std::int32_t default_retries = 3;
-  std::uint32_t assign_ahead = 1;          // tasks assigned per worker slot (1 = no queueing on servers)
+  std::uint32_t assign_ahead = 1;  // tasks assigned per worker slot (1 = no queueing on servers)
 };
 
 class Outbox {

@@ -7,14 +7,13 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
 #include <thread>
 
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
+#include "common/daemon.hpp"
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
-#include "common/daemon.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
 #include "coord/cluster_link.hpp"
@@ -32,9 +31,9 @@ std::vector<std::string> worker_environment(const wire::ClusterServices& service
   if (auto store = detail::store_options_from(services.store_url(), services.store_key_prefix(),
                                               services.store_chunk_size()))
     environment = detail::store_environment(*store);
-  if (auto coordination = detail::coordination_options_from(services.coordination_connect(),
-                                                            services.coordination_session_timeout_ms(),
-                                                            services.coordination_digest_auth())) {
+  if (auto coordination = detail::coordination_options_from(
+          services.coordination_connect(), services.coordination_session_timeout_ms(),
+          services.coordination_digest_auth())) {
     auto entries = detail::coordination_environment(*coordination);
     environment.insert(environment.end(), entries.begin(), entries.end());
   }
@@ -76,7 +75,8 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     fetch.mutable_fetch_image()->set_image_sha256(sha256);
     send_to_master(fetch);
   };
-  pool_ = std::make_unique<WorkerPool>(io_, server_id_, capacity_, config_.cache_dir, std::move(callbacks));
+  pool_ = std::make_unique<WorkerPool>(io_, server_id_, capacity_, config_.cache_dir,
+                                       std::move(callbacks));
 }
 
 bool ServerDaemon::accept_fencing_token(std::int64_t token) {
@@ -196,7 +196,8 @@ asio::awaitable<void> ServerDaemon::run() {
       // might: keep trying at the retry interval, loudly.
       log()->error("master {} refused this server: {}", master_.to_string(), e.what());
     } catch (const std::exception& e) {
-      if (!reported_failure) log()->warn("{}; retrying every {} ms", e.what(), config_.failure_retry_interval.count());
+      if (!reported_failure)
+        log()->warn("{}; retrying every {} ms", e.what(), config_.failure_retry_interval.count());
       reported_failure = true;
     }
     if (stopping_) break;
@@ -206,7 +207,8 @@ asio::awaitable<void> ServerDaemon::run() {
   }
 }
 
-asio::awaitable<void> ServerDaemon::serve_connection(std::shared_ptr<common::Connection> connection) {
+asio::awaitable<void> ServerDaemon::serve_connection(
+    std::shared_ptr<common::Connection> connection) {
   connection_ = connection;
   registered_ = false;
   struct Link {
@@ -227,7 +229,8 @@ asio::awaitable<void> ServerDaemon::serve_connection(std::shared_ptr<common::Con
   auto* description = hello.mutable_register_server()->mutable_server();
   description->set_server_id(server_id_);
   description->set_hostname(host);
-  description->set_address(std::string(host) + (config_.port > 0 ? ":" + std::to_string(config_.port) : ""));
+  description->set_address(std::string(host) +
+                           (config_.port > 0 ? ":" + std::to_string(config_.port) : ""));
   description->set_capacity(capacity_);
   for (const auto& [k, v] : config_.labels) (*description->mutable_labels())[k] = v;
   common::fill_build_info(*description->mutable_build());
@@ -257,17 +260,21 @@ asio::awaitable<void> ServerDaemon::serve_connection(std::shared_ptr<common::Con
 void ServerDaemon::handle(wire::Envelope& message) {
   switch (message.body_case()) {
     case wire::Envelope::kServerRegistered:
-      if (!registered_) log()->info("registered with master {} as {} ({} slots)", master_.to_string(), server_id_, capacity_);
+      if (!registered_)
+        log()->info("registered with master {} as {} ({} slots)", master_.to_string(), server_id_,
+                    capacity_);
       registered_ = true;
       break;
     case wire::Envelope::kAssignTasks:
       if (!accept_fencing_token(message.assign_tasks().fencing_token())) {
-        log()->error("{}: dropping {} assignment(s)", deposed_message(message.assign_tasks().fencing_token()),
+        log()->error("{}: dropping {} assignment(s)",
+                     deposed_message(message.assign_tasks().fencing_token()),
                      message.assign_tasks().tasks_size());
         if (connection_) connection_->close("deposed master");
         break;
       }
-      for (auto& task : *message.mutable_assign_tasks()->mutable_tasks()) pool_->run(std::move(task));
+      for (auto& task : *message.mutable_assign_tasks()->mutable_tasks())
+        pool_->run(std::move(task));
       break;
     case wire::Envelope::kCancelAssignments:
       for (std::uint64_t id : message.cancel_assignments().task_ids()) pool_->cancel(id);
@@ -284,7 +291,8 @@ void ServerDaemon::handle(wire::Envelope& message) {
       if (connection_) connection_->close("re-registering");
       break;
     default:
-      log()->debug("ignoring message (body case {}) from the master", static_cast<int>(message.body_case()));
+      log()->debug("ignoring message (body case {}) from the master",
+                   static_cast<int>(message.body_case()));
       break;
   }
 }

@@ -5,15 +5,14 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "common/config.hpp"
 #include "common/connection.hpp"
-#include "common/url.hpp"
 #include "common/master_locator.hpp"
+#include "common/url.hpp"
 #include "server/workers.hpp"
 
 namespace clupy::server {
@@ -62,7 +61,7 @@ class ServerDaemon {
   bool results_overdue_ = false;
   bool registered_ = false;
   bool stopping_ = false;
-  std::int64_t highest_fencing_token_ = 0;  // for this process's life
+  std::int64_t highest_fencing_token_ = 0;          // for this process's life
   std::unique_ptr<common::MasterLocator> locator_;  // a zk:// master_url: follow the leader
 };
 

@@ -10,10 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
-
-#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -89,7 +88,8 @@ struct WorkerPool::Worker {
   // tasks, about to start the first unreported one.
   std::optional<std::uint64_t> running_unreported() const {
     const auto id = running();
-    if (id && std::any_of(queue.begin(), queue.end(), [&](const wire::Assignment& a) { return a.task_id() == *id; }))
+    if (id && std::any_of(queue.begin(), queue.end(),
+                          [&](const wire::Assignment& a) { return a.task_id() == *id; }))
       return id;
     return std::nullopt;
   }
@@ -117,8 +117,11 @@ struct WorkerPool::Worker {
 
 WorkerPool::WorkerPool(asio::io_context& io, std::string server_id, unsigned capacity,
                        std::string cache_dir, Callbacks callbacks)
-    : io_(io), server_id_(std::move(server_id)), capacity_(std::max(1u, capacity)),
-      cache_dir_(std::move(cache_dir)), callbacks_(std::move(callbacks)) {
+    : io_(io),
+      server_id_(std::move(server_id)),
+      capacity_(std::max(1u, capacity)),
+      cache_dir_(std::move(cache_dir)),
+      callbacks_(std::move(callbacks)) {
   fs::create_directories(cache_dir_ + "/images");
 }
 
@@ -138,7 +141,8 @@ std::size_t WorkerPool::unfinished() const {
 void WorkerPool::run(wire::Assignment&& task) {
   const std::string sha = task.image_sha256();
   if (sha.size() != 32) {
-    fail_task(task.task_id(), static_cast<std::uint32_t>(FailureKind::kProtocol), "assignment without an image digest");
+    fail_task(task.task_id(), static_cast<std::uint32_t>(FailureKind::kProtocol),
+              "assignment without an image digest");
     return;
   }
   Image& image = images_[sha];
@@ -202,8 +206,8 @@ void WorkerPool::image_chunk(const wire::ImageChunk& chunk) {
   fs::rename(image.partial, image.path);
   image.fetching = false;
   image.ready = true;
-  log()->info("program image {} cached ({} bytes)", common::to_hex(chunk.image_sha256()).substr(0, 16),
-              image.received);
+  log()->info("program image {} cached ({} bytes)",
+              common::to_hex(chunk.image_sha256()).substr(0, 16), image.received);
   pump();
 }
 
@@ -214,7 +218,8 @@ void WorkerPool::image_failed(const std::string& image_sha256, const std::string
     std::error_code ignored;
     fs::remove(it->second.partial, ignored);
   }
-  log()->error("cannot get program image {}: {}", common::to_hex(image_sha256).substr(0, 16), reason);
+  log()->error("cannot get program image {}: {}", common::to_hex(image_sha256).substr(0, 16),
+               reason);
   for (auto task = waiting_.begin(); task != waiting_.end();) {
     if (task->image_sha256() == image_sha256) {
       fail_task(task->task_id(), static_cast<std::uint32_t>(FailureKind::kUnavailable),
@@ -269,7 +274,8 @@ void WorkerPool::pump() {
   }
 }
 
-std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256, const std::string& name) {
+std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
+                                                      const std::string& name) {
   const std::string& path = images_[sha256].path;
   int link[2], out[2], err[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) != 0) return nullptr;
@@ -335,7 +341,7 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   common::local_socket socket(io_);
   socket.assign(asio::local::stream_protocol(), link[0]);
   worker->link = std::make_shared<common::Connection>(common::Transport(std::move(socket)),
-                                                     common::kDefaultMaxFrameSize);
+                                                      common::kDefaultMaxFrameSize);
   for (int fd : {out[0], err[0]}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   worker->out = std::make_unique<asio::posix::stream_descriptor>(io_, out[0]);
   worker->err = std::make_unique<asio::posix::stream_descriptor>(io_, err[0]);
@@ -369,11 +375,13 @@ void WorkerPool::front_started(const std::shared_ptr<Worker>& worker) {
   worker->deadline.reset();
   if (task.timeout_ms() == 0) return;
   // The worker runs its tasks in order, so the front one starts when the previous one ends.
-  worker->deadline = std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(task.timeout_ms()));
+  worker->deadline =
+      std::make_unique<asio::steady_timer>(io_, std::chrono::milliseconds(task.timeout_ms()));
   arm_deadline(worker, task.task_id(), task.timeout_ms());
 }
 
-void WorkerPool::arm_deadline(const std::shared_ptr<Worker>& worker, std::uint64_t id, std::uint32_t timeout) {
+void WorkerPool::arm_deadline(const std::shared_ptr<Worker>& worker, std::uint64_t id,
+                              std::uint32_t timeout) {
   std::weak_ptr<Worker> weak = worker;
   worker->deadline->async_wait([this, weak, id, timeout](boost::system::error_code ec) {
     auto w = weak.lock();
@@ -438,8 +446,10 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
   if (r == 0) {
     // The link closed but the process lingers: give it a moment, then make sure.
     if (attempts == 100) ::kill(worker->pid, SIGKILL);
-    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(attempts < 20 ? 1 : 20));
-    timer->async_wait([this, worker, attempts, timer](boost::system::error_code) { reap(worker, attempts + 1); });
+    auto timer = std::make_shared<asio::steady_timer>(
+        io_, std::chrono::milliseconds(attempts < 20 ? 1 : 20));
+    timer->async_wait(
+        [this, worker, attempts, timer](boost::system::error_code) { reap(worker, attempts + 1); });
     return;
   }
   drain_output(*worker);
@@ -488,7 +498,8 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
       }
     }
     result.mutable_failure()->set_server(server_id_);
-    log()->warn("task {} failed on worker {}: {}", result.task_id(), worker->pid, result.failure().message());
+    log()->warn("task {} failed on worker {}: {}", result.task_id(), worker->pid,
+                result.failure().message());
     callbacks_.on_result(std::move(result));
   }
   if (culprit != worker->queue.end()) worker->queue.erase(culprit);
@@ -549,7 +560,8 @@ WorkerPool::PipeState WorkerPool::read_pipe(Worker& worker, bool is_stderr, int 
       if (errno == EINTR) continue;
       return errno == EAGAIN || errno == EWOULDBLOCK ? PipeState::kDrained : PipeState::kClosed;
     }
-    if (callbacks_.on_output) callbacks_.on_output(owner, is_stderr, chunk.substr(0, static_cast<std::size_t>(n)));
+    if (callbacks_.on_output)
+      callbacks_.on_output(owner, is_stderr, chunk.substr(0, static_cast<std::size_t>(n)));
   }
   return PipeState::kMore;
 }
@@ -558,8 +570,9 @@ void WorkerPool::drain_output(Worker& worker) {
   // What the worker wrote before it reported belongs to the tasks it reported; read it now,
   // before the results leave. One poll() tells whether there is anything at all, so a quiet
   // batch costs one system call here.
-  pollfd fds[2] = {{worker.out && worker.out->is_open() ? worker.out->native_handle() : -1, POLLIN, 0},
-                   {worker.err && worker.err->is_open() ? worker.err->native_handle() : -1, POLLIN, 0}};
+  pollfd fds[2] = {
+      {worker.out && worker.out->is_open() ? worker.out->native_handle() : -1, POLLIN, 0},
+      {worker.err && worker.err->is_open() ? worker.err->native_handle() : -1, POLLIN, 0}};
   if (::poll(fds, 2, 0) <= 0) return;
   // Up to 1 MiB: the bytes of the reported tasks leave before their results (the worker waits
   // for them to be read before it names its next task, so a task printing without pause now
@@ -572,7 +585,8 @@ void WorkerPool::cancel(std::uint64_t task_id) {
   for (auto task = waiting_.begin(); task != waiting_.end(); ++task) {
     if (task->task_id() != task_id) continue;
     waiting_.erase(task);
-    fail_task(task_id, static_cast<std::uint32_t>(FailureKind::kCancelled), "cancelled before it ran");
+    fail_task(task_id, static_cast<std::uint32_t>(FailureKind::kCancelled),
+              "cancelled before it ran");
     return;
   }
   for (auto& w : workers_) {
@@ -589,7 +603,8 @@ void WorkerPool::cancel(std::uint64_t task_id) {
       } else {
         // Already in the worker's socket: it may still run, but its result is not reported.
         cancelled_.insert(task_id);
-        fail_task(task_id, static_cast<std::uint32_t>(FailureKind::kCancelled), "cancelled before it ran");
+        fail_task(task_id, static_cast<std::uint32_t>(FailureKind::kCancelled),
+                  "cancelled before it ran");
       }
       return;
     }

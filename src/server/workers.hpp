@@ -13,7 +13,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <deque>
 #include <functional>
 #include <map>
@@ -53,7 +52,9 @@ class WorkerPool {
 
   // "NAME=value" entries added to every worker's environment from now on (the cluster's
   // services, as the master announced them).
-  void set_worker_environment(std::vector<std::string> entries) { worker_environment_ = std::move(entries); }
+  void set_worker_environment(std::vector<std::string> entries) {
+    worker_environment_ = std::move(entries);
+  }
 
   unsigned busy() const;
   // Tasks given to this pool and not reported yet (waiting, queued in a worker or running).
@@ -99,7 +100,8 @@ class WorkerPool {
   std::map<std::string, Image> images_;
   std::deque<wire::Assignment> waiting_;
   std::vector<std::shared_ptr<Worker>> workers_;
-  std::unordered_set<std::uint64_t> cancelled_;  // reported cancelled, possibly still queued in a worker
+  std::unordered_set<std::uint64_t>
+      cancelled_;  // reported cancelled, possibly still queued in a worker
   bool shutting_down_ = false;
   std::vector<std::string> worker_environment_;
 };

@@ -1,10 +1,9 @@
 #include "common/auth.hpp"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
-
-#include <gtest/gtest.h>
 
 #include "clupy/errors.hpp"
 #include "support/process.hpp"

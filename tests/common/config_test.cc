@@ -41,7 +41,8 @@ tls:
   enabled: true
   cert_file: /etc/clupy/cert.pem
   key_file: /etc/clupy/key.pem
-)", "m.yaml");
+)",
+                                       "m.yaml");
   EXPECT_EQ(c.port, 9000);
   EXPECT_EQ(c.registration_ttl, Millis(30'000));
   EXPECT_EQ(c.reservation_ttl, Millis(120'000));
@@ -61,7 +62,8 @@ registration_interval: 2s
 failure_retry_interval: 250ms
 capacity: 8
 labels: {gpu: "yes", zone: a}
-)", "s.yaml");
+)",
+                                       "s.yaml");
   EXPECT_EQ(c.master_url, "clupy://master.example:7878");
   EXPECT_EQ(c.port, 7879);
   EXPECT_EQ(c.registration_interval, Millis(2000));
@@ -108,7 +110,8 @@ TEST(ConfigTest, NestedKeyErrorsNameTheSection) {
 }
 
 TEST(ConfigTest, MalformedYamlNamesTheLine) {
-  const std::string message = error_of([] { parse_master_config("port: 1\n  bad: [\n", "m.yaml"); });
+  const std::string message =
+      error_of([] { parse_master_config("port: 1\n  bad: [\n", "m.yaml"); });
   EXPECT_NE(message.find("m.yaml:"), std::string::npos) << message;
 }
 

@@ -41,7 +41,8 @@ TEST(FrameTest, HeaderIsBigEndianLength) {
 
 TEST(FrameTest, FramesSplitAtEveryByteStillDecode) {
   std::string bytes;
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(append_frame(heartbeat("server-" + std::to_string(i), i), bytes));
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(append_frame(heartbeat("server-" + std::to_string(i), i), bytes));
   FrameDecoder decoder;
   int decoded = 0;
   wire::Envelope out;
@@ -175,7 +176,8 @@ TEST(FrameTest, PreparedReadsSplitAnywhereDecodeLikeFeeds) {
   std::string stream;
   for (int i = 0; i < 50; ++i) {
     wire::Envelope e;
-    e.mutable_error()->set_message(std::string(static_cast<std::size_t>(i * 997 % 70000), 'a' + i % 26));
+    e.mutable_error()->set_message(
+        std::string(static_cast<std::size_t>(i * 997 % 70000), 'a' + i % 26));
     ASSERT_TRUE(append_frame(e, stream));
   }
   for (std::size_t chunk : {1u, 7u, 4096u, 65536u, 1u << 20}) {
@@ -188,7 +190,8 @@ TEST(FrameTest, PreparedReadsSplitAnywhereDecodeLikeFeeds) {
       read_in(decoder, rest.substr(0, n), n);
       rest.remove_prefix(n);
       while (decoder.next(out) == FrameDecoder::Status::kFrame) {
-        EXPECT_EQ(out.error().message().size(), static_cast<std::size_t>(decoded * 997 % 70000)) << chunk;
+        EXPECT_EQ(out.error().message().size(), static_cast<std::size_t>(decoded * 997 % 70000))
+            << chunk;
         ++decoded;
       }
     }

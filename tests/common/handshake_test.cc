@@ -1,13 +1,12 @@
 // The handshake over a real loopback TCP connection, both sides in this process.
 #include "common/handshake.hpp"
 
+#include <gtest/gtest.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
-
 #include <future>
-
-#include <gtest/gtest.h>
 
 #include "clupy/errors.hpp"
 #include "common/version.hpp"
@@ -114,9 +113,11 @@ TEST_F(HandshakeTest, MajorVersionMismatchIsRefusedNamingBothVersions) {
   wire::Envelope reply = replied.get();
   ASSERT_TRUE(reply.has_refused());
   EXPECT_EQ(reply.refused().reason(), wire::Refused::VERSION_MISMATCH);
-  EXPECT_NE(reply.refused().message().find("protocol 99.1"), std::string::npos) << reply.refused().message();
+  EXPECT_NE(reply.refused().message().find("protocol 99.1"), std::string::npos)
+      << reply.refused().message();
   EXPECT_NE(reply.refused().message().find("protocol " + std::to_string(kProtocolMajor) + "."),
-            std::string::npos) << reply.refused().message();
+            std::string::npos)
+      << reply.refused().message();
   EXPECT_NE(error_message(accepted).find("version mismatch"), std::string::npos);
 }
 

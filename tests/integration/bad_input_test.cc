@@ -37,7 +37,9 @@ class RawConnection {
   }
   ~RawConnection() { ::close(fd_); }
   bool connected() const { return connected_; }
-  void send(const std::string& bytes) { (void)::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL); }
+  void send(const std::string& bytes) {
+    (void)::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  }
   // True when the peer closes the connection (after any bytes it sends) within the timeout.
   bool closed_by_peer_within(std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -72,8 +74,9 @@ class BadInputTest : public ClusterFixture {
   }
 
   bool master_logged(const std::string& text) {
-    return wait_until([&] { return read_file(dir_.file("master.log")).find(text) != std::string::npos; },
-                      seconds(20), "the master to log '" + text + "'");
+    return wait_until(
+        [&] { return read_file(dir_.file("master.log")).find(text) != std::string::npos; },
+        seconds(20), "the master to log '" + text + "'");
   }
 };
 

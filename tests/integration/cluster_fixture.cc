@@ -10,8 +10,8 @@ namespace clupy::test {
 void ClusterFixture::start_master(std::vector<std::string> extra_args, int port) {
   const std::string port_file = dir_.file("master.port");
   std::filesystem::remove(port_file);
-  std::vector<std::string> argv = {CLUPY_BINARY, "--master", "--port", std::to_string(port),
-                                   "--port-file", port_file, "--token-file", token_file(),
+  std::vector<std::string> argv = {CLUPY_BINARY,  "--master", "--port",       std::to_string(port),
+                                   "--port-file", port_file,  "--token-file", token_file(),
                                    "--log-level", "debug"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   master_ = ChildProcess({argv, {}, dir_.path(), dir_.file("master.log")});
@@ -21,12 +21,23 @@ void ClusterFixture::start_master(std::vector<std::string> extra_args, int port)
   port_ = std::stoi(read_file(port_file));
 }
 
-ChildProcess& ClusterFixture::start_server(const std::string& id, std::vector<std::string> extra_args,
+ChildProcess& ClusterFixture::start_server(const std::string& id,
+                                           std::vector<std::string> extra_args,
                                            std::map<std::string, std::string> env) {
-  std::vector<std::string> argv = {CLUPY_BINARY, "--serve", "--master-url", master_url(),
-                                   "--token-file", token_file(), "--server-id", id,
-                                   "--registration-interval", "200ms",
-                                   "--failure-retry-interval", "200ms", "--log-level", "debug"};
+  std::vector<std::string> argv = {CLUPY_BINARY,
+                                   "--serve",
+                                   "--master-url",
+                                   master_url(),
+                                   "--token-file",
+                                   token_file(),
+                                   "--server-id",
+                                   id,
+                                   "--registration-interval",
+                                   "200ms",
+                                   "--failure-retry-interval",
+                                   "200ms",
+                                   "--log-level",
+                                   "debug"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   servers_[id] = ChildProcess({argv, env, dir_.path(), dir_.file(id + ".log")});
   return servers_[id];
@@ -69,8 +80,10 @@ testing::AssertionResult ClusterFixture::servers_become(const std::set<std::stri
 std::string ClusterFixture::run_client_program(const std::string& program, const std::string& name,
                                                std::vector<std::string> args) {
   args.insert(args.begin(), program);
-  ChildProcess child({args, {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
-                      dir_.path(), dir_.file(name + ".out")});
+  ChildProcess child({args,
+                      {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
+                      dir_.path(),
+                      dir_.file(name + ".out")});
   EXPECT_TRUE(child.wait(std::chrono::seconds(240))) << name << " did not finish";
   return child.log();
 }
@@ -83,7 +96,8 @@ std::string ClusterFixture::line_after(const std::string& output, const std::str
 }
 
 int ClusterFixture::run_cli(std::vector<std::string> args, std::string& output,
-                            std::map<std::string, std::string> env, const std::string& working_dir) {
+                            std::map<std::string, std::string> env,
+                            const std::string& working_dir) {
   args.insert(args.begin(), CLUPY_BINARY);
   const std::string log = dir_.file("cli.log");
   std::filesystem::remove(log);

@@ -2,12 +2,12 @@
 // loopback ports, in a private directory with its own token file.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "clupy/cluster.hpp"
 #include "support/process.hpp"
@@ -27,8 +27,9 @@ class ClusterFixture : public testing::Test {
   // The registry, or nullopt when the master cannot be asked.
   std::optional<ClusterStatus> status();
   std::set<std::string> server_ids();
-  testing::AssertionResult servers_become(const std::set<std::string>& ids,
-                                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  testing::AssertionResult servers_become(
+      const std::set<std::string>& ids,
+      std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   // Runs a client program (argv `program` + `args`) against this cluster to completion (at most
   // 240 s); returns its stdout+stderr, also kept in <name>.out.

@@ -60,7 +60,8 @@ TEST_F(ClusterTest, TerminatedServerUnregistersAtOnce) {
   ASSERT_TRUE(exit_status);
   EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0);
   ASSERT_TRUE(servers_become({"alpha", "beta"}, seconds(10)));
-  EXPECT_NE(read_file(dir_.file("master.log")).find("server gamma unregistered"), std::string::npos);
+  EXPECT_NE(read_file(dir_.file("master.log")).find("server gamma unregistered"),
+            std::string::npos);
 }
 
 TEST_F(ClusterTest, RestartedMasterSeesTheServersComeBack) {
@@ -77,8 +78,9 @@ TEST_F(ClusterTest, RestartedMasterSeesTheServersComeBack) {
   master_.signal(SIGTERM);
   const auto stopped = master_.wait(seconds(20));
   ASSERT_TRUE(stopped) << "master did not stop on SIGTERM";
-  EXPECT_TRUE(WIFEXITED(*stopped) && WEXITSTATUS(*stopped) == 0) << "master status " << *stopped << "\n"
-                                                                  << master_.log();
+  EXPECT_TRUE(WIFEXITED(*stopped) && WEXITSTATUS(*stopped) == 0)
+      << "master status " << *stopped << "\n"
+      << master_.log();
   EXPECT_FALSE(status().has_value());
   start_server("gamma");
   start_master({}, port);
@@ -93,8 +95,9 @@ TEST_F(ClusterTest, ServerStartedBeforeTheMasterRegistersWhenItComes) {
   write_file(token_file(), "a-token-shared-in-advance\n");
   ::chmod(token_file().c_str(), 0600);
   start_server("early");
-  ASSERT_TRUE(wait_until([&] { return read_file(dir_.file("early.log")).find("cannot connect") != std::string::npos; },
-                         seconds(30), "the server to report the missing master"));
+  ASSERT_TRUE(wait_until(
+      [&] { return read_file(dir_.file("early.log")).find("cannot connect") != std::string::npos; },
+      seconds(30), "the server to report the missing master"));
   start_master({}, port);
   ASSERT_TRUE(servers_become({"early"}));
 }
@@ -102,12 +105,18 @@ TEST_F(ClusterTest, ServerStartedBeforeTheMasterRegistersWhenItComes) {
 TEST_F(ClusterTest, WrongTokenIsRefusedWithAClearMessage) {
   start_master();
   std::string output;
-  EXPECT_EQ(run_cli({"info", "--master-url", master_url()}, output, {{"CLUPY_TOKEN", "not-the-token"}}), 1);
+  EXPECT_EQ(
+      run_cli({"info", "--master-url", master_url()}, output, {{"CLUPY_TOKEN", "not-the-token"}}),
+      1);
   EXPECT_NE(output.find("authentication failed"), std::string::npos) << output;
 
   start_server("intruder", {}, {{"CLUPY_TOKEN", "not-the-token"}});
-  ASSERT_TRUE(wait_until([&] { return read_file(dir_.file("intruder.log")).find("authentication failed") != std::string::npos; },
-                         seconds(30), "the server to log the refusal"));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_file(dir_.file("intruder.log")).find("authentication failed") !=
+               std::string::npos;
+      },
+      seconds(30), "the server to log the refusal"));
   EXPECT_TRUE(server_ids().empty());
   EXPECT_NE(read_file(dir_.file("master.log")).find("wrong cluster token"), std::string::npos);
 }
@@ -116,14 +125,18 @@ TEST_F(ClusterTest, VersionMismatchIsRefusedNamingBothVersions) {
   start_master();
   std::string output;
   EXPECT_EQ(run_cli({"info", "--master-url", master_url(), "--token-file", token_file()}, output,
-                    {{"CLUPY_TEST_PROTOCOL_MAJOR", "2"}}), 1);
+                    {{"CLUPY_TEST_PROTOCOL_MAJOR", "2"}}),
+            1);
   EXPECT_NE(output.find("protocol version mismatch"), std::string::npos) << output;
   EXPECT_NE(output.find("protocol 1.1"), std::string::npos) << output;
   EXPECT_NE(output.find("protocol 2.1"), std::string::npos) << output;
 
   start_server("future", {}, {{"CLUPY_TEST_PROTOCOL_MAJOR", "2"}});
-  ASSERT_TRUE(wait_until([&] { return read_file(dir_.file("future.log")).find("version mismatch") != std::string::npos; },
-                         seconds(30), "the server to log the mismatch"));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_file(dir_.file("future.log")).find("version mismatch") != std::string::npos;
+      },
+      seconds(30), "the server to log the mismatch"));
   EXPECT_TRUE(server_ids().empty());
 }
 
@@ -133,13 +146,21 @@ TEST_F(ClusterTest, CliPrintsTheRegistryForPeopleAndAsJson) {
   start_server("beta");
   ASSERT_TRUE(servers_become({"alpha", "beta"}));
   std::string table;
-  ASSERT_EQ(run_cli({"--client", "info", "--master-url", master_url(), "--token-file", token_file()}, table), 0) << table;
-  EXPECT_NE(table.find("2 server(s), 0 client(s), 0 task(s) queued, 0 running"), std::string::npos) << table;
+  ASSERT_EQ(
+      run_cli({"--client", "info", "--master-url", master_url(), "--token-file", token_file()},
+              table),
+      0)
+      << table;
+  EXPECT_NE(table.find("2 server(s), 0 client(s), 0 task(s) queued, 0 running"), std::string::npos)
+      << table;
   EXPECT_NE(table.find("REGISTERED"), std::string::npos) << table;
   EXPECT_NE(table.find("gpu=none"), std::string::npos) << table;
 
   std::string json_text;
-  ASSERT_EQ(run_cli({"status", "--json", "--master-url", master_url(), "--token-file", token_file()}, json_text), 0);
+  ASSERT_EQ(
+      run_cli({"status", "--json", "--master-url", master_url(), "--token-file", token_file()},
+              json_text),
+      0);
   auto json = nlohmann::json::parse(json_text);
   ASSERT_EQ(json["servers"].size(), 2u);
   EXPECT_EQ(json["servers"][0]["server_id"], "alpha");
@@ -151,7 +172,8 @@ TEST_F(ClusterTest, UnreachableMasterIsAClearError) {
   std::string output;
   port_ = free_loopback_port();
   EXPECT_EQ(run_cli({"info", "--master-url", master_url()}, output, {{"CLUPY_TOKEN", "t"}}), 1);
-  EXPECT_NE(output.find("cannot connect to the master at " + master_url()), std::string::npos) << output;
+  EXPECT_NE(output.find("cannot connect to the master at " + master_url()), std::string::npos)
+      << output;
 }
 
 TEST_F(ClusterTest, UnknownYamlKeyStopsTheMasterNamingFileLineAndKey) {
@@ -172,7 +194,8 @@ TEST_F(ClusterTest, BadServerYamlValueStopsTheServer) {
 
 TEST_F(ClusterTest, NoAuthBeyondLoopbackRefusesToStart) {
   std::string output;
-  EXPECT_EQ(run_cli({"--master", "--bind", "0.0.0.0", "--port", "0", "--allow-no-auth"}, output), 1);
+  EXPECT_EQ(run_cli({"--master", "--bind", "0.0.0.0", "--port", "0", "--allow-no-auth"}, output),
+            1);
   EXPECT_NE(output.find("without authentication"), std::string::npos) << output;
 }
 
@@ -188,13 +211,15 @@ TEST_F(ClusterTest, HttpSideServesStatusMetricsAndHealthAndShrugsOffGarbage) {
   EXPECT_NE(metrics.find("HTTP/1.1 200"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("\nclupy_servers 1\n"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("\nclupy_worker_slots 3\n"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("# TYPE clupy_tasks_submitted_total counter"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("# TYPE clupy_tasks_submitted_total counter"), std::string::npos)
+      << metrics;
   const std::string status_page = get("/status");
   const auto json = nlohmann::json::parse(status_page.substr(status_page.find("\r\n\r\n") + 4));
   EXPECT_EQ(json["servers"][0]["server_id"], "alpha");
   EXPECT_NE(get("/healthz").find("200 OK"), std::string::npos);
   EXPECT_NE(get("/nowhere").find("404"), std::string::npos);
-  EXPECT_NE(tcp_exchange(http, "\x16\x03\x01garbage\r\n\r\n", seconds(10)).find("400"), std::string::npos);
+  EXPECT_NE(tcp_exchange(http, "\x16\x03\x01garbage\r\n\r\n", seconds(10)).find("400"),
+            std::string::npos);
   EXPECT_TRUE(master_.running());
   EXPECT_EQ(server_ids(), std::set<std::string>{"alpha"});
 }
@@ -204,7 +229,10 @@ TEST_F(ClusterTest, FirstStartWritesAPrivateTokenFile) {
   const std::string token = read_file(token_file());
   EXPECT_GE(token.size(), 64u);
   std::string output;
-  ASSERT_EQ(run_cli({"info", "--master-url", master_url()}, output, {{"CLUPY_TOKEN_FILE", token_file()}}), 0) << output;
+  ASSERT_EQ(
+      run_cli({"info", "--master-url", master_url()}, output, {{"CLUPY_TOKEN_FILE", token_file()}}),
+      0)
+      << output;
 }
 
 }  // namespace

@@ -14,8 +14,8 @@ class CoordClusterTest : public ClusterFixture {
   void start_master_with_coordination() {
     zk_.start();
     ASSERT_TRUE(zk_.wait_ready(seconds(60))) << zk_.log();
-    write_file(dir_.file("master.yaml"),
-               "coordination:\n  connect: " + zk_.hosts() + "/coord-cluster\n  session_timeout: 10s\n");
+    write_file(dir_.file("master.yaml"), "coordination:\n  connect: " + zk_.hosts() +
+                                             "/coord-cluster\n  session_timeout: 10s\n");
     start_master({"--config", dir_.file("master.yaml")});
   }
 

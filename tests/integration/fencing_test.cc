@@ -4,12 +4,11 @@
 #include <sys/stat.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_future.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-
 #include <future>
 #include <thread>
 
@@ -134,7 +133,8 @@ TEST_F(FencingTest, ServerRefusesAssignmentsAndHandshakesOfADeposedMaster) {
     if (!frame) break;
     ASSERT_FALSE(frame->has_fetch_image()) << "the server started a deposed master's task";
   }
-  EXPECT_NE(read_file(dir_.file("fenced.log")).find("fencing token 5 is lower than 7"), std::string::npos)
+  EXPECT_NE(read_file(dir_.file("fenced.log")).find("fencing token 5 is lower than 7"),
+            std::string::npos)
       << read_file(dir_.file("fenced.log"));
 
   // The deposed master again, at the handshake: the server leaves without registering.

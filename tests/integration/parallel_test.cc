@@ -26,7 +26,8 @@ class ParallelTest : public ClusterFixture {
                          dir_.file(name + ".out")});
   }
   // Runs it to completion and returns its output.
-  std::string run_program(const std::string& name, std::vector<std::string> args, int* exit_code = nullptr) {
+  std::string run_program(const std::string& name, std::vector<std::string> args,
+                          int* exit_code = nullptr) {
     ChildProcess program = start_program(name, std::move(args));
     auto status = program.wait(std::chrono::seconds(240));
     EXPECT_TRUE(status) << name << " did not finish:\n" << program.log();
@@ -67,11 +68,14 @@ TEST_F(ParallelTest, ExceptionSegfaultAbortExitAndTimeoutFailOnlyTheirTask) {
   EXPECT_EQ(line_starting(out, "BEFORE"), "BEFORE 49") << out;
   EXPECT_EQ(line_starting(out, "AFTER"), "AFTER 64") << out;
   const std::string exception = line_starting(out, "FAILURE exception|");
-  EXPECT_NE(exception.find("exception|std::invalid_argument|n must be negative, got 1|s1|"), std::string::npos) << out;
+  EXPECT_NE(exception.find("exception|std::invalid_argument|n must be negative, got 1|s1|"),
+            std::string::npos)
+      << out;
   EXPECT_NE(line_starting(out, "FAILURE segfault|").find("crash|"), std::string::npos) << out;
   EXPECT_NE(line_starting(out, "FAILURE segfault|").find("SIGSEGV"), std::string::npos) << out;
   EXPECT_NE(line_starting(out, "FAILURE abort|").find("SIGABRT"), std::string::npos) << out;
-  EXPECT_NE(line_starting(out, "FAILURE exit|").find("exited with code 3"), std::string::npos) << out;
+  EXPECT_NE(line_starting(out, "FAILURE exit|").find("exited with code 3"), std::string::npos)
+      << out;
   EXPECT_NE(line_starting(out, "FAILURE timeout|").find("timeout|"), std::string::npos) << out;
   EXPECT_NE(line_starting(out, "FAILURE timeout|").find("300 ms"), std::string::npos) << out;
   // Every failure names its server and a task id.
@@ -100,7 +104,8 @@ TEST_F(ParallelTest, KilledServerMidRunLosesNoFuture) {
                          seconds(120), "the program to make progress"));
   servers_["s2"].signal(SIGKILL);
   ASSERT_TRUE(program.wait(seconds(240))) << program.log();
-  EXPECT_EQ(line_starting(program.log(), "DONE"), "DONE ok=300 failed=0 callbacks=300") << program.log();
+  EXPECT_EQ(line_starting(program.log(), "DONE"), "DONE ok=300 failed=0 callbacks=300")
+      << program.log();
 }
 
 TEST_F(ParallelTest, ServerCountTwoUsesAtMostTwoOfFourServers) {
@@ -134,19 +139,25 @@ TEST_F(ParallelTest, WorkerOutputReachesTheClientPrefixedWithServerAndTask) {
   start_cluster(1);
   const std::string out = run_program("output", {"output"});
   EXPECT_NE(out.find("RESULT 42"), std::string::npos) << out;
-  EXPECT_TRUE(std::regex_search(out, std::regex(R"(\(s1 task \d+\) hello from task 42 on stdout)"))) << out;
-  EXPECT_TRUE(std::regex_search(out, std::regex(R"(\(s1 task \d+\) warning from task 42 on stderr)"))) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex(R"(\(s1 task \d+\) hello from task 42 on stdout)")))
+      << out;
+  EXPECT_TRUE(
+      std::regex_search(out, std::regex(R"(\(s1 task \d+\) warning from task 42 on stderr)")))
+      << out;
 }
 
 TEST_F(ParallelTest, ATaskPrintingMuchReachesTheClientWholeAndAttributedWhileOthersRun) {
   start_cluster(1);
   const std::string out = run_program("chatty", {"chatty", "20000"});
-  EXPECT_EQ(line_starting(out, "CHATTY"), "CHATTY quick_ok=200 printed=20000") << out.substr(0, 2000);
+  EXPECT_EQ(line_starting(out, "CHATTY"), "CHATTY quick_ok=200 printed=20000")
+      << out.substr(0, 2000);
   // The client prefixes each piece of output it receives line by line, so a line split between
   // two reads shows as two prefixed pieces: compare the bytes, not the lines.
   std::size_t expected = 0;
   for (int i = 0; i < 20000; ++i)
-    expected += std::to_string(i).size() + std::string("chatty line  of 20000 ..........................................").size();
+    expected +=
+        std::to_string(i).size() +
+        std::string("chatty line  of 20000 ..........................................").size();
   std::istringstream in(out);
   std::set<std::string> owners;
   std::size_t received = 0;
@@ -166,27 +177,31 @@ TEST_F(ParallelTest, KilledClientFreesItsReservationsWhileAnotherIsServedFairly)
   // About 30 s of work on the four slots: far longer than the second client needs when it is
   // served fairly, far shorter than if it had to wait behind the whole queue.
   ChildProcess hog = start_program("hog", {"long", "6000", "20"});
-  ASSERT_TRUE(wait_until([&] { return hog.log().find("PROGRESS") != std::string::npos; }, seconds(120),
-                         "the first client to start running"));
+  ASSERT_TRUE(wait_until([&] { return hog.log().find("PROGRESS") != std::string::npos; },
+                         seconds(120), "the first client to start running"));
   // The second client's tasks interleave with the first's queue instead of waiting behind it.
   const auto started = std::chrono::steady_clock::now();
   const std::string out = run_program("second", {"long", "20", "20"});
   const auto took = std::chrono::steady_clock::now() - started;
   EXPECT_EQ(line_starting(out, "DONE"), "DONE ok=20 failed=0 callbacks=20") << out;
   EXPECT_TRUE(hog.running()) << "the first client finished first; the test proves nothing";
-  EXPECT_LT(took, seconds(15)) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_LT(took, seconds(15))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
 
   auto reserved = [&] {
     auto s = status();
     int n = 0;
-    if (s) for (const auto& server : s->servers) n += !server.reserved_by.empty();
+    if (s)
+      for (const auto& server : s->servers) n += !server.reserved_by.empty();
     return n;
   };
   EXPECT_GT(reserved(), 0);
   hog.signal(SIGKILL);
   hog.wait(seconds(10));
-  EXPECT_TRUE(wait_until([&] { return reserved() == 0; }, seconds(30), "the reservations to be released"));
-  EXPECT_EQ(line_starting(run_program("after", {"long", "10", "1"}), "DONE"), "DONE ok=10 failed=0 callbacks=10");
+  EXPECT_TRUE(
+      wait_until([&] { return reserved() == 0; }, seconds(30), "the reservations to be released"));
+  EXPECT_EQ(line_starting(run_program("after", {"long", "10", "1"}), "DONE"),
+            "DONE ok=10 failed=0 callbacks=10");
 }
 
 TEST_F(ParallelTest, MasterRestartFailsPendingFuturesWithAClearError) {
@@ -197,15 +212,19 @@ TEST_F(ParallelTest, MasterRestartFailsPendingFuturesWithAClearError) {
   master_.signal(SIGKILL);
   ASSERT_TRUE(program.wait(seconds(60))) << program.log();
   const std::string out = program.log();
-  EXPECT_NE(line_starting(out, "KIND unavailable|").find("lost the connection to the master"), std::string::npos) << out;
+  EXPECT_NE(line_starting(out, "KIND unavailable|").find("lost the connection to the master"),
+            std::string::npos)
+      << out;
   EXPECT_EQ(line_starting(out, "DONE").find("DONE ok=200"), std::string::npos) << out;
 }
 
 TEST_F(ParallelTest, EmbeddedLocalClusterRunsTheExampleWithNoMaster) {
   // A private HOME: no token, so nothing about this machine's own cluster leaks in.
   std::filesystem::create_directories(dir_.file("home"));
-  ChildProcess example({{PRIMES_EXAMPLE}, {{"HOME", dir_.file("home")}, {"CLUPY_MASTER_URL", ""}},
-                        dir_.path(), dir_.file("primes.out")});
+  ChildProcess example({{PRIMES_EXAMPLE},
+                        {{"HOME", dir_.file("home")}, {"CLUPY_MASTER_URL", ""}},
+                        dir_.path(),
+                        dir_.file("primes.out")});
   auto exit_status = example.wait(seconds(120));
   ASSERT_TRUE(exit_status) << example.log();
   const std::string out = example.log();
@@ -230,12 +249,14 @@ TEST_F(ParallelTest, CancelRightAfterSubmitStopsTheTaskEvenBeforeItsWorkerStarte
   const auto started = std::chrono::steady_clock::now();
   for (int round = 0; round < 3; ++round) {
     const std::string out = run_program("cancel-early", {"cancel", "0"});
-    EXPECT_EQ(line_starting(out, "CANCELLED"), "CANCELLED running=cancelled queued=cancelled") << out;
+    EXPECT_EQ(line_starting(out, "CANCELLED"), "CANCELLED running=cancelled queued=cancelled")
+        << out;
     const std::string next = line_starting(out, "NEXT 81 after");
     ASSERT_FALSE(next.empty()) << out;
     EXPECT_LT(std::stoi(next.substr(14)), 15'000) << "the cancelled task kept its slot: " << out;
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - started, seconds(15)) << "a cancelled task kept its slot";
+  EXPECT_LT(std::chrono::steady_clock::now() - started, seconds(15))
+      << "a cancelled task kept its slot";
 }
 
 TEST_F(ParallelTest, ManySubmissionsWaitForTheWindowInsteadOfFillingTheMaster) {
@@ -246,7 +267,8 @@ TEST_F(ParallelTest, ManySubmissionsWaitForTheWindowInsteadOfFillingTheMaster) {
   while (program.running()) {
     if (auto s = status()) peak = std::max(peak, s->queued_tasks + s->running_tasks);
   }
-  EXPECT_EQ(line_starting(program.log(), "DONE"), "DONE ok=400 failed=0 callbacks=400") << program.log();
+  EXPECT_EQ(line_starting(program.log(), "DONE"), "DONE ok=400 failed=0 callbacks=400")
+      << program.log();
   EXPECT_GT(peak, 0u);
   EXPECT_LE(peak, 20u) << "the master held more than the client window";
 }
@@ -255,14 +277,19 @@ TEST_F(ParallelTest, BurstsLargerThanAFrameAreSplitAndAnOversizedCallFailsAtOnce
   start_cluster(1);
   const std::string out = run_program("payload", {"payload", "96", "1"});
   EXPECT_EQ(line_starting(out, "PAYLOAD"), "PAYLOAD all=1 ok=96") << out;
-  EXPECT_NE(line_starting(out, "HUGE protocol|").find("more than half of max_frame_size"), std::string::npos) << out;
+  EXPECT_NE(line_starting(out, "HUGE protocol|").find("more than half of max_frame_size"),
+            std::string::npos)
+      << out;
 }
 
 TEST_F(ParallelTest, ParallelWithoutInitSaysWhatToAdd) {
   start_cluster(1);
   const std::string out = run_program("no-init", {"no-init"});
-  EXPECT_NE(out.find("ERROR clupy::parallel was called before clupy::init: add `clupy::init(argc, argv);`"),
-            std::string::npos) << out;
+  EXPECT_NE(
+      out.find(
+          "ERROR clupy::parallel was called before clupy::init: add `clupy::init(argc, argv);`"),
+      std::string::npos)
+      << out;
 }
 
 TEST_F(ParallelTest, ConfiguredButUnreachableMasterIsAnErrorNotAFallback) {

@@ -27,13 +27,16 @@ class StandbyMasterTest : public ClusterFixture {
   ChildProcess start_candidate(const std::string& name) {
     const std::string dir = dir_.file(name);
     std::filesystem::create_directories(dir);
-    write_file(dir + "/clupy.master.yaml",
-               "port: 0\nport_file: " + dir + "/port\ntoken_file: " + token_file() +
-                   "\ncoordination:\n  connect: " + zk_.hosts() + "/standby-test\n  session_timeout: 3s\n");
-    return ChildProcess({{CLUPY_BINARY, "--master", "--log-level", "debug"}, {}, dir, dir + "/master.log"});
+    write_file(dir + "/clupy.master.yaml", "port: 0\nport_file: " + dir +
+                                               "/port\ntoken_file: " + token_file() +
+                                               "\ncoordination:\n  connect: " + zk_.hosts() +
+                                               "/standby-test\n  session_timeout: 3s\n");
+    return ChildProcess(
+        {{CLUPY_BINARY, "--master", "--log-level", "debug"}, {}, dir, dir + "/master.log"});
   }
   std::string url_of(const std::string& name) {
-    return "clupy://127.0.0.1:" + read_file(dir_.file(name + "/port")).substr(0, read_file(dir_.file(name + "/port")).find('\n'));
+    return "clupy://127.0.0.1:" + read_file(dir_.file(name + "/port"))
+                                      .substr(0, read_file(dir_.file(name + "/port")).find('\n'));
   }
   bool logged(const std::string& name, const std::string& text) {
     return read_file(dir_.file(name + "/master.log")).find(text) != std::string::npos;
@@ -58,24 +61,31 @@ class StandbyMasterTest : public ClusterFixture {
 
 TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
   ChildProcess a = start_candidate("a");
-  ASSERT_TRUE(wait_until([&] { return logged("a", "elected master"); }, seconds(60), "the first master to be elected"))
+  ASSERT_TRUE(wait_until([&] { return logged("a", "elected master"); }, seconds(60),
+                         "the first master to be elected"))
       << read_file(dir_.file("a/master.log"));
   ChildProcess b = start_candidate("b");
-  ASSERT_TRUE(wait_until([&] { return logged("b", "standby master: waiting"); }, seconds(60), "the second to wait"));
+  ASSERT_TRUE(wait_until([&] { return logged("b", "standby master: waiting"); }, seconds(60),
+                         "the second to wait"));
   EXPECT_FALSE(logged("b", "elected master"));
   EXPECT_FALSE(std::filesystem::exists(dir_.file("b/port"))) << "a standby must not listen";
 
-  ChildProcess server({{CLUPY_BINARY, "--serve", "--master-url", zk_url(), "--token-file", token_file(),
-                        "--server-id", "follower", "--registration-interval", "200ms",
+  ChildProcess server({{CLUPY_BINARY, "--serve", "--master-url", zk_url(), "--token-file",
+                        token_file(), "--server-id", "follower", "--registration-interval", "200ms",
                         "--failure-retry-interval", "200ms", "--log-level", "debug"},
-                       {}, dir_.path(), dir_.file("follower.log")});
-  ASSERT_TRUE(wait_until([&] { return servers_at(url_of("a")) == std::set<std::string>{"follower"}; },
-                         seconds(30), "the server to register with the elected master"))
+                       {},
+                       dir_.path(),
+                       dir_.file("follower.log")});
+  ASSERT_TRUE(
+      wait_until([&] { return servers_at(url_of("a")) == std::set<std::string>{"follower"}; },
+                 seconds(30), "the server to register with the elected master"))
       << read_file(dir_.file("follower.log")) << read_file(dir_.file("a/master.log"));
 
   // A client that knows only the zk:// URL runs tasks on the elected master's cluster.
-  ChildProcess client({{TASK_PROGRAM, "types"}, {{"CLUPY_MASTER_URL", zk_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
-                       dir_.path(), dir_.file("client.out")});
+  ChildProcess client({{TASK_PROGRAM, "types"},
+                       {{"CLUPY_MASTER_URL", zk_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
+                       dir_.path(),
+                       dir_.file("client.out")});
   ASSERT_TRUE(client.wait(seconds(120)));
   EXPECT_NE(client.log().find("TYPES ok=4"), std::string::npos) << client.log();
 
@@ -83,17 +93,21 @@ TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
   // new master and every future completes, none twice.
   ChildProcess busy({{TASK_PROGRAM, "long", "2000", "5"},
                      {{"CLUPY_MASTER_URL", zk_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
-                     dir_.path(), dir_.file("busy.out")});
-  ASSERT_TRUE(wait_until([&] { return busy.log().find("PROGRESS 1") != std::string::npos; }, seconds(60),
-                         "the client to make progress"));
+                     dir_.path(),
+                     dir_.file("busy.out")});
+  ASSERT_TRUE(wait_until([&] { return busy.log().find("PROGRESS 1") != std::string::npos; },
+                         seconds(60), "the client to make progress"));
   a.signal(SIGKILL);
   a.wait(seconds(10));
-  ASSERT_TRUE(wait_until([&] { return logged("b", "elected master"); }, seconds(60), "the standby to take over"))
+  ASSERT_TRUE(wait_until([&] { return logged("b", "elected master"); }, seconds(60),
+                         "the standby to take over"))
       << read_file(dir_.file("b/master.log"));
-  EXPECT_TRUE(wait_until([&] { return servers_at(url_of("b")) == std::set<std::string>{"follower"}; },
-                         seconds(60), "the server to re-register with the new master"));
+  EXPECT_TRUE(
+      wait_until([&] { return servers_at(url_of("b")) == std::set<std::string>{"follower"}; },
+                 seconds(60), "the server to re-register with the new master"));
   ASSERT_TRUE(busy.wait(seconds(120))) << busy.log();
-  EXPECT_NE(busy.log().find("DONE ok=2000 failed=0 callbacks=2000"), std::string::npos) << busy.log();
+  EXPECT_NE(busy.log().find("DONE ok=2000 failed=0 callbacks=2000"), std::string::npos)
+      << busy.log();
   EXPECT_NE(busy.log().find("resubmitted"), std::string::npos) << busy.log();
 }
 

@@ -68,8 +68,7 @@ TEST_F(StoreClusterTest, WithoutAStoreSectionTasksAndProgramsGetANotConfiguredEr
   start_server("s1", {"--capacity", "1"});
   ASSERT_TRUE(servers_become({"s1"}));
   const std::string out = run_program("no-store", {"no-store"});
-  EXPECT_NE(line_after(out, "TASK s1 NOT_CONFIGURED ").find("clupy.master.yaml"),
-            std::string::npos)
+  EXPECT_NE(line_after(out, "TASK s1 NOT_CONFIGURED ").find("clupy.master.yaml"), std::string::npos)
       << out;
   EXPECT_NE(line_after(out, "MAIN client NOT_CONFIGURED ").find("clupy.master.yaml"),
             std::string::npos)

@@ -1,16 +1,15 @@
 // A CluPy client program for the parallel-execution tests. The tests start it against a real
 // cluster; its own image is what the servers' workers run. argv[1] selects a scenario; it
 // prints lines the test reads ("RESULT ...", "FAILURE ...", "PROGRESS n", "DONE ...").
-#include <clupy/clupy.hpp>
-
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <csignal>
 #include <chrono>
+#include <clupy/clupy.hpp>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -102,8 +101,9 @@ Point move_point(Point p, std::map<std::string, int> offsets) {
 }
 
 std::string describe(const clupy::Failure& f) {
-  return std::string(clupy::to_string(f.kind)) + "|" + f.type_name + "|" + f.message + "|" + f.server +
-         "|" + std::to_string(f.task_id) + "|" + std::to_string(f.signal) + "|" + std::to_string(f.exit_code);
+  return std::string(clupy::to_string(f.kind)) + "|" + f.type_name + "|" + f.message + "|" +
+         f.server + "|" + std::to_string(f.task_id) + "|" + std::to_string(f.signal) + "|" +
+         std::to_string(f.exit_code);
 }
 
 int scenario_sequential(int n) {
@@ -143,9 +143,12 @@ int scenario_failures() {
   std::printf("BEFORE %ld\n", before.successful() ? before.value() : -1L);
   const char* names[] = {"exception", "segfault", "abort", "exit", "timeout"};
   for (std::size_t i = 0; i < bad.size(); ++i) {
-    if (!bad[i].completed()) std::printf("FAILURE %s|not completed\n", names[i]);
-    else if (bad[i].successful()) std::printf("FAILURE %s|succeeded?!\n", names[i]);
-    else std::printf("FAILURE %s|%s\n", names[i], describe(bad[i].failure()).c_str());
+    if (!bad[i].completed())
+      std::printf("FAILURE %s|not completed\n", names[i]);
+    else if (bad[i].successful())
+      std::printf("FAILURE %s|succeeded?!\n", names[i]);
+    else
+      std::printf("FAILURE %s|%s\n", names[i], describe(bad[i].failure()).c_str());
   }
   try {
     exception.get();
@@ -178,12 +181,14 @@ int scenario_crash_mix(int n, int every) {
     const bool should_crash = i % every == every - 1;
     if (f.successful() && !should_crash && f.value() == i) {
       ++ok;
-    } else if (f.completed() && !f.successful() && should_crash && f.failure().kind == clupy::FailureKind::kCrash &&
-               f.failure().signal == SIGSEGV) {
+    } else if (f.completed() && !f.successful() && should_crash &&
+               f.failure().kind == clupy::FailureKind::kCrash && f.failure().signal == SIGSEGV) {
       ++crashed;
     } else {
       ++wrong;
-      std::printf("WRONG %d %s\n", i, f.completed() && !f.successful() ? describe(f.failure()).c_str() : "succeeded or pending");
+      std::printf("WRONG %d %s\n", i,
+                  f.completed() && !f.successful() ? describe(f.failure()).c_str()
+                                                   : "succeeded or pending");
     }
   }
   std::printf("CRASHMIX ok=%d crashed=%d wrong=%d\n", ok, crashed, wrong);
@@ -193,7 +198,8 @@ int scenario_crash_mix(int n, int every) {
 // A task printing a lot while quick tasks run beside it: every line must reach the client,
 // attributed to the printing task, before its result; the quick tasks must not wait for it.
 int prints_lines(int n) {
-  for (int i = 0; i < n; ++i) std::printf("chatty line %d of %d ..........................................\n", i, n);
+  for (int i = 0; i < n; ++i)
+    std::printf("chatty line %d of %d ..........................................\n", i, n);
   std::fflush(stdout);
   return n;
 }
@@ -205,7 +211,9 @@ int scenario_chatty(int lines) {
   clupy::wait_all(quick, std::chrono::seconds(60));
   chatty.wait(std::chrono::seconds(60));
   int ok = 0;
-  for (int i = 0; i < 200; ++i) ok += quick[static_cast<std::size_t>(i)].successful() && quick[static_cast<std::size_t>(i)].value() == square(i);
+  for (int i = 0; i < 200; ++i)
+    ok += quick[static_cast<std::size_t>(i)].successful() &&
+          quick[static_cast<std::size_t>(i)].value() == square(i);
   std::fflush(stdout);
   std::printf("CHATTY quick_ok=%d printed=%d\n", ok, chatty.successful() ? chatty.value() : -1);
   return 0;
@@ -217,7 +225,9 @@ int scenario_long(int n, int ms, int retries) {
   std::atomic<int> finished{0};
   for (int i = 0; i < n; ++i) {
     futures.push_back(clupy::parallel(sleeps, {.retries = retries})(ms));
-    futures.back().succeed([&](int) { ++finished; }).fail([&](const clupy::Failure&) { ++finished; });
+    futures.back().succeed([&](int) { ++finished; }).fail([&](const clupy::Failure&) {
+      ++finished;
+    });
   }
   int last = -1;
   while (!clupy::wait_all(futures, std::chrono::milliseconds(20))) {
@@ -231,7 +241,8 @@ int scenario_long(int n, int ms, int retries) {
   int ok = 0, failed = 0;
   std::set<std::string> kinds;
   for (auto& f : futures) {
-    if (f.successful() && f.value() == ms) ++ok;
+    if (f.successful() && f.value() == ms)
+      ++ok;
     else if (f.completed() && !f.successful()) {
       ++failed;
       kinds.insert(describe(f.failure()));
@@ -275,13 +286,23 @@ int scenario_types() {
     for (auto& s : b) a += "," + s;
     return a;
   })(std::string("a"), std::vector<std::string>{"b", "c"});
-  auto aggregate = clupy::parallel(move_point)(Point{1, 2.5, "p"}, std::map<std::string, int>{{"dx", 10}});
+  auto aggregate =
+      clupy::parallel(move_point)(Point{1, 2.5, "p"}, std::map<std::string, int>{{"dx", 10}});
   auto nothing = clupy::parallel([](int) {})(1);
   int ok = 0;
-  if (lambda.get() == 22.0) ++ok; else std::printf("BAD lambda %f\n", lambda.get());
-  if (strings.get() == "a,b,c") ++ok; else std::printf("BAD strings %s\n", strings.get().c_str());
+  if (lambda.get() == 22.0)
+    ++ok;
+  else
+    std::printf("BAD lambda %f\n", lambda.get());
+  if (strings.get() == "a,b,c")
+    ++ok;
+  else
+    std::printf("BAD strings %s\n", strings.get().c_str());
   Point p = aggregate.get();
-  if (p.x == 11 && p.y == 2.5 && p.label == "p+moved") ++ok; else std::printf("BAD aggregate\n");
+  if (p.x == 11 && p.y == 2.5 && p.label == "p+moved")
+    ++ok;
+  else
+    std::printf("BAD aggregate\n");
   nothing.get();
   ++ok;
   std::printf("TYPES ok=%d\n", ok);
@@ -305,8 +326,10 @@ int scenario_cancel(int pause_ms) {
   running.cancel();
   auto next = clupy::parallel(square)(9);
   const long value = next.get();  // runs only once the cancelled task's worker is stopped
-  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-  std::printf("CANCELLED running=%s queued=%s\n", std::string(clupy::to_string(running.failure().kind)).c_str(),
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  std::printf("CANCELLED running=%s queued=%s\n",
+              std::string(clupy::to_string(running.failure().kind)).c_str(),
               std::string(clupy::to_string(queued.failure().kind)).c_str());
   std::printf("NEXT %ld after %lld ms\n", value, static_cast<long long>(took.count()));
   return 0;
@@ -318,11 +341,14 @@ std::size_t measure(std::string bytes) { return bytes.size(); }
 // argument too big for any frame fails its own future at once.
 int scenario_payload(int n, int mib) {
   std::vector<clupy::Future<std::size_t>> futures;
-  for (int i = 0; i < n; ++i) futures.push_back(clupy::parallel(measure)(std::string(static_cast<std::size_t>(mib) << 20, 'x')));
+  for (int i = 0; i < n; ++i)
+    futures.push_back(
+        clupy::parallel(measure)(std::string(static_cast<std::size_t>(mib) << 20, 'x')));
   auto huge = clupy::parallel(measure)(std::string(std::size_t{40} << 20, 'y'));
   const bool all = clupy::wait_all(futures, std::chrono::seconds(120));
   int ok = 0;
-  for (auto& f : futures) ok += f.successful() && f.value() == (static_cast<std::size_t>(mib) << 20);
+  for (auto& f : futures)
+    ok += f.successful() && f.value() == (static_cast<std::size_t>(mib) << 20);
   std::printf("PAYLOAD all=%d ok=%d\n", all ? 1 : 0, ok);
   huge.wait(std::chrono::seconds(10));
   std::printf("HUGE %s\n", huge.successful() ? "succeeded?!" : describe(huge.failure()).c_str());
@@ -351,7 +377,9 @@ int main(int argc, char** argv) {
     if (mode == "chatty") return scenario_chatty(arg(2, 20'000));
     if (mode == "crashmix") return scenario_crash_mix(arg(2, 300), arg(3, 25));
     if (mode == "long") return scenario_long(arg(2, 100), arg(3, 50), arg(4, -1));
-    if (mode == "spread") return scenario_spread(static_cast<unsigned>(arg(2, 0)), static_cast<unsigned>(arg(3, 0)), arg(4, 100), arg(5, 5));
+    if (mode == "spread")
+      return scenario_spread(static_cast<unsigned>(arg(2, 0)), static_cast<unsigned>(arg(3, 0)),
+                             arg(4, 100), arg(5, 5));
     if (mode == "types") return scenario_types();
     if (mode == "output") return scenario_output();
     if (mode == "cancel") return scenario_cancel(arg(2, 300));

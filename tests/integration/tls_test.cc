@@ -12,13 +12,16 @@ class TlsTest : public ClusterFixture {
   void SetUp() override {
     const std::string command =
         "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-        "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " + dir_.file("key.pem") +
-        " -out " + dir_.file("cert.pem") + " >" + dir_.file("openssl.log") + " 2>&1";
+        "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
+        dir_.file("key.pem") + " -out " + dir_.file("cert.pem") + " >" + dir_.file("openssl.log") +
+        " 2>&1";
     ASSERT_EQ(std::system(command.c_str()), 0) << read_file(dir_.file("openssl.log"));
   }
   std::string tls_section(bool with_key) {
     std::string yaml = "tls:\n  enabled: true\n  ca_file: " + dir_.file("cert.pem") + "\n";
-    if (with_key) yaml += "  cert_file: " + dir_.file("cert.pem") + "\n  key_file: " + dir_.file("key.pem") + "\n";
+    if (with_key)
+      yaml +=
+          "  cert_file: " + dir_.file("cert.pem") + "\n  key_file: " + dir_.file("key.pem") + "\n";
     return yaml;
   }
 };
@@ -36,20 +39,24 @@ TEST_F(TlsTest, ServersRegisterOverTlsAndPlainClientsAreTurnedAway) {
   options.master_url = master_url();
   options.token_file = token_file();
   options.config_file = client_yaml;
-  ASSERT_TRUE(wait_until([&] {
-    try {
-      auto s = cluster_status(options);
-      return s.servers.size() == 1 && s.servers[0].server_id == "secure";
-    } catch (const std::exception&) {
-      return false;
-    }
-  }, std::chrono::seconds(30), "the TLS server to register"));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        try {
+          auto s = cluster_status(options);
+          return s.servers.size() == 1 && s.servers[0].server_id == "secure";
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      std::chrono::seconds(30), "the TLS server to register"));
 
   // A client without TLS fails with an error, not a hang.
   write_file(dir_.file("plain.yaml"), "");
   std::string output;
   EXPECT_EQ(run_cli({"info", "--master-url", master_url(), "--token-file", token_file(), "--config",
-                     dir_.file("plain.yaml")}, output), 1);
+                     dir_.file("plain.yaml")},
+                    output),
+            1);
   EXPECT_NE(output.find("is the master using TLS?"), std::string::npos) << output;
 }
 
@@ -57,10 +64,12 @@ TEST_F(TlsTest, ClientRejectsAMasterWhoseCertificateItDoesNotTrust) {
   write_file(dir_.file("clupy.master.yaml"), tls_section(true));
   start_master();
   // A second, unrelated certificate as the client's CA.
-  const std::string other = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other -keyout " +
-                            dir_.file("other-key.pem") + " -out " + dir_.file("other.pem") + " >/dev/null 2>&1";
+  const std::string other =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other -keyout " +
+      dir_.file("other-key.pem") + " -out " + dir_.file("other.pem") + " >/dev/null 2>&1";
   ASSERT_EQ(std::system(other.c_str()), 0);
-  write_file(dir_.file("client.yaml"), "tls:\n  enabled: true\n  ca_file: " + dir_.file("other.pem") + "\n");
+  write_file(dir_.file("client.yaml"),
+             "tls:\n  enabled: true\n  ca_file: " + dir_.file("other.pem") + "\n");
   ConnectOptions options;
   options.master_url = master_url();
   options.token_file = token_file();

@@ -1,11 +1,11 @@
 // The per-chunk check value (crc32c-x4): known CRC32C values, and the hardware path agreeing
 // with the portable one on every length around the 8- and 32-byte boundaries.
+#include "store/chunk_check.hpp"
+
 #include <gtest/gtest.h>
 
 #include <random>
 #include <string>
-
-#include "store/chunk_check.hpp"
 
 namespace clupy::store {
 namespace {

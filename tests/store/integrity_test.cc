@@ -3,7 +3,6 @@
 // SHA-256 is checked on request, and always for files written before chunks had check values.
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
-
 #include <unistd.h>
 
 #include <chrono>
@@ -170,9 +169,16 @@ TEST_F(IntegrityTest, FilesWithoutCheckValuesAreVerifiedBySha256) {
   for (int i = 0; i < 4; ++i)
     c.call({"SET", prefix + "chunk:old:" + std::to_string(i),
             std::string_view(data).substr(static_cast<std::size_t>(i) * 4096, 4096)});
-  c.call({"HSET", prefix + "file:old", "blob", "old", "size", std::to_string(data.size()),
-          "sha256", sha256_hex(data), "type", "application/octet-stream", "chunk_size", "4096",
-          "chunks", "4", "created", "1", "atime", "1", "pinned", "0"});
+  c.call({"HSET",       prefix + "file:old",
+          "blob",       "old",
+          "size",       std::to_string(data.size()),
+          "sha256",     sha256_hex(data),
+          "type",       "application/octet-stream",
+          "chunk_size", "4096",
+          "chunks",     "4",
+          "created",    "1",
+          "atime",      "1",
+          "pinned",     "0"});
   Store store(options());
   std::string back;
   read_all(store, "old", back);

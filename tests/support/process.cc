@@ -119,8 +119,8 @@ testing::AssertionResult wait_until(const std::function<bool()>& condition,
   while (true) {
     if (condition()) return testing::AssertionSuccess();
     if (std::chrono::steady_clock::now() >= deadline)
-      return testing::AssertionFailure() << "timed out after " << timeout.count()
-                                         << " ms waiting for " << what;
+      return testing::AssertionFailure()
+             << "timed out after " << timeout.count() << " ms waiting for " << what;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }

@@ -3,6 +3,7 @@
 // so a failing test never leaves daemons behind.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -12,17 +13,15 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 namespace clupy::test {
 
 class ChildProcess {
  public:
   struct Options {
-    std::vector<std::string> argv;            // argv[0] is the executable path
-    std::map<std::string, std::string> env;   // added to (and overriding) the parent's environment
-    std::string working_dir;                  // empty: inherit
-    std::string log_path;                     // stdout+stderr go here; empty: inherit
+    std::vector<std::string> argv;           // argv[0] is the executable path
+    std::map<std::string, std::string> env;  // added to (and overriding) the parent's environment
+    std::string working_dir;                 // empty: inherit
+    std::string log_path;                    // stdout+stderr go here; empty: inherit
   };
 
   ChildProcess() = default;

@@ -13,7 +13,9 @@ namespace {
 thread_local bool defer_wakeups = false;
 }  // namespace
 
-FutureStateBase::DeferredWakeups::DeferredWakeups() : outer_(!defer_wakeups) { defer_wakeups = true; }
+FutureStateBase::DeferredWakeups::DeferredWakeups() : outer_(!defer_wakeups) {
+  defer_wakeups = true;
+}
 
 FutureStateBase::DeferredWakeups::~DeferredWakeups() {
   if (outer_) defer_wakeups = false;

@@ -1,6 +1,5 @@
 // A program built against an installed CluPy, as a user would build it.
 #include <clupy/clupy.hpp>
-
 #include <cstdio>
 
 int twice(int x) { return 2 * x; }
