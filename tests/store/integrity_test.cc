@@ -13,6 +13,7 @@
 #include <string>
 
 #include "redis_server.hpp"
+#include "sha256_hex.hpp"
 #include "store/chunk_check.hpp"
 #include "store/redis.hpp"
 
@@ -21,18 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string sha256_hex(const std::string& data) {
-  unsigned char md[32];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  std::string out;
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
-}
+using test::sha256_hex;
 
 class IntegrityTest : public testing::Test {
  protected:

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "redis_server.hpp"
+#include "sha256_hex.hpp"
 
 namespace clupy {
 namespace {
@@ -15,18 +16,7 @@ namespace {
 using test::read_file;
 using test::write_file;
 
-std::string sha256_hex(const std::string& data) {
-  unsigned char md[32];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  std::string out;
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
-}
+using test::sha256_hex;
 
 std::string random_bytes(std::size_t n, unsigned seed) {
   std::mt19937_64 rng(seed);
