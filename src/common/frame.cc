@@ -40,8 +40,8 @@ void FrameDecoder::reserve(std::size_t wanted) {
   if (capacity_ - unread >= wanted && unread <= capacity_ / 2) {
     std::memmove(data_.get(), data_.get() + begin_, unread);
   } else {
-    const std::size_t capacity =
-        std::max(unread + wanted, std::min(2 * capacity_, unread + wanted + max_frame_size_));
+    // Doubling keeps feed()'s appends amortized; past kKeptCapacity a frame gets just its size.
+    const std::size_t capacity = std::max(unread + wanted, std::min(2 * capacity_, kKeptCapacity));
     auto grown = std::unique_ptr<char[]>(new char[capacity]);
     if (unread > 0) std::memcpy(grown.get(), data_.get() + begin_, unread);
     data_ = std::move(grown);

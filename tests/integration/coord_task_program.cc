@@ -49,6 +49,7 @@ std::string locked_increment(std::string lock_path, std::string file) {
 long long meet(std::string path, int parties) {
   clupy::coord::Session zk(clupy::coord::cluster_session_options());
   clupy::coord::DoubleBarrier barrier(zk, path, parties);
+  clupy::coord::Counter(zk, path + "-arrived").add(1);
   if (!barrier.enter(std::chrono::seconds(60))) throw std::runtime_error("enter timed out");
   const long long entered = wall_clock_us();
   if (!barrier.leave(std::chrono::seconds(60))) throw std::runtime_error("leave timed out");
@@ -101,8 +102,12 @@ int scenario_barrier() {
   const std::string path = "/it/barrier";
   auto first = clupy::parallel(meet)(path, 3);
   auto second = clupy::parallel(meet)(path, 3);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   clupy::coord::Session zk(clupy::coord::cluster_session_options());
+  // Join only once both tasks are at the barrier, so their getting through proves they waited.
+  clupy::coord::Counter arrived(zk, path + "-arrived");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (arrived.get() < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   clupy::coord::DoubleBarrier barrier(zk, path, 3);
   const long long joined = wall_clock_us();
   const bool entered = barrier.enter(std::chrono::seconds(60));

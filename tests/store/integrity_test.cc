@@ -2,7 +2,6 @@
 // changed, truncated and misplaced chunks before their bytes are handed out; the whole-file
 // SHA-256 is checked on request, and always for files written before chunks had check values.
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
 
 #include "redis_server.hpp"
@@ -58,6 +58,17 @@ class IntegrityTest : public testing::Test {
     while (r.get(c)) partial += c;
   }
 
+  // Reads `name` to the end into `partial`; the StoreError that stopped it, nullopt if none did.
+  static std::optional<StoreError> read_error(Store& store, const std::string& name,
+                                              std::string& partial) {
+    try {
+      read_all(store, name, partial);
+    } catch (const StoreError& e) {
+      return e;
+    }
+    return std::nullopt;
+  }
+
   static test::RedisServer* server_;
 };
 
@@ -90,13 +101,10 @@ TEST_F(IntegrityTest, AChangedByteIsCaughtBeforeTheChunkIsHandedOut) {
   w.commit();
   raw().call({"SETRANGE", chunk_key("f", 2), "100", "#"});
   std::string partial;
-  try {
-    read_all(store, "f", partial);
-    FAIL() << "no error";
-  } catch (const StoreError& e) {
-    EXPECT_EQ(e.code(), StoreError::Code::kCorrupt) << e.what();
-    EXPECT_NE(std::string(e.what()).find("chunk 2"), std::string::npos) << e.what();
-  }
+  const auto e = read_error(store, "f", partial);
+  ASSERT_TRUE(e) << "no error";
+  EXPECT_EQ(e->code(), StoreError::Code::kCorrupt) << e->what();
+  EXPECT_NE(std::string(e->what()).find("chunk 2"), std::string::npos) << e->what();
   EXPECT_EQ(partial.size(), 2 * 4096u) << "bytes of the bad chunk were handed out";
   std::string out = testing::TempDir() + "/integrity-bad-" + std::to_string(::getpid());
   EXPECT_THROW(store.get_file("f", out), StoreError);
@@ -116,12 +124,9 @@ TEST_F(IntegrityTest, ChunksSwappedBetweenIndexesAreCaught) {
   c.call({"RENAME", k1, k0});
   c.call({"RENAME", tmp, k1});
   std::string partial;
-  try {
-    read_all(store, "f", partial);
-    FAIL() << "no error";
-  } catch (const StoreError& e) {
-    EXPECT_EQ(e.code(), StoreError::Code::kCorrupt) << e.what();
-  }
+  const auto e = read_error(store, "f", partial);
+  ASSERT_TRUE(e) << "no error";
+  EXPECT_EQ(e->code(), StoreError::Code::kCorrupt) << e->what();
   EXPECT_TRUE(partial.empty());
 }
 
@@ -142,13 +147,10 @@ TEST_F(IntegrityTest, Sha256IsCheckedWhenAsked) {
   o.verify_sha256 = true;
   Store with_sha(o);
   std::string partial;
-  try {
-    read_all(with_sha, "f", partial);
-    FAIL() << "no error";
-  } catch (const StoreError& e) {
-    EXPECT_EQ(e.code(), StoreError::Code::kCorrupt) << e.what();
-    EXPECT_NE(std::string(e.what()).find("SHA-256"), std::string::npos) << e.what();
-  }
+  const auto e = read_error(with_sha, "f", partial);
+  ASSERT_TRUE(e) << "no error";
+  EXPECT_EQ(e->code(), StoreError::Code::kCorrupt) << e->what();
+  EXPECT_NE(std::string(e->what()).find("SHA-256"), std::string::npos) << e->what();
 }
 
 TEST_F(IntegrityTest, FilesWithoutCheckValuesAreVerifiedBySha256) {
@@ -175,12 +177,9 @@ TEST_F(IntegrityTest, FilesWithoutCheckValuesAreVerifiedBySha256) {
   EXPECT_TRUE(back == data);
   c.call({"SETRANGE", prefix + "chunk:old:3", "7", "#"});
   std::string partial;
-  try {
-    read_all(store, "old", partial);
-    FAIL() << "no error";
-  } catch (const StoreError& e) {
-    EXPECT_EQ(e.code(), StoreError::Code::kCorrupt) << e.what();
-  }
+  const auto e = read_error(store, "old", partial);
+  ASSERT_TRUE(e) << "no error";
+  EXPECT_EQ(e->code(), StoreError::Code::kCorrupt) << e->what();
   StoreOptions o = options();
   o.verify_reads = false;
   Store unverified(o);
@@ -214,13 +213,10 @@ TEST_F(IntegrityTest, AnErrorReplyAmidPipelinedChunksIsAServerError) {
   c.call({"DEL", chunk_key("f", 2)});
   c.call({"RPUSH", chunk_key("f", 2), "not a string"});
   std::string partial;
-  try {
-    read_all(store, "f", partial);
-    FAIL() << "no error";
-  } catch (const StoreError& e) {
-    EXPECT_EQ(e.code(), StoreError::Code::kServer) << e.what();
-    EXPECT_NE(std::string(e.what()).find("WRONGTYPE"), std::string::npos) << e.what();
-  }
+  const auto e = read_error(store, "f", partial);
+  ASSERT_TRUE(e) << "no error";
+  EXPECT_EQ(e->code(), StoreError::Code::kServer) << e->what();
+  EXPECT_NE(std::string(e->what()).find("WRONGTYPE"), std::string::npos) << e->what();
   EXPECT_EQ(partial.size(), 2 * 4096u);
 }
 

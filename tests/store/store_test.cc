@@ -1,6 +1,5 @@
 // Store round trips, metadata operations, content types and streams, against a real Redis.
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 
 #include <clupy/store.hpp>
 #include <cstdlib>
