@@ -5,10 +5,12 @@
 //   store_bench [--redis URL] [--mib 256] [--runs 5] [--chunk BYTES] [--depth N] [--dir DIR]
 //               [--verify 1|0]   (0: reads skip the chunk checks, StoreOptions::verify_reads)
 //               [--sha 1|0]      (1: reads also check the SHA-256, StoreOptions::verify_sha256)
+//               [--sha-on-write 1|0]  (1: StoreOptions::sha256_on_write)
 //
 // Without --redis it starts a private redis-server on a unix socket (EmbeddedRedis). Files for
 // put_file/get_file go to --dir (default /dev/shm, so the disk does not dominate). Prints the
-// median, min and max of each operation; raw and store runs alternate, round by round.
+// median, min and max of each operation; raw and store runs alternate, round by round. get_file
+// is also compared with a raw GET followed by writing the bytes to a file, the same work.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -45,6 +47,7 @@ struct Args {
   std::string dir = "/dev/shm";
   bool verify = true;
   bool sha = false;
+  bool sha_on_write = false;
 };
 
 double median_of(std::vector<double> v) {
@@ -122,6 +125,15 @@ void raw_get(clupy::store::RedisConnection& c, std::string& out, std::size_t siz
   }
 }
 
+// Writes `bytes` to a new file at `path` (the part of get_file that a raw GET does not do).
+void write_new_file(const std::string& path, const std::string& bytes) {
+  std::filesystem::remove(path);
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,6 +156,8 @@ int main(int argc, char** argv) {
       a.verify = v != "0";
     else if (k == "--sha")
       a.sha = v != "0";
+    else if (k == "--sha-on-write")
+      a.sha_on_write = v != "0";
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -164,6 +178,7 @@ int main(int argc, char** argv) {
     o.op_timeout = std::chrono::seconds(60);
     o.verify_reads = a.verify;
     o.verify_sha256 = a.sha;
+    o.sha256_on_write = a.sha_on_write;
 
     std::size_t bytes = a.mib << 20;
     std::string data(bytes, '\0');
@@ -174,6 +189,7 @@ int main(int argc, char** argv) {
     }
     std::string local_in = a.dir + "/clupy-bench-in-" + std::to_string(::getpid());
     std::string local_out = a.dir + "/clupy-bench-out-" + std::to_string(::getpid());
+    std::string local_raw_out = a.dir + "/clupy-bench-raw-out-" + std::to_string(::getpid());
     std::ofstream(local_in, std::ios::binary).write(data.data(), static_cast<long>(bytes));
 
     clupy::store::RedisConnection raw(clupy::store::parse_redis_url(a.redis),
@@ -188,8 +204,9 @@ int main(int argc, char** argv) {
 
     std::printf(
         "store_bench: %zu MiB, chunk %zu bytes, pipeline depth %zu, %d runs, verify %d, sha %d, "
-        "%s\n",
-        a.mib, a.chunk, a.depth, a.runs, a.verify ? 1 : 0, a.sha ? 1 : 0, a.redis.c_str());
+        "sha on write %d, %s\n",
+        a.mib, a.chunk, a.depth, a.runs, a.verify ? 1 : 0, a.sha ? 1 : 0, a.sha_on_write ? 1 : 0,
+        a.redis.c_str());
     auto drop_raw = [&](int r) {
       raw.call({"EVAL",
                 "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('UNLINK', k) end "
@@ -219,7 +236,7 @@ int main(int argc, char** argv) {
     // other processes hits both sides alike. Raw runs write fresh keys each round (as every store
     // write goes to a fresh blob); untimed between runs: the previous round's raw keys are
     // deleted, replaced store versions collected, and `back` cleared so a short read shows.
-    Rates set, get, put_stream, get_stream, put_file, get_file;
+    Rates set, get, get_to_file, put_stream, get_stream, put_file, get_file;
     for (int run = 1; run <= a.runs; ++run) {
       timed(
           set, bytes, [&] { raw_set(raw, data, a.chunk, a.depth, run); }, server_cpu);
@@ -236,6 +253,15 @@ int main(int argc, char** argv) {
       timed(
           get, bytes, [&] { raw_get(raw, back, bytes, a.chunk, a.depth, run); }, server_cpu);
       if (back != data) throw std::runtime_error("raw GET returned different bytes");
+      clear_back();
+      timed(
+          get_to_file, bytes,
+          [&] {
+            raw_get(raw, back, bytes, a.chunk, a.depth, run);
+            write_new_file(local_raw_out, back);
+          },
+          server_cpu);
+      std::filesystem::remove(local_raw_out);
       drop_raw(run);
       clear_back();
       timed(get_stream, bytes, read_stream, server_cpu);
@@ -257,6 +283,8 @@ int main(int argc, char** argv) {
     print("raw pipelined GET", get, nullptr, "");
     print("store get (stream)", get_stream, &get, "raw GET");
     print("store get_file", get_file, &get, "raw GET");
+    print("raw GET + file write", get_to_file, nullptr, "");
+    print("store get_file", get_file, &get_to_file, "raw GET + file write");
 
     store.remove("bench/stream.bin");
     store.remove("bench/file.bin");

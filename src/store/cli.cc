@@ -124,7 +124,10 @@ int run_cli(std::vector<std::string> args, const StoreOptions& options, std::ost
   const std::string cmd = args[0];
   const std::size_t n = args.size() - 1;
   try {
-    Store store(options);
+    // `put` prints the digest, so the CLI computes it while writing.
+    StoreOptions cli_options = options;
+    cli_options.sha256_on_write = true;
+    Store store(cli_options);
     if (cmd == "put") {
       ProgressBar bar(err, progress);
       FileStat s = store.put_file(args[1], args[2], std::ref(bar));
@@ -133,7 +136,9 @@ int run_cli(std::vector<std::string> args, const StoreOptions& options, std::ost
     } else if (cmd == "get") {
       ProgressBar bar(err, progress);
       FileStat s = store.get_file(args[1], args[2], std::ref(bar));
-      out << "wrote " << args[2] << " (" << s.size << " bytes, sha256 " << s.sha256 << ")\n";
+      out << "wrote " << args[2] << " (" << s.size << " bytes";
+      if (!s.sha256.empty()) out << ", sha256 " << s.sha256;
+      out << ")\n";
     } else if (cmd == "ls") {
       for (const FileStat& s : store.list(n == 1 ? args[1] : "")) {
         out << s.size << "\t" << (s.pinned ? "pinned" : "-") << "\t" << utc(s.last_access) << "\t"

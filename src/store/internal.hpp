@@ -181,6 +181,8 @@ class StoreReader::Buf : public std::streambuf {
   void request_more();
   // Reads the next chunk into current_; false if it is missing.
   bool next_chunk();
+  // Stores the digest of a file written without one (best effort: the caller has it either way).
+  void record_sha256(const std::string& sha256);
 
   StoreOptions options_;
   store::Session session_;

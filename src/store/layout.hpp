@@ -75,6 +75,15 @@ inline constexpr std::string_view kScriptCommit = CLUPY_LUA_NOW
     "if old then redis.call('ZADD', KEYS[5], now, old) end\n"
     "return now\n";
 
+// KEYS: file. ARGV: blob, sha256. Records the digest of a file written without one (deferred at
+// write time), if the file is still that blob: a digest never lands on a newer version.
+inline constexpr std::string_view kScriptRecordSha256 =
+    "if redis.call('HGET', KEYS[1], 'blob') ~= ARGV[1] then return 0 end\n"
+    "local old = redis.call('HGET', KEYS[1], 'sha256')\n"
+    "if old and old ~= '' then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'sha256', ARGV[2])\n"
+    "return 1\n";
+
 // KEYS: file, atime. ARGV: name. Opens a file for reading: records the access and returns the
 // metadata hash (HGETALL form), or nil.
 inline constexpr std::string_view kScriptOpen = CLUPY_LUA_NOW

@@ -321,12 +321,25 @@ bool Store::exists(const std::string& name) {
 
 FileStat Store::stat(const std::string& name) {
   store::validate_name(name);
-  return impl_->session_.retry("stat '" + name + "'", [&](store::RedisConnection& c) {
-    store::Reply r = c.call({"HGETALL", impl_->layout_.file(name)});
-    if (r.size() == 0)
-      throw StoreError(StoreError::Code::kNotFound, "no file named '" + name + "' in the store");
-    return store::parse_meta(name, r.view()).stat;
-  });
+  store::FileMeta meta =
+      impl_->session_.retry("stat '" + name + "'", [&](store::RedisConnection& c) {
+        store::Reply r = c.call({"HGETALL", impl_->layout_.file(name)});
+        if (r.size() == 0)
+          throw StoreError(StoreError::Code::kNotFound,
+                           "no file named '" + name + "' in the store");
+        return store::parse_meta(name, r.view());
+      });
+  if (!meta.stat.sha256.empty()) return std::move(meta.stat);
+  // Written with the digest deferred: read this version once, checking every chunk, and record
+  // it. Not an access for the janitor's idle clock, so no open script.
+  StoreOptions hashing = impl_->options_;
+  hashing.verify_reads = true;
+  hashing.verify_sha256 = true;
+  StoreReader::Buf reader(hashing, store::Session(impl_->session_.endpoint(), hashing),
+                          std::move(meta));
+  while (!reader.take().empty()) {
+  }
+  return reader.stat();
 }
 
 std::vector<FileStat> Store::list(const std::string& prefix) {
@@ -470,7 +483,7 @@ FileStat Store::get_file(const std::string& name, const std::string& local_path,
     ::unlink(tmp.c_str());
     throw;
   }
-  return st;
+  return reader.stat();  // a verifying read may have recorded a deferred digest
 }
 
 CsvReader Store::read_csv(const std::string& name) {

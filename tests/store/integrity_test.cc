@@ -80,7 +80,7 @@ TEST_F(IntegrityTest, ChunksCarryACheckValueAndStatTheSha256) {
   StoreWriter w = store.open_write("f");
   w << data;
   FileStat st = w.commit();
-  EXPECT_EQ(st.sha256, sha256_hex(data));
+  EXPECT_EQ(st.sha256, "") << "the digest is deferred by default";
   EXPECT_EQ(store.stat("f").sha256, sha256_hex(data));
   auto c = raw();
   EXPECT_EQ(c.call({"HGET", options().key_prefix + "file:f", "check"}).str(), "crc32c-x4");
@@ -153,6 +153,73 @@ TEST_F(IntegrityTest, Sha256IsCheckedWhenAsked) {
   EXPECT_NE(std::string(e->what()).find("SHA-256"), std::string::npos) << e->what();
 }
 
+TEST_F(IntegrityTest, ADeferredSha256IsComputedByTheFirstStatAndRecorded) {
+  Store store(options());
+  std::string data = content();
+  StoreWriter w = store.open_write("f");
+  w << data;
+  w.commit();
+  const std::string key = options().key_prefix + "file:f";
+  EXPECT_EQ(raw().call({"HGET", key, "sha256"}).str(), "");
+  EXPECT_EQ(store.list("").at(0).sha256, "");
+  const std::string atime(raw().call({"HGET", key, "atime"}).str());
+  EXPECT_EQ(store.stat("f").sha256, sha256_hex(data));
+  EXPECT_EQ(raw().call({"HGET", key, "sha256"}).str(), sha256_hex(data));
+  EXPECT_EQ(raw().call({"HGET", key, "atime"}).str(), atime) << "stat counted as an access";
+  EXPECT_EQ(store.list("").at(0).sha256, sha256_hex(data));
+}
+
+TEST_F(IntegrityTest, StatOfACorruptFileWithADeferredSha256FailsAndRecordsNothing) {
+  Store store(options());
+  StoreWriter w = store.open_write("f");
+  w << content();
+  w.commit();
+  raw().call({"SETRANGE", chunk_key("f", 1), "7", "#"});
+  try {
+    store.stat("f");
+    ADD_FAILURE() << "stat of a corrupt file succeeded";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code(), StoreError::Code::kCorrupt) << e.what();
+  }
+  EXPECT_EQ(raw().call({"HGET", options().key_prefix + "file:f", "sha256"}).str(), "");
+}
+
+TEST_F(IntegrityTest, AVerifyingReadRecordsADeferredSha256) {
+  std::string data = content();
+  Store store(options());
+  StoreWriter w = store.open_write("f");
+  w << data;
+  w.commit();
+  StoreOptions o = options();
+  o.verify_sha256 = true;
+  Store checked(o);
+  std::string back;
+  read_all(checked, "f", back);
+  EXPECT_TRUE(back == data);
+  EXPECT_EQ(raw().call({"HGET", options().key_prefix + "file:f", "sha256"}).str(),
+            sha256_hex(data));
+}
+
+TEST_F(IntegrityTest, ADigestIsNeverRecordedOnANewerVersion) {
+  Store store(options());
+  StoreWriter first = store.open_write("f");
+  first << content();
+  first.commit();
+  // A reader of the first version, then the file is replaced before the reader finishes.
+  StoreOptions o = options();
+  o.verify_sha256 = true;
+  Store checked(o);
+  StoreReader old_version = checked.open_read("f");
+  StoreWriter second = store.open_write("f");
+  second << "a newer version";
+  second.commit();
+  std::string back((std::istreambuf_iterator<char>(old_version)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(back == content());
+  EXPECT_EQ(old_version.stat().sha256, sha256_hex(content()));
+  EXPECT_EQ(raw().call({"HGET", options().key_prefix + "file:f", "sha256"}).str(), "");
+  EXPECT_EQ(store.stat("f").sha256, sha256_hex("a newer version"));
+}
+
 TEST_F(IntegrityTest, FilesWithoutCheckValuesAreVerifiedBySha256) {
   // A file as writers before check values stored it: bare chunks and no `check` field.
   std::string data = content();
@@ -223,7 +290,9 @@ TEST_F(IntegrityTest, AnErrorReplyAmidPipelinedChunksIsAServerError) {
 TEST_F(IntegrityTest, LargeWritesSentFromTheCallersBytesRoundTrip) {
   // A write of several chunks at once goes out without the chunk buffer; mixing both paths
   // must keep order, check values and the SHA-256 right.
-  Store store(options());
+  StoreOptions hashing = options();
+  hashing.sha256_on_write = true;
+  Store store(hashing);
   std::string data = content() + content();
   StoreWriter w = store.open_write("f");
   w.write(data.data(), 100);
