@@ -33,10 +33,19 @@ namespace fs = std::filesystem;
 namespace {
 auto log() { return common::logger("server"); }
 
-// Tasks sent ahead to one worker. More hides more round trips and lets the worker answer a
-// whole batch with one write; fewer keeps a crash from delaying more innocent tasks (they are
-// rerun on another worker, not failed).
+// Tasks sent ahead to one worker, at most. More hides more round trips and lets the worker
+// answer a whole batch with one write; fewer keeps a crash from delaying more innocent tasks
+// (they are rerun on another worker, not failed).
 constexpr std::size_t kPipelineDepth = 32;
+// Work queued behind a worker's running task, at most, by its measured time per task. Tasks
+// sent to a worker cannot move to another, so long tasks queued behind one worker while
+// another runs out of work would leave a slot idle at the end of a job; queueing only about
+// this much keeps each worker busy without that.
+constexpr auto kQueuedWork = std::chrono::milliseconds(1);
+// A worker's time per task is measured over windows of at least this many results or this
+// long, whichever comes first.
+constexpr std::uint32_t kRateWindowTasks = 64;
+constexpr auto kRateWindow = std::chrono::milliseconds(100);
 // How soon to look again when a task's deadline passes while the progress page says it is no
 // longer running (its result is on the way).
 constexpr auto kResultGrace = std::chrono::milliseconds(5);
@@ -113,6 +122,30 @@ struct WorkerPool::Worker {
   std::uint64_t verdict_task = 0;
   bool abandoned = false;  // the task's result must not be reported
   bool gone = false;
+
+  // Tasks this worker may hold: see kQueuedWork.
+  std::size_t pipeline_limit() const {
+    if (seconds_per_task <= 0) return kPipelineDepth;  // not measured yet
+    const double queued = std::chrono::duration<double>(kQueuedWork).count() / seconds_per_task;
+    return 1 + static_cast<std::size_t>(std::min<double>(queued, kPipelineDepth - 1));
+  }
+  // A result arrived: updates seconds_per_task.
+  void count_result(std::chrono::steady_clock::time_point now) {
+    ++results_in_window;
+    const auto elapsed = now - window_start;
+    if (results_in_window < kRateWindowTasks && elapsed < kRateWindow) {
+      if (seconds_per_task > 0) return;
+    }
+    seconds_per_task = std::chrono::duration<double>(elapsed).count() / results_in_window;
+    if (results_in_window >= kRateWindowTasks || elapsed >= kRateWindow) {
+      window_start = now;
+      results_in_window = 0;
+    }
+  }
+  // The window counts busy time only: it starts again when an idle worker gets a task.
+  std::chrono::steady_clock::time_point window_start{};
+  std::uint32_t results_in_window = 0;
+  double seconds_per_task = 0;  // 0: not measured yet
 };
 
 WorkerPool::WorkerPool(asio::io_context& io, std::string server_id, unsigned capacity,
@@ -238,8 +271,9 @@ void WorkerPool::pump() {
   // waiting here, and pump runs for every batch of results.
   auto room = [this] {
     if (workers_.size() < capacity_) return true;
-    return std::any_of(workers_.begin(), workers_.end(),
-                       [](const auto& w) { return !w->gone && w->queue.size() < kPipelineDepth; });
+    return std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
+      return !w->gone && w->queue.size() < w->pipeline_limit();
+    });
   };
   for (auto task = waiting_.begin(); task != waiting_.end() && room();) {
     const Image& image = images_[task->image_sha256()];
@@ -251,7 +285,7 @@ void WorkerPool::pump() {
     // one while slots are free.
     std::shared_ptr<Worker> chosen;
     for (auto& w : workers_)
-      if (!w->gone && w->image == task->image_sha256() && w->queue.size() < kPipelineDepth &&
+      if (!w->gone && w->image == task->image_sha256() && w->queue.size() < w->pipeline_limit() &&
           (!chosen || w->queue.size() < chosen->queue.size()))
         chosen = w;
     if ((!chosen || !chosen->queue.empty()) && workers_.size() < capacity_) {
@@ -366,7 +400,10 @@ void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignm
   run.mutable_run_task()->set_call(task.call());
   worker->link->send(run);
   worker->queue.push_back(std::move(task));
-  if (worker->queue.size() == 1) front_started(worker);
+  if (worker->queue.size() == 1) {
+    if (worker->results_in_window == 0) worker->window_start = std::chrono::steady_clock::now();
+    front_started(worker);
+  }
 }
 
 void WorkerPool::front_started(const std::shared_ptr<Worker>& worker) {
@@ -421,6 +458,7 @@ void WorkerPool::on_worker_message(const std::shared_ptr<Worker>& worker, wire::
     });
   }
   worker->deadline.reset();
+  worker->count_result(std::chrono::steady_clock::now());
   const std::uint64_t id = worker->queue.front().task_id();
   worker->queue.pop_front();
   if (!worker->abandoned && cancelled_.erase(id) == 0) {
