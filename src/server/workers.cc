@@ -125,7 +125,8 @@ struct WorkerPool::Worker {
 
   // Tasks this worker may hold: see kQueuedWork.
   std::size_t pipeline_limit() const {
-    if (seconds_per_task <= 0) return kPipelineDepth;  // not measured yet
+    // Not measured yet: one queued task, until the first result tells how long tasks take.
+    if (seconds_per_task <= 0) return 2;
     const double queued = std::chrono::duration<double>(kQueuedWork).count() / seconds_per_task;
     return 1 + static_cast<std::size_t>(std::min<double>(queued, kPipelineDepth - 1));
   }

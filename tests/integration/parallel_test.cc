@@ -127,6 +127,16 @@ TEST_F(ParallelTest, MaxInFlightIsHonoured) {
   EXPECT_GE(std::stoi(peak.substr(5)), 2) << "tasks did not run in parallel at all: " << out;
 }
 
+TEST_F(ParallelTest, ShortTasksDoNotQueueBehindALongOneWhileAnotherWorkerIsFree) {
+  // One server with two slots: a 1.5 s task, then twelve of 50 ms. The long task's worker may
+  // hold one more task before it has measured its time per task; the other worker runs the rest.
+  start_cluster(1);
+  const std::string out = run_program("behind-long", {"behind-long", "1500", "12", "50"});
+  const std::string behind = line_starting(out, "BEHIND_LONG");
+  ASSERT_FALSE(behind.empty()) << out;
+  EXPECT_LE(std::stoi(behind.substr(12)), 1) << out;
+}
+
 TEST_F(ParallelTest, LambdasAggregatesMapsAndStringsRoundTrip) {
   start_cluster(1);
   int code = -1;

@@ -254,6 +254,25 @@ int scenario_long(int n, int ms, int retries) {
   return 0;
 }
 
+// One long task, then `n` short ones, on one server: how many short tasks ran in the long
+// task's worker (they waited behind it, while the other worker could have run them).
+int scenario_behind_long(int long_ms, int n, int short_ms) {
+  auto f = clupy::parallel(visit);
+  std::vector<clupy::Future<Visit>> futures;
+  futures.push_back(f(long_ms));
+  for (int i = 0; i < n; ++i) futures.push_back(f(short_ms));
+  if (!clupy::wait_all(futures, std::chrono::seconds(120))) {
+    std::printf("TIMEOUT\n");
+    return 1;
+  }
+  const long long_pid = futures.front().value().pid;
+  int behind = 0;
+  for (std::size_t i = 1; i < futures.size(); ++i)
+    if (futures[i].value().pid == long_pid) ++behind;
+  std::printf("BEHIND_LONG %d\n", behind);
+  return 0;
+}
+
 int scenario_spread(unsigned server_count, unsigned max_in_flight, int n, int ms) {
   auto f = clupy::parallel(visit, {.server_count = server_count, .max_in_flight = max_in_flight});
   std::vector<clupy::Future<Visit>> futures;
@@ -380,6 +399,7 @@ int main(int argc, char** argv) {
     if (mode == "spread")
       return scenario_spread(static_cast<unsigned>(arg(2, 0)), static_cast<unsigned>(arg(3, 0)),
                              arg(4, 100), arg(5, 5));
+    if (mode == "behind-long") return scenario_behind_long(arg(2, 1500), arg(3, 12), arg(4, 50));
     if (mode == "types") return scenario_types();
     if (mode == "output") return scenario_output();
     if (mode == "cancel") return scenario_cancel(arg(2, 300));
