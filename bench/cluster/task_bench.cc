@@ -168,9 +168,8 @@ int primes_speedup(int lo, int hi) {
   return 0;
 }
 
-// The bound on tasks in flight works around a libclupy limit: the client sends everything
-// submitted since its last flush as one SubmitTasks frame, and a frame over max_frame_size
-// (64 MiB) is dropped, leaving its futures pending forever (docs/benchmarks.md).
+// Tasks in flight are bounded (32 by default) to keep the memory of a run modest: every call
+// holds its bytes until its result is back.
 int payload(int n, int bytes, int in_flight) {
   warm_up(10);
   auto task = clupy::parallel(echo, {.max_in_flight = static_cast<unsigned>(in_flight)});
