@@ -446,6 +446,8 @@ void Runtime::on_message(wire::Envelope& message) {
 }
 
 void Runtime::on_results(wire::TaskResults& results) {
+  // A task's output all arrives before its result: its last line is complete now.
+  for (const auto& result : results.results()) worker_output_.task_done(result.task_id());
   std::vector<Completion> done;
   done.reserve(static_cast<std::size_t>(results.results_size()));
   {
@@ -516,28 +518,12 @@ void Runtime::complete_all(std::vector<Completion>& done) {
 }
 
 void Runtime::print_output(const wire::TaskOutput& output) {
-  // Like Ray's driver logs: each line of a worker's output, prefixed with where it came from.
-  const std::string prefix = "(" + output.server_id() +
-                             (output.task_id() ? " task " + std::to_string(output.task_id()) : "") +
-                             ") ";
-  std::string text;
-  std::size_t start = 0;
-  const std::string& raw = output.text();
-  while (start < raw.size()) {
-    std::size_t end = raw.find('\n', start);
-    if (end == std::string::npos) end = raw.size();
-    text += prefix;
-    text.append(raw, start, end - start);
-    text += '\n';
-    start = end + 1;
-  }
-  std::FILE* stream = output.is_stderr() ? stderr : stdout;
-  std::fwrite(text.data(), 1, text.size(), stream);
-  std::fflush(stream);
+  worker_output_.add(output.server_id(), output.task_id(), output.is_stderr(), output.text());
 }
 
 void Runtime::on_closed(const std::string& reason) {
   keepalive_timer_.cancel();
+  worker_output_.flush_all();
   if (locator_ && !stopped_) {
     {
       std::lock_guard lock(mu_);

@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "client/embedded.hpp"
+#include "client/worker_output.hpp"
 #include "clupy.pb.h"
 #include "clupy/parallel.hpp"
 #include "common/config.hpp"
@@ -111,6 +113,12 @@ class Runtime {
   std::string image_path_, image_sha256_, image_name_;
   asio::steady_timer keepalive_timer_{io_};
   std::chrono::milliseconds keepalive_interval_{20'000};
+
+  WorkerOutput worker_output_{[](bool is_stderr, std::string_view text) {
+    std::FILE* stream = is_stderr ? stderr : stdout;
+    std::fwrite(text.data(), 1, text.size(), stream);
+    std::fflush(stream);
+  }};
 
   std::mutex mu_;
   std::condition_variable window_open_;
