@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "common/config.hpp"
 #include "common/connection.hpp"
@@ -88,7 +89,8 @@ class Master : private Outbox {
   std::unique_ptr<HttpStatus> http_;
   std::unique_ptr<StoreService> store_;  // when the configuration has a store: section
   wire::ClusterServices services_;       // announced to every peer in the handshake
-  std::map<std::uint64_t, Session> sessions_;
+  // Hashed: every message (a heartbeat from each server every second) looks its session up.
+  std::unordered_map<std::uint64_t, Session> sessions_;
   std::uint64_t next_session_id_ = 1;
   Clock::time_point started_at_;
   bool stopping_ = false;

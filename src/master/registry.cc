@@ -1,5 +1,7 @@
 #include "master/registry.hpp"
 
+#include <algorithm>
+
 namespace clupy::master {
 
 std::int64_t to_epoch_ms(Clock::time_point instant, Clock::time_point now) {
@@ -45,6 +47,7 @@ std::vector<std::string> Registry::expire(Clock::time_point now, std::chrono::mi
       ++it;
     }
   }
+  std::sort(removed.begin(), removed.end());  // the order the scheduler reruns their tasks in
   return removed;
 }
 
@@ -62,7 +65,13 @@ void Registry::release(const std::string& server_id, const std::string& client) 
 }
 
 void Registry::fill(wire::RegistryReply& reply, Clock::time_point now) const {
-  for (const auto& [id, record] : servers_) {
+  std::vector<const std::pair<const std::string, ServerRecord>*> sorted;
+  sorted.reserve(servers_.size());
+  for (const auto& entry : servers_) sorted.push_back(&entry);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto* a, const auto* b) { return a->first < b->first; });
+  for (const auto* id_and_record : sorted) {
+    const ServerRecord& record = id_and_record->second;
     wire::ServerEntry* entry = reply.add_servers();
     *entry->mutable_server() = record.description;
     entry->set_registered_at_ms(to_epoch_ms(record.registered_at, now));
