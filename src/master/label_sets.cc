@@ -36,8 +36,6 @@ void LabelSets::release(Id id) {
   free_.push_back(id);
 }
 
-const Labels& LabelSets::get(Id id) const {
-  return id == kNone ? none_ : entries_[id - 1].labels;
-}
+const Labels& LabelSets::get(Id id) const { return id == kNone ? none_ : entries_[id - 1].labels; }
 
 }  // namespace clupy::master

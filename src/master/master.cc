@@ -408,17 +408,19 @@ void Master::send_to(SessionId session, const wire::Envelope& message) {
   if (it != sessions_.end()) it->second.connection->send(message);
 }
 
-void Master::assign(SessionId server, wire::AssignTasks&& tasks) {
+void Master::assign(SessionId server, wire::AssignTasks& tasks) {
   if (leads_ && !leads_()) {
     log()->error("no longer the elected master: dropping {} assignment(s) and stopping",
                  tasks.tasks_size());
     asio::post(io_, [this] { stop(); });
     return;
   }
-  wire::Envelope message;
-  *message.mutable_assign_tasks() = std::move(tasks);
-  message.mutable_assign_tasks()->set_fencing_token(fencing_token_);
-  send_to(server, message);
+  // Swapped in and back out (pointer swaps), so the scheduler refills the same messages.
+  wire::AssignTasks& body = *assign_envelope_.mutable_assign_tasks();
+  body.Swap(&tasks);
+  body.set_fencing_token(fencing_token_);
+  send_to(server, assign_envelope_);
+  body.Swap(&tasks);
 }
 
 void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
@@ -427,10 +429,11 @@ void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
   send_to(server, message);
 }
 
-void Master::deliver(SessionId client, wire::TaskResults&& results) {
-  wire::Envelope message;
-  *message.mutable_task_results() = std::move(results);
-  send_to(client, message);
+void Master::deliver(SessionId client, wire::TaskResults& results) {
+  wire::TaskResults& body = *deliver_envelope_.mutable_task_results();
+  body.Swap(&results);
+  send_to(client, deliver_envelope_);
+  body.Swap(&results);
 }
 
 void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope& message) {

@@ -57,9 +57,9 @@ class Master : private Outbox {
   };
 
   // Outbox: the scheduler's messages leave through the sessions' connections.
-  void assign(SessionId server, wire::AssignTasks&& tasks) override;
+  void assign(SessionId server, wire::AssignTasks& tasks) override;
   void cancel(SessionId server, wire::CancelAssignments&& tasks) override;
-  void deliver(SessionId client, wire::TaskResults&& results) override;
+  void deliver(SessionId client, wire::TaskResults& results) override;
   void send_to(SessionId session, const wire::Envelope& message);
 
   void open_job(std::uint64_t session_id, Session& session, wire::Envelope& message);
@@ -96,6 +96,9 @@ class Master : private Outbox {
   bool stopping_ = false;
   std::function<bool()> leads_;
   std::int64_t fencing_token_ = 0;
+  // Reused for every AssignTasks and TaskResults sent: the batches are swapped in and out.
+  wire::Envelope assign_envelope_;
+  wire::Envelope deliver_envelope_;
 };
 
 // `clupy --master`: runs until SIGINT or SIGTERM. Returns the process exit code.

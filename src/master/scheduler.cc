@@ -13,6 +13,20 @@ constexpr auto kAheadHorizon = std::chrono::microseconds(4000);
 constexpr std::uint32_t kMaxAhead = 512;
 // The rate is measured over at least this long.
 constexpr auto kRateWindow = std::chrono::milliseconds(10);
+// A batch whose calls or outcomes took more than this is freed after it left, not reused.
+constexpr std::size_t kReusedBatchBytes = 1u << 20;
+
+template <class Batch>
+void flush_batch(Batch& batch, std::size_t payload_bytes) {
+  // Cleared, a batch keeps its messages and their strings' capacity for the next dispatch: no
+  // allocation per task once the batches have grown. One that carried big payloads is freed
+  // instead, so a few large calls or results do not stay pinned for the master's lifetime.
+  if (payload_bytes > kReusedBatchBytes)
+    batch = Batch();
+  else
+    batch.Clear();
+}
+
 }  // namespace
 
 Scheduler::Scheduler(Registry& registry, Outbox& outbox, SchedulerConfig config)
@@ -119,7 +133,7 @@ std::optional<std::uint64_t> Scheduler::client_gone(SessionId client) {
   release(c);
   clients_.erase(it);
   round_robin_.erase(std::find(round_robin_.begin(), round_robin_.end(), client));
-  pending_results_.erase(client);
+  delivering_.erase(std::remove(delivering_.begin(), delivering_.end(), client), delivering_.end());
   return job_id;
 }
 
@@ -148,7 +162,7 @@ void Scheduler::server_lost(const std::string& server_id) {
   std::sort(lost.begin(), lost.end());
   running_ -= it->second.running.size();
   ServerSlot* const slot = &*it;
-  pending_assign_.erase(it->second.session);
+  assigning_.erase(std::remove(assigning_.begin(), assigning_.end(), slot), assigning_.end());
   pending_cancel_.erase(it->second.session);
   for (auto& [session, client] : clients_)
     client.reserved.erase(std::remove(client.reserved.begin(), client.reserved.end(), slot),
@@ -284,7 +298,9 @@ void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
   if (client != clients_.end()) {
     result.set_task_id(task.client_task_id);
     result.set_attempts(task.attempts);
-    *pending_results_[task.client].add_results() = std::move(result);
+    wire::TaskResults& batch = client->second.outgoing;
+    if (batch.results_size() == 0) delivering_.push_back(task.client);
+    *batch.add_results() = std::move(result);
     client->second.by_client_id.erase(task.client_task_id);
     if (client->second.by_client_id.empty()) release(client->second);
   }
@@ -336,7 +352,8 @@ void Scheduler::dispatch() {
       task.server = slot;
       server->running.insert(*id);
       ++running_;
-      wire::Assignment* a = pending_assign_[server->session].add_tasks();
+      if (server->outgoing.tasks_size() == 0) assigning_.push_back(slot);
+      wire::Assignment* a = server->outgoing.add_tasks();
       a->set_task_id(*id);
       a->set_image_sha256(client.image_sha256);
       a->set_image_name(client.image_name);
@@ -345,12 +362,24 @@ void Scheduler::dispatch() {
       progress = true;
     }
   }
-  for (auto& [session, batch] : pending_assign_) outbox_.assign(session, std::move(batch));
-  pending_assign_.clear();
+  for (ServerSlot* slot : assigning_) {
+    Server& server = slot->second;
+    outbox_.assign(server.session, server.outgoing);
+    std::size_t bytes = 0;
+    for (const auto& a : server.outgoing.tasks()) bytes += a.call().size();
+    flush_batch(server.outgoing, bytes);
+  }
+  assigning_.clear();
   for (auto& [session, batch] : pending_cancel_) outbox_.cancel(session, std::move(batch));
   pending_cancel_.clear();
-  for (auto& [session, batch] : pending_results_) outbox_.deliver(session, std::move(batch));
-  pending_results_.clear();
+  for (SessionId session : delivering_) {
+    wire::TaskResults& batch = clients_.at(session).outgoing;
+    outbox_.deliver(session, batch);
+    std::size_t bytes = 0;
+    for (const auto& r : batch.results()) bytes += r.outcome().size();
+    flush_batch(batch, bytes);
+  }
+  delivering_.clear();
 }
 
 std::optional<std::pair<SessionId, std::uint64_t>> Scheduler::owner_of(

@@ -30,11 +30,14 @@ struct SchedulerConfig {
   std::uint32_t assign_ahead = 1;  // tasks assigned per worker slot (1 = no queueing on servers)
 };
 
+// Where the scheduler's messages go. assign and deliver may take the batch's contents or leave
+// them: the scheduler clears the batch afterwards and fills the same messages again next time,
+// so a steady stream of tasks does not allocate a message per task.
 class Outbox {
  public:
-  virtual void assign(SessionId server, wire::AssignTasks&& tasks) = 0;
+  virtual void assign(SessionId server, wire::AssignTasks& tasks) = 0;
   virtual void cancel(SessionId server, wire::CancelAssignments&& tasks) = 0;
-  virtual void deliver(SessionId client, wire::TaskResults&& results) = 0;
+  virtual void deliver(SessionId client, wire::TaskResults& results) = 0;
 
  protected:
   virtual ~Outbox() = default;
@@ -103,7 +106,8 @@ class Scheduler {
     std::uint32_t finished_since = 0;
     boost::unordered_flat_set<TaskId> running;
     std::map<std::string, std::string> labels;
-    std::uint32_t holders = 0;  // clients holding a reservation
+    std::uint32_t holders = 0;   // clients holding a reservation
+    wire::AssignTasks outgoing;  // assigned by this dispatch; reused (see flush_batch)
   };
 
   using ServerSlot = std::map<std::string, Server>::value_type;
@@ -134,6 +138,7 @@ class Scheduler {
     std::vector<ServerSlot*> reserved;  // in order of reservation
     boost::unordered_flat_map<std::uint64_t, TaskId> by_client_id;
     Clock::time_point last_seen;
+    wire::TaskResults outgoing;  // finished since the last dispatch; reused (see flush_batch)
   };
   ServerSlot* pick_server(Client& client, const Task& task);
   void reserve(Client& client, std::size_t count);
@@ -155,9 +160,9 @@ class Scheduler {
   std::map<SessionId, Client> clients_;
   std::map<std::string, Server> servers_;
   std::deque<SessionId> round_robin_;
-  std::map<SessionId, wire::AssignTasks> pending_assign_;
+  std::vector<ServerSlot*> assigning_;  // servers whose outgoing batch has tasks
   std::map<SessionId, wire::CancelAssignments> pending_cancel_;
-  std::map<SessionId, wire::TaskResults> pending_results_;
+  std::vector<SessionId> delivering_;  // clients whose outgoing batch has results
   std::uint64_t next_job_id_ = 1;
   std::size_t running_ = 0;
   std::size_t queued_ = 0;  // tasks in clients' queues

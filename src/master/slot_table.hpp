@@ -93,9 +93,7 @@ class SlotTable {
   static Id make_id(std::uint32_t index, std::uint32_t generation) {
     return (Id{generation} << 32) | index;
   }
-  Slot& slot_at(std::uint32_t index) {
-    return chunks_[index / kChunkSlots][index % kChunkSlots];
-  }
+  Slot& slot_at(std::uint32_t index) { return chunks_[index / kChunkSlots][index % kChunkSlots]; }
   void grow() {
     const auto first = static_cast<std::uint32_t>(capacity());
     chunks_.push_back(std::make_unique<Slot[]>(kChunkSlots));

@@ -11,14 +11,14 @@ namespace {
 // Records what the scheduler sends, per session.
 class RecordingOutbox : public Outbox {
  public:
-  void assign(SessionId server, wire::AssignTasks&& tasks) override {
-    for (auto& a : *tasks.mutable_tasks()) assigned[server].push_back(std::move(a));
+  void assign(SessionId server, wire::AssignTasks& tasks) override {
+    for (const auto& a : tasks.tasks()) assigned[server].push_back(a);
   }
   void cancel(SessionId server, wire::CancelAssignments&& tasks) override {
     for (auto id : tasks.task_ids()) cancelled[server].push_back(id);
   }
-  void deliver(SessionId client, wire::TaskResults&& results) override {
-    for (auto& r : *results.mutable_results()) delivered[client].push_back(std::move(r));
+  void deliver(SessionId client, wire::TaskResults& results) override {
+    for (const auto& r : results.results()) delivered[client].push_back(r);
   }
 
   // Takes what was assigned to `server` so far.
@@ -54,8 +54,8 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // Submits tasks with the given client ids; the call bytes say which task it is.
-  void submit(std::vector<std::uint64_t> client_ids,
-              std::map<std::string, std::string> labels = {}, int retries = -1) {
+  void submit(std::vector<std::uint64_t> client_ids, std::map<std::string, std::string> labels = {},
+              int retries = -1) {
     wire::SubmitTasks batch;
     for (auto id : client_ids) {
       auto* spec = batch.add_tasks();
@@ -109,6 +109,35 @@ TEST_F(SchedulerTest, ResultsGoBackUnderTheClientsIdsAndFreeEverything) {
   EXPECT_EQ(scheduler_.tasks(), 0u);
   EXPECT_EQ(scheduler_.running(), 0u);
   EXPECT_EQ(scheduler_.queued(), 0u);
+}
+
+TEST_F(SchedulerTest, ReusedBatchesCarryNothingOfTheirLastTasks) {
+  add_server("a", 1, 1);
+  wire::SubmitTasks batch;
+  auto* spec = batch.add_tasks();
+  spec->set_task_id(1);
+  spec->set_call(std::string(100, 'x'));
+  spec->mutable_options()->set_timeout_ms(5000);
+  scheduler_.submit(kClient, batch, Clock::now());
+  scheduler_.dispatch();
+  auto first = outbox_.take_assigned(1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].timeout_ms(), 5000u);
+  wire::TaskResults results;
+  auto* failed = results.add_results();
+  failed->set_task_id(first[0].task_id());
+  failed->mutable_failure()->set_message("boom");
+  scheduler_.results("a", results);
+  submit({2});  // dispatched into the same (cleared) messages
+  auto second = outbox_.take_assigned(1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].call(), "call-2");
+  EXPECT_EQ(second[0].timeout_ms(), 0u);
+  complete("a", second);
+  ASSERT_EQ(delivered().size(), 2u);
+  EXPECT_EQ(delivered()[0].failure().message(), "boom");
+  EXPECT_FALSE(delivered()[1].has_failure());
+  EXPECT_EQ(delivered()[1].outcome(), "out-call-2");
 }
 
 TEST_F(SchedulerTest, AReusedTaskSlotIgnoresALateDuplicateOfTheOldResult) {
@@ -175,8 +204,8 @@ TEST_F(SchedulerTest, CancelByClientIdFailsAQueuedTaskAndStopsARunningOne) {
   auto running = outbox_.take_assigned(1);
   ASSERT_EQ(running.size(), 1u);
   wire::CancelTasks cancel;
-  cancel.add_task_ids(2);  // queued
-  cancel.add_task_ids(1);  // running
+  cancel.add_task_ids(2);   // queued
+  cancel.add_task_ids(1);   // running
   cancel.add_task_ids(99);  // unknown: ignored
   scheduler_.cancel(kClient, cancel);
   scheduler_.dispatch();
