@@ -5,12 +5,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
+#include <vector>
 
 #include "common/config.hpp"
 #include "common/connection.hpp"
@@ -89,8 +90,9 @@ class Master : private Outbox {
   std::unique_ptr<HttpStatus> http_;
   std::unique_ptr<StoreService> store_;  // when the configuration has a store: section
   wire::ClusterServices services_;       // announced to every peer in the handshake
-  // Hashed: every message (a heartbeat from each server every second) looks its session up.
-  std::unordered_map<std::uint64_t, Session> sessions_;
+  // Hashed: every message (a heartbeat from each server every second) looks its session up,
+  // in a dense table of pointers; a Session itself never moves.
+  boost::unordered_flat_map<std::uint64_t, std::unique_ptr<Session>> sessions_;
   std::uint64_t next_session_id_ = 1;
   Clock::time_point started_at_;
   bool stopping_ = false;

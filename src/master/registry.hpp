@@ -3,10 +3,11 @@
 // io_context thread.
 #pragma once
 
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "clupy.pb.h"
@@ -16,13 +17,14 @@ namespace clupy::master {
 using Clock = std::chrono::steady_clock;
 
 struct ServerRecord {
+  // First: a heartbeat touches only these, and they share a cache line this way.
+  Clock::time_point last_heartbeat;
+  std::uint32_t busy_slots = 0;
   wire::ServerDescription description;
   Clock::time_point registered_at;
-  Clock::time_point last_heartbeat;
   std::string reserved_by;  // client id; empty when free
   Clock::time_point reserved_since;
   std::uint64_t connection_id = 0;  // 0: its connection is gone, waiting for the TTL
-  std::uint32_t busy_slots = 0;
 };
 
 class Registry {
@@ -50,8 +52,9 @@ class Registry {
 
  private:
   // Hashed, not ordered: a heartbeat (every server, every second) finds its record in one probe
-  // instead of a walk down a tree of cold nodes. Nodes, so a record does not move.
-  std::unordered_map<std::string, ServerRecord> servers_;
+  // of a dense table instead of a walk down a tree of cold nodes. Records live apart, so the
+  // table stays small and a record does not move.
+  boost::unordered_flat_map<std::string, std::unique_ptr<ServerRecord>> servers_;
 };
 
 // Converts a steady-clock instant to Unix epoch milliseconds, relative to `now`.
