@@ -2,10 +2,12 @@
 // addresses stable while a value lives, freed slots reused. An id names a slot and the slot's
 // generation, so an id whose value was erased never finds the slot's next occupant (the
 // scheduler relies on this: a late result of a task that was rerun or cancelled must miss).
+// When the table empties after a burst it gives back every chunk but the first.
 //
 // Not thread-safe. Ids are never 0 (0 means "no task" on the wire).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -57,9 +59,10 @@ class SlotTable {
     std::construct_at(&slot.value);
     // Generation 0 is never issued, so no id is 0.
     if (++slot.generation == 0) slot.generation = 1;
+    fresh_generation_ = std::max(fresh_generation_, slot.generation);
     slot.next_free = free_head_;
     free_head_ = index;
-    --size_;
+    if (--size_ == 0 && chunks_.size() > 1) keep_first_chunk_only();
     return true;
   }
 
@@ -97,16 +100,27 @@ class SlotTable {
   void grow() {
     const auto first = static_cast<std::uint32_t>(capacity());
     chunks_.push_back(std::make_unique<Slot[]>(kChunkSlots));
-    // Free list in increasing order, so ids of a fresh table follow submission order.
+    // Free list in increasing order, so ids of a fresh table follow submission order. A new
+    // slot starts past every generation issued so far: a chunk given back may have issued it.
     for (std::uint32_t i = kChunkSlots; i-- > 0;) {
+      chunks_.back()[i].generation = fresh_generation_;
       chunks_.back()[i].next_free = free_head_;
       free_head_ = first + i;
+    }
+  }
+  void keep_first_chunk_only() {
+    chunks_.resize(1);
+    free_head_ = kNone;
+    for (std::uint32_t i = kChunkSlots; i-- > 0;) {
+      chunks_[0][i].next_free = free_head_;
+      free_head_ = i;
     }
   }
 
   std::vector<std::unique_ptr<Slot[]>> chunks_;
   std::uint32_t free_head_ = kNone;
   std::size_t size_ = 0;
+  std::uint32_t fresh_generation_ = 1;  // the highest generation a slot was given back with
 };
 
 }  // namespace clupy::master

@@ -75,5 +75,22 @@ TEST(SlotTableTest, GrowsByChunksWithStableAddresses) {
   EXPECT_EQ(table.capacity(), capacity);  // freed slots are used before new ones
 }
 
+TEST(SlotTableTest, AnEmptiedTableGivesBackItsBurstAndStillRefusesOldIds) {
+  SlotTable<int> table;
+  std::vector<SlotTable<int>::Id> burst;
+  for (int i = 0; i < 10000; ++i) burst.push_back(table.emplace().first);
+  const std::size_t one_chunk = table.capacity() / 3;  // 10,000 slots took three chunks
+  for (auto id : burst) table.erase(id);
+  EXPECT_EQ(table.capacity(), one_chunk);
+  std::vector<SlotTable<int>::Id> next;
+  for (int i = 0; i < 10000; ++i) {
+    auto [id, value] = table.emplace();
+    value = i;
+    next.push_back(id);
+  }
+  for (auto id : burst) EXPECT_EQ(table.find(id), nullptr);  // also in the chunks made anew
+  for (int i = 0; i < 10000; ++i) ASSERT_EQ(*table.find(next[i]), i);
+}
+
 }  // namespace
 }  // namespace clupy::master
