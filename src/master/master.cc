@@ -99,8 +99,9 @@ void Master::stop() {
   acceptor_.close(ignored);
   maintenance_timer_.cancel();
   if (http_) http_->stop();
-  auto sessions = sessions_;  // closing calls back into sessions_
-  for (auto& [id, session] : sessions) session.connection->close("master shutting down");
+  std::vector<std::shared_ptr<common::Connection>> connections;  // closing calls back
+  for (auto& [id, session] : sessions_) connections.push_back(session->connection);
+  for (auto& connection : connections) connection->close("master shutting down");
 }
 
 tcp::endpoint Master::local_endpoint() const { return acceptor_.local_endpoint(); }
@@ -136,7 +137,7 @@ asio::awaitable<void> Master::serve(std::shared_ptr<common::Connection> connecti
   });
   // Listed from the start, so stop() also closes connections still in their handshake.
   const std::uint64_t id = next_session_id_++;
-  sessions_[id].connection = connection;
+  sessions_.emplace(id, std::make_unique<Session>()).first->second->connection = connection;
   common::PeerIdentity peer;
   // A named object, not a braced temporary: GCC 12 destroys temporaries inside a co_await
   // expression twice.
@@ -155,7 +156,9 @@ asio::awaitable<void> Master::serve(std::shared_ptr<common::Connection> connecti
     sessions_.erase(id);
     co_return;
   }
-  sessions_[id].peer = peer;
+  auto listed = sessions_.find(id);
+  if (listed == sessions_.end()) co_return;
+  listed->second->peer = peer;
   log()->debug("session {} from {} ({}, {})", id, connection->peer(), peer.name,
                common::describe(peer.build));
   connection->start([this, id](wire::Envelope& message) { handle(id, message); },
@@ -165,7 +168,7 @@ asio::awaitable<void> Master::serve(std::shared_ptr<common::Connection> connecti
 void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return;
-  Session& session = it->second;
+  Session& session = *it->second;
   const auto now = Clock::now();
   wire::Envelope reply;
   reply.set_request_id(message.request_id());
@@ -283,7 +286,7 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
 void Master::on_session_closed(std::uint64_t session_id, const std::string& reason) {
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return;
-  Session& session = it->second;
+  Session& session = *it->second;
   log()->debug("session {} ({}) closed: {}", session_id, session.peer.name, reason);
   if (session.peer.role == wire::ROLE_SERVER) {
     registry_.connection_lost(session_id);
@@ -405,20 +408,22 @@ void Master::lose_server(Session& session) {
 
 void Master::send_to(SessionId session, const wire::Envelope& message) {
   auto it = sessions_.find(session);
-  if (it != sessions_.end()) it->second.connection->send(message);
+  if (it != sessions_.end()) it->second->connection->send(message);
 }
 
-void Master::assign(SessionId server, wire::AssignTasks&& tasks) {
+void Master::assign(SessionId server, wire::AssignTasks& tasks) {
   if (leads_ && !leads_()) {
     log()->error("no longer the elected master: dropping {} assignment(s) and stopping",
                  tasks.tasks_size());
     asio::post(io_, [this] { stop(); });
     return;
   }
-  wire::Envelope message;
-  *message.mutable_assign_tasks() = std::move(tasks);
-  message.mutable_assign_tasks()->set_fencing_token(fencing_token_);
-  send_to(server, message);
+  // Swapped in and back out (pointer swaps), so the scheduler refills the same messages.
+  wire::AssignTasks& body = *assign_envelope_.mutable_assign_tasks();
+  body.Swap(&tasks);
+  body.set_fencing_token(fencing_token_);
+  send_to(server, assign_envelope_);
+  body.Swap(&tasks);
 }
 
 void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
@@ -427,10 +432,11 @@ void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
   send_to(server, message);
 }
 
-void Master::deliver(SessionId client, wire::TaskResults&& results) {
-  wire::Envelope message;
-  *message.mutable_task_results() = std::move(results);
-  send_to(client, message);
+void Master::deliver(SessionId client, wire::TaskResults& results) {
+  wire::TaskResults& body = *deliver_envelope_.mutable_task_results();
+  body.Swap(&results);
+  send_to(client, deliver_envelope_);
+  body.Swap(&results);
 }
 
 void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope& message) {
@@ -478,9 +484,9 @@ void Master::store_chunk(std::uint64_t session_id, Session& session,
     scheduler_.image_failed(chunk.image_sha256(), *outcome);
   } else {
     for (auto& [id, s] : sessions_) {
-      if (s.image_sha256 != chunk.image_sha256() || s.image_pinned) continue;
-      images_.pin(s.image_sha256);
-      s.image_pinned = true;
+      if (s->image_sha256 != chunk.image_sha256() || s->image_pinned) continue;
+      images_.pin(s->image_sha256);
+      s->image_pinned = true;
     }
     scheduler_.image_ready(chunk.image_sha256());
   }

@@ -5,11 +5,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/config.hpp"
 #include "common/connection.hpp"
@@ -56,9 +58,9 @@ class Master : private Outbox {
   };
 
   // Outbox: the scheduler's messages leave through the sessions' connections.
-  void assign(SessionId server, wire::AssignTasks&& tasks) override;
+  void assign(SessionId server, wire::AssignTasks& tasks) override;
   void cancel(SessionId server, wire::CancelAssignments&& tasks) override;
-  void deliver(SessionId client, wire::TaskResults&& results) override;
+  void deliver(SessionId client, wire::TaskResults& results) override;
   void send_to(SessionId session, const wire::Envelope& message);
 
   void open_job(std::uint64_t session_id, Session& session, wire::Envelope& message);
@@ -88,12 +90,17 @@ class Master : private Outbox {
   std::unique_ptr<HttpStatus> http_;
   std::unique_ptr<StoreService> store_;  // when the configuration has a store: section
   wire::ClusterServices services_;       // announced to every peer in the handshake
-  std::map<std::uint64_t, Session> sessions_;
+  // Hashed: every message (a heartbeat from each server every second) looks its session up,
+  // in a dense table of pointers; a Session itself never moves.
+  boost::unordered_flat_map<std::uint64_t, std::unique_ptr<Session>> sessions_;
   std::uint64_t next_session_id_ = 1;
   Clock::time_point started_at_;
   bool stopping_ = false;
   std::function<bool()> leads_;
   std::int64_t fencing_token_ = 0;
+  // Reused for every AssignTasks and TaskResults sent: the batches are swapped in and out.
+  wire::Envelope assign_envelope_;
+  wire::Envelope deliver_envelope_;
 };
 
 // `clupy --master`: runs until SIGINT or SIGTERM. Returns the process exit code.

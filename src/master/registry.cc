@@ -1,5 +1,7 @@
 #include "master/registry.hpp"
 
+#include <algorithm>
+
 namespace clupy::master {
 
 std::int64_t to_epoch_ms(Clock::time_point instant, Clock::time_point now) {
@@ -11,7 +13,8 @@ std::int64_t to_epoch_ms(Clock::time_point instant, Clock::time_point now) {
 bool Registry::register_server(const wire::ServerDescription& description,
                                std::uint64_t connection_id, Clock::time_point now) {
   auto [it, inserted] = servers_.try_emplace(description.server_id());
-  ServerRecord& record = it->second;
+  if (inserted) it->second = std::make_unique<ServerRecord>();
+  ServerRecord& record = *it->second;
   if (inserted) record.registered_at = now;
   record.description = description;
   record.connection_id = connection_id;
@@ -23,8 +26,8 @@ bool Registry::heartbeat(const std::string& server_id, std::uint32_t busy_slots,
                          Clock::time_point now) {
   auto it = servers_.find(server_id);
   if (it == servers_.end()) return false;
-  it->second.last_heartbeat = now;
-  it->second.busy_slots = busy_slots;
+  it->second->last_heartbeat = now;
+  it->second->busy_slots = busy_slots;
   return true;
 }
 
@@ -32,37 +35,39 @@ bool Registry::unregister(const std::string& server_id) { return servers_.erase(
 
 void Registry::connection_lost(std::uint64_t connection_id) {
   for (auto& [id, record] : servers_)
-    if (record.connection_id == connection_id) record.connection_id = 0;
+    if (record->connection_id == connection_id) record->connection_id = 0;
 }
 
 std::vector<std::string> Registry::expire(Clock::time_point now, std::chrono::milliseconds ttl) {
   std::vector<std::string> removed;
-  for (auto it = servers_.begin(); it != servers_.end();) {
-    if (now - it->second.last_heartbeat > ttl) {
-      removed.push_back(it->first);
-      it = servers_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  for (const auto& [id, record] : servers_)
+    if (now - record->last_heartbeat > ttl) removed.push_back(id);
+  for (const auto& id : removed) servers_.erase(id);
+  std::sort(removed.begin(), removed.end());  // the order the scheduler reruns their tasks in
   return removed;
 }
 
 void Registry::reserve(const std::string& server_id, const std::string& client,
                        Clock::time_point now) {
   auto it = servers_.find(server_id);
-  if (it == servers_.end() || !it->second.reserved_by.empty()) return;
-  it->second.reserved_by = client;
-  it->second.reserved_since = now;
+  if (it == servers_.end() || !it->second->reserved_by.empty()) return;
+  it->second->reserved_by = client;
+  it->second->reserved_since = now;
 }
 
 void Registry::release(const std::string& server_id, const std::string& client) {
   auto it = servers_.find(server_id);
-  if (it != servers_.end() && it->second.reserved_by == client) it->second.reserved_by.clear();
+  if (it != servers_.end() && it->second->reserved_by == client) it->second->reserved_by.clear();
 }
 
 void Registry::fill(wire::RegistryReply& reply, Clock::time_point now) const {
-  for (const auto& [id, record] : servers_) {
+  std::vector<std::pair<const std::string*, const ServerRecord*>> sorted;
+  sorted.reserve(servers_.size());
+  for (const auto& [id, record] : servers_) sorted.emplace_back(&id, record.get());
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return *a.first < *b.first; });
+  for (const auto& [id, record_ptr] : sorted) {
+    const ServerRecord& record = *record_ptr;
     wire::ServerEntry* entry = reply.add_servers();
     *entry->mutable_server() = record.description;
     entry->set_registered_at_ms(to_epoch_ms(record.registered_at, now));
@@ -77,7 +82,7 @@ void Registry::fill(wire::RegistryReply& reply, Clock::time_point now) const {
 
 const ServerRecord* Registry::find(const std::string& server_id) const {
   auto it = servers_.find(server_id);
-  return it == servers_.end() ? nullptr : &it->second;
+  return it == servers_.end() ? nullptr : it->second.get();
 }
 
 }  // namespace clupy::master

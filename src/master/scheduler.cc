@@ -13,6 +13,20 @@ constexpr auto kAheadHorizon = std::chrono::microseconds(4000);
 constexpr std::uint32_t kMaxAhead = 512;
 // The rate is measured over at least this long.
 constexpr auto kRateWindow = std::chrono::milliseconds(10);
+// A batch whose calls or outcomes took more than this is freed after it left, not reused.
+constexpr std::size_t kReusedBatchBytes = 1u << 20;
+
+template <class Batch>
+void flush_batch(Batch& batch, std::size_t payload_bytes) {
+  // Cleared, a batch keeps its messages and their strings' capacity for the next dispatch: no
+  // allocation per task once the batches have grown. One that carried big payloads is freed
+  // instead, so a few large calls or results do not stay pinned for the master's lifetime.
+  if (payload_bytes > kReusedBatchBytes)
+    batch = Batch();
+  else
+    batch.Clear();
+}
+
 }  // namespace
 
 Scheduler::Scheduler(Registry& registry, Outbox& outbox, SchedulerConfig config)
@@ -41,11 +55,10 @@ void Scheduler::image_ready(const std::string& image_sha256) {
 void Scheduler::image_failed(const std::string& image_sha256, const std::string& reason) {
   for (auto& [session, client] : clients_) {
     if (client.image_sha256 != image_sha256 || client.image_ready) continue;
-    while (!client.queue.empty()) {
-      const std::uint64_t id = client.queue.front();
+    while (auto id = front_queued(client)) {
       client.queue.pop_front();
       --queued_;
-      fail(id, FailureKind::kUnavailable, "the program image could not be stored: " + reason);
+      fail(*id, FailureKind::kUnavailable, "the program image could not be stored: " + reason);
     }
   }
 }
@@ -56,8 +69,7 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
   Client& c = it->second;
   c.last_seen = now;
   for (auto& spec : *tasks.mutable_tasks()) {
-    const std::uint64_t id = next_task_id_++;
-    Task& task = tasks_[id];
+    auto [id, task] = tasks_.emplace();
     task.client_task_id = spec.task_id();
     task.client = client;
     task.call = std::move(*spec.mutable_call());
@@ -65,7 +77,11 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
     task.timeout_ms = spec.options().timeout_ms();
     task.retries_left =
         spec.options().retries() < 0 ? config_.default_retries : spec.options().retries();
-    for (const auto& [k, v] : spec.options().labels()) task.labels.emplace_back(k, v);
+    if (!spec.options().labels().empty()) {
+      Labels labels;
+      for (const auto& [k, v] : spec.options().labels()) labels.emplace_back(k, v);
+      task.labels = label_sets_.acquire(std::move(labels));
+    }
     c.by_client_id[spec.task_id()] = id;
     c.queue.push_back(id);
     ++queued_;
@@ -80,15 +96,15 @@ void Scheduler::cancel(SessionId client, const wire::CancelTasks& tasks) {
   for (std::uint64_t client_task_id : tasks.task_ids()) {
     auto found = c.by_client_id.find(client_task_id);
     if (found == c.by_client_id.end()) continue;
-    const std::uint64_t id = found->second;
-    Task& task = tasks_.at(id);
-    if (!task.server_id.empty()) {
+    const TaskId id = found->second;
+    Task* task = tasks_.find(id);
+    if (task == nullptr) continue;
+    if (task->server != nullptr) {
       // Running: the server stops it and answers with a cancelled result, which frees the slot.
-      auto server = servers_.find(task.server_id);
-      if (server != servers_.end()) pending_cancel_[server->second.session].add_task_ids(id);
+      pending_cancel_[task->server->second.session].add_task_ids(id);
       continue;
     }
-    c.queue.erase(std::find(c.queue.begin(), c.queue.end(), id));
+    // Its id stays in the queue and is skipped there (front_queued).
     --queued_;
     fail(id, FailureKind::kCancelled, "cancelled before it ran");
   }
@@ -104,20 +120,20 @@ std::optional<std::uint64_t> Scheduler::client_gone(SessionId client) {
   Client& c = it->second;
   const std::uint64_t job_id = c.job_id;
   for (const auto& [client_task_id, id] : c.by_client_id) {
-    Task& task = tasks_.at(id);
-    if (task.server_id.empty()) {
-      tasks_.erase(id);
+    Task* task = tasks_.find(id);
+    if (task == nullptr) continue;
+    if (task->server == nullptr) {
+      forget(id, *task);
       --queued_;
     } else {
-      task.client = 0;  // its result, when it comes, frees the slot and goes nowhere
-      task.call.clear();
-      task.call.shrink_to_fit();
+      task->client = 0;  // its result, when it comes, frees the slot and goes nowhere
+      std::string().swap(task->call);
     }
   }
   release(c);
   clients_.erase(it);
   round_robin_.erase(std::find(round_robin_.begin(), round_robin_.end(), client));
-  pending_results_.erase(client);
+  delivering_.erase(std::remove(delivering_.begin(), delivering_.end(), client), delivering_.end());
   return job_id;
 }
 
@@ -138,37 +154,42 @@ void Scheduler::server_available(const std::string& server_id, SessionId session
 void Scheduler::server_lost(const std::string& server_id) {
   auto it = servers_.find(server_id);
   if (it == servers_.end()) return;
-  std::vector<std::uint64_t> lost(it->second.running.begin(), it->second.running.end());
+  // Rerun in each client's submission order (client task ids grow with submission).
+  std::vector<std::pair<std::uint64_t, TaskId>> lost;
+  lost.reserve(it->second.running.size());
+  for (TaskId id : it->second.running)
+    if (const Task* task = tasks_.find(id)) lost.emplace_back(task->client_task_id, id);
   std::sort(lost.begin(), lost.end());
-  running_ -= lost.size();
-  pending_assign_.erase(it->second.session);
+  running_ -= it->second.running.size();
+  ServerSlot* const slot = &*it;
+  assigning_.erase(std::remove(assigning_.begin(), assigning_.end(), slot), assigning_.end());
   pending_cancel_.erase(it->second.session);
-  servers_.erase(it);
   for (auto& [session, client] : clients_)
-    client.reserved.erase(std::remove(client.reserved.begin(), client.reserved.end(), server_id),
+    client.reserved.erase(std::remove(client.reserved.begin(), client.reserved.end(), slot),
                           client.reserved.end());
-  // Rerun in submission order, ahead of what is still queued (at-least-once: the lost server
-  // may have finished some of them; their late results are ignored).
-  for (auto id = lost.rbegin(); id != lost.rend(); ++id) {
-    auto found = tasks_.find(*id);
-    if (found == tasks_.end()) continue;
-    Task& task = found->second;
-    task.server_id.clear();
+  // Ahead of what is still queued (at-least-once: the lost server may have finished some of
+  // them; their late results are ignored).
+  for (auto entry = lost.rbegin(); entry != lost.rend(); ++entry) {
+    const TaskId id = entry->second;
+    Task& task = *tasks_.find(id);
+    task.server = nullptr;
     if (task.client == 0) {
-      tasks_.erase(found);
+      forget(id, task);
       continue;
     }
     if (task.retries_left <= 0) {
-      fail(*id, FailureKind::kLost,
+      fail(id, FailureKind::kLost,
            "its server " + server_id + " was lost after " + std::to_string(task.attempts) +
                " attempt(s) and no retries are left");
       continue;
     }
     --task.retries_left;
-    clients_.at(task.client).queue.push_front(*id);
+    clients_.at(task.client).queue.push_front(id);
     ++queued_;
     ++counters_.rerun;
   }
+  // Last: the tasks and clients above pointed at this entry.
+  servers_.erase(it);
 }
 
 void Scheduler::results(const std::string& server_id, wire::TaskResults& results) {
@@ -181,10 +202,10 @@ void Scheduler::results(const std::string& server_id, wire::TaskResults& results
     // declared lost arrives after the task moved on and is dropped.
     if (server == servers_.end() || server->second.running.erase(id) == 0) continue;
     --running_;
-    auto task = tasks_.find(id);
-    if (task == tasks_.end()) continue;
-    if (task->second.client == 0) {
-      tasks_.erase(task);
+    Task* task = tasks_.find(id);
+    if (task == nullptr) continue;
+    if (task->client == 0) {
+      forget(id, *task);
       continue;
     }
     result.set_server_id(server_id);
@@ -217,7 +238,7 @@ Scheduler::ServerSlot* Scheduler::pick_server(Client& client, const Task& task) 
       task.server_count != 0 ? task.server_count : config_.default_server_count;
   auto fits = [&](const Server& s) {
     if (s.running.size() >= s.slots) return false;
-    for (const auto& [k, v] : task.labels) {
+    for (const auto& [k, v] : label_sets_.get(task.labels)) {
       auto label = s.labels.find(k);
       if (label == s.labels.end() || label->second != v) return false;
     }
@@ -236,56 +257,73 @@ Scheduler::ServerSlot* Scheduler::pick_server(Client& client, const Task& task) 
   }
   if (client.reserved.size() < wanted) reserve(client, wanted);
   const std::size_t usable = std::min(wanted, client.reserved.size());
-  for (std::size_t i = 0; i < usable; ++i) consider(*servers_.find(client.reserved[i]));
+  for (std::size_t i = 0; i < usable; ++i) consider(*client.reserved[i]);
   return best;
 }
 
 void Scheduler::reserve(Client& client, std::size_t count) {
   // Free servers first (held by nobody), then shared ones with the fewest holders; bigger
   // servers before smaller ones.
-  std::vector<std::pair<std::string, Server*>> candidates;
-  for (auto& [id, s] : servers_)
-    if (std::find(client.reserved.begin(), client.reserved.end(), id) == client.reserved.end())
-      candidates.emplace_back(id, &s);
-  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
-    if (a.second->holders != b.second->holders) return a.second->holders < b.second->holders;
-    return a.second->base_slots > b.second->base_slots;
+  std::vector<ServerSlot*> candidates;
+  for (auto& slot : servers_)
+    if (std::find(client.reserved.begin(), client.reserved.end(), &slot) == client.reserved.end())
+      candidates.push_back(&slot);
+  std::stable_sort(candidates.begin(), candidates.end(), [](const auto* a, const auto* b) {
+    if (a->second.holders != b->second.holders) return a->second.holders < b->second.holders;
+    return a->second.base_slots > b->second.base_slots;
   });
   const auto now = Clock::now();
-  for (auto& [id, s] : candidates) {
+  for (ServerSlot* slot : candidates) {
     if (client.reserved.size() >= count) break;
-    client.reserved.push_back(id);
-    ++s->holders;
-    registry_.reserve(id, client.name, now);
+    client.reserved.push_back(slot);
+    ++slot->second.holders;
+    registry_.reserve(slot->first, client.name, now);
   }
 }
 
 void Scheduler::release(Client& client) {
-  for (const auto& id : client.reserved) {
-    auto it = servers_.find(id);
-    if (it != servers_.end() && it->second.holders > 0) --it->second.holders;
-    registry_.release(id, client.name);
+  for (ServerSlot* slot : client.reserved) {
+    if (slot->second.holders > 0) --slot->second.holders;
+    registry_.release(slot->first, client.name);
   }
   client.reserved.clear();
 }
 
-void Scheduler::finish(std::uint64_t task_id, wire::TaskResult&& result) {
-  auto it = tasks_.find(task_id);
-  if (it == tasks_.end()) return;
-  Task& task = it->second;
+void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
+  Task* found = tasks_.find(task_id);
+  if (found == nullptr) return;
+  Task& task = *found;
   ++(result.outcome().empty() ? counters_.failed : counters_.succeeded);
   auto client = clients_.find(task.client);
   if (client != clients_.end()) {
     result.set_task_id(task.client_task_id);
     result.set_attempts(task.attempts);
-    *pending_results_[task.client].add_results() = std::move(result);
+    wire::TaskResults& batch = client->second.outgoing;
+    if (batch.results_size() == 0) delivering_.push_back(task.client);
+    *batch.add_results() = std::move(result);
     client->second.by_client_id.erase(task.client_task_id);
     if (client->second.by_client_id.empty()) release(client->second);
   }
-  tasks_.erase(it);
+  forget(task_id, task);
 }
 
-void Scheduler::fail(std::uint64_t task_id, FailureKind kind, const std::string& message) {
+void Scheduler::forget(TaskId task_id, Task& task) {
+  label_sets_.release(task.labels);
+  tasks_.erase(task_id);
+}
+
+std::optional<Scheduler::TaskId> Scheduler::front_queued(Client& client) {
+  while (!client.queue.empty()) {
+    const TaskId id = client.queue.front();
+    // A live task whose id is in a queue is queued: one that runs left the queue when it was
+    // dispatched, and one that finished or was cancelled is no longer live.
+    if (tasks_.find(id) != nullptr) return id;
+    client.queue.pop_front();
+  }
+  return std::nullopt;
+}
+
+void Scheduler::fail(TaskId task_id, FailureKind kind, const std::string& message) {
   wire::TaskResult result;
   result.mutable_failure()->set_kind(static_cast<std::uint32_t>(kind));
   result.mutable_failure()->set_message(message);
@@ -301,20 +339,22 @@ void Scheduler::dispatch() {
       round_robin_.pop_front();
       round_robin_.push_back(session);
       Client& client = clients_.at(session);
-      if (!client.image_ready || client.queue.empty()) continue;
-      const std::uint64_t id = client.queue.front();
-      Task& task = tasks_.at(id);
+      if (!client.image_ready) continue;
+      const std::optional<TaskId> id = front_queued(client);
+      if (!id) continue;
+      Task& task = *tasks_.find(*id);
       ServerSlot* slot = pick_server(client, task);
       if (slot == nullptr) continue;
       Server* server = &slot->second;
       client.queue.pop_front();
       --queued_;
       ++task.attempts;
-      task.server_id = slot->first;
-      server->running.insert(id);
+      task.server = slot;
+      server->running.insert(*id);
       ++running_;
-      wire::Assignment* a = pending_assign_[server->session].add_tasks();
-      a->set_task_id(id);
+      if (server->outgoing.tasks_size() == 0) assigning_.push_back(slot);
+      wire::Assignment* a = server->outgoing.add_tasks();
+      a->set_task_id(*id);
       a->set_image_sha256(client.image_sha256);
       a->set_image_name(client.image_name);
       a->set_call(task.call);
@@ -322,19 +362,31 @@ void Scheduler::dispatch() {
       progress = true;
     }
   }
-  for (auto& [session, batch] : pending_assign_) outbox_.assign(session, std::move(batch));
-  pending_assign_.clear();
+  for (ServerSlot* slot : assigning_) {
+    Server& server = slot->second;
+    outbox_.assign(server.session, server.outgoing);
+    std::size_t bytes = 0;
+    for (const auto& a : server.outgoing.tasks()) bytes += a.call().size();
+    flush_batch(server.outgoing, bytes);
+  }
+  assigning_.clear();
   for (auto& [session, batch] : pending_cancel_) outbox_.cancel(session, std::move(batch));
   pending_cancel_.clear();
-  for (auto& [session, batch] : pending_results_) outbox_.deliver(session, std::move(batch));
-  pending_results_.clear();
+  for (SessionId session : delivering_) {
+    wire::TaskResults& batch = clients_.at(session).outgoing;
+    outbox_.deliver(session, batch);
+    std::size_t bytes = 0;
+    for (const auto& r : batch.results()) bytes += r.outcome().size();
+    flush_batch(batch, bytes);
+  }
+  delivering_.clear();
 }
 
 std::optional<std::pair<SessionId, std::uint64_t>> Scheduler::owner_of(
     std::uint64_t task_id) const {
-  auto it = tasks_.find(task_id);
-  if (it == tasks_.end() || it->second.client == 0) return std::nullopt;
-  return std::make_pair(it->second.client, it->second.client_task_id);
+  const Task* task = tasks_.find(task_id);
+  if (task == nullptr || task->client == 0) return std::nullopt;
+  return std::make_pair(task->client, task->client_task_id);
 }
 
 }  // namespace clupy::master

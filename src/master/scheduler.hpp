@@ -4,18 +4,20 @@
 // it directly. Not thread-safe: owned by the master's io_context thread.
 #pragma once
 
+#include <boost/unordered/unordered_flat_map.hpp>
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <optional>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "clupy.pb.h"
 #include "clupy/errors.hpp"
+#include "master/label_sets.hpp"
 #include "master/registry.hpp"
+#include "master/slot_table.hpp"
 
 namespace clupy::master {
 
@@ -28,11 +30,14 @@ struct SchedulerConfig {
   std::uint32_t assign_ahead = 1;  // tasks assigned per worker slot (1 = no queueing on servers)
 };
 
+// Where the scheduler's messages go. assign and deliver may take the batch's contents or leave
+// them: the scheduler clears the batch afterwards and fills the same messages again next time,
+// so a steady stream of tasks does not allocate a message per task.
 class Outbox {
  public:
-  virtual void assign(SessionId server, wire::AssignTasks&& tasks) = 0;
+  virtual void assign(SessionId server, wire::AssignTasks& tasks) = 0;
   virtual void cancel(SessionId server, wire::CancelAssignments&& tasks) = 0;
-  virtual void deliver(SessionId client, wire::TaskResults&& results) = 0;
+  virtual void deliver(SessionId client, wire::TaskResults& results) = 0;
 
  protected:
   virtual ~Outbox() = default;
@@ -80,34 +85,17 @@ class Scheduler {
   std::optional<std::pair<SessionId, std::uint64_t>> owner_of(std::uint64_t task_id) const;
 
   std::size_t queued() const { return queued_; }
+  // Tasks known (queued, running, or running for a client that left).
+  std::size_t tasks() const { return tasks_.size(); }
+  // Distinct label requirements among them.
+  std::size_t label_sets() const { return label_sets_.size(); }
   const SchedulerCounters& counters() const { return counters_; }
   std::size_t running() const { return running_; }
   std::size_t clients() const { return clients_.size(); }
   const SchedulerConfig& config() const { return config_; }
 
  private:
-  struct Task {
-    std::uint64_t client_task_id = 0;
-    SessionId client = 0;
-    std::string call;
-    std::uint32_t server_count = 0;
-    std::uint32_t timeout_ms = 0;
-    std::int32_t retries_left = 0;
-    std::uint32_t attempts = 0;
-    std::vector<std::pair<std::string, std::string>> labels;
-    std::string server_id;  // where it runs; empty while queued
-  };
-  struct Client {
-    std::uint64_t job_id = 0;
-    std::string name;
-    std::string image_sha256;
-    std::string image_name;
-    bool image_ready = false;
-    std::deque<std::uint64_t> queue;
-    std::vector<std::string> reserved;  // in order of reservation
-    std::unordered_map<std::uint64_t, std::uint64_t> by_client_id;
-    Clock::time_point last_seen;
-  };
+  using TaskId = std::uint64_t;  // a SlotTable id
   struct Server {
     SessionId session = 0;
     std::uint32_t base_slots = 1;  // capacity x assign_ahead
@@ -116,31 +104,65 @@ class Scheduler {
     std::uint32_t slots = 1;
     Clock::time_point rate_since{};  // the current rate measurement began
     std::uint32_t finished_since = 0;
-    std::unordered_set<std::uint64_t> running;
+    boost::unordered_flat_set<TaskId> running;
     std::map<std::string, std::string> labels;
-    std::uint32_t holders = 0;  // clients holding a reservation
+    std::uint32_t holders = 0;   // clients holding a reservation
+    wire::AssignTasks outgoing;  // assigned by this dispatch; reused (see flush_batch)
   };
 
   using ServerSlot = std::map<std::string, Server>::value_type;
+
+  // What the master keeps of a task: about 80 bytes plus its call's bytes. Queued tasks are most
+  // of the master's memory (docs/performance.md), so nothing here is per task that can be
+  // shared: the labels are an id into label_sets_, the server a pointer to its entry.
+  struct Task {
+    std::uint64_t client_task_id = 0;
+    SessionId client = 0;  // 0: the client left while the task ran
+    std::string call;
+    ServerSlot* server = nullptr;  // where it runs; nullptr while queued
+    std::uint32_t server_count = 0;
+    std::uint32_t timeout_ms = 0;
+    std::int32_t retries_left = 0;
+    std::uint32_t attempts = 0;
+    LabelSets::Id labels = LabelSets::kNone;
+  };
+  struct Client {
+    std::uint64_t job_id = 0;
+    std::string name;
+    std::string image_sha256;
+    std::string image_name;
+    bool image_ready = false;
+    // Queued tasks in order. A task cancelled while queued leaves its id behind (removing it
+    // would cost a scan); ids of tasks no longer queued are skipped when they reach the front.
+    std::deque<TaskId> queue;
+    std::vector<ServerSlot*> reserved;  // in order of reservation
+    boost::unordered_flat_map<std::uint64_t, TaskId> by_client_id;
+    Clock::time_point last_seen;
+    wire::TaskResults outgoing;  // finished since the last dispatch; reused (see flush_batch)
+  };
   ServerSlot* pick_server(Client& client, const Task& task);
   void reserve(Client& client, std::size_t count);
   void release(Client& client);
-  void finish(std::uint64_t task_id, wire::TaskResult&& result);
+  void finish(TaskId task_id, wire::TaskResult&& result);
   // Sizes a server's slots to its recent rate: `finished` tasks just came back from it.
   void adapt_slots(Server& server, std::size_t finished);
-  void fail(std::uint64_t task_id, FailureKind kind, const std::string& message);
+  void fail(TaskId task_id, FailureKind kind, const std::string& message);
+  // Erases a task and what it holds (its label set reference).
+  void forget(TaskId task_id, Task& task);
+  // The first task still queued in the client's queue (dropping ids of tasks that are not).
+  std::optional<TaskId> front_queued(Client& client);
 
   Registry& registry_;
   Outbox& outbox_;
   SchedulerConfig config_;
-  std::unordered_map<std::uint64_t, Task> tasks_;
+  SlotTable<Task> tasks_;
+  LabelSets label_sets_;
   std::map<SessionId, Client> clients_;
   std::map<std::string, Server> servers_;
   std::deque<SessionId> round_robin_;
-  std::map<SessionId, wire::AssignTasks> pending_assign_;
+  std::vector<ServerSlot*> assigning_;  // servers whose outgoing batch has tasks
   std::map<SessionId, wire::CancelAssignments> pending_cancel_;
-  std::map<SessionId, wire::TaskResults> pending_results_;
-  std::uint64_t next_task_id_ = 1;
+  std::vector<SessionId> delivering_;  // clients whose outgoing batch has results
   std::uint64_t next_job_id_ = 1;
   std::size_t running_ = 0;
   std::size_t queued_ = 0;  // tasks in clients' queues
