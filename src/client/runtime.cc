@@ -401,7 +401,7 @@ void Runtime::flush() {
     auto* submit = message.mutable_submit_tasks();
     submit->mutable_tasks()->Reserve(static_cast<int>(tasks.size()));
     for (auto& t : tasks) *submit->add_tasks() = std::move(t);
-    connection_->send(message);
+    connection_->send(std::move(message));
   }
   if (!cancels.empty()) {
     wire::Envelope message;

@@ -5,8 +5,10 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -14,6 +16,8 @@
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <span>
+#include <string_view>
 #include <thread>
 
 #include "clupy.pb.h"
@@ -42,6 +46,22 @@ bool write_all(int fd, const char* data, std::size_t size) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// Writes `header` then `payload` with as few writev calls as the socket allows.
+bool write_both(int fd, std::string_view header, std::string_view payload) {
+  while (!header.empty() || !payload.empty()) {
+    iovec parts[2] = {{const_cast<char*>(header.data()), header.size()},
+                      {const_cast<char*>(payload.data()), payload.size()}};
+    const ssize_t n = ::writev(fd, parts, 2);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    auto written = static_cast<std::size_t>(n);
+    const std::size_t from_header = std::min(written, header.size());
+    header.remove_prefix(from_header);
+    payload.remove_prefix(written - from_header);
   }
   return true;
 }
@@ -89,7 +109,10 @@ int unread_output(int fd) {
 // a time (a sequential client) never wakes it.
 class ResultBatcher {
  public:
-  ResultBatcher(int fd, bool batching) : fd_(fd), batching_(batching) {
+  // `attachments`: the server reads frame attachments, so a large outcome is written from where
+  // it lies instead of being serialized into the batch.
+  ResultBatcher(int fd, bool batching, bool attachments)
+      : fd_(fd), batching_(batching), attachments_(attachments) {
     if (!batching_) return;
     flusher_ = std::thread([this] {
       // Signals are for the task's thread, never this one.
@@ -101,9 +124,20 @@ class ResultBatcher {
     flusher_.detach();  // the process ends with std::_Exit, never joining
   }
 
-  // Returns false when the server is gone.
-  bool add(const wire::Envelope& done) {
+  // Returns false when the server is gone. May move the outcome out of `done`.
+  bool add(wire::Envelope& done) {
     std::unique_lock lock(mu_);
+    std::string& outcome = *done.mutable_task_done()->mutable_outcome();
+    if (attachments_ && outcome.size() >= common::kAttachmentThreshold) {
+      // Results held so far leave first, in order; then this one's frame and its outcome in
+      // one writev.
+      std::string payload = std::move(outcome);
+      outcome.clear();
+      common::append_attached_frame(done, payload.size(), held_, std::string::npos);
+      if (ok_) ok_ = write_both(fd_, held_, payload);
+      held_.clear();
+      return ok_;
+    }
     const bool was_empty = held_.empty();
     common::append_frame(done, held_, std::string::npos);
     if (!batching_ || held_.size() >= kMaxHeldBytes) return write_held(lock);
@@ -162,6 +196,7 @@ class ResultBatcher {
 
   const int fd_;
   const bool batching_;
+  const bool attachments_;
   std::mutex mu_;
   std::condition_variable wake_;
   std::string held_;
@@ -177,9 +212,15 @@ class ResultBatcher {
 void run_worker_loop(int fd) {
   // Batching needs the progress page: without it a crash could not be pinned on its task.
   common::WorkerProgress* progress = map_progress_page();
-  ResultBatcher results(fd, progress != nullptr);
+  bool attachments = false;
+  if (progress) {
+    // This worker reads attachments; it sends them when its server said it reads them too.
+    progress->worker_features.store(common::kLinkAttachments, std::memory_order_release);
+    attachments =
+        (progress->server_features.load(std::memory_order_acquire) & common::kLinkAttachments) != 0;
+  }
+  ResultBatcher results(fd, progress != nullptr, attachments);
   common::FrameDecoder decoder;
-  std::string buffer(1u << 16, '\0');
   wire::Envelope message;
   wire::Envelope done;
   while (true) {
@@ -187,15 +228,18 @@ void run_worker_loop(int fd) {
     if (status == common::FrameDecoder::Status::kNeedMore) {
       // Nothing more to run: everything held leaves before we block.
       if (!results.flush()) break;
-      const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+      // Straight into the decoder's buffer (or the attachment's own string): no copy.
+      const std::span<char> space = decoder.prepare(1u << 16);
+      const ssize_t n = ::read(fd, space.data(), space.size());
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;  // the server is gone or done with us
-      decoder.feed(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+      decoder.commit(static_cast<std::size_t>(n));
       continue;
     }
     if (status != common::FrameDecoder::Status::kFrame || !message.has_run_task()) {
       std::fprintf(stderr, "clupy worker: bad message from the server (%s); exiting\n",
-                   common::to_string(status));
+                   status == common::FrameDecoder::Status::kFrame ? "not a RunTask"
+                                                                  : decoder.error().c_str());
       break;
     }
     const std::uint64_t task_id = message.run_task().task_id();

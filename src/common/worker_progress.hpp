@@ -21,9 +21,16 @@ inline constexpr int kWorkerProgressFd = 4;
 inline constexpr std::uint64_t kWorkerProgressMagic = 0x63'6c'75'70'79'70'72'67;  // "clupyprg"
 inline constexpr std::size_t kWorkerProgressSize = 4096;
 
+// Features of the link between server and worker, announced through the page by each side for
+// the other (a worker may be built with an older or newer libclupy than its server; a page
+// starts zeroed, so an older side announces nothing).
+inline constexpr std::uint32_t kLinkAttachments = 1;  // reads frame attachments
+
 struct WorkerProgress {
-  std::atomic<std::uint64_t> magic;         // kWorkerProgressMagic, written by the server
-  std::atomic<std::uint64_t> running_task;  // the task the worker started last; 0: none yet
+  std::atomic<std::uint64_t> magic;            // kWorkerProgressMagic, written by the server
+  std::atomic<std::uint64_t> running_task;     // the task the worker started last; 0: none yet
+  std::atomic<std::uint32_t> server_features;  // kLink*, written by the server before the spawn
+  std::atomic<std::uint32_t> worker_features;  // kLink*, written by the worker as it starts
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
               "the page is shared between processes");

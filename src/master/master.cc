@@ -408,6 +408,11 @@ void Master::send_to(SessionId session, const wire::Envelope& message) {
   if (it != sessions_.end()) it->second.connection->send(message);
 }
 
+void Master::send_to(SessionId session, wire::Envelope&& message) {
+  auto it = sessions_.find(session);
+  if (it != sessions_.end()) it->second.connection->send(std::move(message));
+}
+
 void Master::assign(SessionId server, wire::AssignTasks&& tasks) {
   if (leads_ && !leads_()) {
     log()->error("no longer the elected master: dropping {} assignment(s) and stopping",
@@ -418,7 +423,7 @@ void Master::assign(SessionId server, wire::AssignTasks&& tasks) {
   wire::Envelope message;
   *message.mutable_assign_tasks() = std::move(tasks);
   message.mutable_assign_tasks()->set_fencing_token(fencing_token_);
-  send_to(server, message);
+  send_to(server, std::move(message));
 }
 
 void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
@@ -430,7 +435,7 @@ void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
 void Master::deliver(SessionId client, wire::TaskResults&& results) {
   wire::Envelope message;
   *message.mutable_task_results() = std::move(results);
-  send_to(client, message);
+  send_to(client, std::move(message));
 }
 
 void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope& message) {

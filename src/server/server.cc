@@ -96,6 +96,10 @@ void ServerDaemon::send_to_master(const wire::Envelope& message) {
   if (connection_ && connection_->is_open()) connection_->send(message);
 }
 
+void ServerDaemon::send_to_master(wire::Envelope&& message) {
+  if (connection_ && connection_->is_open()) connection_->send(std::move(message));
+}
+
 void ServerDaemon::queue_result(wire::TaskResult&& result) {
   // Results produced in one turn of the event loop travel as one message, or several turns'
   // worth when more tasks are still running here (see send_results_when_due).
@@ -122,7 +126,7 @@ void ServerDaemon::send_results_when_due() {
       result_timer_armed_ = false;
       result_timer_.cancel();
     }
-    send_to_master(pending_results_);
+    send_to_master(std::move(pending_results_));
     pending_results_.Clear();
     return;
   }

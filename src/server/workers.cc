@@ -63,6 +63,7 @@ int make_progress_page(common::WorkerProgress*& mapped) {
   mapped = static_cast<common::WorkerProgress*>(page);
   mapped->running_task.store(0);
   mapped->magic.store(common::kWorkerProgressMagic);
+  mapped->server_features.store(common::kLinkAttachments);
   return fd;
 }
 
@@ -363,8 +364,14 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
 void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignment&& task) {
   wire::Envelope run;
   run.mutable_run_task()->set_task_id(task.task_id());
+  // The call is copied, not moved: the assignment is kept to rerun the task elsewhere should
+  // this worker die before reporting it.
   run.mutable_run_task()->set_call(task.call());
-  worker->link->send(run);
+  if (!worker->link->attachments_enabled() && worker->progress &&
+      (worker->progress->worker_features.load(std::memory_order_acquire) &
+       common::kLinkAttachments) != 0)
+    worker->link->enable_attachments();
+  worker->link->send(std::move(run));
   worker->queue.push_back(std::move(task));
   if (worker->queue.size() == 1) front_started(worker);
 }
