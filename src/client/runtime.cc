@@ -491,9 +491,10 @@ void Runtime::complete_all(std::vector<Completion>& done) {
   for (auto& c : done) {
     const std::uint64_t id = c.result.task_id();
     if (!c.result.outcome().empty()) {
-      detail::CallOutcome outcome;
+      // The result is decoded from where it lies in the message, not copied out first.
+      detail::OutcomeView outcome;
       try {
-        outcome = detail::parse_outcome(c.result.outcome());
+        outcome = detail::parse_outcome_view(c.result.outcome());
       } catch (const std::exception& e) {
         outcome.ok = false;
         outcome.failure.kind = FailureKind::kProtocol;

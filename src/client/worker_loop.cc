@@ -69,7 +69,7 @@ bool write_both(int fd, std::string_view header, std::string_view payload) {
 std::string run_one(const std::string& call_bytes) {
   detail::CallOutcome outcome;
   try {
-    outcome = detail::execute_call(detail::parse_call(call_bytes));
+    outcome = detail::execute_serialized_call(call_bytes);
   } catch (const std::exception& e) {
     outcome.ok = false;
     outcome.failure.kind = FailureKind::kProtocol;
