@@ -23,6 +23,7 @@
 #include "clupy.pb.h"
 #include "clupy/detail/call.hpp"
 #include "common/frame.hpp"
+#include "common/malloc_tuning.hpp"
 #include "common/worker_progress.hpp"
 
 namespace clupy::client {
@@ -210,6 +211,8 @@ class ResultBatcher {
 }  // namespace
 
 void run_worker_loop(int fd) {
+  // Every call and result passes through this process's heap.
+  common::tune_malloc_for_payloads();
   // Batching needs the progress page: without it a crash could not be pinned on its task.
   common::WorkerProgress* progress = map_progress_page();
   bool attachments = false;

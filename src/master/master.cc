@@ -12,6 +12,7 @@
 #include "common/daemon.hpp"
 #include "common/image_transfer.hpp"
 #include "common/log.hpp"
+#include "common/malloc_tuning.hpp"
 #include "common/version.hpp"
 #include "master/standby.hpp"
 
@@ -524,6 +525,7 @@ void Master::maintain() {
 }
 
 int run_master(const common::MasterConfig& config) {
+  common::tune_malloc_for_payloads();  // a daemon process of its own: calls pass through it
   asio::io_context io(1);
   Master master(io, config);
   if (!config.coordination.enabled) {

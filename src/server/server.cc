@@ -15,6 +15,7 @@
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
 #include "common/log.hpp"
+#include "common/malloc_tuning.hpp"
 #include "common/version.hpp"
 #include "coord/cluster_link.hpp"
 #include "store/cluster_link.hpp"
@@ -302,6 +303,7 @@ void ServerDaemon::handle(wire::Envelope& message) {
 }
 
 int run_server(const common::ServerConfig& config) {
+  common::tune_malloc_for_payloads();  // a daemon process of its own: calls pass through it
   asio::io_context io(1);
   ServerDaemon daemon(io, config);
   daemon.start();
