@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -129,7 +130,8 @@ class ResultBatcher {
   bool add(wire::Envelope& done) {
     std::unique_lock lock(mu_);
     std::string& outcome = *done.mutable_task_done()->mutable_outcome();
-    if (attachments_ && outcome.size() >= common::kAttachmentThreshold) {
+    if (attachments_ && outcome.size() >= common::kAttachmentThreshold &&
+        outcome.size() <= UINT32_MAX) {
       // Results held so far leave first, in order; then this one's frame and its outcome in
       // one writev.
       std::string payload = std::move(outcome);

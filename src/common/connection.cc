@@ -358,6 +358,8 @@ asio::awaitable<void> Connection::write_loop() {
     }
   } catch (const boost::system::system_error& e) {
     writing_ = false;
+    for (const Attachment& a : in_flight_attachments_) attachment_bytes_ -= a.bytes.size();
+    in_flight_attachments_.clear();
     close(e.code() == asio::error::operation_aborted ? close_reason_
                                                      : "write failed: " + e.code().message());
     co_return;
