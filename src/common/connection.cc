@@ -262,7 +262,41 @@ void split_attachments(Items& items, Start start, Add add, Payload payload, Inli
 
 }  // namespace
 
+namespace {
+
+// Whether any call or outcome of `message` is big enough to travel as an attachment. Most
+// batches hold none: they are then framed as they are, without moving their items.
+bool has_large_payload(const wire::Envelope& message) {
+  auto large = [](const std::string& bytes) { return bytes.size() >= kAttachmentThreshold; };
+  switch (message.body_case()) {
+    case wire::Envelope::kSubmitTasks:
+      for (const auto& t : message.submit_tasks().tasks())
+        if (large(t.call())) return true;
+      return false;
+    case wire::Envelope::kAssignTasks:
+      for (const auto& a : message.assign_tasks().tasks())
+        if (large(a.call())) return true;
+      return false;
+    case wire::Envelope::kTaskResults:
+      for (const auto& r : message.task_results().results())
+        if (large(r.outcome())) return true;
+      return false;
+    case wire::Envelope::kRunTask:
+      return large(message.run_task().call());
+    case wire::Envelope::kTaskDone:
+      return large(message.task_done().outcome());
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 void Connection::append_with_attachments(wire::Envelope& message) {
+  if (!has_large_payload(message)) {
+    append_inline(message);
+    return;
+  }
   auto send_inline = [this](const wire::Envelope& part) { append_inline(part); };
   auto send_attached = [this](wire::Envelope& single, std::string&& bytes) {
     append_attached(single, std::move(bytes));
