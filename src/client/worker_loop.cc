@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <thread>
@@ -68,7 +69,7 @@ bool write_both(int fd, std::string_view header, std::string_view payload) {
   return true;
 }
 
-std::string run_one(const std::string& call_bytes) {
+std::string run_one(std::string_view call_bytes) {
   detail::CallOutcome outcome;
   try {
     outcome = detail::execute_serialized_call(call_bytes);
@@ -96,6 +97,30 @@ common::WorkerProgress* map_progress_page() {
     return nullptr;
   }
   return progress;
+}
+
+// The call arena the server shares (common/worker_progress.hpp), read-only; empty when it gave
+// none.
+std::string_view map_call_arena(const common::WorkerProgress* progress) {
+  if (!progress) return {};
+  const std::uint64_t size = progress->call_arena_size.load(std::memory_order_acquire);
+  if (size == 0) return {};  // no arena, so no fd 5 from the server either
+  struct stat st {};
+  void* arena = MAP_FAILED;
+  if (::fstat(common::kWorkerArenaFd, &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<std::uint64_t>(st.st_size) == size)
+    arena = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, common::kWorkerArenaFd, 0);
+  ::close(common::kWorkerArenaFd);  // as for the page: the task's code never sees the fd
+  if (arena == MAP_FAILED) return {};
+  return {static_cast<const char*>(arena), static_cast<std::size_t>(size)};
+}
+
+// The bytes of a call: in the message, or in the arena where the message says.
+std::optional<std::string_view> call_of(const wire::RunTask& run, std::string_view arena) {
+  if (run.arena_size() == 0) return std::string_view(run.call());
+  if (run.arena_offset() > arena.size() || run.arena_size() > arena.size() - run.arena_offset())
+    return std::nullopt;
+  return arena.substr(run.arena_offset(), run.arena_size());
 }
 
 // Unread bytes in the pipe behind `fd` (the worker's stdout or stderr); 0 when not a pipe.
@@ -217,10 +242,14 @@ void run_worker_loop(int fd) {
   common::tune_malloc_for_payloads();
   // Batching needs the progress page: without it a crash could not be pinned on its task.
   common::WorkerProgress* progress = map_progress_page();
+  const std::string_view arena = map_call_arena(progress);
   bool attachments = false;
   if (progress) {
-    // This worker reads attachments; it sends them when its server said it reads them too.
-    progress->worker_features.store(common::kLinkAttachments, std::memory_order_release);
+    // This worker reads attachments (and calls in its arena, when it has one); it sends
+    // attachments when its server said it reads them too.
+    progress->worker_features.store(
+        common::kLinkAttachments | (arena.empty() ? 0u : common::kLinkCallArena),
+        std::memory_order_release);
     attachments =
         (progress->server_features.load(std::memory_order_acquire) & common::kLinkAttachments) != 0;
   }
@@ -251,7 +280,14 @@ void run_worker_loop(int fd) {
     results.before_task();
     if (progress) progress->running_task.store(task_id, std::memory_order_release);
     done.mutable_task_done()->set_task_id(task_id);
-    done.mutable_task_done()->set_outcome(run_one(message.run_task().call()));
+    if (const auto call = call_of(message.run_task(), arena)) {
+      done.mutable_task_done()->set_outcome(run_one(*call));
+    } else {
+      detail::CallOutcome refused;
+      refused.failure.kind = FailureKind::kProtocol;
+      refused.failure.message = "the task's call lies outside this worker's call arena";
+      done.mutable_task_done()->set_outcome(detail::serialize_outcome(refused));
+    }
     // Output written by the task must reach the server before the result, so that it is
     // attributed to this task.
     std::cout.flush();
