@@ -117,6 +117,9 @@ struct WorkerPool::Worker {
     if (arena_calls.empty() || arena_calls.front().first != task_id) return;
     arena_tail = arena_calls.front().second;
     arena_calls.pop_front();
+    // Empty: start again at the front, so a worker that holds few calls at a time keeps only
+    // the arena's first pages resident.
+    if (arena_calls.empty()) arena_head = arena_tail = 0;
   }
   // The task the worker says it is running; none when it keeps no progress page (a worker of an
   // older libclupy, or one that could not map it) or has not started a task yet.
