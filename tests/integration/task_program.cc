@@ -371,16 +371,13 @@ std::string mirror(std::string bytes) {
 // (half of max_frame_size): each travels both ways and must come back byte for byte.
 int scenario_big_echo() {
   const std::size_t kib = 1024;
-  const std::vector<std::size_t> sizes = {0,
-                                          1,
-                                          64 * kib - 100,
-                                          64 * kib - 1,
-                                          64 * kib,
-                                          64 * kib + 1,
-                                          1024 * kib,
-                                          3 * 1024 * kib,
-                                          9 * 1024 * kib,
-                                          31 * 1024 * kib};
+  const std::vector<std::size_t> sizes = {0, 1, 64 * kib - 100, 64 * kib - 1, 64 * kib,
+                                          64 * kib + 1, 1024 * kib, 3 * 1024 * kib, 9 * 1024 * kib,
+                                          31 * 1024 * kib,
+                                          // More than a worker's call arena holds at once
+                                          // (64 MiB): some of these take the socket instead.
+                                          20 * 1024 * kib, 20 * 1024 * kib, 20 * 1024 * kib,
+                                          20 * 1024 * kib, 20 * 1024 * kib, 20 * 1024 * kib};
   std::vector<clupy::Future<std::string>> futures;
   for (std::size_t i = 0; i < sizes.size(); ++i)
     futures.push_back(clupy::parallel(mirror)(pattern(sizes[i], static_cast<unsigned>(i))));
