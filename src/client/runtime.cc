@@ -401,7 +401,7 @@ void Runtime::flush() {
     auto* submit = message.mutable_submit_tasks();
     submit->mutable_tasks()->Reserve(static_cast<int>(tasks.size()));
     for (auto& t : tasks) *submit->add_tasks() = std::move(t);
-    connection_->send(message);
+    connection_->send(std::move(message));
   }
   if (!cancels.empty()) {
     wire::Envelope message;
@@ -493,9 +493,10 @@ void Runtime::complete_all(std::vector<Completion>& done) {
   for (auto& c : done) {
     const std::uint64_t id = c.result.task_id();
     if (!c.result.outcome().empty()) {
-      detail::CallOutcome outcome;
+      // The result is decoded from where it lies in the message, not copied out first.
+      detail::OutcomeView outcome;
       try {
-        outcome = detail::parse_outcome(c.result.outcome());
+        outcome = detail::parse_outcome_view(c.result.outcome());
       } catch (const std::exception& e) {
         outcome.ok = false;
         outcome.failure.kind = FailureKind::kProtocol;

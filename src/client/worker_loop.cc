@@ -5,20 +5,27 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <optional>
+#include <span>
+#include <string_view>
 #include <thread>
 
 #include "clupy.pb.h"
 #include "clupy/detail/call.hpp"
 #include "common/frame.hpp"
+#include "common/malloc_tuning.hpp"
 #include "common/worker_progress.hpp"
 
 namespace clupy::client {
@@ -46,10 +53,26 @@ bool write_all(int fd, const char* data, std::size_t size) {
   return true;
 }
 
-std::string run_one(const std::string& call_bytes) {
+// Writes `header` then `payload` with as few writev calls as the socket allows.
+bool write_both(int fd, std::string_view header, std::string_view payload) {
+  while (!header.empty() || !payload.empty()) {
+    iovec parts[2] = {{const_cast<char*>(header.data()), header.size()},
+                      {const_cast<char*>(payload.data()), payload.size()}};
+    const ssize_t n = ::writev(fd, parts, 2);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    auto written = static_cast<std::size_t>(n);
+    const std::size_t from_header = std::min(written, header.size());
+    header.remove_prefix(from_header);
+    payload.remove_prefix(written - from_header);
+  }
+  return true;
+}
+
+std::string run_one(std::string_view call_bytes) {
   detail::CallOutcome outcome;
   try {
-    outcome = detail::execute_call(detail::parse_call(call_bytes));
+    outcome = detail::execute_serialized_call(call_bytes);
   } catch (const std::exception& e) {
     outcome.ok = false;
     outcome.failure.kind = FailureKind::kProtocol;
@@ -76,6 +99,30 @@ common::WorkerProgress* map_progress_page() {
   return progress;
 }
 
+// The call arena the server shares (common/worker_progress.hpp), read-only; empty when it gave
+// none.
+std::string_view map_call_arena(const common::WorkerProgress* progress) {
+  if (!progress) return {};
+  const std::uint64_t size = progress->call_arena_size.load(std::memory_order_acquire);
+  if (size == 0) return {};  // no arena, so no fd 5 from the server either
+  struct stat st {};
+  void* arena = MAP_FAILED;
+  if (::fstat(common::kWorkerArenaFd, &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<std::uint64_t>(st.st_size) == size)
+    arena = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, common::kWorkerArenaFd, 0);
+  ::close(common::kWorkerArenaFd);  // as for the page: the task's code never sees the fd
+  if (arena == MAP_FAILED) return {};
+  return {static_cast<const char*>(arena), static_cast<std::size_t>(size)};
+}
+
+// The bytes of a call: in the message, or in the arena where the message says.
+std::optional<std::string_view> call_of(const wire::RunTask& run, std::string_view arena) {
+  if (run.arena_size() == 0) return std::string_view(run.call());
+  if (run.arena_offset() > arena.size() || run.arena_size() > arena.size() - run.arena_offset())
+    return std::nullopt;
+  return arena.substr(run.arena_offset(), run.arena_size());
+}
+
 // Unread bytes in the pipe behind `fd` (the worker's stdout or stderr); 0 when not a pipe.
 int unread_output(int fd) {
   int n = 0;
@@ -89,7 +136,10 @@ int unread_output(int fd) {
 // a time (a sequential client) never wakes it.
 class ResultBatcher {
  public:
-  ResultBatcher(int fd, bool batching) : fd_(fd), batching_(batching) {
+  // `attachments`: the server reads frame attachments, so a large outcome is written from where
+  // it lies instead of being serialized into the batch.
+  ResultBatcher(int fd, bool batching, bool attachments)
+      : fd_(fd), batching_(batching), attachments_(attachments) {
     if (!batching_) return;
     flusher_ = std::thread([this] {
       // Signals are for the task's thread, never this one.
@@ -101,9 +151,21 @@ class ResultBatcher {
     flusher_.detach();  // the process ends with std::_Exit, never joining
   }
 
-  // Returns false when the server is gone.
-  bool add(const wire::Envelope& done) {
+  // Returns false when the server is gone. May move the outcome out of `done`.
+  bool add(wire::Envelope& done) {
     std::unique_lock lock(mu_);
+    std::string& outcome = *done.mutable_task_done()->mutable_outcome();
+    if (attachments_ && outcome.size() >= common::kAttachmentThreshold &&
+        outcome.size() <= UINT32_MAX) {
+      // Results held so far leave first, in order; then this one's frame and its outcome in
+      // one writev.
+      std::string payload = std::move(outcome);
+      outcome.clear();
+      common::append_attached_frame(done, payload.size(), held_, std::string::npos);
+      if (ok_) ok_ = write_both(fd_, held_, payload);
+      held_.clear();
+      return ok_;
+    }
     const bool was_empty = held_.empty();
     common::append_frame(done, held_, std::string::npos);
     if (!batching_ || held_.size() >= kMaxHeldBytes) return write_held(lock);
@@ -162,6 +224,7 @@ class ResultBatcher {
 
   const int fd_;
   const bool batching_;
+  const bool attachments_;
   std::mutex mu_;
   std::condition_variable wake_;
   std::string held_;
@@ -175,11 +238,23 @@ class ResultBatcher {
 }  // namespace
 
 void run_worker_loop(int fd) {
+  // Every call and result passes through this process's heap.
+  common::tune_malloc_for_payloads();
   // Batching needs the progress page: without it a crash could not be pinned on its task.
   common::WorkerProgress* progress = map_progress_page();
-  ResultBatcher results(fd, progress != nullptr);
+  const std::string_view arena = map_call_arena(progress);
+  bool attachments = false;
+  if (progress) {
+    // This worker reads attachments (and calls in its arena, when it has one); it sends
+    // attachments when its server said it reads them too.
+    progress->worker_features.store(
+        common::kLinkAttachments | (arena.empty() ? 0u : common::kLinkCallArena),
+        std::memory_order_release);
+    attachments =
+        (progress->server_features.load(std::memory_order_acquire) & common::kLinkAttachments) != 0;
+  }
+  ResultBatcher results(fd, progress != nullptr, attachments);
   common::FrameDecoder decoder;
-  std::string buffer(1u << 16, '\0');
   wire::Envelope message;
   wire::Envelope done;
   while (true) {
@@ -187,22 +262,32 @@ void run_worker_loop(int fd) {
     if (status == common::FrameDecoder::Status::kNeedMore) {
       // Nothing more to run: everything held leaves before we block.
       if (!results.flush()) break;
-      const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+      // Straight into the decoder's buffer (or the attachment's own string): no copy.
+      const std::span<char> space = decoder.prepare(1u << 16);
+      const ssize_t n = ::read(fd, space.data(), space.size());
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;  // the server is gone or done with us
-      decoder.feed(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+      decoder.commit(static_cast<std::size_t>(n));
       continue;
     }
     if (status != common::FrameDecoder::Status::kFrame || !message.has_run_task()) {
       std::fprintf(stderr, "clupy worker: bad message from the server (%s); exiting\n",
-                   common::to_string(status));
+                   status == common::FrameDecoder::Status::kFrame ? "not a RunTask"
+                                                                  : decoder.error().c_str());
       break;
     }
     const std::uint64_t task_id = message.run_task().task_id();
     results.before_task();
     if (progress) progress->running_task.store(task_id, std::memory_order_release);
     done.mutable_task_done()->set_task_id(task_id);
-    done.mutable_task_done()->set_outcome(run_one(message.run_task().call()));
+    if (const auto call = call_of(message.run_task(), arena)) {
+      done.mutable_task_done()->set_outcome(run_one(*call));
+    } else {
+      detail::CallOutcome refused;
+      refused.failure.kind = FailureKind::kProtocol;
+      refused.failure.message = "the task's call lies outside this worker's call arena";
+      done.mutable_task_done()->set_outcome(detail::serialize_outcome(refused));
+    }
     // Output written by the task must reach the server before the result, so that it is
     // attributed to this task.
     std::cout.flush();

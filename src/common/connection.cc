@@ -30,10 +30,9 @@ asio::awaitable<bool> Connection::fill_next(wire::Envelope& message) {
       case FrameDecoder::Status::kFrame:
         co_return true;
       case FrameDecoder::Status::kOversized:
-        throw ConnectionClosed("oversized frame: " + std::to_string(decoder_.announced_size()) +
-                               " bytes announced, limit " + std::to_string(max_frame_size_));
       case FrameDecoder::Status::kUnparsable:
-        throw ConnectionClosed("unparsable frame (not a CluPy envelope)");
+      case FrameDecoder::Status::kBadAttachment:
+        throw ConnectionClosed(decoder_.error());
       case FrameDecoder::Status::kNeedMore:
         break;
     }
@@ -171,32 +170,230 @@ bool Connection::append_split(const wire::Envelope& message) {
   }
 }
 
-void Connection::send(const wire::Envelope& message) {
-  if (closed_ || close_when_flushed_) return;
+void Connection::append_inline(const wire::Envelope& message) {
   if (!append_frame(message, pending_, max_frame_size_) && !append_split(message)) {
     logger("net")->error("dropping an outgoing message of {} bytes to {}: over max_frame_size {}",
                          message.ByteSizeLong(), peer_, max_frame_size_);
+  }
+}
+
+void Connection::send(const wire::Envelope& message) {
+  if (closed_ || close_when_flushed_) return;
+  append_inline(message);
+  start_writing();
+}
+
+void Connection::send(wire::Envelope&& message) {
+  if (closed_ || close_when_flushed_) return;
+  if (attachments_) {
+    append_with_attachments(message);
+  } else {
+    append_inline(message);
+  }
+  start_writing();
+}
+
+void Connection::start_writing() {
+  if (writing_ || (pending_.empty() && pending_attachments_.empty())) return;
+  writing_ = true;
+  asio::co_spawn(
+      executor(), [self = shared_from_this()] { return self->write_loop(); }, asio::detached);
+}
+
+void Connection::append_attached(wire::Envelope& single, std::string&& payload) {
+  if (payload.size() > max_frame_size_) {
+    if (single.has_task_results()) {
+      // A result too big to travel becomes a failure saying so: its future must not hang.
+      wire::TaskResult& r = *single.mutable_task_results()->mutable_results(0);
+      r.mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kProtocol));
+      r.mutable_failure()->set_message("the task's result is " + std::to_string(payload.size()) +
+                                       " bytes, more than max_frame_size (" +
+                                       std::to_string(max_frame_size_) + ")");
+      r.mutable_failure()->set_server(r.server_id());
+      append_inline(single);
+      return;
+    }
+    logger("net")->error("dropping a payload of {} bytes to {}: over max_frame_size {}",
+                         payload.size(), peer_, max_frame_size_);
     return;
   }
-  if (!writing_) {
-    writing_ = true;
-    asio::co_spawn(
-        executor(), [self = shared_from_this()] { return self->write_loop(); }, asio::detached);
+  if (!append_attached_frame(single, payload.size(), pending_, max_frame_size_)) {
+    logger("net")->error("dropping an outgoing message of {} bytes to {}: over max_frame_size {}",
+                         single.ByteSizeLong(), peer_, max_frame_size_);
+    return;
   }
+  attachment_bytes_ += payload.size();
+  pending_attachments_.push_back({pending_.size(), std::move(payload)});
+}
+
+namespace {
+
+// Moves the items of a batch into frames: runs of small items share one envelope, and each item
+// whose payload is large enough travels alone with the payload as the frame's attachment. The
+// items keep their order. `start` begins an envelope of this batch's kind (its shared fields
+// set), `add` moves an item into one, `payload` names an item's call or outcome.
+template <class Items, class Start, class Add, class Payload, class Inline, class Attached>
+void split_attachments(Items& items, Start start, Add add, Payload payload, Inline send_inline,
+                       Attached send_attached) {
+  wire::Envelope part;
+  bool part_used = false;
+  for (auto& item : items) {
+    std::string& bytes = payload(item);
+    if (bytes.size() < kAttachmentThreshold) {
+      if (!part_used) start(part);
+      add(part, item);
+      part_used = true;
+      continue;
+    }
+    if (part_used) {
+      send_inline(part);
+      part.Clear();
+      part_used = false;
+    }
+    std::string moved = std::move(bytes);
+    bytes.clear();
+    wire::Envelope single;
+    start(single);
+    add(single, item);
+    send_attached(single, std::move(moved));
+  }
+  if (part_used) send_inline(part);
+}
+
+}  // namespace
+
+namespace {
+
+// Whether any call or outcome of `message` is big enough to travel as an attachment. Most
+// batches hold none: they are then framed as they are, without moving their items.
+bool has_large_payload(const wire::Envelope& message) {
+  auto large = [](const std::string& bytes) { return bytes.size() >= kAttachmentThreshold; };
+  switch (message.body_case()) {
+    case wire::Envelope::kSubmitTasks:
+      for (const auto& t : message.submit_tasks().tasks())
+        if (large(t.call())) return true;
+      return false;
+    case wire::Envelope::kAssignTasks:
+      for (const auto& a : message.assign_tasks().tasks())
+        if (large(a.call())) return true;
+      return false;
+    case wire::Envelope::kTaskResults:
+      for (const auto& r : message.task_results().results())
+        if (large(r.outcome())) return true;
+      return false;
+    case wire::Envelope::kRunTask:
+      return large(message.run_task().call());
+    case wire::Envelope::kTaskDone:
+      return large(message.task_done().outcome());
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+void Connection::append_with_attachments(wire::Envelope& message) {
+  if (!has_large_payload(message)) {
+    append_inline(message);
+    return;
+  }
+  auto send_inline = [this](const wire::Envelope& part) { append_inline(part); };
+  auto send_attached = [this](wire::Envelope& single, std::string&& bytes) {
+    append_attached(single, std::move(bytes));
+  };
+  const std::uint64_t request_id = message.request_id();
+  switch (message.body_case()) {
+    case wire::Envelope::kSubmitTasks: {
+      const std::uint64_t job = message.submit_tasks().job_id();
+      split_attachments(
+          *message.mutable_submit_tasks()->mutable_tasks(),
+          [&](wire::Envelope& e) {
+            e.set_request_id(request_id);
+            e.mutable_submit_tasks()->set_job_id(job);
+          },
+          [](wire::Envelope& e, wire::TaskSpec& t) {
+            *e.mutable_submit_tasks()->add_tasks() = std::move(t);
+          },
+          [](wire::TaskSpec& t) -> std::string& { return *t.mutable_call(); }, send_inline,
+          send_attached);
+      return;
+    }
+    case wire::Envelope::kAssignTasks: {
+      const std::int64_t token = message.assign_tasks().fencing_token();
+      split_attachments(
+          *message.mutable_assign_tasks()->mutable_tasks(),
+          [&](wire::Envelope& e) {
+            e.set_request_id(request_id);
+            e.mutable_assign_tasks()->set_fencing_token(token);
+          },
+          [](wire::Envelope& e, wire::Assignment& a) {
+            *e.mutable_assign_tasks()->add_tasks() = std::move(a);
+          },
+          [](wire::Assignment& a) -> std::string& { return *a.mutable_call(); }, send_inline,
+          send_attached);
+      return;
+    }
+    case wire::Envelope::kTaskResults:
+      split_attachments(
+          *message.mutable_task_results()->mutable_results(),
+          [&](wire::Envelope& e) {
+            e.set_request_id(request_id);
+            e.mutable_task_results();
+          },
+          [](wire::Envelope& e, wire::TaskResult& r) {
+            *e.mutable_task_results()->add_results() = std::move(r);
+          },
+          [](wire::TaskResult& r) -> std::string& { return *r.mutable_outcome(); }, send_inline,
+          send_attached);
+      return;
+    case wire::Envelope::kRunTask:
+    case wire::Envelope::kTaskDone: {
+      std::string& bytes = *attachment_slot(message);
+      if (bytes.size() < kAttachmentThreshold) break;
+      std::string moved = std::move(bytes);
+      bytes.clear();
+      append_attached(message, std::move(moved));
+      return;
+    }
+    default:
+      break;
+  }
+  append_inline(message);
 }
 
 asio::awaitable<void> Connection::write_loop() {
   auto self = shared_from_this();
   try {
-    while (!closed_ && !pending_.empty()) {
-      // Everything queued while the previous write was in flight leaves as one batch.
+    std::vector<asio::const_buffer> buffers;
+    while (!closed_ && (!pending_.empty() || !pending_attachments_.empty())) {
+      // Everything queued while the previous write was in flight leaves as one batch: frames
+      // from their string, attachments from where they lie, gathered into one write.
       in_flight_.swap(pending_);
       pending_.clear();
-      co_await transport_.write_all(asio::buffer(in_flight_));
+      in_flight_attachments_.swap(pending_attachments_);
+      pending_attachments_.clear();
+      if (in_flight_attachments_.empty()) {
+        co_await transport_.write_all(asio::buffer(in_flight_));
+      } else {
+        buffers.clear();
+        std::size_t at = 0;
+        for (const Attachment& a : in_flight_attachments_) {
+          buffers.push_back(asio::buffer(in_flight_.data() + at, a.offset - at));
+          buffers.push_back(asio::buffer(a.bytes));
+          at = a.offset;
+        }
+        if (at < in_flight_.size())
+          buffers.push_back(asio::buffer(in_flight_.data() + at, in_flight_.size() - at));
+        co_await transport_.write_all(buffers);
+      }
       in_flight_.clear();
+      for (const Attachment& a : in_flight_attachments_) attachment_bytes_ -= a.bytes.size();
+      in_flight_attachments_.clear();
     }
   } catch (const boost::system::system_error& e) {
     writing_ = false;
+    for (const Attachment& a : in_flight_attachments_) attachment_bytes_ -= a.bytes.size();
+    in_flight_attachments_.clear();
     close(e.code() == asio::error::operation_aborted ? close_reason_
                                                      : "write failed: " + e.code().message());
     co_return;
@@ -218,6 +415,8 @@ void Connection::close(const std::string& reason) {
   close_reason_ = reason;
   transport_.close();
   pending_.clear();
+  for (const Attachment& a : pending_attachments_) attachment_bytes_ -= a.bytes.size();
+  pending_attachments_.clear();
   if (auto handler = std::move(on_close_)) {
     on_close_ = nullptr;
     asio::post(executor(), [self = shared_from_this(), handler = std::move(handler), reason] {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "clupy.pb.h"
 #include "common/frame.hpp"
@@ -43,6 +44,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A batch (SubmitTasks, AssignTasks, TaskResults) over max_frame_size leaves as several frames;
   // a single result too big to travel is replaced by a failure that says so.
   void send(const wire::Envelope& message);
+  // The same, but calls and outcomes of at least kAttachmentThreshold bytes are moved out of
+  // `message` and written as frame attachments (each such item in a frame of its own, order
+  // kept) when the peer reads attachments; `message` is left unspecified.
+  void send(wire::Envelope&& message);
+
+  // The peer reads frame attachments (protocol 1.2 or later; see docs/protocol.md). Until this
+  // is called, every payload travels inside its envelope.
+  void enable_attachments() { attachments_ = true; }
+  bool attachments_enabled() const { return attachments_; }
 
   // Closes after everything queued so far has been written (a Refused reply, a goodbye).
   void close_after_flush(const std::string& reason);
@@ -53,10 +63,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string& peer() const { return peer_; }
   Transport& transport() { return transport_; }
   asio::any_io_executor executor();
-  std::size_t queued_bytes() const { return pending_.size() + in_flight_.size(); }
+  std::size_t queued_bytes() const {
+    return pending_.size() + in_flight_.size() + attachment_bytes_;
+  }
 
  private:
   bool append_split(const wire::Envelope& message);
+  // Appends `message` in frames, its large payloads as attachments.
+  void append_with_attachments(wire::Envelope& message);
+  // Queues one frame carrying one item and its payload as the attachment.
+  void append_attached(wire::Envelope& single, std::string&& payload);
+  // Queues a message whose payloads travel inline.
+  void append_inline(const wire::Envelope& message);
+  void start_writing();
   asio::awaitable<void> read_loop();
   asio::awaitable<void> write_loop();
   // Reads from the socket until the decoder yields a frame; returns false at end of stream.
@@ -66,8 +85,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   FrameDecoder decoder_;
   std::size_t max_frame_size_;
   std::string peer_;
+  // An attachment, written after the first `offset` bytes of its string of frames.
+  struct Attachment {
+    std::size_t offset = 0;
+    std::string bytes;
+  };
   std::string pending_;
   std::string in_flight_;
+  std::vector<Attachment> pending_attachments_;
+  std::vector<Attachment> in_flight_attachments_;
+  std::size_t attachment_bytes_ = 0;  // of both lists
+  bool attachments_ = false;
   bool writing_ = false;
   bool closed_ = false;
   bool close_when_flushed_ = false;

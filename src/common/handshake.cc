@@ -78,6 +78,10 @@ asio::awaitable<PeerIdentity> accept_handshake(Connection& connection, const Acc
         server_proof(*auth.token, hello.hello().client_nonce(), server_nonce));
   }
   connection.send(accepted);
+  // Large payloads travel as frame attachments only to a peer that reads them.
+  if (peer.build.protocol_major() == kProtocolMajor &&
+      peer.build.protocol_minor() >= kAttachmentsMinor)
+    connection.enable_attachments();
   co_return peer;
 }
 
@@ -133,6 +137,10 @@ asio::awaitable<PeerIdentity> connect_handshake(Connection& connection, const Co
   peer.services = outcome.accepted().services();
   peer.fencing_token = outcome.accepted().fencing_token();
   peer.role = wire::ROLE_UNSPECIFIED;
+  // Large payloads travel as frame attachments only to a peer that reads them.
+  if (peer.build.protocol_major() == kProtocolMajor &&
+      peer.build.protocol_minor() >= kAttachmentsMinor)
+    connection.enable_attachments();
   co_return peer;
 }
 

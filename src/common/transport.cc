@@ -45,6 +45,15 @@ asio::awaitable<void> Transport::write_all(asio::const_buffer buffer) {
     co_await asio::async_write(std::get<0>(stream_), buffer, asio::use_awaitable);
 }
 
+asio::awaitable<void> Transport::write_all(const std::vector<asio::const_buffer>& buffers) {
+  if (auto* tls = std::get_if<1>(&stream_))
+    co_await asio::async_write(*tls, buffers, asio::use_awaitable);
+  else if (auto* local = std::get_if<2>(&stream_))
+    co_await asio::async_write(*local, buffers, asio::use_awaitable);
+  else
+    co_await asio::async_write(std::get<0>(stream_), buffers, asio::use_awaitable);
+}
+
 asio::any_io_executor Transport::executor() {
   return std::visit([](auto& stream) { return stream.get_executor(); }, stream_);
 }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "common/config.hpp"
 
@@ -31,6 +32,8 @@ class Transport {
   asio::awaitable<void> start(bool as_server);
   asio::awaitable<std::size_t> read_some(asio::mutable_buffer buffer);
   asio::awaitable<void> write_all(asio::const_buffer buffer);
+  // Writes the buffers in order, gathered (writev) where the stream allows it.
+  asio::awaitable<void> write_all(const std::vector<asio::const_buffer>& buffers);
   // Closes the socket; pending operations finish with operation_aborted. Idempotent.
   void close();
   asio::any_io_executor executor();

@@ -40,7 +40,11 @@ void fill_build_info(wire::BuildInfo& info) {
   if (const char* forced = std::getenv("CLUPY_TEST_PROTOCOL_MAJOR"); forced && *forced)
     major = static_cast<unsigned>(std::strtoul(forced, nullptr, 10));
   info.set_protocol_major(major);
-  info.set_protocol_minor(kProtocolMinor);
+  unsigned minor = kProtocolMinor;
+  // Tests speak an older minor version to check that newer peers still talk to it.
+  if (const char* forced = std::getenv("CLUPY_TEST_PROTOCOL_MINOR"); forced && *forced)
+    minor = static_cast<unsigned>(std::strtoul(forced, nullptr, 10));
+  info.set_protocol_minor(minor);
   info.set_library_version(library_version());
   info.set_abi_tag(abi_tag());
 }

@@ -10,9 +10,13 @@ class BuildInfo;
 namespace clupy::common {
 
 // Bumped on any change that an older peer cannot understand; peers of different majors refuse
-// each other. Minor versions add fields that older peers ignore.
+// each other. Minor versions add fields that older peers ignore, or features a peer uses only
+// once the other side has announced a minor version that has them.
 inline constexpr unsigned kProtocolMajor = 1;
-inline constexpr unsigned kProtocolMinor = 1;  // 1.1: fencing tokens, coordination service
+// 1.1: fencing tokens, coordination service. 1.2: frame attachments.
+inline constexpr unsigned kProtocolMinor = 2;
+// The first minor version whose peers read frame attachments (common/frame.hpp).
+inline constexpr unsigned kAttachmentsMinor = 2;
 
 // libclupy's version ("0.1.0").
 const char* library_version();

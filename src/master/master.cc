@@ -12,6 +12,7 @@
 #include "common/daemon.hpp"
 #include "common/image_transfer.hpp"
 #include "common/log.hpp"
+#include "common/malloc_tuning.hpp"
 #include "common/version.hpp"
 #include "master/standby.hpp"
 
@@ -411,6 +412,11 @@ void Master::send_to(SessionId session, const wire::Envelope& message) {
   if (it != sessions_.end()) it->second->connection->send(message);
 }
 
+void Master::send_to(SessionId session, wire::Envelope&& message) {
+  auto it = sessions_.find(session);
+  if (it != sessions_.end()) it->second->connection->send(std::move(message));
+}
+
 void Master::assign(SessionId server, wire::AssignTasks& tasks) {
   if (leads_ && !leads_()) {
     log()->error("no longer the elected master: dropping {} assignment(s) and stopping",
@@ -418,12 +424,12 @@ void Master::assign(SessionId server, wire::AssignTasks& tasks) {
     asio::post(io_, [this] { stop(); });
     return;
   }
-  // Swapped in and back out (pointer swaps), so the scheduler refills the same messages.
-  wire::AssignTasks& body = *assign_envelope_.mutable_assign_tasks();
-  body.Swap(&tasks);
-  body.set_fencing_token(fencing_token_);
-  send_to(server, assign_envelope_);
-  body.Swap(&tasks);
+  // Swapped in and back out (pointer swaps), so the scheduler refills the same messages. Sent
+  // as an rvalue: large calls are moved out into frame attachments (the items stay, emptied).
+  assign_envelope_.mutable_assign_tasks()->Swap(&tasks);
+  assign_envelope_.mutable_assign_tasks()->set_fencing_token(fencing_token_);
+  send_to(server, std::move(assign_envelope_));
+  assign_envelope_.mutable_assign_tasks()->Swap(&tasks);
 }
 
 void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
@@ -433,10 +439,9 @@ void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
 }
 
 void Master::deliver(SessionId client, wire::TaskResults& results) {
-  wire::TaskResults& body = *deliver_envelope_.mutable_task_results();
-  body.Swap(&results);
-  send_to(client, deliver_envelope_);
-  body.Swap(&results);
+  deliver_envelope_.mutable_task_results()->Swap(&results);
+  send_to(client, std::move(deliver_envelope_));
+  deliver_envelope_.mutable_task_results()->Swap(&results);
 }
 
 void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope& message) {
@@ -525,6 +530,7 @@ void Master::maintain() {
 }
 
 int run_master(const common::MasterConfig& config) {
+  common::tune_malloc_for_payloads();  // a daemon process of its own: calls pass through it
   asio::io_context io(1);
   Master master(io, config);
   if (!config.coordination.enabled) {

@@ -62,6 +62,8 @@ class Master : private Outbox {
   void cancel(SessionId server, wire::CancelAssignments&& tasks) override;
   void deliver(SessionId client, wire::TaskResults& results) override;
   void send_to(SessionId session, const wire::Envelope& message);
+  // Moves large calls and outcomes out of `message` into frame attachments.
+  void send_to(SessionId session, wire::Envelope&& message);
 
   void open_job(std::uint64_t session_id, Session& session, wire::Envelope& message);
   void store_chunk(std::uint64_t session_id, Session& session, const wire::ImageChunk& chunk);

@@ -15,6 +15,7 @@
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
 #include "common/log.hpp"
+#include "common/malloc_tuning.hpp"
 #include "common/version.hpp"
 #include "coord/cluster_link.hpp"
 #include "store/cluster_link.hpp"
@@ -96,6 +97,10 @@ void ServerDaemon::send_to_master(const wire::Envelope& message) {
   if (connection_ && connection_->is_open()) connection_->send(message);
 }
 
+void ServerDaemon::send_to_master(wire::Envelope&& message) {
+  if (connection_ && connection_->is_open()) connection_->send(std::move(message));
+}
+
 void ServerDaemon::queue_result(wire::TaskResult&& result) {
   // Results produced in one turn of the event loop travel as one message, or several turns'
   // worth when more tasks are still running here (see send_results_when_due).
@@ -122,7 +127,7 @@ void ServerDaemon::send_results_when_due() {
       result_timer_armed_ = false;
       result_timer_.cancel();
     }
-    send_to_master(pending_results_);
+    send_to_master(std::move(pending_results_));
     pending_results_.Clear();
     return;
   }
@@ -298,6 +303,7 @@ void ServerDaemon::handle(wire::Envelope& message) {
 }
 
 int run_server(const common::ServerConfig& config) {
+  common::tune_malloc_for_payloads();  // a daemon process of its own: calls pass through it
   asio::io_context io(1);
   ServerDaemon daemon(io, config);
   daemon.start();

@@ -37,6 +37,8 @@ class ServerDaemon {
   void queue_result(wire::TaskResult&& result);
   void send_results_when_due();
   void send_to_master(const wire::Envelope& message);
+  // Moves large outcomes out of `message` into frame attachments.
+  void send_to_master(wire::Envelope&& message);
   // Fencing: false when `token` is lower than the highest election token seen, i.e. it comes from
   // a master deposed by a later election; otherwise remembers it. 0 (no standbys) always passes.
   bool accept_fencing_token(std::int64_t token);

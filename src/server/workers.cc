@@ -72,6 +72,29 @@ int make_progress_page(common::WorkerProgress*& mapped) {
   mapped = static_cast<common::WorkerProgress*>(page);
   mapped->running_task.store(0);
   mapped->magic.store(common::kWorkerProgressMagic);
+  mapped->server_features.store(common::kLinkAttachments);
+  return fd;
+}
+
+// The call arena of each worker (common/worker_progress.hpp): sparse, so only the pages calls
+// have used are resident. Room for the pipeline's calls of 1 MiB (32) twice over.
+constexpr std::size_t kCallArenaSize = 64u << 20;
+
+// A fresh call arena as a memfd, mapped here; -1 on failure (calls then travel on the socket).
+int make_call_arena(char*& mapped) {
+  const int created = ::memfd_create("clupy-worker-calls", MFD_CLOEXEC);
+  if (created < 0) return -1;
+  const int fd = ::fcntl(created, F_DUPFD_CLOEXEC, 10);  // as for the progress page
+  ::close(created);
+  if (fd < 0) return -1;
+  void* arena = MAP_FAILED;
+  if (::ftruncate(fd, static_cast<off_t>(kCallArenaSize)) == 0)
+    arena = ::mmap(nullptr, kCallArenaSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (arena == MAP_FAILED) {
+    ::close(fd);
+    return -1;
+  }
+  mapped = static_cast<char*>(arena);
   return fd;
 }
 
@@ -84,6 +107,28 @@ std::string signal_name(int signo) {
 struct WorkerPool::Worker {
   ~Worker() {
     if (progress) ::munmap(progress, common::kWorkerProgressSize);
+    if (arena) ::munmap(arena, kCallArenaSize);
+  }
+  // Room for a call of `size` bytes in the arena, as a ring: calls are released in the order
+  // they were placed, when their tasks are reported. Null when there is no room now.
+  std::optional<std::size_t> place_call(std::uint64_t task_id, std::size_t size) {
+    if (!arena || size > kCallArenaSize) return std::nullopt;
+    std::uint64_t start = arena_head;
+    const std::size_t at = start % kCallArenaSize;
+    if (at + size > kCallArenaSize) start += kCallArenaSize - at;  // no call wraps around
+    if (start + size - arena_tail > kCallArenaSize) return std::nullopt;
+    arena_head = start + size;
+    arena_calls.emplace_back(task_id, arena_head);
+    return start % kCallArenaSize;
+  }
+  // The worker has reported `task_id`: its call's room (if it had one) is free again.
+  void release_call(std::uint64_t task_id) {
+    if (arena_calls.empty() || arena_calls.front().first != task_id) return;
+    arena_tail = arena_calls.front().second;
+    arena_calls.pop_front();
+    // Empty: start again at the front, so a worker that holds few calls at a time keeps only
+    // the arena's first pages resident.
+    if (arena_calls.empty()) arena_head = arena_tail = 0;
   }
   // The task the worker says it is running; none when it keeps no progress page (a worker of an
   // older libclupy, or one that could not map it) or has not started a task yet.
@@ -104,7 +149,10 @@ struct WorkerPool::Worker {
   }
 
   pid_t pid = -1;
-  common::WorkerProgress* progress = nullptr;  // shared with the worker; null: none
+  common::WorkerProgress* progress = nullptr;    // shared with the worker; null: none
+  char* arena = nullptr;                         // the call arena; null: none
+  std::uint64_t arena_head = 0, arena_tail = 0;  // ring positions, counted from its start
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> arena_calls;  // task, end of its call
   std::string image;
   std::string out_buffer, err_buffer;  // before the streams: they must outlive pending reads
   std::shared_ptr<common::Connection> link;
@@ -333,6 +381,13 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   const int progress_fd = make_progress_page(progress);
   if (progress_fd >= 0)
     posix_spawn_file_actions_adddup2(&actions, progress_fd, common::kWorkerProgressFd);
+  char* arena = nullptr;
+  const int arena_fd = progress ? make_call_arena(arena) : -1;
+  if (arena_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, arena_fd, common::kWorkerArenaFd);
+    progress->call_arena_size.store(kCallArenaSize);
+    progress->server_features.fetch_or(common::kLinkCallArena);
+  }
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   // The worker must not inherit a blocked or ignored signal mask from an embedding program.
@@ -363,8 +418,10 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   ::close(out[1]);
   ::close(err[1]);
   if (progress_fd >= 0) ::close(progress_fd);
+  if (arena_fd >= 0) ::close(arena_fd);
   if (rc != 0) {
     if (progress) ::munmap(progress, common::kWorkerProgressSize);
+    if (arena) ::munmap(arena, kCallArenaSize);
     for (int fd : {link[0], out[0], err[0]}) ::close(fd);
     log()->error("cannot start a worker from {}: {}", path, std::strerror(rc));
     return nullptr;
@@ -372,6 +429,7 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   auto worker = std::make_shared<Worker>();
   worker->pid = pid;
   worker->progress = progress;
+  worker->arena = arena;
   worker->image = sha256;
   common::local_socket socket(io_);
   socket.assign(asio::local::stream_protocol(), link[0]);
@@ -398,8 +456,25 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
 void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignment&& task) {
   wire::Envelope run;
   run.mutable_run_task()->set_task_id(task.task_id());
-  run.mutable_run_task()->set_call(task.call());
-  worker->link->send(run);
+  const std::uint32_t features =
+      worker->progress ? worker->progress->worker_features.load(std::memory_order_acquire) : 0;
+  // The call is copied, not moved: the assignment is kept to rerun the task elsewhere should
+  // this worker die before reporting it. A large one is copied into the worker's call arena
+  // when it has room (the worker reads it there), else onto the socket.
+  std::optional<std::size_t> placed;
+  if (task.call().size() >= common::kAttachmentThreshold &&
+      (features & common::kLinkCallArena) != 0)
+    placed = worker->place_call(task.task_id(), task.call().size());
+  if (placed) {
+    std::memcpy(worker->arena + *placed, task.call().data(), task.call().size());
+    run.mutable_run_task()->set_arena_offset(*placed);
+    run.mutable_run_task()->set_arena_size(task.call().size());
+  } else {
+    run.mutable_run_task()->set_call(task.call());
+  }
+  if (!worker->link->attachments_enabled() && (features & common::kLinkAttachments) != 0)
+    worker->link->enable_attachments();
+  worker->link->send(std::move(run));
   worker->queue.push_back(std::move(task));
   if (worker->queue.size() == 1) {
     if (worker->results_in_window == 0) worker->window_start = std::chrono::steady_clock::now();
@@ -462,6 +537,7 @@ void WorkerPool::on_worker_message(const std::shared_ptr<Worker>& worker, wire::
   worker->count_result(std::chrono::steady_clock::now());
   const std::uint64_t id = worker->queue.front().task_id();
   worker->queue.pop_front();
+  worker->release_call(id);
   if (!worker->abandoned && cancelled_.erase(id) == 0) {
     wire::TaskResult result;
     result.set_task_id(id);

@@ -25,8 +25,7 @@ TEST(WorkerOutputTest, ALineSplitAcrossPiecesIsPrintedOnceWhole) {
   output.add("s1", 7, false, "ld\nsecond line\nthi");
   EXPECT_EQ(printed.out, "(s1 task 7) hello world\n(s1 task 7) second line\n");
   output.add("s1", 7, false, "rd\n");
-  EXPECT_EQ(printed.out,
-            "(s1 task 7) hello world\n(s1 task 7) second line\n(s1 task 7) third\n");
+  EXPECT_EQ(printed.out, "(s1 task 7) hello world\n(s1 task 7) second line\n(s1 task 7) third\n");
 }
 
 TEST(WorkerOutputTest, TasksAndStreamsKeepTheirOwnUnfinishedLines) {

@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <cstdlib>
 #include <future>
 
 #include "clupy/errors.hpp"
@@ -70,6 +71,36 @@ TEST_F(HandshakeTest, SameTokenSucceedsAndBothSidesLearnTheOthersBuild) {
   EXPECT_EQ(master_seen.session_id, client_seen.session_id);
 }
 
+TEST_F(HandshakeTest, PeersOfProtocol12UseAttachments) {
+  AcceptorAuth server_auth{std::string("secret"), "master"};
+  ConnectorAuth client_auth;
+  client_auth.token = "secret";
+  EXPECT_FALSE(acceptor_->attachments_enabled());
+  auto accepted = spawn(accept_handshake(*acceptor_, server_auth));
+  auto connected = spawn(connect_handshake(*connector_, client_auth));
+  run(accepted, connected);
+  accepted.get();
+  connected.get();
+  EXPECT_TRUE(acceptor_->attachments_enabled());
+  EXPECT_TRUE(connector_->attachments_enabled());
+}
+
+TEST_F(HandshakeTest, PeersOfProtocol11KeepPayloadsInsideTheirEnvelopes) {
+  // Both peers (in this process) announce 1.1.
+  ::setenv("CLUPY_TEST_PROTOCOL_MINOR", "1", 1);
+  AcceptorAuth server_auth{std::string("secret"), "master"};
+  ConnectorAuth client_auth;
+  client_auth.token = "secret";
+  auto accepted = spawn(accept_handshake(*acceptor_, server_auth));
+  auto connected = spawn(connect_handshake(*connector_, client_auth));
+  run(accepted, connected);
+  ::unsetenv("CLUPY_TEST_PROTOCOL_MINOR");
+  EXPECT_EQ(accepted.get().build.protocol_minor(), 1u);
+  connected.get();
+  EXPECT_FALSE(acceptor_->attachments_enabled());
+  EXPECT_FALSE(connector_->attachments_enabled());
+}
+
 TEST_F(HandshakeTest, WrongTokenIsRefusedOnBothSides) {
   AcceptorAuth server_auth{std::string("secret"), "master"};
   ConnectorAuth client_auth;
@@ -113,7 +144,8 @@ TEST_F(HandshakeTest, MajorVersionMismatchIsRefusedNamingBothVersions) {
   wire::Envelope reply = replied.get();
   ASSERT_TRUE(reply.has_refused());
   EXPECT_EQ(reply.refused().reason(), wire::Refused::VERSION_MISMATCH);
-  EXPECT_NE(reply.refused().message().find("protocol 99.1"), std::string::npos)
+  EXPECT_NE(reply.refused().message().find("protocol 99." + std::to_string(kProtocolMinor)),
+            std::string::npos)
       << reply.refused().message();
   EXPECT_NE(reply.refused().message().find("protocol " + std::to_string(kProtocolMajor) + "."),
             std::string::npos)

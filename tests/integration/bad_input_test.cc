@@ -105,6 +105,30 @@ TEST_F(BadInputTest, UnparsableFrameIsRefused) {
   expect_master_serving();
 }
 
+TEST_F(BadInputTest, OversizedAttachmentIsRefusedBeforeItArrives) {
+  RawConnection raw(port_);
+  wire::Envelope run;
+  run.mutable_run_task()->set_task_id(1);
+  std::string bytes;
+  ASSERT_TRUE(common::append_attached_frame(run, 64u * 1024 + 1, bytes, 1u << 20));
+  raw.send(bytes);
+  EXPECT_TRUE(raw.closed_by_peer_within(seconds(20)));
+  EXPECT_TRUE(master_logged("oversized attachment: 65537 bytes announced, limit 65536"));
+  expect_master_serving();
+}
+
+TEST_F(BadInputTest, AttachmentToAMessageThatCannotHoldOneIsRefused) {
+  RawConnection raw(port_);
+  wire::Envelope hello;
+  hello.mutable_hello()->set_peer_name("attacher");
+  std::string bytes;
+  ASSERT_TRUE(common::append_attached_frame(hello, 5, bytes));
+  raw.send(bytes + "12345");
+  EXPECT_TRUE(raw.closed_by_peer_within(seconds(20)));
+  EXPECT_TRUE(master_logged("malformed attachment: 5 bytes attached"));
+  expect_master_serving();
+}
+
 TEST_F(BadInputTest, TruncatedFrameIsLoggedWhenThePeerLeaves) {
   {
     RawConnection raw(port_);

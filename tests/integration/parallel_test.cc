@@ -20,11 +20,13 @@ class ParallelTest : public ClusterFixture {
   // Starts the task program against this cluster.
   ChildProcess start_program(const std::string& name, std::vector<std::string> args) {
     args.insert(args.begin(), TASK_PROGRAM);
-    return ChildProcess({args,
-                         {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
-                         dir_.path(),
-                         dir_.file(name + ".out")});
+    std::map<std::string, std::string> env = args_env_;
+    env.emplace("CLUPY_MASTER_URL", master_url());
+    env.emplace("CLUPY_TOKEN_FILE", token_file());
+    return ChildProcess({args, env, dir_.path(), dir_.file(name + ".out")});
   }
+  // More environment for the programs started after it is set.
+  std::map<std::string, std::string> args_env_;
   // Runs it to completion and returns its output.
   std::string run_program(const std::string& name, std::vector<std::string> args,
                           int* exit_code = nullptr) {
@@ -287,6 +289,26 @@ TEST_F(ParallelTest, BurstsLargerThanAFrameAreSplitAndAnOversizedCallFailsAtOnce
   EXPECT_NE(line_starting(out, "HUGE protocol|").find("more than half of max_frame_size"),
             std::string::npos)
       << out;
+}
+
+TEST_F(ParallelTest, BigPayloadsAroundTheAttachmentThresholdComeBackByteForByte) {
+  start_cluster(1);
+  const std::string out = run_program("bigecho", {"bigecho"});
+  EXPECT_EQ(line_starting(out, "BIGECHO"), "BIGECHO all=1 ok=56 of 56") << out;
+}
+
+TEST_F(ParallelTest, BigPayloadsTravelInlineToAndFromAnOlderClient) {
+  // A client that speaks protocol 1.1 never gets attachments, and sends none.
+  start_cluster(1);
+  args_env_.emplace("CLUPY_TEST_PROTOCOL_MINOR", "1");
+  const std::string out = run_program("bigecho-old", {"bigecho"});
+  EXPECT_EQ(line_starting(out, "BIGECHO"), "BIGECHO all=1 ok=56 of 56") << out;
+}
+
+TEST_F(ParallelTest, AWorkerCrashingWithABigPayloadFailsOnlyItsTask) {
+  start_cluster(1);
+  const std::string out = run_program("bigcrash", {"bigcrash"});
+  EXPECT_EQ(line_starting(out, "BIGCRASH"), "BIGCRASH ok=11 crashed=1") << out;
 }
 
 TEST_F(ParallelTest, ParallelWithoutInitSaysWhatToAdd) {

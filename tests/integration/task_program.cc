@@ -374,6 +374,81 @@ int scenario_payload(int n, int mib) {
   return 0;
 }
 
+// Bytes that differ at every position, so a misplaced or dropped byte shows.
+std::string pattern(std::size_t size, unsigned seed) {
+  std::string s(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>((i * 131 + seed) % 251);
+  return s;
+}
+
+std::string mirror(std::string bytes) {
+  std::reverse(bytes.begin(), bytes.end());
+  return bytes;
+}
+
+// Sizes around the attachment threshold (64 KiB) and up to near the largest call a frame takes
+// (half of max_frame_size): each travels both ways and must come back byte for byte.
+int scenario_big_echo() {
+  const std::size_t kib = 1024;
+  const std::vector<std::size_t> sizes = {0, 1, 64 * kib - 100, 64 * kib - 1, 64 * kib,
+                                          64 * kib + 1, 1024 * kib, 3 * 1024 * kib, 9 * 1024 * kib,
+                                          31 * 1024 * kib,
+                                          // More than a worker's call arena holds at once
+                                          // (64 MiB): some of these take the socket instead.
+                                          20 * 1024 * kib, 20 * 1024 * kib, 20 * 1024 * kib,
+                                          20 * 1024 * kib, 20 * 1024 * kib, 20 * 1024 * kib};
+  std::vector<clupy::Future<std::string>> futures;
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    futures.push_back(clupy::parallel(mirror)(pattern(sizes[i], static_cast<unsigned>(i))));
+  // A burst of mixed sizes in one batch: small ones share frames, big ones travel alone.
+  for (int i = 0; i < 40; ++i) {
+    const std::size_t size = i % 3 == 0 ? (1u << 20) + static_cast<std::size_t>(i) : 100u + i;
+    futures.push_back(clupy::parallel(mirror)(pattern(size, 1000u + static_cast<unsigned>(i))));
+  }
+  const bool all = clupy::wait_all(futures, std::chrono::seconds(120));
+  int ok = 0;
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    const std::size_t size = i < sizes.size()
+                                 ? sizes[i]
+                                 : ((i - sizes.size()) % 3 == 0 ? (1u << 20) + (i - sizes.size())
+                                                                : 100u + (i - sizes.size()));
+    const unsigned seed = i < sizes.size() ? static_cast<unsigned>(i)
+                                           : 1000u + static_cast<unsigned>(i - sizes.size());
+    if (futures[i].successful() && futures[i].value() == mirror(pattern(size, seed))) {
+      ++ok;
+    } else if (futures[i].completed() && !futures[i].successful()) {
+      std::printf("FAILED %zu bytes: %s\n", size, describe(futures[i].failure()).c_str());
+    }
+  }
+  std::printf("BIGECHO all=%d ok=%d of %zu\n", all ? 1 : 0, ok, futures.size());
+  return 0;
+}
+
+std::size_t crash_on_demand(std::string bytes, bool crash) {
+  if (crash) {
+    std::signal(SIGSEGV, SIG_DFL);
+    std::raise(SIGSEGV);
+  }
+  return bytes.size();
+}
+
+// A worker that dies holding a large payload fails only the task it ran.
+int scenario_big_crash() {
+  std::vector<clupy::Future<std::size_t>> futures;
+  for (int i = 0; i < 12; ++i)
+    futures.push_back(clupy::parallel(crash_on_demand)(pattern(1u << 20, 7), i == 5));
+  clupy::wait_all(futures, std::chrono::seconds(120));
+  int ok = 0, crashed = 0;
+  for (int i = 0; i < 12; ++i) {
+    if (futures[i].successful() && futures[i].value() == (1u << 20)) ++ok;
+    if (i == 5 && !futures[i].successful() && futures[i].completed() &&
+        futures[i].failure().kind == clupy::FailureKind::kCrash)
+      ++crashed;
+  }
+  std::printf("BIGCRASH ok=%d crashed=%d\n", ok, crashed);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -404,6 +479,8 @@ int main(int argc, char** argv) {
     if (mode == "output") return scenario_output();
     if (mode == "cancel") return scenario_cancel(arg(2, 300));
     if (mode == "payload") return scenario_payload(arg(2, 100), arg(3, 1));
+    if (mode == "bigecho") return scenario_big_echo();
+    if (mode == "bigcrash") return scenario_big_crash();
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
     return 1;

@@ -79,6 +79,28 @@ EncodedCall parse_call(std::string_view bytes);
 std::string serialize_outcome(const CallOutcome& outcome);
 CallOutcome parse_outcome(std::string_view bytes);
 
+// The same forms read without copying their large parts: closure, arguments and result are
+// views into the parsed bytes, valid as long as those bytes are.
+struct CallView {
+  CallForm form = CallForm::kNamed;
+  CodeRef invoker;
+  CodeRef function;
+  std::string_view closure;
+  std::string name;
+  std::string_view arguments;
+  std::string function_name;
+};
+struct OutcomeView {
+  bool ok = false;
+  std::string_view result;
+  Failure failure;
+};
+CallView parse_call_view(std::string_view bytes);
+OutcomeView parse_outcome_view(std::string_view bytes);
+// parse_call_view + execute_call, the arguments decoded from where they lie in `bytes`. Throws
+// DecodeError when `bytes` is not a call; never throws for what the call itself does.
+CallOutcome execute_serialized_call(std::string_view bytes);
+
 // --- Used by the templates below ---
 
 struct InvokeInput {

@@ -176,6 +176,7 @@ std::string encode_value(const T& value) {
 // Parses one msgpack object that must span all of `bytes`. Limits every container to the
 // number of bytes it could possibly hold, so hostile input cannot make the parser allocate
 // more than a small multiple of its own size. Throws std::exception subclasses on bad input.
+// The handle's strings and byte arrays point into `bytes`: use it only while `bytes` lives.
 msgpack::object_handle unpack_exactly(std::string_view bytes);
 
 template <class T>

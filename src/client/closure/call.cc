@@ -68,7 +68,10 @@ std::optional<std::string> registered_name(std::uintptr_t function) {
   return it->second;
 }
 
-CallOutcome execute_call(const EncodedCall& call) noexcept {
+namespace {
+
+// execute_call's work, on a call whose closure and arguments may lie in a buffer it does not own.
+CallOutcome execute(const CallView& call) noexcept {
   CallOutcome out;
   try {
     InvokeInput input;
@@ -124,6 +127,24 @@ CallOutcome execute_call(const EncodedCall& call) noexcept {
   return out;
 }
 
+}  // namespace
+
+CallOutcome execute_call(const EncodedCall& call) noexcept {
+  CallView view;
+  view.form = call.form;
+  view.invoker = call.invoker;
+  view.function = call.function;
+  view.closure = call.closure;
+  view.name = call.name;
+  view.arguments = call.arguments;
+  view.function_name = call.function_name;
+  return execute(view);
+}
+
+CallOutcome execute_serialized_call(std::string_view bytes) {
+  return execute(parse_call_view(bytes));
+}
+
 // --- Byte forms ---
 
 namespace {
@@ -157,9 +178,11 @@ const msgpack::object& expect_array(const msgpack::object& o, std::uint32_t size
   return o;
 }
 
-std::string bin(const msgpack::object& o) {
+// The bytes lie in the parsed input itself (unpack_exactly references them), so the view
+// lives as long as that input.
+std::string_view bin(const msgpack::object& o) {
   if (o.type != msgpack::type::BIN) throw DecodeError("malformed call: expected bytes");
-  return std::string(o.via.bin.ptr, o.via.bin.size);
+  return std::string_view(o.via.bin.ptr, o.via.bin.size);
 }
 
 CodeRef code(const msgpack::object& o) {
@@ -206,11 +229,11 @@ std::string serialize_call(const EncodedCall& call) {
   return out;
 }
 
-EncodedCall parse_call(std::string_view bytes) {
+CallView parse_call_view(std::string_view bytes) {
   return parse_guarded(bytes, [](const msgpack::object& o) {
     expect_array(o, 8, "call");
     check_version(element(o, 0));
-    EncodedCall call;
+    CallView call;
     const auto form = element(o, 1).as<std::uint8_t>();
     if (form < 1 || form > 3) throw DecodeError("unknown call form " + std::to_string(form));
     call.form = static_cast<CallForm>(form);
@@ -222,6 +245,19 @@ EncodedCall parse_call(std::string_view bytes) {
     call.function_name = element(o, 7).as<std::string>();
     return call;
   });
+}
+
+EncodedCall parse_call(std::string_view bytes) {
+  CallView view = parse_call_view(bytes);
+  EncodedCall call;
+  call.form = view.form;
+  call.invoker = std::move(view.invoker);
+  call.function = std::move(view.function);
+  call.closure = std::string(view.closure);
+  call.name = std::move(view.name);
+  call.arguments = std::string(view.arguments);
+  call.function_name = std::move(view.function_name);
+  return call;
 }
 
 std::string serialize_outcome(const CallOutcome& outcome) {
@@ -245,11 +281,11 @@ std::string serialize_outcome(const CallOutcome& outcome) {
   return out;
 }
 
-CallOutcome parse_outcome(std::string_view bytes) {
+OutcomeView parse_outcome_view(std::string_view bytes) {
   return parse_guarded(bytes, [](const msgpack::object& o) {
     expect_array(o, 4, "outcome");
     check_version(element(o, 0));
-    CallOutcome outcome;
+    OutcomeView outcome;
     outcome.ok = element(o, 1).as<bool>();
     outcome.result = bin(element(o, 2));
     const msgpack::object& f = expect_array(element(o, 3), 8, "failure");
@@ -267,6 +303,15 @@ CallOutcome parse_outcome(std::string_view bytes) {
     outcome.failure.signal = element(f, 7).as<int>();
     return outcome;
   });
+}
+
+CallOutcome parse_outcome(std::string_view bytes) {
+  OutcomeView view = parse_outcome_view(bytes);
+  CallOutcome outcome;
+  outcome.ok = view.ok;
+  outcome.result = std::string(view.result);
+  outcome.failure = std::move(view.failure);
+  return outcome;
 }
 
 }  // namespace clupy::detail

@@ -8,8 +8,13 @@ msgpack::object_handle unpack_exactly(std::string_view bytes) {
   constexpr std::size_t kMaxDepth = 512;
   const msgpack::unpack_limit limit(most, most, most, most, most, kMaxDepth);
   std::size_t offset = 0;
+  // Strings and byte arrays point into `bytes` instead of being copied into the handle's zone:
+  // every caller converts the object into owned values while `bytes` is alive, and a large
+  // argument or result is then copied once (into its C++ value), not twice.
+  const msgpack::unpack_reference_func reference = [](msgpack::type::object_type, std::size_t,
+                                                      void*) { return true; };
   msgpack::object_handle handle =
-      msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limit);
+      msgpack::unpack(bytes.data(), bytes.size(), offset, reference, nullptr, limit);
   if (offset != bytes.size()) {
     throw DecodeError(std::to_string(bytes.size() - offset) + " stray byte(s) after the value");
   }
