@@ -7,13 +7,12 @@
 
 namespace clupy::common {
 
-void tune_malloc_for_payloads() {
+void tune_malloc_for_payloads(int heap_limit) {
   if (const char* tunables = std::getenv("GLIBC_TUNABLES");
       tunables && std::strstr(tunables, "glibc.malloc.") != nullptr)
     return;
-  constexpr int kMmapThreshold = 32 << 20;
   constexpr int kTrimThreshold = 64 << 20;
-  ::mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
+  ::mallopt(M_MMAP_THRESHOLD, heap_limit);
   ::mallopt(M_TRIM_THRESHOLD, kTrimThreshold);
 }
 

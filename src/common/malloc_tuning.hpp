@@ -11,8 +11,12 @@
 
 namespace clupy::common {
 
-// Keeps buffers up to 32 MiB on the heap and returns the heap's free top to the kernel only
-// past 64 MiB. Does nothing when GLIBC_TUNABLES names a malloc setting (the user's choice wins).
-void tune_malloc_for_payloads();
+// Keeps buffers below `heap_limit` bytes on the heap and returns the heap's free top to the
+// kernel only past 64 MiB. Does nothing when GLIBC_TUNABLES names a malloc setting (the user's
+// choice wins). The master passes a lower limit than the default: its task tables grow past a
+// few MiB while tasks queue, and those tables must go back to the kernel when they are
+// replaced by larger ones, or they stay in its resident memory (benchmark 5: 424 bytes per
+// queued task with a 4 MiB limit, 457 with 32 MiB).
+void tune_malloc_for_payloads(int heap_limit = 32 << 20);
 
 }  // namespace clupy::common

@@ -530,7 +530,8 @@ void Master::maintain() {
 }
 
 int run_master(const common::MasterConfig& config) {
-  common::tune_malloc_for_payloads();  // a daemon process of its own: calls pass through it
+  // A daemon process of its own: calls pass through it. Its task tables grow past 4 MiB.
+  common::tune_malloc_for_payloads(4 << 20);
   asio::io_context io(1);
   Master master(io, config);
   if (!config.coordination.enabled) {
