@@ -41,9 +41,9 @@ constexpr std::size_t kPipelineDepth = 32;
 // sent to a worker cannot move to another, so long tasks queued behind one worker while
 // another runs out of work would leave a slot idle at the end of a job; queueing only about
 // this much keeps each worker busy without that.
-constexpr auto kQueuedWork = std::chrono::milliseconds(1);
-// A worker's time per task is measured over windows of at least this many results or this
-// long, whichever comes first.
+constexpr auto kQueuedWork = std::chrono::milliseconds(2);
+// A worker's time per task is measured over windows of this many results or this much busy
+// time, whichever comes first.
 constexpr std::uint32_t kRateWindowTasks = 64;
 constexpr auto kRateWindow = std::chrono::milliseconds(100);
 // How soon to look again when a task's deadline passes while the progress page says it is no
@@ -178,21 +178,26 @@ struct WorkerPool::Worker {
     const double queued = std::chrono::duration<double>(kQueuedWork).count() / seconds_per_task;
     return 1 + static_cast<std::size_t>(std::min<double>(queued, kPipelineDepth - 1));
   }
-  // A result arrived: updates seconds_per_task.
+  // The front task started (it was sent to an idle worker, or the one before it finished).
+  void front_started_at(std::chrono::steady_clock::time_point now) { front_since = now; }
+  // A result arrived: updates seconds_per_task from the time the worker spent busy (from each
+  // task becoming the front one to its result; idle time does not count), over windows of
+  // kRateWindowTasks results or kRateWindow of busy time.
   void count_result(std::chrono::steady_clock::time_point now) {
+    busy_in_window += now - front_since;
+    front_since = now;
     ++results_in_window;
-    const auto elapsed = now - window_start;
-    if (results_in_window < kRateWindowTasks && elapsed < kRateWindow) {
-      if (seconds_per_task > 0) return;
-    }
-    seconds_per_task = std::chrono::duration<double>(elapsed).count() / results_in_window;
-    if (results_in_window >= kRateWindowTasks || elapsed >= kRateWindow) {
-      window_start = now;
-      results_in_window = 0;
-    }
+    if (seconds_per_task > 0 && results_in_window < kRateWindowTasks &&
+        busy_in_window < kRateWindow)
+      return;
+    // Results of one batch arrive together: a first sample of 0 means fast tasks.
+    seconds_per_task =
+        std::max(std::chrono::duration<double>(busy_in_window).count() / results_in_window, 1e-9);
+    busy_in_window = {};
+    results_in_window = 0;
   }
-  // The window counts busy time only: it starts again when an idle worker gets a task.
-  std::chrono::steady_clock::time_point window_start{};
+  std::chrono::steady_clock::time_point front_since{};
+  std::chrono::steady_clock::duration busy_in_window{};
   std::uint32_t results_in_window = 0;
   double seconds_per_task = 0;  // 0: not measured yet
 };
@@ -477,7 +482,7 @@ void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignm
   worker->link->send(std::move(run));
   worker->queue.push_back(std::move(task));
   if (worker->queue.size() == 1) {
-    if (worker->results_in_window == 0) worker->window_start = std::chrono::steady_clock::now();
+    worker->front_started_at(std::chrono::steady_clock::now());
     front_started(worker);
   }
 }
