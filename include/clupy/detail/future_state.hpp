@@ -7,6 +7,7 @@
 // thread when the state had already completed.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -120,7 +121,8 @@ class FutureStateBase {
   // Set once the callbacks registered before completion have run: waiting (wait, wait_all,
   // wait_any) ends only then, so a caller that waited sees every callback's effects.
   bool settled_ = false;
-  std::thread::id settling_thread_;  // runs those callbacks; never waits for itself
+  std::atomic<bool> settled_flag_{false};  // settled_, readable without the lock
+  std::thread::id settling_thread_;        // runs those callbacks; never waits for itself
   Failure failure_;
   std::vector<std::function<void()>> callbacks_;
   std::vector<std::pair<Waiter*, std::size_t>> waiters_;
