@@ -255,7 +255,9 @@ template <class Range, class Rep, class Period>
 bool wait_all(const Range& futures, std::chrono::duration<Rep, Period> timeout) {
   const auto deadline = detail::deadline_after(timeout);
   for (const auto& f : futures) {
-    if (!f.wait_until(deadline)) return false;
+    // Without the spin of a single wait: a thread waiting for many results would spin each
+    // time it caught up with them, taking a core from the tasks' own processes.
+    if (!detail::FutureAccess::state(f)->wait_until(deadline, detail::WaitSpin::kNo)) return false;
   }
   return true;
 }

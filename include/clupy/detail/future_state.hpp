@@ -36,6 +36,8 @@ class Waiter {
   ~Waiter() = default;
 };
 
+enum class WaitSpin : bool { kNo, kYes };
+
 class FutureStateBase {
  public:
   enum class Status { kPending, kSucceeded, kFailed };
@@ -65,7 +67,10 @@ class FutureStateBase {
   // Returns true once complete and the callbacks registered before completion have run (on the
   // completing thread, where it returns at once), false when `deadline` passed first.
   // time_point::max() waits without limit.
-  bool wait_until(std::chrono::steady_clock::time_point deadline) const;
+  // Spins (yielding) up to about a round trip before sleeping, unless told not to (waits for
+  // many futures, see wait_all).
+  bool wait_until(std::chrono::steady_clock::time_point deadline,
+                  WaitSpin spin = WaitSpin::kYes) const;
   // Precondition: status() == kFailed.
   const Failure& failure() const;
   // Runs `callback` once on completion (now, on this thread, if already complete). An

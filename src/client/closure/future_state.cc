@@ -76,12 +76,15 @@ FutureStateBase::Status FutureStateBase::status() const {
   return status_;
 }
 
-bool FutureStateBase::wait_until(std::chrono::steady_clock::time_point deadline) const {
+bool FutureStateBase::wait_until(std::chrono::steady_clock::time_point deadline,
+                                 WaitSpin spin) const {
   // A task's result usually comes back within a round trip (~100 us). Waiting that long awake,
   // yielding the core to anything runnable, saves the futex sleep and the wake-up of an idle
   // core, which on a VM costs tens of microseconds.
   constexpr auto kSpin = std::chrono::microseconds(150);
-  const auto spin_until = std::min(deadline, std::chrono::steady_clock::now() + kSpin);
+  const auto spin_until = spin == WaitSpin::kYes
+                              ? std::min(deadline, std::chrono::steady_clock::now() + kSpin)
+                              : std::chrono::steady_clock::time_point::min();
   while (!settled_flag_.load(std::memory_order_acquire) &&
          std::chrono::steady_clock::now() < spin_until)
     std::this_thread::yield();
