@@ -245,6 +245,60 @@ TEST(CallTest, ANameClaimedByTwoFunctionsIsRefused) {
   EXPECT_NE(outcome.failure.message.find("two different functions"), std::string::npos);
 }
 
+// A call as a version-1 writer framed it: both code references in full, ids as text.
+std::string version_one_bytes(const EncodedCall& call) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(&buffer);
+  auto code = [&](const detail::CodeRef& ref) {
+    p.pack_array(3);
+    p.pack(ref.segment_id);
+    p.pack(ref.segment_path);
+    p.pack(ref.offset);
+  };
+  auto bin = [&](const std::string& bytes) {
+    p.pack_bin(static_cast<std::uint32_t>(bytes.size()));
+    p.pack_bin_body(bytes.data(), static_cast<std::uint32_t>(bytes.size()));
+  };
+  p.pack_array(8);
+  p.pack(1u);
+  p.pack(static_cast<std::uint8_t>(call.form));
+  code(call.invoker);
+  code(call.function);
+  bin(call.closure);
+  p.pack(call.name);
+  bin(call.arguments);
+  p.pack(call.function_name);
+  return std::string(buffer.data(), buffer.size());
+}
+
+TEST(CallTest, CallsNameTheirCodeCompactlyAndVersionOneCallsStillParse) {
+  const EncodedCall call = encode_call(add, 1, 2);
+  ASSERT_EQ(call.form, CallForm::kFunction);
+  ASSERT_EQ(call.function.segment_id, call.invoker.segment_id);
+  const std::string bytes = detail::serialize_call(call);
+  EXPECT_EQ(bytes.find(call.invoker.segment_id), std::string::npos) << "the id travels as text";
+  const std::string& path = call.invoker.segment_path;
+  ASSERT_FALSE(path.empty());
+  EXPECT_NE(bytes.find(path), std::string::npos);
+  EXPECT_EQ(bytes.find(path, bytes.find(path) + 1), std::string::npos) << "the path twice";
+  const std::string old_bytes = version_one_bytes(call);
+  EXPECT_LT(bytes.size() + 60, old_bytes.size());
+  EXPECT_EQ(detail::parse_call(bytes), call);
+  EXPECT_EQ(detail::parse_call(old_bytes), call);
+  EXPECT_EQ(execute_call(detail::parse_call(old_bytes)).ok, true);
+  // Closures and named calls keep their (empty or different) function reference.
+  const EncodedCall named = detail::encode_call_by_name("twice", 1);
+  EXPECT_EQ(detail::parse_call(detail::serialize_call(named)), named);
+  std::string future_version = bytes;
+  future_version[1] = 3;  // the version, after the array header
+  try {
+    detail::parse_call(future_version);
+    ADD_FAILURE() << "a version-3 call parsed";
+  } catch (const detail::DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find("call format version 3"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CallTest, MalformedCallBytesThrowDecodeError) {
   EXPECT_THROW(detail::parse_call("garbage"), detail::DecodeError);
   std::string bytes = detail::serialize_call(encode_call(add, 1, 2));
