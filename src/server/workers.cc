@@ -178,14 +178,11 @@ struct WorkerPool::Worker {
     const double queued = std::chrono::duration<double>(kQueuedWork).count() / seconds_per_task;
     return 1 + static_cast<std::size_t>(std::min<double>(queued, kPipelineDepth - 1));
   }
-  // The front task started (it was sent to an idle worker, or the one before it finished).
-  void front_started_at(std::chrono::steady_clock::time_point now) { front_since = now; }
   // A result arrived: updates seconds_per_task from the time the worker spent busy (from each
   // task becoming the front one to its result; idle time does not count), over windows of
   // kRateWindowTasks results or kRateWindow of busy time.
   void count_result(std::chrono::steady_clock::time_point now) {
     busy_in_window += now - front_since;
-    front_since = now;
     ++results_in_window;
     if (seconds_per_task > 0 && results_in_window < kRateWindowTasks &&
         busy_in_window < kRateWindow)
@@ -196,6 +193,7 @@ struct WorkerPool::Worker {
     busy_in_window = {};
     results_in_window = 0;
   }
+  // When the front task started: set by WorkerPool::front_started.
   std::chrono::steady_clock::time_point front_since{};
   std::chrono::steady_clock::duration busy_in_window{};
   std::uint32_t results_in_window = 0;
@@ -481,14 +479,12 @@ void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignm
     worker->link->enable_attachments();
   worker->link->send(std::move(run));
   worker->queue.push_back(std::move(task));
-  if (worker->queue.size() == 1) {
-    worker->front_started_at(std::chrono::steady_clock::now());
-    front_started(worker);
-  }
+  if (worker->queue.size() == 1) front_started(worker);
 }
 
 void WorkerPool::front_started(const std::shared_ptr<Worker>& worker) {
   const wire::Assignment& task = worker->queue.front();
+  worker->front_since = std::chrono::steady_clock::now();  // its busy time, for the pipeline
   worker->output_owner = task.task_id();
   worker->deadline.reset();
   if (task.timeout_ms() == 0) return;
