@@ -97,11 +97,15 @@ std::string read_token_file(const std::string& path) {
 
 std::string load_or_create_token(const std::string& path) {
   namespace fs = std::filesystem;
-  if (fs::exists(path)) return read_token_file(path);
-  fs::path dir = fs::path(path).parent_path();
-  if (!dir.empty() && !fs::exists(dir)) {
-    fs::create_directories(dir);
-    fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
+  try {
+    if (fs::exists(path)) return read_token_file(path);
+    fs::path dir = fs::path(path).parent_path();
+    if (!dir.empty() && !fs::exists(dir)) {
+      fs::create_directories(dir);
+      fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
+    }
+  } catch (const fs::filesystem_error& e) {
+    throw ConfigError("cannot create token file " + path + ": " + e.code().message());
   }
   const std::string token = to_hex(random_bytes(kTokenBytes));
   // Created with 0600 from the start (umask can only remove bits), never chmod'ed afterwards,
@@ -115,8 +119,20 @@ std::string load_or_create_token(const std::string& path) {
     ::close(fd);
     if (!written) throw ConfigError("cannot write token file " + tmp);
   }
-  fs::rename(tmp, path);
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    throw ConfigError("cannot create token file " + path + ": " + std::strerror(errno));
   return token;
+}
+
+MasterToken resolve_master_token(const std::string& configured_file) {
+  if (const char* t = std::getenv("CLUPY_TOKEN"); t && *t) return {t, "CLUPY_TOKEN"};
+  std::string path = default_token_path();
+  if (const char* f = std::getenv("CLUPY_TOKEN_FILE"); f && *f) {
+    path = f;
+  } else if (!configured_file.empty()) {
+    path = configured_file;
+  }
+  return {load_or_create_token(path), path};
 }
 
 std::optional<std::string> resolve_token(const std::string& configured_file) {

@@ -31,11 +31,24 @@ std::string default_token_path();
 std::string read_token_file(const std::string& path);
 
 // The master's first start: reads the token file, creating it with a random token and mode 0600
-// (and its directory with 0700) when it does not exist. Returns the token.
+// (and its directory with 0700) when it does not exist. Returns the token. Throws
+// clupy::ConfigError when the file cannot be read or created.
 std::string load_or_create_token(const std::string& path);
 
-// Where a server or client gets its token, first match wins: CLUPY_TOKEN (the token itself),
-// CLUPY_TOKEN_FILE, the configured file, the default file. nullopt when none exists.
+// The one rule for the token, for every process: the first of CLUPY_TOKEN (the token itself),
+// CLUPY_TOKEN_FILE, the configured file (YAML `token_file` or --token-file), the default file.
+
+// Where a server or client gets its token. nullopt when none of them exists. Throws
+// clupy::ConfigError as read_token_file does.
 std::optional<std::string> resolve_token(const std::string& configured_file);
+
+// The master's token, by the same rule, except that the chosen file (CLUPY_TOKEN_FILE, else the
+// configured file, else the default file) is created by load_or_create_token when missing.
+// `source` says where the token came from, for the log: "CLUPY_TOKEN" or the file's path.
+struct MasterToken {
+  std::string token;
+  std::string source;
+};
+MasterToken resolve_master_token(const std::string& configured_file);
 
 }  // namespace clupy::common

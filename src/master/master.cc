@@ -35,10 +35,9 @@ Master::Master(asio::io_context& io, common::MasterConfig config)
                                  static_cast<std::uint32_t>(config_.assign_ahead)}),
       started_at_(Clock::now()) {
   if (!config_.allow_no_auth) {
-    const std::string path =
-        config_.token_file.empty() ? common::default_token_path() : config_.token_file;
-    token_ = common::load_or_create_token(path);
-    log()->info("cluster token in {}", path);
+    common::MasterToken resolved = common::resolve_master_token(config_.token_file);
+    token_ = std::move(resolved.token);
+    log()->info("cluster token from {}", resolved.source);
   } else {
     log()->warn("authentication is off (allow_no_auth): anyone on this machine can connect");
   }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "clupy/errors.hpp"
 #include "support/process.hpp"
@@ -82,6 +83,29 @@ TEST(AuthTest, EnvironmentTokenWinsOverFiles) {
   ::setenv("CLUPY_TOKEN_FILE", path.c_str(), 1);
   EXPECT_EQ(resolve_token(""), "from-file");
   ::unsetenv("CLUPY_TOKEN_FILE");
+}
+
+TEST(AuthTest, MasterFollowsTheSameTokenRuleAsServersAndClients) {
+  test::TempDir dir;
+  const std::string configured = dir.file("configured.token");
+  const std::string exported = dir.file("exported/cluster.token");
+  // CLUPY_TOKEN_FILE beats the configured file; the master creates it, servers then read it.
+  ::setenv("CLUPY_TOKEN_FILE", exported.c_str(), 1);
+  const MasterToken from_file = resolve_master_token(configured);
+  EXPECT_EQ(from_file.source, exported);
+  EXPECT_FALSE(std::filesystem::exists(configured)) << "the configured file was used";
+  EXPECT_EQ(resolve_token(configured), from_file.token);
+  // CLUPY_TOKEN beats both, and creates no file.
+  ::setenv("CLUPY_TOKEN", "exported-token", 1);
+  const MasterToken from_env = resolve_master_token(configured);
+  EXPECT_EQ(from_env.token, "exported-token");
+  EXPECT_EQ(from_env.source, "CLUPY_TOKEN");
+  EXPECT_EQ(resolve_token(configured), "exported-token");
+  ::unsetenv("CLUPY_TOKEN");
+  ::unsetenv("CLUPY_TOKEN_FILE");
+  // Without the environment: the configured file, as before.
+  EXPECT_EQ(resolve_master_token(configured).source, configured);
+  EXPECT_EQ(resolve_token(configured), read_token_file(configured));
 }
 
 }  // namespace

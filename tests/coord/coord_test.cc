@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <zookeeper/zookeeper.h>
 
+#include <algorithm>
 #include <atomic>
 #include <clupy/coord.hpp>
 #include <cstring>
@@ -285,6 +286,15 @@ TEST(SemaphoreTest, FiveProcessesNeverExceedTheLeases) {
                             "party" + std::to_string(i) + ".log"));
   }
   expect_all_succeed(parties, 120s);
+  // The semaphore admitted two holders at once (not only one at a time), never three.
+  int peak = 0, reports = 0;
+  for (const auto& entry : fs::directory_iterator(dir.file("inside"))) {
+    if (entry.path().filename().string().rfind("peak-", 0) != 0) continue;
+    ++reports;
+    peak = std::max(peak, std::stoi(test::read_file(entry.path().string())));
+  }
+  EXPECT_EQ(reports, 5);
+  EXPECT_EQ(peak, 2) << "no two processes ever held a lease at once";
 }
 
 TEST(SemaphoreTest, LeasesRunOutAndComeBack) {

@@ -35,9 +35,11 @@ int read_counter(const std::string& file) {
 
 // Task: under the cluster's lock, a slow read-modify-write of a counter file. Without mutual
 // exclusion, concurrent tasks would lose updates. Returns the server it ran on.
+// Counts itself in `<lock_path>-reached` just before it asks for the lock.
 std::string locked_increment(std::string lock_path, std::string file) {
   clupy::coord::Session zk(clupy::coord::cluster_session_options());
   clupy::coord::Lock lock(zk, lock_path);
+  clupy::coord::Counter(zk, lock_path + "-reached").add(1);
   clupy::coord::Lease lease = lock.acquire();
   const int value = read_counter(file);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -66,7 +68,8 @@ std::string try_coordination(int) {
   }
 }
 
-// The program holds the lock while it submits; no task may finish before it lets go.
+// The program holds the lock while it submits; no task may finish before it lets go. It waits
+// (60 s at most) until tasks have reached the lock, so the check proves they were held back.
 int scenario_lock(int tasks, const std::string& dir) {
   const std::string file = dir + "/counter";
   std::ofstream(file, std::ios::trunc) << 0 << "\n";
@@ -76,10 +79,16 @@ int scenario_lock(int tasks, const std::string& dir) {
   std::vector<clupy::Future<std::string>> futures;
   for (int i = 0; i < tasks; ++i)
     futures.push_back(clupy::parallel(locked_increment)(std::string("/it/lock"), file));
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  clupy::coord::Counter reached(zk, "/it/lock-reached");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (reached.get() < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Give the tasks that reached the lock time to get through it, were it not held.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   int finished_while_held = 0;
   for (auto& f : futures) finished_while_held += f.completed() ? 1 : 0;
-  std::printf("WHILE_HELD completed=%d\n", finished_while_held);
+  std::printf("WHILE_HELD completed=%d reached=%s\n", finished_while_held,
+              reached.get() >= 2 ? "yes" : "no");
   held.release();
   clupy::wait_all(futures, std::chrono::seconds(120));
   int ok = 0;

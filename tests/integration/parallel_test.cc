@@ -245,7 +245,9 @@ TEST_F(ParallelTest, EmbeddedLocalClusterRunsTheExampleWithNoMaster) {
 
 TEST_F(ParallelTest, CancelStopsARunningTaskAndDropsAQueuedOne) {
   start_cluster(1, {"--capacity", "1"});
-  const std::string out = run_program("cancel", {"cancel"});
+  const std::string out = run_program("cancel", {"cancel", "0", dir_.path()});
+  // The task had started (it created its marker) when it was cancelled.
+  EXPECT_EQ(line_starting(out, "RUNNING"), "RUNNING before cancel=yes") << out;
   EXPECT_EQ(line_starting(out, "CANCELLED"), "CANCELLED running=cancelled queued=cancelled") << out;
   const std::string next = line_starting(out, "NEXT 81 after");
   ASSERT_FALSE(next.empty()) << out;

@@ -339,11 +339,29 @@ int scenario_output() {
   return 0;
 }
 
-int scenario_cancel(int pause_ms) {
-  // One worker slot: `running` occupies it, `queued` waits behind it. With no pause, both are
-  // cancelled while the worker may not have started `running` yet.
-  auto running = clupy::parallel(sleeps)(20'000);
+// Creates `marker`, then sleeps `ms`: its caller can see it has started running.
+int marks_then_sleeps(std::string marker, int ms) {
+  std::FILE* file = std::fopen(marker.c_str(), "w");
+  if (file == nullptr) throw std::runtime_error("cannot create " + marker);
+  std::fclose(file);
+  return sleeps(ms);
+}
+
+// `marker_dir` empty: cancels `pause_ms` after submitting, maybe before the task started.
+// Otherwise cancels once the task has shown it is running (a file in `marker_dir`; 60 s at most).
+int scenario_cancel(int pause_ms, const std::string& marker_dir) {
+  // One worker slot: `running` occupies it, `queued` waits behind it. With no pause and no
+  // marker, both are cancelled while the worker may not have started `running` yet.
+  const std::string marker = marker_dir + "/running";
+  auto running = marker_dir.empty() ? clupy::parallel(sleeps)(20'000)
+                                    : clupy::parallel(marks_then_sleeps)(marker, 20'000);
   std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+  if (!marker_dir.empty()) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (::access(marker.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::printf("RUNNING before cancel=%s\n", ::access(marker.c_str(), F_OK) == 0 ? "yes" : "no");
+  }
   auto queued = clupy::parallel(sleeps)(20'000);
   const auto started = std::chrono::steady_clock::now();
   queued.cancel();
@@ -482,7 +500,7 @@ int main(int argc, char** argv) {
     if (mode == "behind-long") return scenario_behind_long(arg(2, 1500), arg(3, 12), arg(4, 50));
     if (mode == "types") return scenario_types();
     if (mode == "output") return scenario_output();
-    if (mode == "cancel") return scenario_cancel(arg(2, 300));
+    if (mode == "cancel") return scenario_cancel(arg(2, 300), argc > 3 ? argv[3] : "");
     if (mode == "payload") return scenario_payload(arg(2, 100), arg(3, 1));
     if (mode == "bigecho") return scenario_big_echo();
     if (mode == "bigcrash") return scenario_big_crash();
