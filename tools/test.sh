@@ -17,6 +17,8 @@ if [ -z "${CCACHE_DIR:-}" ]; then
   mkdir -p /var/cache/clupy-ccache 2>/dev/null && [ -w /var/cache/clupy-ccache ] &&
     CCACHE_DIR=/var/cache/clupy-ccache
 fi
+# Release, sanitizer builds and their debug information: room for all of them.
+CCACHE_DIR="$CCACHE_DIR" ccache --max-size=20G >/dev/null 2>&1 || true
 export CCACHE_DIR CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
 common_flags=(-G Ninja -DCLUPY_WERROR=ON -DCLUPY_BUILD_TESTS=ON)
 
