@@ -391,6 +391,10 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
     progress->call_arena_size.store(kCallArenaSize);
     progress->server_features.fetch_or(common::kLinkCallArena);
   }
+  // Whatever else this process holds (its connection to the master, other workers' pipes, a
+  // library's socket opened without close-on-exec) stays here: a worker holding the master's
+  // connection would keep a killed server looking alive.
+  posix_spawn_file_actions_addclosefrom_np(&actions, common::kWorkerArenaFd + 1);
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   // The worker must not inherit a blocked or ignored signal mask from an embedding program.
