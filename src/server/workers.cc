@@ -416,6 +416,7 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   // The worker must not inherit a blocked or ignored signal mask from an embedding program.
   sigset_t none;
   sigemptyset(&none);
+  if (workers_block_sigterm_) sigaddset(&none, SIGTERM);
   posix_spawnattr_setsigmask(&attributes, &none);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
 
@@ -760,6 +761,16 @@ void WorkerPool::cancel(std::uint64_t task_id) {
       return;
     }
   }
+}
+
+std::vector<std::uint64_t> WorkerPool::hand_back_unstarted() {
+  // Tasks already sent to a worker stay: it may be starting one this instant, and a task must
+  // not run here and elsewhere. That is at most about kQueuedWork of work behind each running
+  // task (one task when tasks are long).
+  std::vector<std::uint64_t> ids;
+  for (const auto& task : waiting_) ids.push_back(task.task_id());
+  waiting_.clear();
+  return ids;
 }
 
 void WorkerPool::fail_task(std::uint64_t task_id, std::uint32_t kind, const std::string& message,

@@ -50,6 +50,13 @@ class WorkerPool {
   void abandon_all();
   // Kills every worker (server shutdown).
   void shutdown();
+  // Draining: takes back the tasks not given to a worker yet and returns their ids. Those a
+  // worker holds run here (one behind the running task when tasks are long).
+  std::vector<std::uint64_t> hand_back_unstarted();
+  // Workers start with SIGTERM blocked: under a batch scheduler a signal meant for the server
+  // (scancel, a time limit) reaches every process of the job, and the server's draining lets
+  // running tasks finish.
+  void set_workers_block_sigterm(bool block) { workers_block_sigterm_ = block; }
 
   // "NAME=value" entries added to every worker's environment from now on (the cluster's
   // services, as the master announced them).
@@ -110,6 +117,7 @@ class WorkerPool {
   std::unordered_set<std::uint64_t>
       cancelled_;  // reported cancelled, possibly still queued in a worker
   bool shutting_down_ = false;
+  bool workers_block_sigterm_ = false;
   std::vector<std::string> worker_environment_;
 };
 
