@@ -11,7 +11,16 @@ cd "$root"
 "$root/tools/check-format.sh"
 
 jobs="${CLUPY_JOBS:-$(nproc)}"
-export CCACHE_DIR="${CCACHE_DIR:-$root/.cache/ccache}"
+# The compiler cache is machine-wide when it can be (CI clones afresh for every run; paths are
+# made relative to the checkout so that one clone's objects serve the next).
+if [ -z "${CCACHE_DIR:-}" ]; then
+  CCACHE_DIR="$root/.cache/ccache"
+  mkdir -p /var/cache/clupy-ccache 2>/dev/null && [ -w /var/cache/clupy-ccache ] &&
+    CCACHE_DIR=/var/cache/clupy-ccache
+fi
+# Release, sanitizer builds and their debug information: room for all of them.
+CCACHE_DIR="$CCACHE_DIR" ccache --max-size=20G >/dev/null 2>&1 || true
+export CCACHE_DIR CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
 common_flags=(-G Ninja -DCLUPY_WERROR=ON -DCLUPY_BUILD_TESTS=ON)
 
 run_suite() {  # name, build dir, extra cmake flags...

@@ -1,5 +1,7 @@
 #include "common/transport.hpp"
 
+#include <fcntl.h>
+
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -8,18 +10,26 @@
 
 namespace clupy::common {
 
+void set_close_on_exec(int fd) {
+  if (fd >= 0) ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC);
+}
+
 Transport::Transport(tcp::socket socket) : stream_(std::in_place_index<0>, std::move(socket)) {
+  set_close_on_exec(std::get<0>(stream_).native_handle());
   boost::system::error_code ignored;
   std::get<0>(stream_).set_option(tcp::no_delay(true), ignored);
 }
 
 Transport::Transport(tcp::socket socket, asio::ssl::context& tls)
     : stream_(std::in_place_index<1>, std::move(socket), tls) {
+  set_close_on_exec(std::get<1>(stream_).next_layer().native_handle());
   boost::system::error_code ignored;
   std::get<1>(stream_).next_layer().set_option(tcp::no_delay(true), ignored);
 }
 
-Transport::Transport(local_socket socket) : stream_(std::in_place_index<2>, std::move(socket)) {}
+Transport::Transport(local_socket socket) : stream_(std::in_place_index<2>, std::move(socket)) {
+  set_close_on_exec(std::get<2>(stream_).native_handle());
+}
 
 asio::awaitable<void> Transport::start(bool as_server) {
   if (auto* tls = std::get_if<1>(&stream_))

@@ -21,6 +21,10 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using local_socket = asio::local::stream_protocol::socket;
 
+// Marks `fd` close-on-exec. Asio opens and accepts sockets without it, and a program a daemon
+// starts (a worker) must not inherit them.
+void set_close_on_exec(int fd);
+
 class Transport {
  public:
   explicit Transport(tcp::socket socket);

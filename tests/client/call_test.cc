@@ -4,6 +4,7 @@
 #include "clupy/detail/call.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <list>
 #include <set>
@@ -212,6 +213,39 @@ TEST(CallTest, CallsWhoseCodeIsNotHereAreRefusedWithoutJumping) {
   EXPECT_EQ(outcome.failure.kind, FailureKind::kProtocol);
   EXPECT_NE(outcome.failure.message.find("no function named 'no_such_function'"),
             std::string::npos);
+}
+
+// Code that lies in an executable segment but is not one of the program's invoker thunks is
+// never jumped to: a shifted offset, a plain function named as the invoker, libc's _exit.
+TEST(CallTest, InvokersThatAreNotRegisteredThunksAreRefused) {
+  auto expect_refused = [](const EncodedCall& call) {
+    const CallOutcome outcome = execute_call(call);
+    ASSERT_FALSE(outcome.ok);
+    EXPECT_EQ(outcome.failure.kind, FailureKind::kProtocol);
+    EXPECT_NE(outcome.failure.message.find("is not one of this program's invoker thunks"),
+              std::string::npos)
+        << outcome.failure.message;
+  };
+  EncodedCall shifted = encode_call(add, 1, 2);
+  shifted.invoker.offset += 1;
+  expect_refused(shifted);
+
+  EncodedCall plain = encode_call(add, 1, 2);
+  plain.invoker = plain.function;
+  expect_refused(plain);
+
+  EncodedCall exits = encode_call(add, 1, 2);
+  exits.invoker = detail::locate_code(reinterpret_cast<std::uintptr_t>(&::_exit));
+  expect_refused(exits);
+
+  const int k = 3;
+  EncodedCall closure = encode_call([k](int x) { return x + k; }, 1);
+  closure.invoker.offset += 4;
+  expect_refused(closure);
+
+  // The genuine calls still run.
+  EXPECT_TRUE(execute_call(encode_call(add, 1, 2)).ok);
+  EXPECT_TRUE(execute_call(encode_call([k](int x) { return x + k; }, 1)).ok);
 }
 
 TEST(CallTest, ArgumentsThatDoNotFitTheFunctionAreAProtocolFailure) {

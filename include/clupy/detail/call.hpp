@@ -9,10 +9,12 @@
 //              instantiated for its type plus the closure's bytes;
 //   kNamed     a function registered with CLUPY_REMOTE(f): its name.
 // plus the msgpack-encoded arguments, already converted to the function's parameter types.
-// The executing side looks the segment up among the objects it has loaded and checks that the
-// offset lies inside one of its executable segments before it jumps; any mismatch is a kProtocol
-// Failure, never a call into other code. A peer that can send calls can already run code (it
-// ships the program image), so the check guards against skew and corruption, not malice.
+// The executing side looks the segment up among the objects it has loaded, checks that the
+// offset lies inside one of its executable segments and that the invoker is one of the thunks
+// the templates below registered (InvokerRegistration) before it jumps; any mismatch is a
+// kProtocol Failure, never a call into other code. A peer that can send calls can already run
+// code (it ships the program image), so the check guards against skew and corruption, not
+// malice.
 //
 // Thread-safety: encode_call, execute_call and the registry are safe to call concurrently.
 #pragma once
@@ -207,9 +209,23 @@ void closure_invoker(const InvokeInput& in, std::string& result) {
   invoke_and_encode<R>([&]() -> decltype(auto) { return std::apply(f, std::move(args)); }, result);
 }
 
+// Adds `invoker` to this process's table of invoker thunks. A call names its invoker by an
+// offset; the executing side runs it only if the address it resolves to is in this table, so a
+// corrupt or crafted offset (into the middle of a function, or at any other function) fails with
+// kProtocol instead of jumping there. Never throws.
+bool register_invoker(Invoker invoker) noexcept;
+
+// Every invoker a call can name is registered at static-initialization time of the object that
+// holds it (program or shared library): invoker_ref names this member, which instantiates it.
+template <Invoker kInvoker>
+struct InvokerRegistration {
+  static inline const bool registered = register_invoker(kInvoker);
+};
+
 // The CodeRef of an invoker, computed once per instantiation.
 template <Invoker kInvoker>
 const CodeRef& invoker_ref() {
+  static_cast<void>(InvokerRegistration<kInvoker>::registered);
   static const CodeRef ref = locate_code(reinterpret_cast<std::uintptr_t>(kInvoker));
   return ref;
 }

@@ -2,6 +2,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "segments.hpp"
 
@@ -19,6 +20,7 @@ struct Registry {
   std::mutex mu;
   std::unordered_map<std::string, Entry> by_name;
   std::unordered_map<std::uintptr_t, std::string> by_address;
+  std::unordered_set<std::uintptr_t> invokers;
 };
 
 Registry& registry() {
@@ -58,6 +60,17 @@ bool register_function(std::string_view name, Invoker invoker, std::uintptr_t fu
   }
 }
 
+bool register_invoker(Invoker invoker) noexcept {
+  try {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    r.invokers.insert(reinterpret_cast<std::uintptr_t>(invoker));
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 std::optional<std::string> registered_name(std::uintptr_t function) {
   Registry& r = registry();
   std::lock_guard lock(r.mu);
@@ -69,6 +82,22 @@ std::optional<std::string> registered_name(std::uintptr_t function) {
 }
 
 namespace {
+
+// The invoker `ref` names, if it is one of this program's registered invoker thunks; else null
+// with `error` set.
+Invoker resolve_invoker(const CodeRef& ref, std::string& error) {
+  const std::uintptr_t address = resolve_code(ref, error);
+  if (address == 0) return nullptr;
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  if (!r.invokers.contains(address)) {
+    error = "the code at offset " + std::to_string(ref.offset) + " of " + ref.segment_id +
+            " is not one of this program's invoker thunks; refusing to call it (a corrupt or "
+            "forged call)";
+    return nullptr;
+  }
+  return reinterpret_cast<Invoker>(address);
+}
 
 // execute_call's work, on a call whose closure and arguments may lie in a buffer it does not own.
 CallOutcome execute(const CallView& call) noexcept {
@@ -98,13 +127,11 @@ CallOutcome execute(const CallView& call) noexcept {
       }
       case CallForm::kFunction:
         input.function = resolve_code(call.function, error);
-        if (input.function != 0) {
-          invoker = reinterpret_cast<Invoker>(resolve_code(call.invoker, error));
-        }
+        if (input.function != 0) invoker = resolve_invoker(call.invoker, error);
         break;
       case CallForm::kClosure:
         input.closure = call.closure;
-        invoker = reinterpret_cast<Invoker>(resolve_code(call.invoker, error));
+        invoker = resolve_invoker(call.invoker, error);
         break;
       default:
         error = "unknown call form " + std::to_string(static_cast<int>(call.form));
