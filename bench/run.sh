@@ -210,13 +210,17 @@ load_start="$(cut -d' ' -f1 /proc/loadavg)"
 echo "CluPy benchmarks: $(nproc) cores, $runs run(s) each, load average $load_start, work dir $work"
 
 if wants raw; then
-  echo "raw loopback TCP (the floor for 2 and 7)"
+  echo "raw loopback TCP (the floor for 2 and 7): one hop, and relayed over a task's hops"
   dir="$work"
   for ((r = 1; r <= runs; r++)); do
     client "$work/raw.log" "$raw_transport" pingpong "$round_trips" 64
     record raw pingpong "$work/raw.log"
     client "$work/raw.log" "$raw_transport" bulk "$payloads" "$payload_bytes"
     record raw bulk "$work/raw.log"
+    client "$work/raw.log" "$raw_transport" pingpong "$round_trips" 64 relay
+    record raw pingpong-relay "$work/raw.log"
+    client "$work/raw.log" "$raw_transport" bulk "$payloads" "$payload_bytes" relay
+    record raw bulk-relay "$work/raw.log"
   done
 fi
 

@@ -13,6 +13,7 @@
 #include "common/version.hpp"
 #include "master/master.hpp"
 #include "server/server.hpp"
+#include "slurm/slurm.hpp"
 #include "store/cli.hpp"
 
 namespace {
@@ -90,11 +91,32 @@ int main(int argc, char** argv) {
   // `clupy store put|get|ls|stat|rm|pin|unpin ...`: the file store, found through the master.
   if (argc > 1 && std::string(argv[1]) == "store")
     return clupy::store::run_cli_with_master(std::vector<std::string>(argv + 2, argv + argc));
+  // `clupy --slurm-submit N [...]`: its words go to sbatch unless they are clupy's.
+  if (argc > 1 && std::string(argv[1]) == "--slurm-submit") {
+    try {
+      return clupy::slurm::submit_command(std::vector<std::string>(argv + 2, argv + argc));
+    } catch (const clupy::Error& e) {
+      std::cerr << "clupy: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  // `clupy [options] --slurm-run PROGRAM ARGS...`: everything after PROGRAM is its own.
+  std::vector<std::string> program;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) != "--slurm-run") continue;
+    program.assign(argv + i + 1, argv + argc);
+    if (program.empty()) {
+      std::cerr << "clupy: --slurm-run needs a PROGRAM\n";
+      return 2;
+    }
+    argc = i;
+    break;
+  }
 
   CLI::App app{"CluPy for C++: run functions on a cluster (docs/operations.md)", "clupy"};
   app.set_version_flag("--version", std::string("clupy ") + clupy::common::library_version());
 
-  bool master_mode = false, serve_mode = false;
+  bool master_mode = false, serve_mode = false, slurm_mode = false;
   std::string client_command;
   std::string command;
   app.add_flag("--master", master_mode, "run the master daemon (reads ./clupy.master.yaml)");
@@ -129,6 +151,21 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
   app.add_flag("--json", json, "info: print JSON for scripts");
 
+  clupy::slurm::Options slurm;
+  std::string drain_before, slurm_wait, slurm_poll;
+  app.add_flag("--slurm", slurm_mode,
+               "run in a Slurm step: a server per task, the master with SLURM_PROCID 0 "
+               "(docs/slurm.md); --slurm-run PROGRAM ARGS... also runs PROGRAM on it");
+  app.add_option("--slurm-dir", slurm.dir, "slurm: parent of job folders (default .clupy)");
+  app.add_option("--slurm-join", slurm.join, "slurm: serve the cluster of this job folder");
+  app.add_option("--slurm-interface", slurm.interface, "slurm: the master's network interface");
+  app.add_option("--slurm-address", slurm.address, "slurm: the master's address");
+  app.add_option("--slurm-drain-before", drain_before,
+                 "slurm: drain this long before the job's time limit (default 2m)");
+  app.add_option("--slurm-wait", slurm_wait, "slurm: wait this long for the master (default 60s)");
+  app.add_option("--slurm-poll", slurm_poll,
+                 "slurm: read the job's time limit this often (default 15s)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -136,6 +173,20 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (slurm_mode || !program.empty()) {
+      if (master_mode || serve_mode || !client_command.empty() || !command.empty())
+        throw clupy::ConfigError("--slurm runs both daemons: no --master, --serve or command");
+      slurm.program = program;
+      slurm.master_url = master_url;
+      slurm.token_file = token_file;
+      slurm.capacity = capacity;
+      slurm.server_config = config_file;
+      slurm.log_level = log_level;
+      if (!drain_before.empty()) slurm.drain_before = parse_duration(drain_before);
+      if (!slurm_wait.empty()) slurm.wait = parse_duration(slurm_wait);
+      if (!slurm_poll.empty()) slurm.end_time_poll = parse_duration(slurm_poll);
+      return clupy::slurm::run(slurm);
+    }
     if (master_mode + serve_mode + (!client_command.empty() || !command.empty()) != 1) {
       std::cerr << "clupy: choose one of --master, --serve, --client info (or `clupy info`)\n"
                 << app.help();

@@ -1,13 +1,21 @@
-// raw_transport: the physical floor under the cluster benchmarks. A client thread sends SIZE
-// bytes over loopback TCP (TCP_NODELAY, like CluPy's connections), an echo thread sends them
-// back, N times. No framing, no serialization, no scheduling: what any design must pay.
+// raw_transport: the physical floor under the cluster benchmarks. A client sends SIZE bytes, an
+// echo sends them back, N times. No framing, no serialization, no scheduling: what any design
+// must pay.
 //
-//   raw_transport pingpong N SIZE   round trips; p50/p99 in us (the floor for benchmark 2)
-//   raw_transport bulk N SIZE       echo of SIZE-byte blocks; MB/s in + out (the floor for 7)
+//   raw_transport pingpong N SIZE [direct|relay]   round trips; p50/p99 in us (floor for 2)
+//   raw_transport bulk N SIZE [direct|relay]       SIZE-byte blocks; MB/s in + out (floor for 7)
+//
+// direct (the default): one loopback TCP hop (TCP_NODELAY, like CluPy's connections) between
+// two threads of this process. relay: the hops a task takes, as separate processes: client
+// -TCP-> relay ("master") -TCP-> relay ("server") -unix socketpair-> echo ("worker") and back,
+// each relay forwarding whatever bytes arrive as soon as they arrive. So "overhead over the
+// transport" can be read against the same number of processes, hops and wake-ups as a task.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,9 +24,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -88,29 +98,69 @@ int connect_loopback(int port) {
   return fd;
 }
 
-int run(const std::string& mode, int n, std::size_t size) {
+// Echoes SIZE-byte blocks on fd until the peer closes it.
+void echo_blocks(int fd, std::size_t size) {
+  std::vector<char> buffer(size);
+  while (read_exactly(fd, buffer.data(), size)) write_all(fd, buffer.data(), size);
+}
+
+// Forwards bytes between a and b, both ways, as they arrive, until either side closes.
+void relay(int a, int b) {
+  std::vector<char> buffer(1 << 20);
+  pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+  for (;;) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      fail("poll");
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].revents == 0) continue;
+      const ssize_t n = ::read(fds[i].fd, buffer.data(), buffer.size());
+      if (n <= 0) return;
+      write_all(fds[1 - i].fd, buffer.data(), static_cast<std::size_t>(n));
+    }
+  }
+}
+
+// A connected loopback TCP pair: {the dialling end, the accepted end}.
+std::pair<int, int> tcp_pair() {
   int port = 0;
   const int listener = listen_loopback(port);
-  std::thread echo([listener, size] {
-    const int fd = ::accept(listener, nullptr, nullptr);
-    if (fd < 0) return;
-    set_nodelay(fd);
-    std::vector<char> buffer(size);
-    try {
-      while (read_exactly(fd, buffer.data(), size)) write_all(fd, buffer.data(), size);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "echo: %s\n", e.what());
-    }
-    ::close(fd);
-  });
-  const int fd = connect_loopback(port);
+  const int dialled = connect_loopback(port);
+  const int accepted = ::accept(listener, nullptr, nullptr);
+  if (accepted < 0) fail("accept");
+  set_nodelay(accepted);
+  ::close(listener);
+  return {dialled, accepted};
+}
+
+// Runs body in a child process in which every fd of fds but those in keep is closed.
+pid_t fork_with(const std::vector<int>& fds, const std::vector<int>& keep,
+                const std::function<void()>& body) {
+  const pid_t pid = ::fork();
+  if (pid < 0) fail("fork");
+  if (pid > 0) return pid;
+  int status = 0;
+  try {
+    for (int fd : fds)
+      if (std::find(keep.begin(), keep.end(), fd) == keep.end()) ::close(fd);
+    body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "raw_transport child: %s\n", e.what());
+    status = 1;
+  }
+  ::_exit(status);
+}
+
+// The measured loop on the client's end fd, and the RESULT line.
+void measure(const std::string& mode, const std::string& path, int fd, int n, std::size_t size) {
   std::vector<char> out(size, 'p'), in(size);
   std::vector<double> us;
   us.reserve(static_cast<std::size_t>(n));
   // A few unmeasured exchanges first, so connection set-up and first faults stay out.
   for (int i = 0; i < 10; ++i) {
     write_all(fd, out.data(), size);
-    read_exactly(fd, in.data(), size);
+    if (!read_exactly(fd, in.data(), size)) throw std::runtime_error("echo closed early");
   }
   const auto start = Clock::now();
   for (int i = 0; i < n; ++i) {
@@ -120,30 +170,76 @@ int run(const std::string& mode, int n, std::size_t size) {
     us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
   }
   const double took = std::chrono::duration<double>(Clock::now() - start).count();
-  ::close(fd);
-  echo.join();
-  ::close(listener);
+  if (in != out) throw std::runtime_error("the echo changed the bytes");
 
   std::sort(us.begin(), us.end());
   auto at = [&](double q) {
     return us[std::min(us.size() - 1, static_cast<std::size_t>(q * us.size()))];
   };
   if (mode == "pingpong") {
-    std::printf("RESULT round_trips=%d bytes=%zu p50_us=%.1f p99_us=%.1f\n", n, size, at(0.5),
-                at(0.99));
+    std::printf("RESULT path=%s round_trips=%d bytes=%zu p50_us=%.1f p99_us=%.1f\n", path.c_str(),
+                n, size, at(0.5), at(0.99));
   } else {
-    std::printf("RESULT blocks=%d bytes=%zu seconds=%.3f mb_per_s=%.1f\n", n, size, took,
-                2.0 * n * static_cast<double>(size) / 1e6 / took);
+    std::printf("RESULT path=%s blocks=%d bytes=%zu seconds=%.3f mb_per_s=%.1f\n", path.c_str(), n,
+                size, took, 2.0 * n * static_cast<double>(size) / 1e6 / took);
   }
+}
+
+int run_direct(const std::string& mode, int n, std::size_t size) {
+  const auto [client, echo_end] = tcp_pair();
+  std::thread echo([fd = echo_end, size] {
+    try {
+      echo_blocks(fd, size);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "echo: %s\n", e.what());
+    }
+    ::close(fd);
+  });
+  measure(mode, "direct", client, n, size);
+  ::close(client);
+  echo.join();
   return 0;
+}
+
+int run_relay(const std::string& mode, int n, std::size_t size) {
+  const auto [client, master_in] = tcp_pair();
+  const auto [master_out, server_in] = tcp_pair();
+  int worker[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, worker) != 0) fail("socketpair");
+  const std::vector<int> all = {client, master_in, master_out, server_in, worker[0], worker[1]};
+  const std::vector<pid_t> children = {
+      fork_with(all, {master_in, master_out}, [&] { relay(master_in, master_out); }),
+      fork_with(all, {server_in, worker[0]}, [&] { relay(server_in, worker[0]); }),
+      fork_with(all, {worker[1]}, [&] { echo_blocks(worker[1], size); })};
+  for (int fd : all)
+    if (fd != client) ::close(fd);
+  // Closing the client's end ends the chain: each process sees end of stream and exits.
+  const auto stop_children = [&] {
+    ::close(client);
+    bool clean = true;
+    for (pid_t pid : children) {
+      int status = 0;
+      clean = ::waitpid(pid, &status, 0) == pid && status == 0 && clean;
+    }
+    return clean;
+  };
+  try {
+    measure(mode, "relay", client, n, size);
+  } catch (...) {
+    stop_children();
+    throw;
+  }
+  return stop_children() ? 0 : 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if ((mode != "pingpong" && mode != "bulk") || argc != 4) {
-    std::fprintf(stderr, "usage: raw_transport pingpong|bulk N SIZE\n");
+  const std::string path = argc > 4 ? argv[4] : "direct";
+  if ((mode != "pingpong" && mode != "bulk") || (path != "direct" && path != "relay") || argc < 4 ||
+      argc > 5) {
+    std::fprintf(stderr, "usage: raw_transport pingpong|bulk N SIZE [direct|relay]\n");
     return 2;
   }
   const int n = std::atoi(argv[2]);
@@ -153,7 +249,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return run(mode, n, static_cast<std::size_t>(size));
+    const auto bytes = static_cast<std::size_t>(size);
+    return path == "relay" ? run_relay(mode, n, bytes) : run_direct(mode, n, bytes);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "raw_transport: %s\n", e.what());
     return 1;

@@ -307,6 +307,16 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       scheduler_.dispatch();
       return;
     }
+    case wire::Envelope::kDrainServer: {
+      if (session.peer.role != wire::ROLE_SERVER || session.server_id.empty() ||
+          message.drain_server().server_id() != session.server_id)
+        break;
+      if (scheduler_.server_draining(session.server_id, message.drain_server().handed_back()))
+        log()->info("server {} is draining; it handed back {} task(s)", session.server_id,
+                    message.drain_server().handed_back_size());
+      scheduler_.dispatch();
+      return;
+    }
     case wire::Envelope::kTaskResults: {
       if (session.peer.role != wire::ROLE_SERVER || session.server_id.empty()) break;
       scheduler_.results(session.server_id, *message.mutable_task_results());

@@ -244,6 +244,45 @@ void Scheduler::server_lost(const std::string& server_id) {
   servers_.erase(it);
 }
 
+bool Scheduler::server_draining(const std::string& server_id,
+                                const google::protobuf::RepeatedField<std::uint64_t>& handed_back) {
+  auto it = servers_.find(server_id);
+  if (it == servers_.end()) return false;
+  Server& server = it->second;
+  const bool first = !server.draining;
+  if (first) {
+    server.draining = true;
+    ServerSlot* const slot = &*it;
+    for (auto& [session, client] : clients_) {
+      auto held = std::find(client.reserved.begin(), client.reserved.end(), slot);
+      if (held == client.reserved.end()) continue;
+      client.reserved.erase(held);
+      if (server.holders > 0) --server.holders;
+      registry_.release(server_id, client.name);
+    }
+  }
+  // In each client's submission order, ahead of what is queued: they were dispatched first.
+  std::vector<std::pair<std::uint64_t, TaskId>> back;
+  for (TaskId id : handed_back) {
+    if (server.running.erase(id) == 0) continue;  // finished or lost meanwhile
+    --running_;
+    if (const Task* task = tasks_.find(id)) back.emplace_back(task->client_task_id, id);
+  }
+  std::sort(back.begin(), back.end());
+  for (auto entry = back.rbegin(); entry != back.rend(); ++entry) {
+    Task& task = *tasks_.find(entry->second);
+    task.server = nullptr;
+    if (task.attempts > 0) --task.attempts;  // it never started
+    if (task.client == 0) {
+      forget(entry->second, task);
+      continue;
+    }
+    clients_.at(task.client).queue.push_front(entry->second);
+    ++queued_;
+  }
+  return first;
+}
+
 void Scheduler::results(const std::string& server_id, wire::TaskResults& results) {
   auto server = servers_.find(server_id);
   if (server != servers_.end())
@@ -289,7 +328,7 @@ Scheduler::ServerSlot* Scheduler::pick_server(Client& client, const Task& task) 
   const std::size_t wanted =
       task.server_count != 0 ? task.server_count : config_.default_server_count;
   auto fits = [&](const Server& s) {
-    if (s.running.size() >= s.slots) return false;
+    if (s.draining || s.running.size() >= s.slots) return false;
     for (const auto& [k, v] : label_sets_.get(task.labels)) {
       auto label = s.labels.find(k);
       if (label == s.labels.end() || label->second != v) return false;
@@ -318,7 +357,8 @@ void Scheduler::reserve(Client& client, std::size_t count) {
   // servers before smaller ones.
   std::vector<ServerSlot*> candidates;
   for (auto& slot : servers_)
-    if (std::find(client.reserved.begin(), client.reserved.end(), &slot) == client.reserved.end())
+    if (!slot.second.draining &&
+        std::find(client.reserved.begin(), client.reserved.end(), &slot) == client.reserved.end())
       candidates.push_back(&slot);
   std::stable_sort(candidates.begin(), candidates.end(), [](const auto* a, const auto* b) {
     if (a->second.holders != b->second.holders) return a->second.holders < b->second.holders;

@@ -76,6 +76,11 @@ class Scheduler {
   void server_available(const std::string& server_id, SessionId session);
   // Its running tasks go back to the front of their queues (or fail when out of retries).
   void server_lost(const std::string& server_id);
+  // The server takes no new tasks (its reservations move to others) and hands back `handed_back`,
+  // tasks it had not started: they go to the front of their queues, no retry counted. Returns
+  // true the first time for this server.
+  bool server_draining(const std::string& server_id,
+                       const google::protobuf::RepeatedField<std::uint64_t>& handed_back);
   void results(const std::string& server_id, wire::TaskResults& results);
 
   // Releases the reservations of clients silent for longer than `ttl`.
@@ -111,6 +116,7 @@ class Scheduler {
     boost::unordered_flat_set<TaskId> running;
     std::map<std::string, std::string> labels;
     std::uint32_t holders = 0;   // clients holding a reservation
+    bool draining = false;       // takes no new tasks (server_draining)
     wire::AssignTasks outgoing;  // assigned by this dispatch; reused (see flush_batch)
   };
 

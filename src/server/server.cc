@@ -43,7 +43,7 @@ std::vector<std::string> worker_environment(const wire::ClusterServices& service
 }  // namespace
 
 ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
-    : io_(io), config_(std::move(config)), wake_timer_(io), result_timer_(io) {
+    : io_(io), config_(std::move(config)), wake_timer_(io), result_timer_(io), drain_timer_(io) {
   common::validate(config_);
   if (common::is_zk_url(config_.master_url)) {
     locator_ = std::make_unique<common::MasterLocator>(config_.master_url, config_.coordination);
@@ -81,7 +81,8 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
 }
 
 bool ServerDaemon::accept_fencing_token(std::int64_t token) {
-  if (token == 0) return true;  // a master without standbys: nothing to fence
+  // 0 (a master without standbys) is no exception: once a server has served an elected master,
+  // a master that presents no token may be one that was deposed, or one of another set-up.
   if (token < highest_fencing_token_) return false;
   highest_fencing_token_ = token;
   return true;
@@ -110,6 +111,7 @@ void ServerDaemon::queue_result(wire::TaskResult&& result) {
   asio::post(io_, [this] {
     flush_posted_ = false;
     send_results_when_due();
+    if (draining_) stop_if_drained();
   });
 }
 
@@ -147,13 +149,56 @@ ServerDaemon::~ServerDaemon() = default;
 
 void ServerDaemon::start() { asio::co_spawn(io_, run(), asio::detached); }
 
+void ServerDaemon::drain(std::chrono::steady_clock::time_point deadline) {
+  if (stopping_) return;
+  if (!draining_) {
+    draining_ = true;
+    auto handed_back = pool_->hand_back_unstarted();
+    log()->info("server {} draining: {} task(s) handed back, {} still running", server_id_,
+                handed_back.size(), pool_->unfinished());
+    hand_back(std::move(handed_back));
+  }
+  if (!drain_deadline_ || deadline < *drain_deadline_) {
+    drain_deadline_ = deadline;
+    drain_timer_.expires_at(deadline);
+    drain_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || stopping_) return;
+      log()->warn(
+          "server {}: drain deadline reached with {} task(s) running; they are rerun "
+          "elsewhere",
+          server_id_, pool_->unfinished());
+      stop();
+    });
+  }
+  stop_if_drained();
+}
+
+void ServerDaemon::hand_back(std::vector<std::uint64_t> task_ids) {
+  wire::Envelope drain;
+  drain.mutable_drain_server()->set_server_id(server_id_);
+  for (std::uint64_t id : task_ids) drain.mutable_drain_server()->add_handed_back(id);
+  if (registered_) send_to_master(drain);
+}
+
+void ServerDaemon::stop_if_drained() {
+  if (stopping_ || pool_->unfinished() > 0) return;
+  log()->info("server {} drained", server_id_);
+  stop();
+}
+
 void ServerDaemon::stop() {
   if (stopping_) return;
   stopping_ = true;
   wake_timer_.cancel();
+  drain_timer_.cancel();
   pool_->shutdown();
   locator_.reset();
   if (connection_ && connection_->is_open()) {
+    // Results already produced go out before the goodbye.
+    if (registered_ && pending_results_.task_results().results_size() > 0) {
+      send_to_master(std::move(pending_results_));
+      pending_results_.Clear();
+    }
     if (registered_) {
       wire::Envelope goodbye;
       goodbye.mutable_unregister_server()->set_server_id(server_id_);
@@ -257,6 +302,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
     // A new master knows nothing of these tasks: stop them and free the slots.
     pool_->abandon_all();
     pending_results_.Clear();
+    if (draining_) stop();  // nothing left to finish: the new master reruns what ran here
   }
   registered_ = false;
   connection_.reset();
@@ -269,6 +315,7 @@ void ServerDaemon::handle(wire::Envelope& message) {
         log()->info("registered with master {} as {} ({} slots)", master_.to_string(), server_id_,
                     capacity_);
       registered_ = true;
+      if (draining_) hand_back({});  // registered again while draining: still no new tasks
       break;
     case wire::Envelope::kAssignTasks:
       if (!accept_fencing_token(message.assign_tasks().fencing_token())) {
@@ -276,6 +323,13 @@ void ServerDaemon::handle(wire::Envelope& message) {
                      deposed_message(message.assign_tasks().fencing_token()),
                      message.assign_tasks().tasks_size());
         if (connection_) connection_->close("deposed master");
+        break;
+      }
+      if (draining_) {
+        // Assigned before the master saw the drain: back they go.
+        std::vector<std::uint64_t> ids;
+        for (const auto& task : message.assign_tasks().tasks()) ids.push_back(task.task_id());
+        hand_back(std::move(ids));
         break;
       }
       for (auto& task : *message.mutable_assign_tasks()->mutable_tasks())

@@ -28,6 +28,14 @@ class ServerDaemon {
   void start();
   // Sends UnregisterServer when connected, then closes; run() returns once that is written.
   void stop();
+  // Stops taking tasks: hands back those not started (DrainServer), lets the running ones finish,
+  // then stops as stop() does; at `deadline` at the latest, when what still runs is rerun
+  // elsewhere. A second call may only bring the deadline closer. (Slurm jobs: src/slurm.)
+  void drain(std::chrono::steady_clock::time_point deadline);
+  bool stopping() const { return stopping_; }
+  bool draining() const { return draining_; }
+  // See WorkerPool::set_workers_block_sigterm.
+  void set_workers_block_sigterm(bool block) { pool_->set_workers_block_sigterm(block); }
   const std::string& server_id() const { return server_id_; }
 
  private:
@@ -40,8 +48,11 @@ class ServerDaemon {
   // Moves large outcomes out of `message` into frame attachments.
   void send_to_master(wire::Envelope&& message);
   // Fencing: false when `token` is lower than the highest election token seen, i.e. it comes from
-  // a master deposed by a later election; otherwise remembers it. 0 (no standbys) always passes.
+  // a master deposed by a later election; otherwise remembers it. 0 (a master without standbys)
+  // passes only until a higher token was seen.
   bool accept_fencing_token(std::int64_t token);
+  void hand_back(std::vector<std::uint64_t> task_ids);
+  void stop_if_drained();
   std::string deposed_message(std::int64_t token) const;
 
   asio::io_context& io_;
@@ -63,6 +74,9 @@ class ServerDaemon {
   bool results_overdue_ = false;
   bool registered_ = false;
   bool stopping_ = false;
+  bool draining_ = false;
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
+  asio::steady_timer drain_timer_;
   std::int64_t highest_fencing_token_ = 0;          // for this process's life
   std::unique_ptr<common::MasterLocator> locator_;  // a zk:// master_url: follow the leader
 };

@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -49,6 +50,13 @@ class WorkerPool {
   void abandon_all();
   // Kills every worker (server shutdown).
   void shutdown();
+  // Draining: takes back the tasks not given to a worker yet and returns their ids. Those a
+  // worker holds run here (one behind the running task when tasks are long).
+  std::vector<std::uint64_t> hand_back_unstarted();
+  // Workers start with SIGTERM blocked: under a batch scheduler a signal meant for the server
+  // (scancel, a time limit) reaches every process of the job, and the server's draining lets
+  // running tasks finish.
+  void set_workers_block_sigterm(bool block) { workers_block_sigterm_ = block; }
 
   // "NAME=value" entries added to every worker's environment from now on (the cluster's
   // services, as the master announced them).
@@ -69,6 +77,10 @@ class WorkerPool {
     std::string path;
     std::string partial;  // where the bytes received so far are
     std::uint64_t received = 0;
+    // Its workers die as they load (exit 127: a shared library missing here): its tasks fail
+    // with this message, without starting workers, until kStartRetryAfter has passed.
+    std::string start_error;
+    std::chrono::steady_clock::time_point start_failed_at;
   };
 
   void pump();
@@ -91,6 +103,8 @@ class WorkerPool {
   void fail_task(std::uint64_t task_id, std::uint32_t kind, const std::string& message,
                  int exit_code = 0, int signal = 0);
   void retire(const std::shared_ptr<Worker>& worker);
+  // A worker died before it started (see Image::start_error): fails its image's tasks.
+  void cannot_start(const std::shared_ptr<Worker>& worker);
 
   asio::io_context& io_;
   std::string server_id_;
@@ -103,6 +117,7 @@ class WorkerPool {
   std::unordered_set<std::uint64_t>
       cancelled_;  // reported cancelled, possibly still queued in a worker
   bool shutting_down_ = false;
+  bool workers_block_sigterm_ = false;
   std::vector<std::string> worker_environment_;
 };
 
