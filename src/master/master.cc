@@ -159,7 +159,8 @@ asio::awaitable<void> Master::serve(std::shared_ptr<common::Connection> connecti
   const common::AcceptorAuth auth{token_, "master", services_, fencing_token_};
   // Until the peer has proved the token it may send only small frames, and it counts against
   // max_pending_connections.
-  connection->limit_incoming_frames(common::kHandshakeMaxFrameSize);
+  connection->limit_incoming_frames(
+      std::min(common::kHandshakeMaxFrameSize, config_.max_frame_size));
   ++handshaking_;
   try {
     if (tls_) co_await connection->transport().start(true);

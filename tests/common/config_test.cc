@@ -125,6 +125,24 @@ TEST(ConfigTest, NoAuthBeyondLoopbackIsRefused) {
   EXPECT_NE(message.find("without authentication"), std::string::npos) << message;
 }
 
+TEST(ConfigTest, HostilePeerLimitsParseAndAreChecked) {
+  MasterConfig defaults = parse_master_config("", "m.yaml");
+  EXPECT_EQ(defaults.max_pending_connections, 64);
+  EXPECT_EQ(defaults.idle_timeout, Millis(300'000));
+  EXPECT_EQ(defaults.http_auth, HttpAuth::kLoopback);
+  MasterConfig c = parse_master_config(
+      "max_pending_connections: 8\nidle_timeout: off\nhttp_auth: token\n", "m.yaml");
+  EXPECT_EQ(c.max_pending_connections, 8);
+  EXPECT_EQ(c.idle_timeout, Millis(0));
+  EXPECT_EQ(c.http_auth, HttpAuth::kToken);
+  EXPECT_NO_THROW(validate(c));
+  EXPECT_EQ(parse_master_config("http_auth: off\n", "m.yaml").http_auth, HttpAuth::kOff);
+  EXPECT_THROW(parse_master_config("http_auth: maybe\n", "m.yaml"), ConfigError);
+  // Shorter than clients' keep-alive period would close healthy connections.
+  MasterConfig hasty = parse_master_config("idle_timeout: 20s\nreservation_ttl: 2m\n", "m.yaml");
+  EXPECT_THROW(validate(hasty), ConfigError);
+}
+
 TEST(ConfigTest, TlsNeedsItsFiles) {
   MasterConfig m;
   m.tls.enabled = true;

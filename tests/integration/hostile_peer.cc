@@ -52,8 +52,11 @@ std::optional<wire::Envelope> HostilePeer::receive(std::chrono::milliseconds tim
   while (true) {
     const auto status = decoder_.next(message);
     if (status == common::FrameDecoder::Status::kFrame) return message;
-    if (status != common::FrameDecoder::Status::kNeedMore || closed_ || fd_ < 0)
+    if (status != common::FrameDecoder::Status::kNeedMore) {
+      broken_ = true;  // the master sent what does not decode: nothing more can be read
       return std::nullopt;
+    }
+    if (closed_ || fd_ < 0) return std::nullopt;
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) return std::nullopt;
@@ -83,7 +86,7 @@ std::optional<wire::Envelope> HostilePeer::receive_until(
 
 bool HostilePeer::closed_by_master_within(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  while (!closed_ && fd_ >= 0 && Clock::now() < deadline)
+  while (!closed_ && !broken_ && fd_ >= 0 && Clock::now() < deadline)
     receive(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
   return closed_;
 }

@@ -62,7 +62,8 @@ class HostilePeer {
  private:
   int fd_ = -1;
   bool connected_ = false;
-  bool closed_ = false;
+  bool closed_ = false;  // the master closed the connection
+  bool broken_ = false;  // the master sent bytes that do not decode as frames
   common::FrameDecoder decoder_{std::size_t{1} << 30};
 };
 
