@@ -321,7 +321,7 @@ bed_heal() {
 bed_loss() {
   bed_nft "$1" flush chain inet clupybed loss
   if [ "$2" -gt 0 ]; then
-    bed_nft "$1" add rule inet clupybed loss numgen random mod 10000 "<" "$2" drop
+    bed_nft "$1" add rule inet clupybed loss numgen random mod 10000 "<" "$2" counter drop
   fi
 }
 

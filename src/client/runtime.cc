@@ -308,6 +308,15 @@ void Runtime::open_job() {
   }
   keepalive_interval_ =
       std::chrono::milliseconds(std::max<std::uint32_t>(100, job.keepalive_interval_ms()));
+  // A master that goes silent (a partition) fails the connection, and so every unfinished
+  // future, once a keep-alive has waited two intervals (at least 2 s) for its acknowledgement:
+  // within the master's reservation_ttl of the cut, when the master releases this client's
+  // reservations.
+  const auto unacknowledged =
+      std::max<std::chrono::milliseconds>(2 * keepalive_interval_, std::chrono::seconds(2));
+  asio::post(io_, [this, timeout = unacknowledged] {
+    if (connection_) connection_->transport().set_unacknowledged_timeout(timeout);
+  });
   asio::post(io_, [this, need = job.need_image()] {
     if (need) upload_image();
     keep_alive();

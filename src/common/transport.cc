@@ -1,6 +1,9 @@
 #include "common/transport.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -29,6 +32,15 @@ Transport::Transport(tcp::socket socket, asio::ssl::context& tls)
 
 Transport::Transport(local_socket socket) : stream_(std::in_place_index<2>, std::move(socket)) {
   set_close_on_exec(std::get<2>(stream_).native_handle());
+}
+
+void Transport::set_unacknowledged_timeout(std::chrono::milliseconds timeout) {
+  int fd = -1;
+  if (auto* plain = std::get_if<0>(&stream_)) fd = plain->native_handle();
+  if (auto* tls = std::get_if<1>(&stream_)) fd = tls->next_layer().native_handle();
+  if (fd < 0) return;
+  const unsigned ms = static_cast<unsigned>(timeout.count());
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
 }
 
 asio::awaitable<void> Transport::start(bool as_server) {

@@ -8,6 +8,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <variant>
@@ -45,6 +46,10 @@ class Transport {
   asio::ssl::stream<tcp::socket>* tls_stream() { return std::get_if<1>(&stream_); }
   // "127.0.0.1:51234", or "unknown peer" once the socket is gone.
   std::string remote_description();
+  // TCP_USER_TIMEOUT: the connection fails when data it sent stays unacknowledged this long (a
+  // silent peer: a partition, a frozen machine) instead of after the kernel's ~15 minutes of
+  // retransmissions. Nothing for a local socket.
+  void set_unacknowledged_timeout(std::chrono::milliseconds timeout);
 
  private:
   std::variant<tcp::socket, asio::ssl::stream<tcp::socket>, local_socket> stream_;

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <clupy/clupy.hpp>
@@ -44,6 +45,49 @@ long long now_us() {
 long expected_value(long i) { return i * i + 7; }
 
 Placed placed(long i) { return {expected_value(i), hostname()}; }
+
+long next_of(long i) { return i + 1; }
+
+// count no-op tasks, all in flight at once: prints THROUGHPUT (tasks/s) and OUTCOMES.
+int noop_throughput(long count) {
+  std::vector<clupy::Future<long>> futures;
+  futures.reserve(static_cast<std::size_t>(count));
+  const auto start = std::chrono::steady_clock::now();
+  for (long i = 0; i < count; ++i) futures.push_back(clupy::parallel(next_of)(i));
+  clupy::wait_all(futures, std::chrono::seconds(300));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  long ok = 0, failed = 0, never = 0, wrong = 0;
+  for (long i = 0; i < count; ++i) {
+    auto& f = futures[static_cast<std::size_t>(i)];
+    if (!f.completed())
+      ++never;
+    else if (!f.successful())
+      ++failed;
+    else if (f.value() != i + 1)
+      ++wrong;
+    else
+      ++ok;
+  }
+  std::printf("THROUGHPUT %.0f\nOUTCOMES %ld %ld %ld 0 %ld\n", static_cast<double>(count) / seconds,
+              ok, failed, never, wrong);
+  return ok == count ? 0 : 1;
+}
+
+// count calls one after another: prints the round trip's median, min and max in microseconds.
+int sequential_round_trips(long count) {
+  std::vector<long> us;
+  for (long i = 0; i < count; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    if (clupy::parallel(next_of)(i).get() != i + 1) return 1;
+    us.push_back(static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                       std::chrono::steady_clock::now() - start)
+                                       .count()));
+  }
+  std::sort(us.begin(), us.end());
+  std::printf("RTT_US %ld %ld %ld\n", us[us.size() / 2], us.front(), us.back());
+  return 0;
+}
 
 // Sleeps ms, then appends "task host pid start_us end_us" to the shared history (one write of
 // one line with O_APPEND: lines from many hosts never interleave) and returns where it ran.
@@ -165,18 +209,24 @@ int main(int argc, char** argv) {
     return run_and_report(static_cast<size_t>(count), std::chrono::seconds(120), 0,
                           [](long i) { return clupy::parallel(placed)(i); });
   }
+  if (mode == "noop") return noop_throughput(count);
+  if (mode == "sequential") return sequential_round_trips(count);
   if (mode == "slow") {  // count tasks of argv[3] ms each, recorded in $BED_HISTORY
     const int ms = argc > 3 ? std::atoi(argv[3]) : 100;
     const long deadline_s = argc > 4 ? std::atol(argv[4]) : 120;
     const size_t failures_ok = argc > 5 ? static_cast<size_t>(std::atol(argv[5])) : 0;
+    const int retries = argc > 6 ? std::atoi(argv[6]) : 3;
     std::printf("STARTED\n");
     std::fflush(stdout);
-    return run_and_report(static_cast<size_t>(count), std::chrono::seconds(deadline_s), failures_ok,
-                          [ms](long i) {
-                            return clupy::parallel(slow_recorded, {.retries = 3})(SlowArgs{i, ms});
-                          });
+    return run_and_report(
+        static_cast<size_t>(count), std::chrono::seconds(deadline_s), failures_ok,
+        [ms, retries](long i) {
+          return clupy::parallel(slow_recorded, {.retries = retries})(SlowArgs{i, ms});
+        });
   }
-  std::fprintf(stderr, "usage: %s primes-sequential | spread N | slow N MS [DEADLINE_S]\n",
+  std::fprintf(stderr,
+               "usage: %s primes-sequential | spread N | noop N | sequential N | slow N MS "
+               "[DEADLINE_S [FAILURES_OK [RETRIES]]]\n",
                argv[0]);
   return 2;
 }

@@ -49,7 +49,7 @@ start_server() {
   cp "$TOKEN" "$(bed_root "$name")/etc/clupy/cluster.token"
   bed_exec "$name" sh -c 'chown clupy:clupy /etc/clupy/cluster.token && chmod 0600 /etc/clupy/cluster.token'
   {
-    echo "master_url: $(master_url)"
+    echo "master_url: ${SERVER_MASTER_URL:-$(master_url)}"
     echo "token_file: /etc/clupy/cluster.token"
     echo "cache_dir: /var/lib/clupy/server-cache"
     echo "server_id: $name"
@@ -60,6 +60,18 @@ start_server() {
     clupy --serve --config /etc/clupy/clupy.server.yaml'
 }
 
+# start_relay NAME LISTEN_PORT TARGET DELAY_US [JITTER_US [SEED]]: a delaying relay on host NAME's
+# link (in its network namespace) from BED_SUBNET.N:LISTEN_PORT to TARGET.
+start_relay() {
+  local name="$1" port="$2"
+  shift 2
+  [ -n "${BED_RELAY:-}" ] || scenario_fail "BED_RELAY is not set"
+  nsenter --net="/run/netns/$(bed_ns "$name")" "$BED_RELAY" "$(bed_addr "$name"):$port" "$@" \
+    </dev/null >"$BED_SHARED/logs/relay-$name-$port.log" 2>&1 &
+  disown $!
+  bed_wait_for "the relay on $name:$port" 10 grep -q READY "$BED_SHARED/logs/relay-$name-$port.log"
+}
+
 # The master's registry as the main host sees it (JSON), through the build tree's clupy.
 cluster_info() {
   CLUPY_TOKEN_FILE="$TOKEN" "$BED_BUILD_DIR/tools/clupy" info --master-url "$(master_url)" --json
@@ -67,11 +79,12 @@ cluster_info() {
 connected_servers() { cluster_info | grep -o '"connected": *true' | wc -l; }
 servers_connected_at_least() { [ "$(connected_servers)" -ge "$1" ]; }
 
-# run_client LOG PROGRAM ARGS...: the program on the main host against the bed's master.
+# run_client LOG PROGRAM ARGS...: the program on the main host against the bed's master (or
+# CLIENT_MASTER_URL; servers use SERVER_MASTER_URL when set, e.g. a relay's address).
 run_client() {
   local log="$1"
   shift
-  CLUPY_MASTER_URL="$(master_url)" CLUPY_TOKEN_FILE="$TOKEN" "$@" >"$BED_SHARED/logs/$log.log" \
+  CLUPY_MASTER_URL="${CLIENT_MASTER_URL:-$(master_url)}" CLUPY_TOKEN_FILE="$TOKEN" "$@" >"$BED_SHARED/logs/$log.log" \
     2>"$BED_SHARED/logs/$log.stderr.log"
 }
 
