@@ -167,9 +167,10 @@ TEST(SlurmEnvTest, NamesAMissingProgram) {
 // results right, tasks on every node, and nothing left when the job ends.
 TEST_F(SlurmTest, OneJobRunsTheProgramOnAllThreeNodes) {
   const std::string run =
-      script("one.sh", std::string("srun ") + CLUPY_BINARY + " --slurm-run " + SLURM_PROGRAM +
-                           " spread 60 100\n" + "echo PRIMES_BEGIN\nsrun " + CLUPY_BINARY +
-                           " --slurm-run " + PRIMES_EXAMPLE + "\necho \"PRIMES_STATUS $?\"");
+      script("one.sh", std::string("echo SCRIPT_START_MS $(date +%s%3N)\nsrun ") + CLUPY_BINARY +
+                           " --slurm-run " + SLURM_PROGRAM + " spread 60 100\n" +
+                           "echo PRIMES_BEGIN\nsrun " + CLUPY_BINARY + " --slurm-run " +
+                           PRIMES_EXAMPLE + "\necho \"PRIMES_STATUS $?\"");
   const long long submitted = now_ms();
   const std::string job =
       cluster_->sbatch(job_args(work(), {"-N3", "--ntasks-per-node=1", "-c1", run}));
@@ -194,6 +195,10 @@ TEST_F(SlurmTest, OneJobRunsTheProgramOnAllThreeNodes) {
   // Every daemon stopped in order: the servers unregistered before the master went.
   EXPECT_EQ(text.find("lost the master"), std::string::npos) << text;
   std::printf("MEASURE sbatch_to_first_result_ms %lld\n", out.first_result_ms - submitted);
+  // The part that is Slurm's: from sbatch to the batch script's first line.
+  std::smatch started;
+  if (std::regex_search(text, started, std::regex(R"(SCRIPT_START_MS (\d+))")))
+    std::printf("MEASURE sbatch_to_script_start_ms %lld\n", std::stoll(started[1]) - submitted);
 }
 
 // Two jobs at once on the same nodes: two masters on ports the OS chose, each program on its
