@@ -5,6 +5,15 @@ target_compile_options(clupy_warnings INTERFACE
   -Woverloaded-virtual -Wimplicit-fallthrough
   $<$<BOOL:${CLUPY_WERROR}>:-Werror>)
 
+if(CLUPY_SANITIZE AND CLUPY_TSAN)
+  message(FATAL_ERROR "CLUPY_SANITIZE (ASan+UBSan) and CLUPY_TSAN cannot be combined")
+endif()
+if(CLUPY_TSAN)
+  # -Wno-tsan: GCC warns that TSan does not model std::atomic_thread_fence, which Boost.Asio's
+  # fenced blocks use; Asio's queues are guarded by mutexes, which TSan does model.
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer -Wno-tsan)
+  add_link_options(-fsanitize=thread)
+endif()
 if(CLUPY_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
                       -fno-sanitize-recover=undefined)

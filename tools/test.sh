@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing, builds with warnings as errors,
-# runs every test, then does the same in an AddressSanitizer + UndefinedBehaviorSanitizer build.
+# runs every test, then does the same in an AddressSanitizer + UndefinedBehaviorSanitizer build,
+# then runs the threaded part of the suite in a ThreadSanitizer build (tsan_tests below).
 # Usage: tools/test.sh [--no-sanitizers]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,11 +33,32 @@ run_suite() {  # name, build dir, extra cmake flags...
   (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600)
 }
 
+# ThreadSanitizer: the tests where threads of one process meet (the client runtime's I/O thread
+# and program threads, futures, the embedded cluster, the store's and coordination's threads,
+# a client failing over to a standby master), and the daemons started by the cluster tests,
+# themselves built with TSan: the tests labelled tsan (clupy_add_test ... TSAN), less the long
+# parallel_test cases whose paths shorter ones already cover. The rest of the suite repeats
+# those paths single-threaded and would only add time.
+tsan_targets=(clupy_cli common_test master_test clupy_future_test clupy_worker_output_test
+              store_service_test store_test cluster_test parallel_test standby_master_test)
+tsan_skip='^ParallelTest\.(TenThousandTasks|BigPayloads|ATaskPrintingMuch|BurstsLargerThanAFrame|CrashesAmongBatchedQuickTasks|KilledClientFrees|ShortTasksDoNotQueue|ServerCountTwo)'
+run_tsan() {
+  local dir="$root/build-tsan"
+  echo "== tsan: configure and build ($dir)"
+  cmake -S "$root" -B "$dir" "${common_flags[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCLUPY_TSAN=ON >/dev/null
+  cmake --build "$dir" -j "$jobs" --target "${tsan_targets[@]}"
+  echo "== tsan: tests"
+  (cd "$dir" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tools/tsan.supp" \
+    ctest -j "$jobs" --output-on-failure --timeout 600 -L tsan -E "$tsan_skip")
+}
+
 run_suite "release" "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLUPY_BUILD_BENCH=ON
 if [ "${1:-}" != "--no-sanitizers" ]; then
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
   export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/tools/lsan.supp}"
   run_suite "asan+ubsan" "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCLUPY_SANITIZE=ON
+  run_tsan
 fi
 echo "== all test suites passed"

@@ -12,7 +12,7 @@ namespace clupy::detail {
 std::optional<StoreOptions> cluster_store_options() {
   if (auto from_env = store_options_from_env()) return from_env;
   if (!client::Runtime::initialized()) return std::nullopt;
-  const auto& services = client::Runtime::get().services();
+  const wire::ClusterServices services = client::Runtime::get().services();
   return store_options_from(services.store_url(), services.store_key_prefix(),
                             services.store_chunk_size());
 }
@@ -20,7 +20,7 @@ std::optional<StoreOptions> cluster_store_options() {
 std::optional<coord::SessionOptions> cluster_coordination_options() {
   if (auto from_env = coordination_options_from_env()) return from_env;
   if (!client::Runtime::initialized()) return std::nullopt;
-  const auto& services = client::Runtime::get().services();
+  const wire::ClusterServices services = client::Runtime::get().services();
   return coordination_options_from(services.coordination_connect(),
                                    services.coordination_session_timeout_ms(),
                                    services.coordination_digest_auth());

@@ -143,22 +143,21 @@ void Runtime::connect(const common::ClientConfig& config) {
     }
     dialed = try_dial(url, common::resolve_token(config.token_file));
     master_token_ = std::max(master_token_, dialed.master.fencing_token);
-    master_url_ = dial.address.to_string();
+    set_master(dial.address.to_string(), dialed.master.services);
   } else {
     try {
       dialed = try_dial("clupy://localhost:7878", common::resolve_token(config.token_file));
-      master_url_ = dial.address.to_string();
+      set_master(dial.address.to_string(), dialed.master.services);
     } catch (const ConnectionError& nobody_there) {
       log()->debug("no master on localhost:7878 ({}); starting an embedded cluster",
                    nobody_there.what());
       embedded_ = std::make_unique<EmbeddedCluster>();
       dial.tls = common::TlsConfig{};
       dialed = try_dial(embedded_->master_url(), common::read_token_file(embedded_->token_file()));
-      master_url_ = embedded_->master_url();
+      set_master(embedded_->master_url(), dialed.master.services);
     }
   }
   connection_ = dialed.connection;
-  services_ = dialed.master.services;
   dial_options_ = dial;
   {
     std::lock_guard lock(mu_);
@@ -167,8 +166,24 @@ void Runtime::connect(const common::ClientConfig& config) {
   open_job();
 }
 
+void Runtime::set_master(std::string url, wire::ClusterServices services) {
+  std::lock_guard lock(master_mu_);
+  master_url_ = std::move(url);
+  services_ = std::move(services);
+}
+
+std::string Runtime::master_url() const {
+  std::lock_guard lock(master_mu_);
+  return master_url_;
+}
+
+wire::ClusterServices Runtime::services() const {
+  std::lock_guard lock(master_mu_);
+  return services_;
+}
+
 asio::awaitable<void> Runtime::fail_over(std::string reason) {
-  log()->warn("lost the master at {} ({}); waiting for the next elected master", master_url_,
+  log()->warn("lost the master at {} ({}); waiting for the next elected master", master_url(),
               reason);
   const auto deadline = std::chrono::steady_clock::now() + failover_timeout_;
   asio::steady_timer pause(io_);
@@ -199,7 +214,7 @@ asio::awaitable<void> Runtime::fail_over(std::string reason) {
     co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
   }
   if (!stopped_)
-    fail_everything("lost the connection to the master at " + master_url_ + " (" + reason +
+    fail_everything("lost the connection to the master at " + master_url() + " (" + reason +
                     ") and no new master was elected within " +
                     std::to_string(failover_timeout_.count()) +
                     " ms; the task may or may not have run");
@@ -207,8 +222,7 @@ asio::awaitable<void> Runtime::fail_over(std::string reason) {
 
 void Runtime::adopt(common::Dialed dialed) {
   connection_ = dialed.connection;
-  services_ = dialed.master.services;
-  master_url_ = dial_options_.address.to_string();
+  set_master(dial_options_.address.to_string(), dialed.master.services);
   connection_->start(
       [this](wire::Envelope& message) {
         if (message.has_job_opened())
@@ -251,8 +265,8 @@ void Runtime::on_reopened(const wire::JobOpened& job) {
     flush_posted_ = false;
     schedule_flush();
   }
-  log()->warn("reconnected to the new master at {}; resubmitted {} unfinished task(s)", master_url_,
-              resubmitted);
+  log()->warn("reconnected to the new master at {}; resubmitted {} unfinished task(s)",
+              master_url(), resubmitted);
   keep_alive();
 }
 
@@ -277,7 +291,7 @@ void Runtime::open_job() {
         [this, opened](const std::string& reason) {
           try {
             opened->set_exception(std::make_exception_ptr(ConnectionError(
-                "the master at " + master_url_ + " closed the connection: " + reason)));
+                "the master at " + master_url() + " closed the connection: " + reason)));
           } catch (const std::future_error&) {
             // The job was opened long ago: this is an ordinary disconnection.
           }
@@ -286,7 +300,7 @@ void Runtime::open_job() {
     send_open_job();
   });
   if (result.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
-    throw ConnectionError("the master at " + master_url_ + " did not answer OpenJob in 30 s");
+    throw ConnectionError("the master at " + master_url() + " did not answer OpenJob in 30 s");
   wire::JobOpened job = result.get();
   {
     std::lock_guard lock(mu_);
@@ -348,7 +362,7 @@ void Runtime::submit(std::string call, const std::string& function_name, const O
     f.task_id = id;
     f.message = stopped_
                     ? "clupy::shutdown() was called"
-                    : "not connected to the master at " + master_url_ + ": " + disconnect_reason_;
+                    : "not connected to the master at " + master_url() + ": " + disconnect_reason_;
     state->complete_with_failure(std::move(f));
     return;
   }
@@ -535,8 +549,8 @@ void Runtime::on_closed(const std::string& reason) {
     return;
   }
   fail_everything(stopped_ ? "clupy::shutdown() was called"
-                           : "lost the connection to the master at " + master_url_ + " (" + reason +
-                                 "); the task may or may not have run");
+                           : "lost the connection to the master at " + master_url() + " (" +
+                                 reason + "); the task may or may not have run");
 }
 
 void Runtime::fail_everything(const std::string& why) {

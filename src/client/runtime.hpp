@@ -2,6 +2,7 @@
 // threads submit tasks, results complete futures on the I/O thread.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -52,9 +53,11 @@ class Runtime {
   void submit(std::string call, const std::string& function_name, const Options& options,
               const std::shared_ptr<detail::CallSite>& site,
               std::shared_ptr<detail::FutureStateBase> state);
-  const std::string& master_url() const { return master_url_; }
-  // What the master announced at the handshake (store, coordination). Fixed after init.
-  const wire::ClusterServices& services() const { return services_; }
+  // The master's address and what it announced at the handshake (store, coordination). Both
+  // change when a standby master takes over (adopt(), on the I/O thread), so they are returned
+  // by value; safe from any thread.
+  std::string master_url() const;
+  wire::ClusterServices services() const;
   bool embedded() const { return embedded_ != nullptr; }
 
   Runtime();
@@ -102,8 +105,11 @@ class Runtime {
   std::thread io_thread_;
   std::unique_ptr<EmbeddedCluster> embedded_;
   std::shared_ptr<common::Connection> connection_;
-  std::string master_url_;
-  wire::ClusterServices services_;
+  // The master we talk to; set at connect() and by adopt() on the I/O thread, read by any.
+  void set_master(std::string url, wire::ClusterServices services);
+  mutable std::mutex master_mu_;
+  std::string master_url_;          // guarded by master_mu_
+  wire::ClusterServices services_;  // guarded by master_mu_
   // With a zk:// master URL: where the elected master is published, how to dial it again, and
   // the fencing token of the master we are connected to.
   std::unique_ptr<common::MasterLocator> locator_;
@@ -133,7 +139,8 @@ class Runtime {
   std::size_t window_ = 65536;
   std::size_t max_frame_size_ = common::kDefaultMaxFrameSize;
   std::size_t outstanding_ = 0;  // submitted (or held) and not yet resolved
-  bool stopped_ = false;
+  // Set under mu_ by stop(); read without it on the I/O thread (fail_over, on_closed).
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace clupy::client

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -120,6 +121,22 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
     t.add("maintenance_period", duration_key(c.maintenance_period));
     t.add("default_server_request_count", int_key(c.default_server_request_count, 0, 1 << 20));
     t.add("handshake_timeout", duration_key(c.handshake_timeout));
+    t.add("max_pending_connections", int_key(c.max_pending_connections, 1, 1 << 20));
+    t.add("idle_timeout", [&c](const YAML::Node& node) {
+      const std::string value = scalar(node);
+      c.idle_timeout = value == "off" || value == "0" ? Millis(0) : parse_duration(value);
+    });
+    t.add("http_auth", [&c](const YAML::Node& node) {
+      const std::string value = scalar(node);
+      if (value == "loopback")
+        c.http_auth = HttpAuth::kLoopback;
+      else if (value == "token")
+        c.http_auth = HttpAuth::kToken;
+      else if (value == "off")
+        c.http_auth = HttpAuth::kOff;
+      else
+        throw ConfigError("expected loopback, token or off, got '" + value + "'");
+    });
     t.add("image_store_size", size_key(c.image_store_size));
     t.add("client_window", int_key(c.client_window, 1, 1 << 24));
     t.add("default_retries", int_key(c.default_retries, 0, 1000));
@@ -180,6 +197,13 @@ void validate(const MasterConfig& config) {
   if (config.tls.enabled && (config.tls.cert_file.empty() || config.tls.key_file.empty()))
     throw ConfigError("tls.enabled on the master needs tls.cert_file and tls.key_file");
   if (config.max_frame_size < 1024) throw ConfigError("max_frame_size must be at least 1KiB");
+  // Clients send a keep-alive every reservation_ttl / 3 and servers heartbeat every second (by
+  // default): an idle timeout shorter than that would close healthy connections.
+  if (config.idle_timeout.count() != 0 &&
+      config.idle_timeout < std::max(config.reservation_ttl / 2, Millis(5'000)))
+    throw ConfigError(
+        "idle_timeout must be 0 (off) or at least 5s and half of reservation_ttl "
+        "(clients send a keep-alive every reservation_ttl / 3)");
 }
 
 void validate(const ServerConfig& config) {

@@ -24,6 +24,13 @@ struct TlsConfig {
   bool operator==(const TlsConfig&) const = default;
 };
 
+// Who may read the master's /status and /metrics (/healthz is open to all).
+enum class HttpAuth {
+  kLoopback,  // requests from a loopback address, or carrying the cluster token
+  kToken,     // only requests carrying the cluster token ("Authorization: Bearer <token>")
+  kOff,       // anyone who can reach http_port
+};
+
 struct MasterConfig {
   std::string bind = "127.0.0.1";
   int port = 7878;             // 0 picks a free port (tests; see port_file)
@@ -41,6 +48,9 @@ struct MasterConfig {
   int default_retries = 3;    // reruns of a task lost with its server
   int assign_ahead = 8;       // tasks assigned per worker slot (>1 queues tasks on servers)
   Millis handshake_timeout{10'000};
+  int max_pending_connections = 64;  // connections in their handshake at once; more are refused
+  Millis idle_timeout{300'000};  // authenticated connections silent this long are closed; 0: never
+  HttpAuth http_auth = HttpAuth::kLoopback;  // who may read /status and /metrics
   std::size_t max_frame_size = kDefaultMaxFrameSize;
   std::string log_level = "info";
   TlsConfig tls;

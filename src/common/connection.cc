@@ -1,5 +1,8 @@
 #include "common/connection.hpp"
 
+#include <google/protobuf/field_mask.pb.h>
+#include <google/protobuf/util/field_mask_util.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -90,13 +93,39 @@ asio::awaitable<void> Connection::read_loop() {
 
 namespace {
 
-// Appends the items of an oversized batch as several frames of at most half the limit each.
-// An item that cannot fit even alone is handed to `oversized` (which may replace it).
+// Every field of `batch` except the repeated field holding its items (`items`, a field of the
+// body): the envelope each part of a split batch starts from, so that every header field (the
+// request id, a job id, a fencing token, any field added later) travels on every part.
+wire::Envelope batch_header(const wire::Envelope& batch, std::string_view items) {
+  namespace pb = google::protobuf;
+  const pb::Reflection& reflection = *batch.GetReflection();
+  const pb::FieldDescriptor* body_field =
+      batch.GetDescriptor()->FindFieldByNumber(static_cast<int>(batch.body_case()));
+  pb::FieldMask mask;
+  std::vector<const pb::FieldDescriptor*> fields;
+  reflection.ListFields(batch, &fields);
+  for (const auto* field : fields)
+    if (field != body_field) mask.add_paths(field->name());
+  wire::Envelope header;
+  if (body_field != nullptr) {
+    const pb::Message& body = reflection.GetMessage(batch, body_field);
+    fields.clear();
+    body.GetReflection()->ListFields(body, &fields);
+    for (const auto* field : fields)
+      if (field->name() != items) mask.add_paths(body_field->name() + "." + field->name());
+    reflection.MutableMessage(&header, body_field);  // the kind, even with no header field set
+  }
+  pb::util::FieldMaskUtil::MergeMessageTo(batch, mask, {}, &header);
+  return header;
+}
+
+// Appends the items of an oversized batch as several frames of at most half the limit each,
+// each part starting from `header`. An item that cannot fit even alone is handed to `oversized`
+// (which may replace it).
 template <class Items, class Add, class Oversized>
 void split_batch(const Items& items, std::size_t budget, Add add_to, Oversized oversized,
-                 const std::function<void(wire::Envelope&)>& emit, const wire::Envelope& original) {
-  wire::Envelope part;
-  part.set_request_id(original.request_id());
+                 const std::function<void(wire::Envelope&)>& emit, const wire::Envelope& header) {
+  wire::Envelope part = header;
   std::size_t used = 0;
   for (const auto& item : items) {
     const std::size_t size = item.ByteSizeLong() + 16;
@@ -106,14 +135,13 @@ void split_batch(const Items& items, std::size_t budget, Add add_to, Oversized o
     }
     if (used + size > budget && used > 0) {
       emit(part);
-      part.Clear();
-      part.set_request_id(original.request_id());
+      part = header;
       used = 0;
     }
     add_to(part, item);
     used += size;
   }
-  if (used > 0 || part.ByteSizeLong() > 0) emit(part);
+  if (used > 0 || part.ByteSizeLong() > header.ByteSizeLong()) emit(part);
 }
 
 }  // namespace
@@ -129,11 +157,10 @@ bool Connection::append_split(const wire::Envelope& message) {
     case wire::Envelope::kSubmitTasks:
       split_batch(
           message.submit_tasks().tasks(), budget,
-          [&](wire::Envelope& part, const wire::TaskSpec& t) {
-            part.mutable_submit_tasks()->set_job_id(message.submit_tasks().job_id());
+          [](wire::Envelope& part, const wire::TaskSpec& t) {
             *part.mutable_submit_tasks()->add_tasks() = t;
           },
-          drop, emit, message);
+          drop, emit, batch_header(message, "tasks"));
       return true;
     case wire::Envelope::kAssignTasks:
       split_batch(
@@ -141,7 +168,7 @@ bool Connection::append_split(const wire::Envelope& message) {
           [](wire::Envelope& part, const wire::Assignment& a) {
             *part.mutable_assign_tasks()->add_tasks() = a;
           },
-          drop, emit, message);
+          drop, emit, batch_header(message, "tasks"));
       return true;
     case wire::Envelope::kTaskResults:
       // A result too big to travel becomes a failure saying so: its future must not hang.
@@ -163,7 +190,7 @@ bool Connection::append_split(const wire::Envelope& message) {
             failed.mutable_failure()->set_server(r.server_id());
             *part.mutable_task_results()->add_results() = std::move(failed);
           },
-          emit, message);
+          emit, batch_header(message, "results"));
       return true;
     default:
       return false;
@@ -301,16 +328,11 @@ void Connection::append_with_attachments(wire::Envelope& message) {
   auto send_attached = [this](wire::Envelope& single, std::string&& bytes) {
     append_attached(single, std::move(bytes));
   };
-  const std::uint64_t request_id = message.request_id();
   switch (message.body_case()) {
     case wire::Envelope::kSubmitTasks: {
-      const std::uint64_t job = message.submit_tasks().job_id();
+      const wire::Envelope header = batch_header(message, "tasks");
       split_attachments(
-          *message.mutable_submit_tasks()->mutable_tasks(),
-          [&](wire::Envelope& e) {
-            e.set_request_id(request_id);
-            e.mutable_submit_tasks()->set_job_id(job);
-          },
+          *message.mutable_submit_tasks()->mutable_tasks(), [&](wire::Envelope& e) { e = header; },
           [](wire::Envelope& e, wire::TaskSpec& t) {
             *e.mutable_submit_tasks()->add_tasks() = std::move(t);
           },
@@ -319,13 +341,9 @@ void Connection::append_with_attachments(wire::Envelope& message) {
       return;
     }
     case wire::Envelope::kAssignTasks: {
-      const std::int64_t token = message.assign_tasks().fencing_token();
+      const wire::Envelope header = batch_header(message, "tasks");
       split_attachments(
-          *message.mutable_assign_tasks()->mutable_tasks(),
-          [&](wire::Envelope& e) {
-            e.set_request_id(request_id);
-            e.mutable_assign_tasks()->set_fencing_token(token);
-          },
+          *message.mutable_assign_tasks()->mutable_tasks(), [&](wire::Envelope& e) { e = header; },
           [](wire::Envelope& e, wire::Assignment& a) {
             *e.mutable_assign_tasks()->add_tasks() = std::move(a);
           },
@@ -333,19 +351,18 @@ void Connection::append_with_attachments(wire::Envelope& message) {
           send_attached);
       return;
     }
-    case wire::Envelope::kTaskResults:
+    case wire::Envelope::kTaskResults: {
+      const wire::Envelope header = batch_header(message, "results");
       split_attachments(
           *message.mutable_task_results()->mutable_results(),
-          [&](wire::Envelope& e) {
-            e.set_request_id(request_id);
-            e.mutable_task_results();
-          },
+          [&](wire::Envelope& e) { e = header; },
           [](wire::Envelope& e, wire::TaskResult& r) {
             *e.mutable_task_results()->add_results() = std::move(r);
           },
           [](wire::TaskResult& r) -> std::string& { return *r.mutable_outcome(); }, send_inline,
           send_attached);
       return;
+    }
     case wire::Envelope::kRunTask:
     case wire::Envelope::kTaskDone: {
       std::string& bytes = *attachment_slot(message);

@@ -49,6 +49,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // kept) when the peer reads attachments; `message` is left unspecified.
   void send(wire::Envelope&& message);
 
+  // The largest frame body or attachment accepted from the peer from now on (it starts at the
+  // constructor's max_frame_size). An acceptor keeps it small until the peer has proved the
+  // token, so an unauthenticated peer cannot make it allocate more (docs/protocol.md).
+  void limit_incoming_frames(std::size_t max_size) { decoder_.set_max_frame_size(max_size); }
+
   // The peer reads frame attachments (protocol 1.2 or later; see docs/protocol.md). Until this
   // is called, every payload travels inside its envelope.
   void enable_attachments() { attachments_ = true; }

@@ -26,6 +26,9 @@ inline constexpr std::size_t kAttachedFrameHeaderSize = 8;
 // The top bit of the first header word says that an attachment follows the body.
 inline constexpr std::uint32_t kAttachmentFlag = 0x8000'0000u;
 inline constexpr std::size_t kDefaultMaxFrameSize = 64u << 20;
+// The largest frame an acceptor takes from a peer that has not proved the token yet: a Hello or
+// an AuthProof is a few hundred bytes.
+inline constexpr std::size_t kHandshakeMaxFrameSize = 64u << 10;
 // Payloads at least this big travel as attachments (when the peer reads them): below it the
 // copies protobuf makes cost less than a frame of their own.
 inline constexpr std::size_t kAttachmentThreshold = 64u << 10;
@@ -58,6 +61,9 @@ class FrameDecoder {
 
   explicit FrameDecoder(std::size_t max_frame_size = kDefaultMaxFrameSize)
       : max_frame_size_(max_frame_size) {}
+
+  // Applies to frames whose header has not been read yet.
+  void set_max_frame_size(std::size_t max_frame_size) { max_frame_size_ = max_frame_size; }
 
   void feed(std::string_view bytes);
 

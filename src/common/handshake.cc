@@ -4,6 +4,7 @@
 
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
+#include "common/log.hpp"
 #include "common/version.hpp"
 
 namespace clupy::common {
@@ -44,7 +45,8 @@ asio::awaitable<PeerIdentity> accept_handshake(Connection& connection, const Acc
   PeerIdentity peer;
   peer.build = hello.hello().build();
   peer.role = hello.hello().role();
-  peer.name = hello.hello().peer_name();
+  // Bounded and escaped once, here: every log line and listing that names the peer uses this.
+  peer.name = printable(hello.hello().peer_name(), 128);
 
   wire::Envelope challenge;
   fill_build_info(*challenge.mutable_challenge()->mutable_build());

@@ -47,4 +47,34 @@ void set_log_level(spdlog::level::level_enum level) {
   });
 }
 
+namespace {
+bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
+}  // namespace
+
+std::string printable(std::string_view text, std::size_t max_bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const std::string_view shown = text.substr(0, max_bytes);
+  std::string out;
+  out.reserve(shown.size() + 16);
+  for (const char ch : shown) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (is_control(c)) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += ch;
+    }
+  }
+  if (shown.size() < text.size()) out += "...(" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
+bool is_printable(std::string_view text, std::size_t max_bytes) {
+  if (text.size() > max_bytes) return false;
+  for (const char ch : text)
+    if (is_control(static_cast<unsigned char>(ch))) return false;
+  return true;
+}
+
 }  // namespace clupy::common

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "clupy.pb.h"
+#include "common/log.hpp"
 
 namespace clupy::common {
 
@@ -51,8 +52,8 @@ void fill_build_info(wire::BuildInfo& info) {
 
 std::string describe(const wire::BuildInfo& info) {
   return "protocol " + std::to_string(info.protocol_major()) + "." +
-         std::to_string(info.protocol_minor()) + " (libclupy " + info.library_version() + ", " +
-         info.abi_tag() + ")";
+         std::to_string(info.protocol_minor()) + " (libclupy " +
+         printable(info.library_version(), 64) + ", " + printable(info.abi_tag(), 128) + ")";
 }
 
 }  // namespace clupy::common

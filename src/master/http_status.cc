@@ -9,6 +9,7 @@
 
 #include "clupy/errors.hpp"
 #include "common/log.hpp"
+#include "common/transport.hpp"
 #include "common/version.hpp"
 
 namespace clupy::master {
@@ -30,6 +31,8 @@ asio::awaitable<void> serve_one(tcp::socket socket, HttpStatus::Handler handler)
   response.version(11);
   response.set(http::field::server, std::string("clupy-master/") + common::library_version());
   response.keep_alive(false);
+  boost::system::error_code peer_error;
+  const auto peer = stream.socket().remote_endpoint(peer_error);
   try {
     co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
     const auto& request = parser.get();
@@ -37,11 +40,15 @@ asio::awaitable<void> serve_one(tcp::socket socket, HttpStatus::Handler handler)
     if (request.method() != http::verb::get && request.method() != http::verb::head) {
       response.result(http::status::method_not_allowed);
       body = "only GET\n";
-    } else if (handler(std::string(request.target()), body, type)) {
-      response.result(http::status::ok);
     } else {
-      response.result(http::status::not_found);
-      body = "not found; try /status, /metrics or /healthz\n";
+      HttpRequest asked;
+      asked.target = std::string(request.target());
+      if (auto it = request.find(http::field::authorization); it != request.end())
+        asked.authorization = std::string(it->value());
+      asked.from_loopback = !peer_error && peer.address().is_loopback();
+      response.result(static_cast<http::status>(handler(asked, body, type)));
+      if (response.result() == http::status::unauthorized)
+        response.set(http::field::www_authenticate, "Bearer realm=\"clupy\"");
     }
     response.set(http::field::content_type, type);
     response.body() = std::move(body);
@@ -82,6 +89,7 @@ HttpStatus::HttpStatus(asio::io_context& io, const std::string& bind, int port, 
   if (ec) throw ConfigError("bind address '" + bind + "' is not an IP address");
   tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
   acceptor_.open(endpoint.protocol());
+  common::set_close_on_exec(acceptor_.native_handle());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
   acceptor_.bind(endpoint, ec);
   if (ec)

@@ -10,11 +10,18 @@
 
 namespace clupy::master {
 
+// What a handler learns of a GET.
+struct HttpRequest {
+  std::string target;
+  std::string authorization;   // the Authorization header, "" when absent
+  bool from_loopback = false;  // the peer's address is a loopback address
+};
+
 class HttpStatus {
  public:
-  // Fills body and content type for a GET of `target`; false means 404.
+  // Fills body and content type for a GET; returns the HTTP status (200, 401, 404, ...).
   using Handler =
-      std::function<bool(const std::string& target, std::string& body, std::string& content_type)>;
+      std::function<int(const HttpRequest& request, std::string& body, std::string& content_type)>;
 
   // Throws clupy::ConfigError when the address cannot be bound.
   HttpStatus(boost::asio::io_context& io, const std::string& bind, int port, Handler handler);

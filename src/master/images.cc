@@ -41,21 +41,33 @@ std::string ImageStore::path_of(const std::string& sha256) const {
   return directory_ + "/" + (sha256.size() == 32 ? hex_of(sha256) : sha256);
 }
 
-std::optional<std::string> ImageStore::add_chunk(const std::string& sha256, std::uint64_t size_hint,
+std::optional<std::string> ImageStore::begin_upload(const std::string& sha256,
+                                                    std::uint64_t declared_size,
+                                                    std::uint64_t uploader) {
+  if (sha256.size() != 32) return std::string("bad image digest");
+  if (declared_size > max_bytes_)
+    return "the program image is " + std::to_string(declared_size) +
+           " bytes, more than the master's image_store_size (" + std::to_string(max_bytes_) +
+           " bytes)";
+  if (has(sha256) || uploading(sha256)) return std::nullopt;
+  Upload& upload = uploads_[sha256];
+  upload.declared_size = declared_size;
+  upload.uploader = uploader;
+  upload.file.open(path_of(sha256) + ".part", std::ios::binary | std::ios::trunc);
+  if (!upload.file) {
+    uploads_.erase(sha256);
+    return "cannot create " + path_of(sha256) + ".part";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> ImageStore::add_chunk(const std::string& sha256, std::uint64_t uploader,
                                                  std::uint64_t offset, const std::string& data,
                                                  bool last) {
-  if (sha256.size() != 32) return std::string("bad image digest");
-  if (has(sha256)) return std::string();
-  auto [it, inserted] = uploads_.try_emplace(sha256);
+  auto it = uploads_.find(sha256);
+  // Not begun, or begun by another client: that one's upload is the one that counts.
+  if (it == uploads_.end() || it->second.uploader != uploader) return std::nullopt;
   Upload& upload = it->second;
-  if (inserted) {
-    if (size_hint > max_bytes_) {
-      uploads_.erase(it);
-      return "the image is " + std::to_string(size_hint) + " bytes, over the store's limit of " +
-             std::to_string(max_bytes_);
-    }
-    upload.file.open(path_of(sha256) + ".part", std::ios::binary | std::ios::trunc);
-  }
   auto fail = [&](const std::string& why) -> std::optional<std::string> {
     abort_upload(sha256);
     return why;
@@ -63,6 +75,9 @@ std::optional<std::string> ImageStore::add_chunk(const std::string& sha256, std:
   if (offset != upload.written)
     return fail("chunk at offset " + std::to_string(offset) + ", expected " +
                 std::to_string(upload.written));
+  if (upload.written + data.size() > upload.declared_size)
+    return fail("the upload is larger than the " + std::to_string(upload.declared_size) +
+                " bytes OpenJob declared");
   upload.file.write(data.data(), static_cast<std::streamsize>(data.size()));
   upload.digest.update(data);
   upload.written += data.size();
@@ -74,15 +89,24 @@ std::optional<std::string> ImageStore::add_chunk(const std::string& sha256, std:
   if (got != sha256) return fail("the bytes hash to " + hex_of(got) + ", not " + hex_of(sha256));
   const std::uint64_t size = upload.written;
   fs::rename(path_of(sha256) + ".part", path_of(sha256));
-  uploads_.erase(sha256);
+  uploads_.erase(it);
   Entry& entry = entries_[hex_of(sha256)];
   entry.size = size;
   entry.last_used = std::chrono::steady_clock::now();
   total_bytes_ += size;
   common::logger("master")->info("stored program image {} ({} bytes)", hex_of(sha256).substr(0, 16),
                                  size);
-  evict();
+  // The jobs waiting for it pin it next; until then it is kept by name.
+  evict(hex_of(sha256));
   return std::string();
+}
+
+std::vector<std::string> ImageStore::abort_uploads_of(std::uint64_t uploader) {
+  std::vector<std::string> aborted;
+  for (const auto& [sha, upload] : uploads_)
+    if (upload.uploader == uploader) aborted.push_back(sha);
+  for (const auto& sha : aborted) abort_upload(sha);
+  return aborted;
 }
 
 void ImageStore::abort_upload(const std::string& sha256) {
@@ -106,11 +130,11 @@ void ImageStore::unpin(const std::string& sha256) {
   if (it != entries_.end() && it->second.pins > 0) --it->second.pins;
 }
 
-void ImageStore::evict() {
+void ImageStore::evict(const std::string& keep) {
   while (total_bytes_ > max_bytes_) {
     auto victim = entries_.end();
     for (auto it = entries_.begin(); it != entries_.end(); ++it)
-      if (it->second.pins == 0 &&
+      if (it->second.pins == 0 && it->first != keep &&
           (victim == entries_.end() || it->second.last_used < victim->second.last_used))
         victim = it;
     if (victim == entries_.end()) return;  // everything is in use: over budget until jobs end

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/hash.hpp"
 
@@ -25,12 +26,21 @@ class ImageStore {
   bool has(const std::string& sha256) const;
   bool uploading(const std::string& sha256) const { return uploads_.count(sha256) > 0; }
   std::string path_of(const std::string& sha256) const;
+  std::uint64_t max_bytes() const { return max_bytes_; }
 
-  // Appends a chunk of an upload. Returns nullopt while more is expected, "" once the image is
-  // stored and verified, or an error message (the upload is then discarded).
-  std::optional<std::string> add_chunk(const std::string& sha256, std::uint64_t size_hint,
+  // One upload per image, by one uploader (a session id): others that need the image wait for
+  // it. Returns an error message when an image of `declared_size` bytes cannot be stored.
+  std::optional<std::string> begin_upload(const std::string& sha256, std::uint64_t declared_size,
+                                          std::uint64_t uploader);
+  // Appends a chunk of the upload `uploader` began. Returns nullopt while more is expected (and
+  // for chunks of anyone but the uploader, which are ignored), "" once the image is stored and
+  // verified, or an error message (the upload is then discarded). A stored image is kept by the
+  // eviction that makes room for it.
+  std::optional<std::string> add_chunk(const std::string& sha256, std::uint64_t uploader,
                                        std::uint64_t offset, const std::string& data, bool last);
   void abort_upload(const std::string& sha256);
+  // Discards the uploads `uploader` began and did not finish; returns their digests.
+  std::vector<std::string> abort_uploads_of(std::uint64_t uploader);
 
   // Open jobs pin their image so eviction leaves it alone.
   void pin(const std::string& sha256);
@@ -47,9 +57,13 @@ class ImageStore {
   struct Upload {
     std::ofstream file;
     std::uint64_t written = 0;
+    std::uint64_t declared_size = 0;
+    std::uint64_t uploader = 0;
     common::Sha256 digest;
   };
-  void evict();
+  // Evicts least recently used unpinned images (never `keep`, a hex digest) until the store
+  // fits its budget.
+  void evict(const std::string& keep);
 
   std::string directory_;
   std::uint64_t max_bytes_;

@@ -1,11 +1,11 @@
 #include "master/master.hpp"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
@@ -66,6 +66,7 @@ void Master::start() {
   if (ec) throw ConfigError("bind address '" + config_.bind + "' is not an IP address");
   tcp::endpoint endpoint(address, static_cast<unsigned short>(config_.port));
   acceptor_.open(endpoint.protocol());
+  common::set_close_on_exec(acceptor_.native_handle());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
   acceptor_.bind(endpoint, ec);
   if (ec)
@@ -86,8 +87,8 @@ void Master::start() {
   if (config_.http_port > 0)
     http_ = std::make_unique<HttpStatus>(
         io_, config_.bind, config_.http_port,
-        [this](const std::string& target, std::string& body, std::string& type) {
-          return http_get(target, body, type);
+        [this](const HttpRequest& request, std::string& body, std::string& type) {
+          return http_get(request, body, type);
         });
   schedule_maintenance();
 }
@@ -118,6 +119,20 @@ asio::awaitable<void> Master::accept_loop() {
       log()->error("accept failed: {}", e.code().message());
       continue;
     }
+    if (handshaking_ >= static_cast<std::size_t>(config_.max_pending_connections)) {
+      // Each connection still in its handshake may hold up to kHandshakeMaxFrameSize for its
+      // deadline: capping their number bounds what unauthenticated peers can make us hold.
+      if (!refusing_pending_)
+        log()->warn(
+            "{} connections are in their handshake (max_pending_connections): refusing "
+            "new connections until some finish",
+            handshaking_);
+      refusing_pending_ = true;
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    refusing_pending_ = false;
     std::optional<common::Transport> transport;
     if (tls_)
       transport.emplace(std::move(socket), *tls_);
@@ -143,15 +158,23 @@ asio::awaitable<void> Master::serve(std::shared_ptr<common::Connection> connecti
   // A named object, not a braced temporary: GCC 12 destroys temporaries inside a co_await
   // expression twice.
   const common::AcceptorAuth auth{token_, "master", services_, fencing_token_};
+  // Until the peer has proved the token it may send only small frames, and it counts against
+  // max_pending_connections.
+  connection->limit_incoming_frames(common::kHandshakeMaxFrameSize);
+  ++handshaking_;
   try {
     if (tls_) co_await connection->transport().start(true);
     peer = co_await common::accept_handshake(*connection, auth);
   } catch (const std::exception& e) {
-    log()->warn("closing connection from {}: {}", connection->peer(), e.what());
+    --handshaking_;
+    log()->warn("closing connection from {}: {}", connection->peer(),
+                common::printable(e.what(), 512));
     connection->close(e.what());
     sessions_.erase(id);
     co_return;
   }
+  --handshaking_;
+  connection->limit_incoming_frames(config_.max_frame_size);
   deadline.cancel();
   if (stopping_ || !connection->is_open()) {
     sessions_.erase(id);
@@ -160,10 +183,23 @@ asio::awaitable<void> Master::serve(std::shared_ptr<common::Connection> connecti
   auto listed = sessions_.find(id);
   if (listed == sessions_.end()) co_return;
   listed->second->peer = peer;
+  listed->second->last_message = Clock::now();
   log()->debug("session {} from {} ({}, {})", id, connection->peer(), peer.name,
                common::describe(peer.build));
-  connection->start([this, id](wire::Envelope& message) { handle(id, message); },
+  connection->start([this, id](wire::Envelope& message) { handle_guarded(id, message); },
                     [this, id](const std::string& reason) { on_session_closed(id, reason); });
+}
+
+void Master::handle_guarded(std::uint64_t session_id, wire::Envelope& message) {
+  try {
+    handle(session_id, message);
+  } catch (const std::exception& e) {
+    // A bug a peer's message reached: that peer loses its connection, the master stays up.
+    auto it = sessions_.find(session_id);
+    log()->error("closing session {}: handling its message (body case {}) failed: {}", session_id,
+                 static_cast<int>(message.body_case()), e.what());
+    if (it != sessions_.end()) it->second->connection->close("internal error");
+  }
 }
 
 void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
@@ -171,6 +207,7 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
   if (it == sessions_.end()) return;
   Session& session = *it->second;
   const auto now = Clock::now();
+  session.last_message = now;
   wire::Envelope reply;
   reply.set_request_id(message.request_id());
 
@@ -180,6 +217,58 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       auto& description = *message.mutable_register_server()->mutable_server();
       if (description.server_id().empty()) {
         session.connection->close("RegisterServer without a server id");
+        return;
+      }
+      if (!common::is_printable(description.server_id(), 128)) {
+        reply.mutable_error()->set_message(
+            "a server id is at most 128 bytes without control characters");
+        session.connection->send(reply);
+        session.connection->close_after_flush("malformed server id");
+        return;
+      }
+      // Shown by clupy info and /status: bounded and escaped once, here.
+      description.set_hostname(common::printable(description.hostname(), 256));
+      description.set_address(common::printable(description.address(), 256));
+      if (description.labels_size() > 64 ||
+          std::any_of(description.labels().begin(), description.labels().end(),
+                      [](const auto& label) {
+                        return !common::is_printable(label.first, 128) ||
+                               !common::is_printable(label.second, 256);
+                      })) {
+        reply.mutable_error()->set_message(
+            "labels: at most 64, keys up to 128 and values up to 256 bytes, without control "
+            "characters");
+        session.connection->send(reply);
+        session.connection->close_after_flush("malformed labels");
+        return;
+      }
+      const ServerRecord* known = registry_.find(description.server_id());
+      auto holder = known != nullptr && known->connection_id != session_id
+                        ? sessions_.find(known->connection_id)
+                        : sessions_.end();
+      if (holder != sessions_.end() && known->description.pid() == description.pid() &&
+          known->description.hostname() == description.hostname()) {
+        // The same server process on a new connection (its old one broke without our noticing):
+        // the old connection goes, and its tasks are rerun (the server abandoned them).
+        Session& old = *holder->second;
+        lose_server(old);
+        old.server_id.clear();  // so closing it does not take the new registration along
+        old.connection->close("the server reconnected");
+        holder = sessions_.end();
+      }
+      if (holder != sessions_.end()) {
+        // Another live connection holds this id: taking it over would cut that server out of
+        // scheduling while it still runs (and hand this peer its tasks). It may replace it only
+        // once the other connection is gone.
+        const std::string refusal = "server id '" + description.server_id() +
+                                    "' is in use by a live server on " +
+                                    common::printable(known->description.hostname(), 256) +
+                                    " (pid " + std::to_string(known->description.pid()) +
+                                    "); give this server another server_id, or stop that one first";
+        log()->warn("refusing a server from {}: {}", session.connection->peer(), refusal);
+        reply.mutable_error()->set_message(refusal);
+        session.connection->send(reply);
+        session.connection->close_after_flush("duplicate server id");
         return;
       }
       if (!session.server_id.empty() && session.server_id != description.server_id())
@@ -197,7 +286,9 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     }
     case wire::Envelope::kHeartbeat: {
       if (session.peer.role != wire::ROLE_SERVER) break;
-      if (!registry_.heartbeat(message.heartbeat().server_id(), message.heartbeat().busy_slots(),
+      // A server speaks only for the id it registered on this connection.
+      if (message.heartbeat().server_id() != session.server_id ||
+          !registry_.heartbeat(message.heartbeat().server_id(), message.heartbeat().busy_slots(),
                                now)) {
         // Expired while the server was unreachable: ask it to register again.
         reply.mutable_error()->set_message("unknown server id; register again");
@@ -233,7 +324,9 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     }
     case wire::Envelope::kTaskOutput: {
       if (session.peer.role != wire::ROLE_SERVER) break;
-      if (auto owner = scheduler_.owner_of(message.task_output().task_id())) {
+      // Only for a task assigned to this connection's server: anything else is dropped.
+      if (session.server_id.empty()) return;
+      if (auto owner = scheduler_.owner_of(message.task_output().task_id(), session.server_id)) {
         message.mutable_task_output()->set_task_id(owner->second);
         message.mutable_task_output()->set_server_id(session.server_id);
         send_to(owner->first, message);
@@ -308,106 +401,18 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
       store_->job_ended(std::to_string(*job));
     if (session.image_pinned) images_.unpin(session.image_sha256);
   }
+  // An upload this client began and did not finish is discarded, so the next run uploads the
+  // image again; jobs waiting for it are told (after this session is gone).
+  const std::vector<std::string> interrupted = images_.abort_uploads_of(session_id);
+  const std::string name = session.peer.name;
   sessions_.erase(it);
+  for (const std::string& sha : interrupted) {
+    log()->warn("upload of image {} by {} interrupted ({}): discarded", hex_of(sha).substr(0, 16),
+                name, reason);
+    image_unavailable(sha, "the upload of this program's image by another run of it (" + name +
+                               ") was interrupted; run the program again to upload it");
+  }
   scheduler_.dispatch();
-}
-
-bool Master::http_get(const std::string& target, std::string& body, std::string& content_type) {
-  if (target == "/healthz") {
-    body = "ok\n";
-  } else if (target == "/status") {
-    body = status_json();
-    content_type = "application/json";
-  } else if (target == "/metrics") {
-    body = metrics_text();
-    content_type = "text/plain; version=0.0.4";
-  } else {
-    return false;
-  }
-  return true;
-}
-
-std::string Master::status_json() {
-  const auto now = Clock::now();
-  wire::RegistryReply reply;
-  registry_.fill(reply, now);
-  nlohmann::json servers = nlohmann::json::array();
-  for (const auto& e : reply.servers()) {
-    servers.push_back({{"server_id", e.server().server_id()},
-                       {"hostname", e.server().hostname()},
-                       {"pid", e.server().pid()},
-                       {"capacity", e.server().capacity()},
-                       {"busy_slots", e.busy_slots()},
-                       {"registered_at_ms", e.registered_at_ms()},
-                       {"last_heartbeat_ms", e.last_heartbeat_ms()},
-                       {"reserved_by", e.reserved_by()},
-                       {"connected", e.connected()}});
-  }
-  nlohmann::json out = {{"master_version", common::library_version()},
-                        {"master_started_ms", to_epoch_ms(started_at_, now)},
-                        {"queued_tasks", scheduler_.queued()},
-                        {"running_tasks", scheduler_.running()},
-                        {"clients", scheduler_.clients()},
-                        {"servers", servers}};
-  return out.dump(2) + "\n";
-}
-
-std::string Master::metrics_text() {
-  const auto& c = scheduler_.counters();
-  std::size_t slots = 0, connected = 0;
-  wire::RegistryReply reply;
-  registry_.fill(reply, Clock::now());
-  for (const auto& e : reply.servers()) {
-    slots += e.server().capacity();
-    connected += e.connected();
-  }
-  std::string text;
-  auto metric = [&](const char* name, const char* type, const char* help, double value) {
-    text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
-            name + " " + std::to_string(static_cast<long long>(value)) + "\n";
-  };
-  metric("clupy_servers", "gauge", "Servers in the registry.",
-         static_cast<double>(registry_.size()));
-  metric("clupy_servers_connected", "gauge", "Servers with a live connection.",
-         static_cast<double>(connected));
-  metric("clupy_worker_slots", "gauge", "Worker slots of all registered servers.",
-         static_cast<double>(slots));
-  metric("clupy_clients", "gauge", "Clients with an open job.",
-         static_cast<double>(scheduler_.clients()));
-  metric("clupy_tasks_queued", "gauge", "Tasks waiting for a slot.",
-         static_cast<double>(scheduler_.queued()));
-  metric("clupy_tasks_running", "gauge", "Tasks assigned to servers.",
-         static_cast<double>(scheduler_.running()));
-  metric("clupy_tasks_submitted_total", "counter", "Tasks submitted by clients.",
-         static_cast<double>(c.submitted));
-  metric("clupy_tasks_succeeded_total", "counter", "Tasks that produced an outcome.",
-         static_cast<double>(c.succeeded));
-  metric("clupy_tasks_failed_total", "counter",
-         "Tasks that crashed, timed out, were cancelled or lost.", static_cast<double>(c.failed));
-  metric("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.",
-         static_cast<double>(c.rerun));
-  metric("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.",
-         static_cast<double>(images_.total_bytes()));
-  if (store_) {
-    const StoreCounters store = store_->counters();
-    metric("clupy_store_files", "gauge", "Files in the file store after the last sweep.",
-           static_cast<double>(store.files));
-    metric("clupy_store_bytes", "gauge", "Bytes of those files.",
-           static_cast<double>(store.live_bytes));
-    metric("clupy_store_reachable", "gauge", "1 if the last janitor operation reached Redis.",
-           store.redis_reachable ? 1 : 0);
-    metric("clupy_store_sweeps_total", "counter", "Janitor sweeps completed.",
-           static_cast<double>(store.sweeps));
-    metric("clupy_store_sweep_failures_total", "counter", "Janitor sweeps that failed.",
-           static_cast<double>(store.sweep_failures));
-    text +=
-        "# HELP clupy_store_files_removed_total Files the janitor removed, by reason.\n"
-        "# TYPE clupy_store_files_removed_total counter\n";
-    for (const auto& [reason, count] : store.files_removed)
-      text += "clupy_store_files_removed_total{reason=\"" + reason + "\"} " +
-              std::to_string(count) + "\n";
-  }
-  return text;
 }
 
 void Master::lose_server(Session& session) {
@@ -464,15 +469,45 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
     session.connection->close_after_flush("malformed OpenJob");
     return;
   }
-  if (session.image_pinned) images_.unpin(session.image_sha256);
+  if (!session.image_sha256.empty()) {
+    // Its queued tasks were submitted for the first job's image: one job per connection.
+    reply.mutable_error()->set_message(
+        "this connection has a job open already (one per connection)");
+    session.connection->send(reply);
+    session.connection->close_after_flush("second OpenJob");
+    return;
+  }
+  if (job.image_size() > images_.max_bytes()) {
+    // It could never be stored (or would evict itself): say why now, not as a lost image later.
+    reply.mutable_error()->set_message(
+        "the program image is " + std::to_string(job.image_size()) +
+        " bytes, more than the master's image_store_size (" + std::to_string(images_.max_bytes()) +
+        " bytes); raise image_store_size in the master's configuration");
+    session.connection->send(reply);
+    session.connection->close_after_flush("image too large");
+    return;
+  }
   session.image_sha256 = job.image_sha256();
+  // Logged, listed as a reservation holder and (the image name) a worker's argv[0] on servers:
+  // bounded and escaped once, here.
+  const std::string client_name = common::printable(job.client_name(), 128);
+  const std::string image_name = common::printable(job.image_name(), 128);
   const bool ready = images_.has(job.image_sha256());
   session.image_pinned = ready;
   if (ready) images_.pin(job.image_sha256());
+  // The first job that needs the image uploads it; jobs opened during its upload wait for it.
   const bool need = !ready && !images_.uploading(job.image_sha256());
-  const std::uint64_t job_id = scheduler_.open_job(
-      session_id, job.client_name(), job.image_sha256(), job.image_name(), ready, Clock::now());
-  log()->info("job {} opened by {} ({}, image {}{})", job_id, job.client_name(), job.image_name(),
+  if (need) {
+    if (auto refused = images_.begin_upload(job.image_sha256(), job.image_size(), session_id)) {
+      reply.mutable_error()->set_message(*refused);
+      session.connection->send(reply);
+      session.connection->close_after_flush("image refused");
+      return;
+    }
+  }
+  const std::uint64_t job_id = scheduler_.open_job(session_id, client_name, job.image_sha256(),
+                                                   image_name, ready, Clock::now());
+  log()->info("job {} opened by {} ({}, image {}{})", job_id, client_name, image_name,
               hex_of(job.image_sha256()).substr(0, 16), need ? ", uploading" : "");
   auto* opened = reply.mutable_job_opened();
   opened->set_job_id(job_id);
@@ -486,17 +521,13 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
 void Master::store_chunk(std::uint64_t session_id, Session& session,
                          const wire::ImageChunk& chunk) {
   if (chunk.image_sha256() != session.image_sha256) return;
-  auto outcome =
-      images_.add_chunk(chunk.image_sha256(), 0, chunk.offset(), chunk.data(), chunk.last());
+  auto outcome = images_.add_chunk(chunk.image_sha256(), session_id, chunk.offset(), chunk.data(),
+                                   chunk.last());
   if (!outcome) return;
   if (!outcome->empty()) {
     log()->error("upload of image {} from session {} failed: {}",
                  hex_of(chunk.image_sha256()).substr(0, 16), session_id, *outcome);
-    wire::Envelope failed;
-    failed.mutable_image_failed()->set_image_sha256(chunk.image_sha256());
-    failed.mutable_image_failed()->set_reason(*outcome);
-    session.connection->send(failed);
-    scheduler_.image_failed(chunk.image_sha256(), *outcome);
+    image_unavailable(chunk.image_sha256(), *outcome);
   } else {
     for (auto& [id, s] : sessions_) {
       if (s->image_sha256 != chunk.image_sha256() || s->image_pinned) continue;
@@ -506,6 +537,16 @@ void Master::store_chunk(std::uint64_t session_id, Session& session,
     scheduler_.image_ready(chunk.image_sha256());
   }
   scheduler_.dispatch();
+}
+
+void Master::image_unavailable(const std::string& sha256, const std::string& reason) {
+  // Every job waiting for the image hears why, and its tasks (queued and later ones) fail.
+  wire::Envelope failed;
+  failed.mutable_image_failed()->set_image_sha256(sha256);
+  failed.mutable_image_failed()->set_reason(reason);
+  for (auto& [id, s] : sessions_)
+    if (s->image_sha256 == sha256 && !s->image_pinned) s->connection->send(failed);
+  scheduler_.image_failed(sha256, reason);
 }
 
 void Master::send_image(Session& session, const std::string& sha256) {
@@ -529,6 +570,7 @@ void Master::schedule_maintenance() {
 
 void Master::maintain() {
   const auto now = Clock::now();
+  close_idle_sessions(now);
   for (const auto& id : registry_.expire(now, config_.registration_ttl)) {
     log()->info("server {} dropped: no heartbeat for more than {} ms", id,
                 config_.registration_ttl.count());
@@ -537,6 +579,21 @@ void Master::maintain() {
   scheduler_.expire_reservations(now, config_.reservation_ttl);
   scheduler_.dispatch();
   if (store_) store_->maintain(now);
+}
+
+void Master::close_idle_sessions(Clock::time_point now) {
+  if (config_.idle_timeout.count() == 0) return;
+  std::vector<std::shared_ptr<common::Connection>> idle;
+  for (const auto& [id, session] : sessions_)
+    // Sessions still in their handshake (no last_message yet) have their own deadline.
+    if (session->last_message != Clock::time_point{} &&
+        now - session->last_message > config_.idle_timeout)
+      idle.push_back(session->connection);
+  for (auto& connection : idle) {
+    log()->warn("closing connection from {}: no message for {} ms (idle_timeout)",
+                connection->peer(), config_.idle_timeout.count());
+    connection->close("idle for longer than idle_timeout");
+  }
 }
 
 int run_master(const common::MasterConfig& config) {

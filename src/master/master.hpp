@@ -55,6 +55,8 @@ class Master : private Outbox {
     std::string server_id;     // servers: the id they registered
     std::string image_sha256;  // clients: their job's image
     bool image_pinned = false;
+    // The last complete message (idle_timeout); bytes of an unfinished frame do not count.
+    Clock::time_point last_message{};
   };
 
   // Outbox: the scheduler's messages leave through the sessions' connections.
@@ -68,17 +70,26 @@ class Master : private Outbox {
   void open_job(std::uint64_t session_id, Session& session, wire::Envelope& message);
   void store_chunk(std::uint64_t session_id, Session& session, const wire::ImageChunk& chunk);
   void send_image(Session& session, const std::string& sha256);
+  // The image will not arrive (its upload failed or was interrupted): jobs waiting for it are
+  // told why and their tasks fail.
+  void image_unavailable(const std::string& sha256, const std::string& reason);
   void lose_server(Session& session);
-  bool http_get(const std::string& target, std::string& body, std::string& content_type);
+  int http_get(const HttpRequest& request, std::string& body, std::string& content_type);
+  // Whether the request may read /status and /metrics (http_auth).
+  bool http_allowed(const HttpRequest& request) const;
   std::string status_json();
   std::string metrics_text();
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<common::Connection> connection);
   void handle(std::uint64_t session_id, wire::Envelope& message);
+  // handle(), with any exception confined to that session (logged, its connection closed).
+  void handle_guarded(std::uint64_t session_id, wire::Envelope& message);
   void on_session_closed(std::uint64_t session_id, const std::string& reason);
   void schedule_maintenance();
   void maintain();
+  // Closes authenticated connections that sent no complete message for idle_timeout.
+  void close_idle_sessions(Clock::time_point now);
 
   asio::io_context& io_;
   common::MasterConfig config_;
@@ -96,6 +107,8 @@ class Master : private Outbox {
   // in a dense table of pointers; a Session itself never moves.
   boost::unordered_flat_map<std::uint64_t, std::unique_ptr<Session>> sessions_;
   std::uint64_t next_session_id_ = 1;
+  std::size_t handshaking_ = 0;    // connections that have not finished their handshake
+  bool refusing_pending_ = false;  // logged once per run of refusals
   Clock::time_point started_at_;
   bool stopping_ = false;
   std::function<bool()> leads_;

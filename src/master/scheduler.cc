@@ -48,13 +48,17 @@ std::uint64_t Scheduler::open_job(SessionId client, const std::string& client_na
 }
 
 void Scheduler::image_ready(const std::string& image_sha256) {
-  for (auto& [session, client] : clients_)
-    if (client.image_sha256 == image_sha256) client.image_ready = true;
+  for (auto& [session, client] : clients_) {
+    if (client.image_sha256 != image_sha256) continue;
+    client.image_ready = true;
+    client.image_error.clear();
+  }
 }
 
 void Scheduler::image_failed(const std::string& image_sha256, const std::string& reason) {
   for (auto& [session, client] : clients_) {
     if (client.image_sha256 != image_sha256 || client.image_ready) continue;
+    client.image_error = "the program image could not be stored: " + reason;
     while (auto id = front_queued(client)) {
       client.queue.pop_front();
       --queued_;
@@ -68,8 +72,41 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
   if (it == clients_.end()) return;
   Client& c = it->second;
   c.last_seen = now;
+  // A 1.x client leaves job_id 0: its connection's job is meant.
+  const bool foreign_job = tasks.job_id() != 0 && tasks.job_id() != c.job_id;
   for (auto& spec : *tasks.mutable_tasks()) {
+    // What the library never sends, refused per task with the reason; nothing else is touched.
+    // Both checks are one probe of tables submit touches anyway: no cost for a client that
+    // follows the protocol.
+    if (!c.image_error.empty()) [[unlikely]] {
+      refuse(client, c, spec.task_id(), FailureKind::kUnavailable, c.image_error);
+      continue;
+    }
+    if (foreign_job) {
+      refuse(client, c, spec.task_id(), FailureKind::kProtocol,
+             "SubmitTasks names job " + std::to_string(tasks.job_id()) +
+                 ", but this connection's job is " + std::to_string(c.job_id));
+      continue;
+    }
+    // The library keeps a client within the window, except that tasks submitted by future
+    // callbacks (on its I/O thread, which must not block) may overshoot it: twice the window is
+    // the hard limit.
+    if (c.by_client_id.size() >= 2 * std::size_t{config_.window}) {
+      refuse(client, c, spec.task_id(), FailureKind::kProtocol,
+             "the client already has " + std::to_string(c.by_client_id.size()) +
+                 " unfinished tasks, twice the master's window (client_window: " +
+                 std::to_string(config_.window) + ")");
+      continue;
+    }
+    auto [known, inserted] = c.by_client_id.try_emplace(spec.task_id(), 0);
+    if (!inserted) {
+      refuse(client, c, spec.task_id(), FailureKind::kProtocol,
+             "task id " + std::to_string(spec.task_id()) +
+                 " is already used by an unfinished task of this client");
+      continue;
+    }
     auto [id, task] = tasks_.emplace();
+    known->second = id;
     task.client_task_id = spec.task_id();
     task.client = client;
     task.call = std::move(*spec.mutable_call());
@@ -82,11 +119,21 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
       for (const auto& [k, v] : spec.options().labels()) labels.emplace_back(k, v);
       task.labels = label_sets_.acquire(std::move(labels));
     }
-    c.by_client_id[spec.task_id()] = id;
     c.queue.push_back(id);
     ++queued_;
     ++counters_.submitted;
   }
+}
+
+void Scheduler::refuse(SessionId client_id, Client& client, std::uint64_t client_task_id,
+                       FailureKind kind, const std::string& message) {
+  wire::TaskResults& batch = client.outgoing;
+  if (batch.results_size() == 0) delivering_.push_back(client_id);
+  wire::TaskResult* result = batch.add_results();
+  result->set_task_id(client_task_id);
+  result->mutable_failure()->set_kind(static_cast<std::uint32_t>(kind));
+  result->mutable_failure()->set_message("the master refused this task: " + message);
+  ++counters_.failed;
 }
 
 void Scheduler::cancel(SessionId client, const wire::CancelTasks& tasks) {
@@ -183,8 +230,13 @@ void Scheduler::server_lost(const std::string& server_id) {
                " attempt(s) and no retries are left");
       continue;
     }
+    auto owner = clients_.find(task.client);
+    if (owner == clients_.end()) {  // cannot happen; a task must never outlive its client here
+      forget(id, task);
+      continue;
+    }
     --task.retries_left;
-    clients_.at(task.client).queue.push_front(id);
+    owner->second.queue.push_front(id);
     ++queued_;
     ++counters_.rerun;
   }
@@ -423,9 +475,10 @@ void Scheduler::dispatch() {
 }
 
 std::optional<std::pair<SessionId, std::uint64_t>> Scheduler::owner_of(
-    std::uint64_t task_id) const {
+    std::uint64_t task_id, const std::string& server_id) const {
   const Task* task = tasks_.find(task_id);
   if (task == nullptr || task->client == 0) return std::nullopt;
+  if (task->server == nullptr || task->server->first != server_id) return std::nullopt;
   return std::make_pair(task->client, task->client_task_id);
 }
 

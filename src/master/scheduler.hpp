@@ -63,6 +63,8 @@ class Scheduler {
   void image_ready(const std::string& image_sha256);
   // The image cannot be had: fail every queued task of jobs that need it.
   void image_failed(const std::string& image_sha256, const std::string& reason);
+  // Tasks whose id the client already uses for an unfinished task, past the client's window,
+  // or naming another job are refused (a kProtocol result each); the rest are queued.
   void submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_point now);
   void cancel(SessionId client, const wire::CancelTasks& tasks);
   void client_seen(SessionId client, Clock::time_point now);
@@ -86,8 +88,10 @@ class Scheduler {
   // Assigns queued tasks to free slots, then flushes what it produced to the Outbox.
   void dispatch();
 
-  // Who gets a task's output: the client session and the client's task id, if still wanted.
-  std::optional<std::pair<SessionId, std::uint64_t>> owner_of(std::uint64_t task_id) const;
+  // Who gets a task's output: the client session and the client's task id, if still wanted
+  // and the task is assigned to `server_id` (a server speaks only for its own tasks).
+  std::optional<std::pair<SessionId, std::uint64_t>> owner_of(std::uint64_t task_id,
+                                                              const std::string& server_id) const;
 
   std::size_t queued() const { return queued_; }
   // Tasks known (queued, running, or running for a client that left).
@@ -138,6 +142,7 @@ class Scheduler {
     std::string image_sha256;
     std::string image_name;
     bool image_ready = false;
+    std::string image_error;  // set when the image cannot be had: new tasks fail at once
     // Queued tasks in order. A task cancelled while queued leaves its id behind (removing it
     // would cost a scan); ids of tasks no longer queued are skipped when they reach the front.
     std::deque<TaskId> queue;
@@ -153,6 +158,10 @@ class Scheduler {
   // Sizes a server's slots to its recent rate: `finished` tasks just came back from it.
   void adapt_slots(Server& server, std::size_t finished);
   void fail(TaskId task_id, FailureKind kind, const std::string& message);
+  // Answers a submitted task the master will not take (a failure of `kind` with `message`)
+  // without storing it.
+  void refuse(SessionId client_id, Client& client, std::uint64_t client_task_id, FailureKind kind,
+              const std::string& message);
   // Erases a task and what it holds (its label set reference).
   void forget(TaskId task_id, Task& task);
   // The first task still queued in the client's queue (dropping ids of tasks that are not).

@@ -81,7 +81,8 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
 }
 
 bool ServerDaemon::accept_fencing_token(std::int64_t token) {
-  if (token == 0) return true;  // a master without standbys: nothing to fence
+  // 0 (a master without standbys) is no exception: once a server has served an elected master,
+  // a master that presents no token may be one that was deposed, or one of another set-up.
   if (token < highest_fencing_token_) return false;
   highest_fencing_token_ = token;
   return true;

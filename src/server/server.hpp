@@ -48,7 +48,8 @@ class ServerDaemon {
   // Moves large outcomes out of `message` into frame attachments.
   void send_to_master(wire::Envelope&& message);
   // Fencing: false when `token` is lower than the highest election token seen, i.e. it comes from
-  // a master deposed by a later election; otherwise remembers it. 0 (no standbys) always passes.
+  // a master deposed by a later election; otherwise remembers it. 0 (a master without standbys)
+  // passes only until a higher token was seen.
   bool accept_fencing_token(std::int64_t token);
   void hand_back(std::vector<std::uint64_t> task_ids);
   void stop_if_drained();

@@ -52,6 +52,11 @@ constexpr auto kResultGrace = std::chrono::milliseconds(5);
 // Reads of 16 KiB from one pipe per turn of the event loop: a task that prints without pause
 // must not starve the other workers' results.
 constexpr int kReadsPerTurn = 8;
+// A program whose workers cannot start here (a shared library it links is missing) is tried
+// again after this long: the library may have been installed meanwhile.
+constexpr auto kStartRetryAfter = std::chrono::seconds(30);
+// The stderr of a worker that has not started yet, kept to say why it could not.
+constexpr std::size_t kStartErrorBytes = 2048;
 
 // A fresh progress page (common/worker_progress.hpp) as a memfd, mapped here; -1 on failure
 // (the worker then runs without batching).
@@ -170,6 +175,8 @@ struct WorkerPool::Worker {
   std::uint64_t verdict_task = 0;
   bool abandoned = false;  // the task's result must not be reported
   bool gone = false;
+  bool reported = false;     // it has sent a result
+  std::string early_stderr;  // what it wrote to stderr before its first result (capped)
 
   // Tasks this worker may hold: see kQueuedWork.
   std::size_t pipeline_limit() const {
@@ -328,10 +335,19 @@ void WorkerPool::pump() {
     });
   };
   for (auto task = waiting_.begin(); task != waiting_.end() && room();) {
-    const Image& image = images_[task->image_sha256()];
+    Image& image = images_[task->image_sha256()];
     if (!image.ready) {
       ++task;
       continue;
+    }
+    if (!image.start_error.empty()) {
+      if (std::chrono::steady_clock::now() - image.start_failed_at < kStartRetryAfter) {
+        fail_task(task->task_id(), static_cast<std::uint32_t>(FailureKind::kCrash),
+                  image.start_error, 127);
+        task = waiting_.erase(task);
+        continue;
+      }
+      image.start_error.clear();
     }
     // The least loaded worker of this program; a new worker rather than queueing behind a busy
     // one while slots are free.
@@ -523,6 +539,7 @@ void WorkerPool::arm_deadline(const std::shared_ptr<Worker>& worker, std::uint64
 }
 
 void WorkerPool::on_worker_message(const std::shared_ptr<Worker>& worker, wire::Envelope& message) {
+  worker->reported = true;
   if (!message.has_task_done() || worker->queue.empty() ||
       message.task_done().task_id() != worker->queue.front().task_id()) {
     log()->warn("worker {} sent an unexpected message; stopping it", worker->pid);
@@ -579,6 +596,17 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
   boost::system::error_code ignored;
   worker->out->close(ignored);
   worker->err->close(ignored);
+  // Exit 127 before it attached to its progress page or reported anything: the dynamic loader
+  // could not start the program here. Every try would fail the same way; fail its tasks now.
+  const bool attached =
+      worker->reported ||
+      (worker->progress && worker->progress->worker_features.load(std::memory_order_acquire));
+  if (!worker->abandoned && !worker->verdict && r > 0 && WIFEXITED(status) &&
+      WEXITSTATUS(status) == 127 && !attached) {
+    cannot_start(worker);
+    pump();
+    return;
+  }
   // Which task ended with the worker: the one the server passed a verdict on (timeout,
   // cancel), else the one the progress page says was running, else (a worker without a page)
   // the first unreported one. Only that task fails; the others, never started or finished
@@ -681,6 +709,9 @@ WorkerPool::PipeState WorkerPool::read_pipe(Worker& worker, bool is_stderr, int 
       if (errno == EINTR) continue;
       return errno == EAGAIN || errno == EWOULDBLOCK ? PipeState::kDrained : PipeState::kClosed;
     }
+    if (is_stderr && !worker.reported && worker.early_stderr.size() < kStartErrorBytes)
+      worker.early_stderr.append(
+          chunk.data(), std::min<std::size_t>(static_cast<std::size_t>(n), kStartErrorBytes));
     if (callbacks_.on_output)
       callbacks_.on_output(owner, is_stderr, chunk.substr(0, static_cast<std::size_t>(n)));
   }
@@ -754,6 +785,25 @@ void WorkerPool::fail_task(std::uint64_t task_id, std::uint32_t kind, const std:
   failure->set_exit_code(exit_code);
   failure->set_signal(signal);
   callbacks_.on_result(std::move(result));
+}
+
+void WorkerPool::cannot_start(const std::shared_ptr<Worker>& worker) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::string why = worker->early_stderr;
+  while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
+  if (why.empty()) why = "the worker exited with code 127 before it started";
+  Image& image = images_[worker->image];
+  image.start_error =
+      "cannot start the program on server " + server_id_ + " (host " + host + "): " + why;
+  image.start_failed_at = std::chrono::steady_clock::now();
+  log()->error("{}", image.start_error);
+  for (auto& task : worker->queue)
+    if (cancelled_.erase(task.task_id()) == 0)
+      fail_task(task.task_id(), static_cast<std::uint32_t>(FailureKind::kCrash), image.start_error,
+                127);
+  worker->queue.clear();
+  // Waiting tasks of this program fail in pump(), which sees start_error.
 }
 
 void WorkerPool::retire(const std::shared_ptr<Worker>& worker) {

@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -76,6 +77,10 @@ class WorkerPool {
     std::string path;
     std::string partial;  // where the bytes received so far are
     std::uint64_t received = 0;
+    // Its workers die as they load (exit 127: a shared library missing here): its tasks fail
+    // with this message, without starting workers, until kStartRetryAfter has passed.
+    std::string start_error;
+    std::chrono::steady_clock::time_point start_failed_at;
   };
 
   void pump();
@@ -98,6 +103,8 @@ class WorkerPool {
   void fail_task(std::uint64_t task_id, std::uint32_t kind, const std::string& message,
                  int exit_code = 0, int signal = 0);
   void retire(const std::shared_ptr<Worker>& worker);
+  // A worker died before it started (see Image::start_error): fails its image's tasks.
+  void cannot_start(const std::shared_ptr<Worker>& worker);
 
   asio::io_context& io_;
   std::string server_id_;

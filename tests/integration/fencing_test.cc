@@ -1,6 +1,7 @@
 // Fencing on the wire: a real `clupy --serve` process meets a scripted master (this test, speaking
 // the real protocol) that presents election tokens. A server that has served a master with token 7
-// refuses assignments and handshakes carrying a lower token: they come from a deposed master.
+// refuses assignments and handshakes carrying a lower token, 0 included: they come from a deposed
+// master. A batch too large for one frame is refused as a whole: every part carries the token.
 #include <sys/stat.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -27,8 +28,11 @@ using std::chrono::seconds;
 // chosen fencing token. Runs its io_context on a thread of its own.
 class ScriptedMaster {
  public:
-  explicit ScriptedMaster(std::string auth_token)
+  // `max_frame_size` is what this master's connections split outgoing batches at.
+  explicit ScriptedMaster(std::string auth_token,
+                          std::size_t max_frame_size = common::kDefaultMaxFrameSize)
       : auth_token_(std::move(auth_token)),
+        max_frame_size_(max_frame_size),
         work_(io_.get_executor()),
         acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
         thread_([this] { io_.run(); }) {}
@@ -70,8 +74,8 @@ class ScriptedMaster {
  private:
   asio::awaitable<void> accept_one(std::int64_t fencing_token) {
     tcp::socket socket = co_await acceptor_.async_accept(asio::use_awaitable);
-    connection_ = std::make_shared<common::Connection>(common::Transport(std::move(socket)),
-                                                       common::kDefaultMaxFrameSize);
+    connection_ =
+        std::make_shared<common::Connection>(common::Transport(std::move(socket)), max_frame_size_);
     const common::AcceptorAuth auth{auth_token_, "master", {}, fencing_token};
     co_await common::accept_handshake(*connection_, auth);
   }
@@ -84,6 +88,7 @@ class ScriptedMaster {
   }
 
   std::string auth_token_;
+  std::size_t max_frame_size_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::acceptor acceptor_;
@@ -91,48 +96,65 @@ class ScriptedMaster {
   std::thread thread_;
 };
 
-wire::Envelope assignment(std::int64_t fencing_token, std::uint64_t task_id) {
+// `tasks` assignments of an image the server does not have (running one means fetching it),
+// each call `call_bytes` long.
+wire::Envelope assignment(std::int64_t fencing_token, std::uint64_t first_task_id, int tasks = 1,
+                          std::size_t call_bytes = 10) {
   wire::Envelope message;
   auto* assign = message.mutable_assign_tasks();
   assign->set_fencing_token(fencing_token);
-  auto* task = assign->add_tasks();
-  task->set_task_id(task_id);
-  task->set_image_sha256(std::string(32, '\x5a'));  // unknown: running it means fetching it
-  task->set_image_name("deposed");
-  task->set_call("not a call");
+  for (int i = 0; i < tasks; ++i) {
+    auto* task = assign->add_tasks();
+    task->set_task_id(first_task_id + i);
+    task->set_image_sha256(std::string(32, '\x5a'));
+    task->set_image_name("deposed");
+    task->set_call(std::string(call_bytes, 'c'));
+  }
   return message;
 }
 
-class FencingTest : public ClusterFixture {};
+class FencingTest : public ClusterFixture {
+ protected:
+  // Starts a server and plays a master elected with `token` until the server has registered and
+  // sent a heartbeat after taking an (empty) assignment stamped with that token.
+  ChildProcess& serve(ScriptedMaster& master, std::int64_t token) {
+    write_file(token_file(), "fencing-test-token\n");
+    ::chmod(token_file().c_str(), 0600);
+    port_ = master.port();
+    ChildProcess& server = start_server("fenced");
+    master.accept(token);
+    auto hello = master.next();
+    EXPECT_TRUE(hello && hello->has_register_server()) << read_file(dir_.file("fenced.log"));
+    wire::Envelope registered;
+    registered.mutable_server_registered()->set_server_id("fenced");
+    master.send(registered);
+    wire::Envelope current;
+    current.mutable_assign_tasks()->set_fencing_token(token);
+    master.send(current);
+    auto beat = master.next();
+    EXPECT_TRUE(beat && beat->has_heartbeat()) << "token " << token << " must be served";
+    return server;
+  }
+
+  // Reads until the server closes the connection; fails if it asked for the image of any task.
+  void expect_nothing_run_until_closed(ScriptedMaster& master) {
+    for (;;) {
+      auto frame = master.next();
+      if (!frame) break;
+      ASSERT_FALSE(frame->has_fetch_image()) << "the server started a deposed master's task";
+    }
+  }
+};
 
 TEST_F(FencingTest, ServerRefusesAssignmentsAndHandshakesOfADeposedMaster) {
-  write_file(token_file(), "fencing-test-token\n");
-  ::chmod(token_file().c_str(), 0600);
   ScriptedMaster master("fencing-test-token");
-  port_ = master.port();
-  ChildProcess& server = start_server("fenced");
-
-  // The master elected with token 7: the server registers and takes its (empty) assignments.
-  master.accept(7);
-  auto hello = master.next();
-  ASSERT_TRUE(hello && hello->has_register_server()) << read_file(dir_.file("fenced.log"));
-  wire::Envelope registered;
-  registered.mutable_server_registered()->set_server_id("fenced");
-  master.send(registered);
-  wire::Envelope current;
-  current.mutable_assign_tasks()->set_fencing_token(7);
-  master.send(current);
-  auto beat = master.next();
-  ASSERT_TRUE(beat && beat->has_heartbeat()) << "token 7 must be served";
+  ChildProcess& server = serve(master, 7);
+  ASSERT_FALSE(HasFailure());
 
   // An assignment stamped with an older election's token: dropped, connection closed, nothing
   // fetched or run.
   master.send(assignment(5, 1));
-  for (;;) {
-    auto frame = master.next();
-    if (!frame) break;
-    ASSERT_FALSE(frame->has_fetch_image()) << "the server started a deposed master's task";
-  }
+  expect_nothing_run_until_closed(master);
   EXPECT_NE(read_file(dir_.file("fenced.log")).find("fencing token 5 is lower than 7"),
             std::string::npos)
       << read_file(dir_.file("fenced.log"));
@@ -145,6 +167,41 @@ TEST_F(FencingTest, ServerRefusesAssignmentsAndHandshakesOfADeposedMaster) {
   master.accept(9);
   auto again = master.next();
   ASSERT_TRUE(again && again->has_register_server()) << read_file(dir_.file("fenced.log"));
+  EXPECT_TRUE(server.running());
+}
+
+TEST_F(FencingTest, SplitBatchOfADeposedMasterIsRefusedFromItsFirstPart) {
+  // This master's connection splits batches at 64 KiB: 40 calls of 4000 bytes make 3 parts.
+  ScriptedMaster master("fencing-test-token", 64u << 10);
+  serve(master, 7);
+  ASSERT_FALSE(HasFailure());
+
+  master.send(assignment(5, 1, 40, 4000));
+  expect_nothing_run_until_closed(master);
+  const std::string log = read_file(dir_.file("fenced.log"));
+  EXPECT_NE(log.find("fencing token 5 is lower than 7"), std::string::npos) << log;
+  // The server saw a part, not the whole batch: the split happened, and its first part already
+  // carried the deposed master's token (a part without one would have read "token 0").
+  std::size_t at = log.find(": dropping ");
+  ASSERT_NE(at, std::string::npos) << log;
+  const int count = std::stoi(log.substr(at + std::string(": dropping ").size()));
+  EXPECT_GT(count, 0);
+  EXPECT_LT(count, 40) << "the batch was meant to arrive in parts";
+}
+
+TEST_F(FencingTest, TokenZeroIsRefusedOnceAHigherOneWasSeen) {
+  ScriptedMaster master("fencing-test-token");
+  ChildProcess& server = serve(master, 7);
+  ASSERT_FALSE(HasFailure());
+
+  // A master without an election token, on this connection and at a new handshake.
+  master.send(assignment(0, 1));
+  expect_nothing_run_until_closed(master);
+  EXPECT_NE(read_file(dir_.file("fenced.log")).find("fencing token 0 is lower than 7"),
+            std::string::npos)
+      << read_file(dir_.file("fenced.log"));
+  master.accept(0);
+  EXPECT_FALSE(master.next().has_value()) << "the server registered with a token-less master";
   EXPECT_TRUE(server.running());
 }
 

@@ -109,6 +109,8 @@ TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
   EXPECT_NE(busy.log().find("DONE ok=2000 failed=0 callbacks=2000"), std::string::npos)
       << busy.log();
   EXPECT_NE(busy.log().find("resubmitted"), std::string::npos) << busy.log();
+  // The program's thread read the master's address throughout and saw it change.
+  EXPECT_NE(busy.log().find("MASTERS seen=2"), std::string::npos) << busy.log();
 }
 
 }  // namespace

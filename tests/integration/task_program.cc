@@ -230,7 +230,11 @@ int scenario_long(int n, int ms, int retries) {
     });
   }
   int last = -1;
+  // The master's address as this program thread sees it while the I/O thread may fail over to
+  // another master (a race ThreadSanitizer would report if the address were not guarded).
+  std::set<std::string> masters{clupy::master_url()};
   while (!clupy::wait_all(futures, std::chrono::milliseconds(20))) {
+    masters.insert(clupy::master_url());
     if (finished / 10 != last) {
       last = finished / 10;
       std::printf("PROGRESS %d\n", finished.load());
@@ -250,6 +254,7 @@ int scenario_long(int n, int ms, int retries) {
   }
   // Every future reports once: a callback run twice would count here.
   std::printf("DONE ok=%d failed=%d callbacks=%d\n", ok, failed, finished.load());
+  std::printf("MASTERS seen=%zu\n", masters.size());
   for (const auto& k : kinds) std::printf("KIND %s\n", k.c_str());
   return 0;
 }

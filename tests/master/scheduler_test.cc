@@ -235,7 +235,7 @@ TEST_F(SchedulerTest, AGoneClientsQueuedTasksAreDroppedAndItsRunningResultsGoNow
   ASSERT_EQ(scheduler_.client_gone(kClient), std::optional<std::uint64_t>(1));
   EXPECT_EQ(scheduler_.queued(), 0u);
   EXPECT_EQ(scheduler_.tasks(), 1u);  // the running one, until its result comes
-  EXPECT_FALSE(scheduler_.owner_of(running[0].task_id()));
+  EXPECT_FALSE(scheduler_.owner_of(running[0].task_id(), "a"));
   complete("a", running);
   EXPECT_EQ(scheduler_.tasks(), 0u);
   EXPECT_TRUE(delivered().empty());
@@ -253,6 +253,49 @@ TEST_F(SchedulerTest, TasksWithTheSameLabelsShareOneSet) {
   complete("xy", ran);
   EXPECT_EQ(scheduler_.label_sets(), 1u);
   EXPECT_EQ(scheduler_.queued(), 2u);
+}
+
+// Issue 18, item 3: a reused id, one task running and one queued, then the client leaves and
+// the server is lost: nothing may throw, nothing may stay behind.
+TEST_F(SchedulerTest, AReusedTaskIdIsRefusedAndLosingItsServerLaterIsHarmless) {
+  add_server("a", 1, 1);
+  submit({7});
+  auto running = outbox_.take_assigned(1);
+  ASSERT_EQ(running.size(), 1u);
+  submit({7});
+  ASSERT_EQ(delivered().size(), 1u);
+  EXPECT_EQ(delivered()[0].task_id(), 7u);
+  EXPECT_EQ(delivered()[0].failure().kind(), static_cast<std::uint32_t>(FailureKind::kProtocol));
+  EXPECT_NE(delivered()[0].failure().message().find("task id 7 is already used"),
+            std::string::npos);
+  EXPECT_EQ(scheduler_.queued(), 0u);
+  EXPECT_EQ(scheduler_.owner_of(running[0].task_id(), "a"),
+            std::make_pair(kClient, std::uint64_t{7}));
+  EXPECT_FALSE(scheduler_.owner_of(running[0].task_id(), "b"));  // only its own server's output
+  scheduler_.client_gone(kClient);
+  scheduler_.server_lost("a");
+  EXPECT_EQ(scheduler_.tasks(), 0u);
+}
+
+TEST_F(SchedulerTest, TasksPastTwiceTheWindowOrOfAnotherJobAreRefused) {
+  Scheduler small(registry_, outbox_, SchedulerConfig{.window = 2});
+  small.open_job(kClient + 1, "small", std::string(32, 'i'), "image", true, Clock::now());
+  wire::SubmitTasks batch;
+  for (std::uint64_t id = 1; id <= 10; ++id) batch.add_tasks()->set_task_id(id);
+  small.submit(kClient + 1, batch, Clock::now());
+  small.dispatch();
+  EXPECT_EQ(small.queued(), 4u);
+  ASSERT_EQ(outbox_.delivered[kClient + 1].size(), 6u);
+  EXPECT_NE(outbox_.delivered[kClient + 1][0].failure().message().find("twice the master's window"),
+            std::string::npos);
+  wire::SubmitTasks foreign;
+  foreign.set_job_id(12345);
+  foreign.add_tasks()->set_task_id(99);
+  small.submit(kClient + 1, foreign, Clock::now());
+  small.dispatch();
+  EXPECT_EQ(small.queued(), 4u);
+  EXPECT_NE(outbox_.delivered[kClient + 1].back().failure().message().find("names job 12345"),
+            std::string::npos);
 }
 
 // A draining server (its Slurm job nears its end) gets nothing new; the tasks it hands back

@@ -1,0 +1,131 @@
+// The master's HTTP pages: who may read them (http_auth), /status as JSON and /metrics in the
+// Prometheus text format. Served by HttpStatus on the master's io_context thread.
+#include <nlohmann/json.hpp>
+
+#include "common/auth.hpp"
+#include "common/version.hpp"
+#include "master/master.hpp"
+
+namespace clupy::master {
+
+bool Master::http_allowed(const HttpRequest& request) const {
+  if (config_.http_auth == common::HttpAuth::kOff || !token_) return true;
+  constexpr std::string_view kBearer = "Bearer ";
+  const std::string_view presented = request.authorization;
+  if (presented.starts_with(kBearer) &&
+      common::constant_time_equal(presented.substr(kBearer.size()), *token_))
+    return true;
+  return config_.http_auth == common::HttpAuth::kLoopback && request.from_loopback;
+}
+
+int Master::http_get(const HttpRequest& request, std::string& body, std::string& content_type) {
+  const std::string& target = request.target;
+  if (target == "/healthz") {
+    body = "ok\n";
+    return 200;
+  }
+  if (target != "/status" && target != "/metrics") {
+    body = "not found; try /status, /metrics or /healthz\n";
+    return 404;
+  }
+  // /status names servers, hosts, pids and clients: token holders only (docs/operations.md).
+  if (!http_allowed(request)) {
+    body = "this needs the cluster token: send \"Authorization: Bearer <token>\" (http_auth: " +
+           std::string(config_.http_auth == common::HttpAuth::kToken ? "token" : "loopback") +
+           ")\n";
+    return 401;
+  }
+  if (target == "/status") {
+    body = status_json();
+    content_type = "application/json";
+  } else {
+    body = metrics_text();
+    content_type = "text/plain; version=0.0.4";
+  }
+  return 200;
+}
+
+std::string Master::status_json() {
+  const auto now = Clock::now();
+  wire::RegistryReply reply;
+  registry_.fill(reply, now);
+  nlohmann::json servers = nlohmann::json::array();
+  for (const auto& e : reply.servers()) {
+    servers.push_back({{"server_id", e.server().server_id()},
+                       {"hostname", e.server().hostname()},
+                       {"pid", e.server().pid()},
+                       {"capacity", e.server().capacity()},
+                       {"busy_slots", e.busy_slots()},
+                       {"registered_at_ms", e.registered_at_ms()},
+                       {"last_heartbeat_ms", e.last_heartbeat_ms()},
+                       {"reserved_by", e.reserved_by()},
+                       {"connected", e.connected()}});
+  }
+  nlohmann::json out = {{"master_version", common::library_version()},
+                        {"master_started_ms", to_epoch_ms(started_at_, now)},
+                        {"queued_tasks", scheduler_.queued()},
+                        {"running_tasks", scheduler_.running()},
+                        {"clients", scheduler_.clients()},
+                        {"servers", servers}};
+  return out.dump(2) + "\n";
+}
+
+std::string Master::metrics_text() {
+  const auto& c = scheduler_.counters();
+  std::size_t slots = 0, connected = 0;
+  wire::RegistryReply reply;
+  registry_.fill(reply, Clock::now());
+  for (const auto& e : reply.servers()) {
+    slots += e.server().capacity();
+    connected += e.connected();
+  }
+  std::string text;
+  auto metric = [&](const char* name, const char* type, const char* help, double value) {
+    text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+            name + " " + std::to_string(static_cast<long long>(value)) + "\n";
+  };
+  metric("clupy_servers", "gauge", "Servers in the registry.",
+         static_cast<double>(registry_.size()));
+  metric("clupy_servers_connected", "gauge", "Servers with a live connection.",
+         static_cast<double>(connected));
+  metric("clupy_worker_slots", "gauge", "Worker slots of all registered servers.",
+         static_cast<double>(slots));
+  metric("clupy_clients", "gauge", "Clients with an open job.",
+         static_cast<double>(scheduler_.clients()));
+  metric("clupy_tasks_queued", "gauge", "Tasks waiting for a slot.",
+         static_cast<double>(scheduler_.queued()));
+  metric("clupy_tasks_running", "gauge", "Tasks assigned to servers.",
+         static_cast<double>(scheduler_.running()));
+  metric("clupy_tasks_submitted_total", "counter", "Tasks submitted by clients.",
+         static_cast<double>(c.submitted));
+  metric("clupy_tasks_succeeded_total", "counter", "Tasks that produced an outcome.",
+         static_cast<double>(c.succeeded));
+  metric("clupy_tasks_failed_total", "counter",
+         "Tasks that crashed, timed out, were cancelled or lost.", static_cast<double>(c.failed));
+  metric("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.",
+         static_cast<double>(c.rerun));
+  metric("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.",
+         static_cast<double>(images_.total_bytes()));
+  if (store_) {
+    const StoreCounters store = store_->counters();
+    metric("clupy_store_files", "gauge", "Files in the file store after the last sweep.",
+           static_cast<double>(store.files));
+    metric("clupy_store_bytes", "gauge", "Bytes of those files.",
+           static_cast<double>(store.live_bytes));
+    metric("clupy_store_reachable", "gauge", "1 if the last janitor operation reached Redis.",
+           store.redis_reachable ? 1 : 0);
+    metric("clupy_store_sweeps_total", "counter", "Janitor sweeps completed.",
+           static_cast<double>(store.sweeps));
+    metric("clupy_store_sweep_failures_total", "counter", "Janitor sweeps that failed.",
+           static_cast<double>(store.sweep_failures));
+    text +=
+        "# HELP clupy_store_files_removed_total Files the janitor removed, by reason.\n"
+        "# TYPE clupy_store_files_removed_total counter\n";
+    for (const auto& [reason, count] : store.files_removed)
+      text += "clupy_store_files_removed_total{reason=\"" + reason + "\"} " +
+              std::to_string(count) + "\n";
+  }
+  return text;
+}
+
+}  // namespace clupy::master

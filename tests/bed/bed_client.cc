@@ -1,0 +1,182 @@
+// The client program of the test bed's scenarios: it runs on the main host against a master in
+// another host, and its own image is what the servers' workers run there. argv[1] picks the
+// scenario; it checks every value itself and prints lines the scenario scripts read:
+//   HOST <hostname> <tasks>     how many tasks each host ran
+//   OUTCOMES <ok> <failed> <never_completed> <completed_twice> <wrong>
+//   FAILURE <task> <failure>    the first failures, one line each
+//   ELAPSED_MS <ms>             from the first submission to the last outcome
+// It exits 0 only when every check of its scenario passed.
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <clupy/clupy.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct Placed {
+  long value;
+  std::string host;
+};
+
+std::string hostname() {
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  return name;
+}
+
+long long now_us() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+}
+
+long expected_value(long i) { return i * i + 7; }
+
+Placed placed(long i) { return {expected_value(i), hostname()}; }
+
+// Sleeps ms, then appends "task host pid start_us end_us" to the shared history (one write of
+// one line with O_APPEND: lines from many hosts never interleave) and returns where it ran.
+struct SlowArgs {
+  long task;
+  int ms;
+};
+Placed slow_recorded(SlowArgs args) {
+  const long long start = now_us();
+  std::this_thread::sleep_for(std::chrono::milliseconds(args.ms));
+  const long long end = now_us();
+  const std::string host = hostname();
+  char line[256];
+  const int n = std::snprintf(line, sizeof line, "%ld %s %d %lld %lld\n", args.task, host.c_str(),
+                              static_cast<int>(::getpid()), start, end);
+  if (const char* history = std::getenv("BED_HISTORY")) {
+    const int fd = ::open(history, O_WRONLY | O_APPEND | O_CREAT, 0666);
+    if (fd >= 0) {
+      if (::write(fd, line, static_cast<size_t>(n)) != n) std::perror("history");
+      ::close(fd);
+    }
+  }
+  return {expected_value(args.task), host};
+}
+
+// The same function as examples/primes, run sequentially to give the reference output.
+std::vector<int> primes(int n) {
+  std::vector<int> divisors;
+  for (int d = 2; d <= n / 2; ++d)
+    if (n % d == 0) divisors.push_back(d);
+  std::vector<int> result;
+  for (int d : divisors) {
+    bool prime = true;
+    for (int od : divisors)
+      if (od != d && d % od == 0) prime = false;
+    if (prime) result.push_back(d);
+  }
+  return result;
+}
+
+int primes_sequential() {
+  for (int n = 100; n < 200; ++n) {
+    std::printf("primes(%d) =", n);
+    for (int p : primes(n)) std::printf(" %d", p);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+// Counts each future's outcomes through its callbacks, so a second completion would be seen.
+struct Tally {
+  std::vector<std::atomic<int>> completions;
+  std::vector<std::string> hosts;
+  std::vector<std::string> failures;
+  std::atomic<long> wrong{0};
+  explicit Tally(size_t n) : completions(n), hosts(n), failures(n) {}
+};
+
+template <typename F>
+int run_and_report(size_t count, std::chrono::seconds deadline, size_t max_failures_ok,
+                   F&& submit) {
+  auto tally = std::make_shared<Tally>(count);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<clupy::Future<Placed>> futures;
+  futures.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    futures.push_back(submit(static_cast<long>(i)));
+    futures.back()
+        .succeed([tally, i](const Placed& p) {
+          if (p.value != expected_value(static_cast<long>(i))) ++tally->wrong;
+          tally->hosts[i] = p.host;
+          ++tally->completions[i];
+        })
+        .fail([tally, i](const clupy::Failure& f) {
+          tally->failures[i] = f.to_string();
+          ++tally->completions[i];
+        });
+  }
+  clupy::wait_all(futures, deadline);
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  // Late deliveries (a second completion) would show up here.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  long ok = 0, failed = 0, never = 0, twice = 0;
+  std::map<std::string, long> per_host;
+  int printed = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const int c = tally->completions[i].load();
+    if (c == 0) ++never;
+    if (c > 1) ++twice;
+    if (c >= 1 && tally->failures[i].empty()) {
+      ++ok;
+      ++per_host[tally->hosts[i]];
+    } else if (c >= 1) {
+      ++failed;
+      if (printed++ < 5) std::printf("FAILURE %zu %s\n", i, tally->failures[i].c_str());
+    }
+  }
+  for (const auto& [host, n] : per_host) std::printf("HOST %s %ld\n", host.c_str(), n);
+  std::printf("OUTCOMES %ld %ld %ld %ld %ld\n", ok, failed, never, twice, tally->wrong.load());
+  std::printf("ELAPSED_MS %lld\n", static_cast<long long>(elapsed.count()));
+  std::fflush(stdout);
+  const bool all_once = never == 0 && twice == 0 && tally->wrong == 0;
+  return all_once && static_cast<size_t>(failed) <= max_failures_ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  clupy::init(argc, argv);  // a worker never returns from here
+  const std::string mode = argc > 1 ? argv[1] : "";
+  const long count = argc > 2 ? std::atol(argv[2]) : 0;
+  if (mode == "primes-sequential") return primes_sequential();
+  if (clupy::embedded_cluster()) {
+    std::printf("no master reached (embedded local cluster): the scenario needs the bed\n");
+    return 2;
+  }
+  if (mode == "spread") {  // count quick tasks, every one right, exactly once
+    return run_and_report(static_cast<size_t>(count), std::chrono::seconds(120), 0,
+                          [](long i) { return clupy::parallel(placed)(i); });
+  }
+  if (mode == "slow") {  // count tasks of argv[3] ms each, recorded in $BED_HISTORY
+    const int ms = argc > 3 ? std::atoi(argv[3]) : 100;
+    const long deadline_s = argc > 4 ? std::atol(argv[4]) : 120;
+    const size_t failures_ok = argc > 5 ? static_cast<size_t>(std::atol(argv[5])) : 0;
+    std::printf("STARTED\n");
+    std::fflush(stdout);
+    return run_and_report(static_cast<size_t>(count), std::chrono::seconds(deadline_s), failures_ok,
+                          [ms](long i) {
+                            return clupy::parallel(slow_recorded, {.retries = 3})(SlowArgs{i, ms});
+                          });
+  }
+  std::fprintf(stderr, "usage: %s primes-sequential | spread N | slow N MS [DEADLINE_S]\n",
+               argv[0]);
+  return 2;
+}
