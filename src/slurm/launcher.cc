@@ -338,7 +338,7 @@ void Launcher::wait_for_master() {
   connect.token_file = token_file_;
   connect.timeout = 3s;
   std::string why = "not tried";
-  const auto deadline = Clock::now() + 10s;
+  const auto deadline = Clock::now() + std::min<std::chrono::milliseconds>(options_.wait, 10s);
   while (Clock::now() < deadline) {
     try {
       cluster_status(connect);

@@ -298,5 +298,36 @@ TEST_F(SchedulerTest, TasksPastTwiceTheWindowOrOfAnotherJobAreRefused) {
             std::string::npos);
 }
 
+// A draining server (its Slurm job nears its end) gets nothing new; the tasks it hands back
+// run elsewhere, in order, with no retry spent and no attempt counted.
+TEST_F(SchedulerTest, ADrainingServerHandsBackTasksThatRunElsewhere) {
+  add_server("a", 1, 4);
+  submit({1, 2, 3, 4}, {}, /*retries=*/0);
+  auto on_a = outbox_.take_assigned(1);
+  ASSERT_EQ(on_a.size(), 4u);
+  add_server("b", 2, 4);
+  google::protobuf::RepeatedField<std::uint64_t> handed_back;
+  handed_back.Add(on_a[2].task_id());
+  handed_back.Add(on_a[3].task_id());
+  EXPECT_TRUE(scheduler_.server_draining("a", handed_back));
+  scheduler_.dispatch();
+  auto on_b = outbox_.take_assigned(2);
+  ASSERT_EQ(on_b.size(), 2u);
+  EXPECT_EQ(on_b[0].call(), "call-3");
+  EXPECT_EQ(on_b[1].call(), "call-4");
+  submit({5});
+  EXPECT_TRUE(outbox_.take_assigned(1).empty()) << "a draining server gets no new task";
+  ASSERT_EQ(outbox_.take_assigned(2).size(), 1u);
+  EXPECT_FALSE(scheduler_.server_draining("a", {}));  // told again: nothing changes
+  complete("a", {on_a[0], on_a[1]});
+  complete("b", on_b);
+  ASSERT_EQ(delivered().size(), 4u);
+  for (const auto& result : delivered()) {
+    EXPECT_FALSE(result.has_failure()) << result.failure().message();
+    EXPECT_EQ(result.attempts(), 1u) << "task " << result.task_id();
+  }
+  EXPECT_EQ(scheduler_.counters().rerun, 0u);
+}
+
 }  // namespace
 }  // namespace clupy::master

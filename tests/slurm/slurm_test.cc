@@ -3,6 +3,7 @@
 // scancel, and a server job draining before its time limit. Lines starting "MEASURE" are the
 // figures docs/slurm.md quotes.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -166,9 +167,10 @@ TEST(SlurmEnvTest, NamesAMissingProgram) {
 // results right, tasks on every node, and nothing left when the job ends.
 TEST_F(SlurmTest, OneJobRunsTheProgramOnAllThreeNodes) {
   const std::string run =
-      script("one.sh", std::string("srun ") + CLUPY_BINARY + " --slurm-run " + SLURM_PROGRAM +
-                           " spread 60 100\n" + "echo PRIMES_BEGIN\nsrun " + CLUPY_BINARY +
-                           " --slurm-run " + PRIMES_EXAMPLE + "\necho \"PRIMES_STATUS $?\"");
+      script("one.sh", std::string("echo SCRIPT_START_MS $(date +%s%3N)\nsrun ") + CLUPY_BINARY +
+                           " --slurm-run " + SLURM_PROGRAM + " spread 60 100\n" +
+                           "echo PRIMES_BEGIN\nsrun " + CLUPY_BINARY + " --slurm-run " +
+                           PRIMES_EXAMPLE + "\necho \"PRIMES_STATUS $?\"");
   const long long submitted = now_ms();
   const std::string job =
       cluster_->sbatch(job_args(work(), {"-N3", "--ntasks-per-node=1", "-c1", run}));
@@ -193,6 +195,10 @@ TEST_F(SlurmTest, OneJobRunsTheProgramOnAllThreeNodes) {
   // Every daemon stopped in order: the servers unregistered before the master went.
   EXPECT_EQ(text.find("lost the master"), std::string::npos) << text;
   std::printf("MEASURE sbatch_to_first_result_ms %lld\n", out.first_result_ms - submitted);
+  // The part that is Slurm's: from sbatch to the batch script's first line.
+  std::smatch started;
+  if (std::regex_search(text, started, std::regex(R"(SCRIPT_START_MS (\d+))")))
+    std::printf("MEASURE sbatch_to_script_start_ms %lld\n", std::stoll(started[1]) - submitted);
 }
 
 // Two jobs at once on the same nodes: two masters on ports the OS chose, each program on its
@@ -234,6 +240,85 @@ TEST_F(SlurmTest, AMissingProgramIsNamed) {
   const std::string text = job_output(job);
   EXPECT_NE(text.find("program ./not-here not found"), std::string::npos) << text;
   EXPECT_NE(text.find("the first task of the step failed"), std::string::npos) << text;
+}
+
+// scancel of a cluster job (`srun clupy --slurm`, no program): SIGTERM reaches every process of
+// the step; idle servers unregister at once and every daemon of the job is gone well within
+// KillWait.
+TEST_F(SlurmTest, ScancelOfAClusterJobStopsEveryDaemon) {
+  const std::string run =
+      script("cluster.sh", std::string("srun ") + CLUPY_BINARY + " --slurm --slurm-poll 1s");
+  const std::string job =
+      cluster_->sbatch(job_args(work(), {"-N3", "--ntasks-per-node=1", "-c1", run}));
+  const std::string folder = work() + "/.clupy/" + job;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const std::string env = file_or_empty(folder + "/cluster.env");
+        const auto url_at = env.find("CLUPY_MASTER_URL=");
+        if (url_at == std::string::npos) return false;
+        const std::string url = env.substr(url_at + 17, env.find('\n', url_at) - url_at - 17);
+        auto shown = run_command({CLUPY_BINARY, "info", "--json", "--master-url", url,
+                                  "--token-file", folder + "/token"});
+        std::size_t servers = 0, at = 0;
+        while ((at = shown.output.find("\"server_id\"", at)) != std::string::npos) ++servers, ++at;
+        return servers == 3;
+      },
+      30s, "three servers registered"))
+      << job_output(job) << cluster_->logs();
+  const long long cancelled_at = now_ms();
+  ASSERT_EQ(run_command({"scancel", job}).status, 0);
+  std::vector<int> left;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        left = cluster_->job_processes(job);
+        return left.empty();
+      },
+      20s, "every process of the job gone"))
+      << left.size() << " left\n"
+      << job_output(job);
+  std::printf("MEASURE scancel_to_cluster_gone_ms %lld\n", now_ms() - cancelled_at);
+  EXPECT_EQ(cluster_->wait_job_end(job, 30s), "CANCELLED");
+  const std::string text = job_output(job);
+  for (const char* server : {"n1", "n2", "n3"})
+    EXPECT_NE(text.find(std::string("server ") + server + " stopping"), std::string::npos)
+        << server << "\n"
+        << text;
+}
+
+// What a server task says when it cannot join: no cluster in the folder (not shared), a token
+// file others can read, a master address that does not answer.
+TEST_F(SlurmTest, ServersNameWhyTheyCannotJoin) {
+  auto join = [&](const std::string& folder) {
+    return run_command(
+        {"srun", "-N1", CLUPY_BINARY, "--slurm", "--slurm-join", folder, "--slurm-wait", "2s"});
+  };
+  const std::string folder = work() + "/.clupy/not-a-cluster";
+  fs::create_directories(folder);
+  auto none = join(folder);
+  EXPECT_NE(none.status, 0);
+  EXPECT_NE(none.output.find("no master published in " + folder + "/cluster.env after 2 s"),
+            std::string::npos)
+      << none.output;
+
+  const int port = free_loopback_port();
+  write_file(folder + "/token", "0123456789abcdef\n");
+  ::chmod((folder + "/token").c_str(), 0644);
+  write_file(folder + "/cluster.env", "CLUPY_MASTER_URL=clupy://127.0.0.1:" + std::to_string(port) +
+                                          "\nCLUPY_TOKEN_FILE=" + folder +
+                                          "/token\nCLUPY_SLURM_STEP=0.0\n");
+  auto loose = join(folder);
+  EXPECT_NE(loose.status, 0);
+  EXPECT_NE(loose.output.find("token file " + folder + "/token is readable by others"),
+            std::string::npos)
+      << loose.output;
+
+  ::chmod((folder + "/token").c_str(), 0600);
+  auto unreachable = join(folder);
+  EXPECT_NE(unreachable.status, 0);
+  EXPECT_NE(unreachable.output.find("cannot reach the master at clupy://127.0.0.1:" +
+                                    std::to_string(port)),
+            std::string::npos)
+      << unreachable.output;
 }
 
 // The cluster job of the drain tests: one node, a program that waits for `servers` servers and
