@@ -3,14 +3,15 @@
 # that docs/architecture.md draws ("One library, one target per folder").
 #   cmake -DSOURCE_DIR=<project> -DSTAMP=<file> -P check_layers.cmake
 cmake_minimum_required(VERSION 3.25)
-set(allowed_common common)
-set(allowed_store store)
+set(allowed_base base)
+set(allowed_common common base)
+set(allowed_store store base)
 set(allowed_coord coord)
-set(allowed_master master common store coord)
-set(allowed_server server common store coord)
-set(allowed_client client master server common store coord)
-set(allowed_slurm slurm server common)
-set(folders common store coord master server client slurm)
+set(allowed_master master common store coord base)
+set(allowed_server server common store coord base)
+set(allowed_client client master server common store coord base)
+set(allowed_slurm slurm server common base)
+set(folders base common store coord master server client slurm)
 
 set(violations "")
 foreach(folder IN LISTS folders)
