@@ -16,12 +16,12 @@
 #include <future>
 #include <iostream>
 
+#include "base/sha256.hpp"
 #include "client/worker_loop.hpp"
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
-#include "common/hash.hpp"
 #include "common/image_transfer.hpp"
 #include "common/log.hpp"
 #include "common/master_locator.hpp"
@@ -111,7 +111,7 @@ void Runtime::connect(const common::ClientConfig& config) {
   if (n <= 0) throw Error("cannot find this program's executable (/proc/self/exe)");
   image_path_.assign(exe, static_cast<std::size_t>(n));
   image_name_ = std::filesystem::path(image_path_).filename().string();
-  auto digest = common::sha256_file("/proc/self/exe");
+  auto digest = base::sha256_file("/proc/self/exe");
   if (!digest) throw Error("cannot read this program's executable " + image_path_);
   image_sha256_ = *digest;
 

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "base/hex.hpp"
 #include "clupy/errors.hpp"
 
 namespace clupy::common {
@@ -40,17 +41,6 @@ std::string hmac_sha256(std::string_view key, std::string_view message) {
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
-std::string to_hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
 }
 
 namespace {
@@ -107,7 +97,7 @@ std::string load_or_create_token(const std::string& path) {
   } catch (const fs::filesystem_error& e) {
     throw ConfigError("cannot create token file " + path + ": " + e.code().message());
   }
-  const std::string token = to_hex(random_bytes(kTokenBytes));
+  const std::string token = base::to_hex(random_bytes(kTokenBytes));
   // Created with 0600 from the start (umask can only remove bits), never chmod'ed afterwards,
   // so the token is not readable by others even for an instant.
   const std::string tmp = path + ".tmp";

@@ -14,7 +14,6 @@ inline constexpr std::size_t kTokenBytes = 32;  // 64 hex characters on disk
 std::string random_bytes(std::size_t count);
 std::string hmac_sha256(std::string_view key, std::string_view message);
 bool constant_time_equal(std::string_view a, std::string_view b);
-std::string to_hex(std::string_view bytes);
 
 // What the connector proves: HMAC(token, "clupy-v1 client" | server_nonce | client_nonce).
 std::string client_proof(std::string_view token, std::string_view server_nonce,

@@ -1,6 +1,7 @@
 // One framed CluPy connection: reads frames and hands each Envelope to a handler; queues
 // outgoing Envelopes and writes everything queued in one system call whenever the socket is
 // idle, so a burst of small messages becomes one batch while a lone message leaves at once.
+// It knows no message kind: how a message is cut into frames is common/batches.hpp's table.
 //
 // Not thread-safe: every member is called on the connection's executor (one io_context thread).
 #pragma once
@@ -73,12 +74,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
-  bool append_split(const wire::Envelope& message);
-  // Appends `message` in frames, its large payloads as attachments.
-  void append_with_attachments(wire::Envelope& message);
   // Queues one frame carrying one item and its payload as the attachment.
   void append_attached(wire::Envelope& single, std::string&& payload);
-  // Queues a message whose payloads travel inline.
+  // Queues a message whose payloads travel inline; a batch too large for one frame is cut into
+  // several (common/batches.hpp).
   void append_inline(const wire::Envelope& message);
   void start_writing();
   asio::awaitable<void> read_loop();

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "base/hex.hpp"
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
 #include "common/log.hpp"
@@ -62,7 +63,7 @@ asio::awaitable<PeerIdentity> accept_handshake(Connection& connection, const Acc
   connection.send(challenge);
 
   wire::Envelope accepted;
-  peer.session_id = to_hex(random_bytes(8));
+  peer.session_id = base::to_hex(random_bytes(8));
   accepted.mutable_accepted()->set_session_id(peer.session_id);
   *accepted.mutable_accepted()->mutable_services() = auth.services;
   accepted.mutable_accepted()->set_fencing_token(auth.fencing_token);

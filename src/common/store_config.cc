@@ -8,7 +8,6 @@
 #include "clupy/store.hpp"
 #include "common/config.hpp"
 #include "common/config_keys.hpp"
-#include "store/redis.hpp"
 
 namespace clupy::common {
 namespace {
@@ -36,11 +35,13 @@ void parse_mapping(const YAML::Node& map, const std::string& source, StoreSectio
                 out.embedded = true;
                 return;
               }
-              try {
-                store::parse_redis_url(v);
-              } catch (const StoreError& e) {
-                throw ConfigError(e.what());
-              }
+              // The form only: the store's URL parser (src/store, which src/common may not
+              // include) reads the rest when the master starts its StoreService.
+              if (!v.starts_with("redis://") && !v.starts_with("unix://"))
+                throw ConfigError(
+                    "expected redis://[user:password@]host[:port][/db] or "
+                    "unix:///path/to/redis.sock, or embedded; got '" +
+                    v + "'");
               out.embedded = false;
               out.redis = v;
             }));

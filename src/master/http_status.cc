@@ -62,7 +62,9 @@ asio::awaitable<void> serve_one(tcp::socket socket, HttpStatus::Handler handler)
   boost::system::error_code ignored;
   try {
     co_await http::async_write(stream, response, asio::use_awaitable);
-  } catch (const boost::system::system_error&) {
+  } catch (const boost::system::system_error& e) {
+    // The client left before reading the answer: its loss, nothing for the master to do.
+    common::logger("master")->debug("status page: answer not delivered: {}", e.what());
   }
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 }

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "base/hex.hpp"
+#include "clupy/errors.hpp"
 #include "common/auth.hpp"
 #include "common/log.hpp"
 
@@ -9,21 +11,25 @@ namespace clupy::master {
 
 namespace fs = std::filesystem;
 
-std::string hex_of(const std::string& digest) { return common::to_hex(digest); }
+std::string hex_of(const std::string& digest) { return base::to_hex(digest); }
 
 ImageStore::ImageStore(std::string directory, std::uint64_t max_bytes)
     : directory_(std::move(directory)), max_bytes_(max_bytes) {
-  fs::create_directories(directory_);
-  for (const auto& file : fs::directory_iterator(directory_)) {
-    const std::string name = file.path().filename().string();
-    if (name.size() != 64 || !file.is_regular_file()) {
-      if (name.ends_with(".part")) fs::remove(file.path());  // a previous run's broken upload
-      continue;
+  try {
+    fs::create_directories(directory_);
+    for (const auto& file : fs::directory_iterator(directory_)) {
+      const std::string name = file.path().filename().string();
+      if (name.size() != 64 || !file.is_regular_file()) {
+        if (name.ends_with(".part")) fs::remove(file.path());  // a previous run's broken upload
+        continue;
+      }
+      Entry& entry = entries_[name];
+      entry.size = file.file_size();
+      entry.last_used = std::chrono::steady_clock::now();
+      total_bytes_ += entry.size;
     }
-    Entry& entry = entries_[name];
-    entry.size = file.file_size();
-    entry.last_used = std::chrono::steady_clock::now();
-    total_bytes_ += entry.size;
+  } catch (const fs::filesystem_error& e) {
+    throw ConfigError("cannot use the image store " + directory_ + ": " + e.code().message());
   }
 }
 

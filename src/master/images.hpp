@@ -13,13 +13,14 @@
 #include <string>
 #include <vector>
 
-#include "common/hash.hpp"
+#include "base/sha256.hpp"
 
 namespace clupy::master {
 
 class ImageStore {
  public:
-  // Creates the directory if needed and indexes the images already there.
+  // Creates the directory if needed and indexes the images already there. Throws
+  // clupy::ConfigError when the directory cannot be created or read.
   ImageStore(std::string directory, std::uint64_t max_bytes);
   ~ImageStore();
 
@@ -59,7 +60,7 @@ class ImageStore {
     std::uint64_t written = 0;
     std::uint64_t declared_size = 0;
     std::uint64_t uploader = 0;
-    common::Sha256 digest;
+    base::Sha256 digest;
   };
   // Evicts least recently used unpinned images (never `keep`, a hex digest) until the store
   // fits its budget.

@@ -64,14 +64,15 @@ void Master::start() {
   auto address = asio::ip::make_address(config_.bind, ec);
   if (ec) throw ConfigError("bind address '" + config_.bind + "' is not an IP address");
   tcp::endpoint endpoint(address, static_cast<unsigned short>(config_.port));
-  acceptor_.open(endpoint.protocol());
-  common::set_close_on_exec(acceptor_.native_handle());
-  acceptor_.set_option(tcp::acceptor::reuse_address(true));
-  acceptor_.bind(endpoint, ec);
+  // Each step reports through `ec`, so that any failure is the documented ConfigError.
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) common::set_close_on_exec(acceptor_.native_handle());
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
     throw ConfigError("cannot listen on " + config_.bind + ":" + std::to_string(config_.port) +
                       ": " + ec.message());
-  acceptor_.listen(asio::socket_base::max_listen_connections);
   const auto bound = acceptor_.local_endpoint();
   log()->info("master {} listening on {}:{} ({}{})", common::library_version(),
               bound.address().to_string(), bound.port(), tls_ ? "TLS" : "plain TCP",

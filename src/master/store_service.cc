@@ -3,6 +3,7 @@
 #include <exception>
 #include <filesystem>
 
+#include "clupy/errors.hpp"
 #include "common/log.hpp"
 #include "store/embedded_redis.hpp"
 #include "store/janitor.hpp"
@@ -34,6 +35,14 @@ StoreOptions janitor_options(const common::StoreSection& section) {
 
 StoreService::StoreService(const common::StoreSection& section, const std::string& data_dir)
     : section_(section) {
+  if (!section_.embedded) {
+    // The configuration parser checked the URL's form; the store's parser reads the rest.
+    try {
+      store::parse_redis_url(section_.redis);
+    } catch (const StoreError& e) {
+      throw ConfigError(std::string("key 'store.redis': ") + e.what());
+    }
+  }
   if (section_.embedded) {
     const std::string dir = (std::filesystem::absolute(data_dir) / "store").string();
     store::EmbeddedRedisOptions redis_options;

@@ -48,8 +48,9 @@ struct StoreCounters {
 class StoreService {
  public:
   // `data_dir` is the master's state directory; an embedded redis-server lives in
-  // <data_dir>/store. Throws StoreError if the embedded server cannot start or the section is
-  // unusable (kInvalidArgument). Does not contact an external Redis: the first maintain() does.
+  // <data_dir>/store. Throws ConfigError naming key 'store.redis' for a Redis URL the store
+  // cannot read, StoreError if the embedded server cannot start or the section is unusable
+  // (kInvalidArgument). Does not contact an external Redis: the first maintain() does.
   StoreService(const common::StoreSection& section, const std::string& data_dir);
   // Stops the janitor thread (after the operation in progress), then the embedded server.
   ~StoreService();

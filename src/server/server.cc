@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <thread>
 
+#include "base/hex.hpp"
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
 #include "common/daemon.hpp"
@@ -58,7 +59,7 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     master_ = common::parse_master_url(config_.master_url);
   }
   token_ = common::resolve_token(config_.token_file);
-  server_id_ = config_.server_id.empty() ? "srv-" + common::to_hex(common::random_bytes(6))
+  server_id_ = config_.server_id.empty() ? "srv-" + base::to_hex(common::random_bytes(6))
                                          : config_.server_id;
   capacity_ = config_.capacity > 0 ? static_cast<unsigned>(config_.capacity)
                                    : std::max(1u, std::thread::hardware_concurrency());

@@ -18,9 +18,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/hex.hpp"
+#include "base/sha256.hpp"
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
-#include "common/hash.hpp"
 #include "common/log.hpp"
 #include "common/worker_progress.hpp"
 
@@ -239,7 +240,7 @@ void WorkerPool::run(wire::Assignment&& task) {
   }
   Image& image = images_[sha];
   if (image.path.empty()) {
-    image.path = cache_dir_ + "/images/" + common::to_hex(sha);
+    image.path = cache_dir_ + "/images/" + base::to_hex(sha);
     // Servers on one machine may share a cache: each downloads into a file of its own and
     // renames it into place, which is atomic.
     image.partial = image.path + ".part-" + std::to_string(::getpid());
@@ -250,7 +251,7 @@ void WorkerPool::run(wire::Assignment&& task) {
     image.received = 0;
     std::error_code ignored;
     fs::remove(image.partial, ignored);
-    log()->info("fetching program image {} from the master", common::to_hex(sha).substr(0, 16));
+    log()->info("fetching program image {} from the master", base::to_hex(sha).substr(0, 16));
     callbacks_.fetch_image(sha);
   }
   pump();
@@ -260,7 +261,7 @@ bool WorkerPool::image_usable(const std::string& sha256, const std::string&) {
   Image& image = images_[sha256];
   if (!fs::exists(image.path)) return false;
   // A cached file is trusted only after its bytes are checked once by this process.
-  auto digest = common::sha256_file(image.path);
+  auto digest = base::sha256_file(image.path);
   if (!digest || *digest != sha256) {
     log()->warn("cached image {} is corrupt; fetching it again", image.path);
     std::error_code ignored;
@@ -289,7 +290,7 @@ void WorkerPool::image_chunk(const wire::ImageChunk& chunk) {
   }
   image.received += chunk.data().size();
   if (!chunk.last()) return;
-  auto digest = common::sha256_file(image.partial);
+  auto digest = base::sha256_file(image.partial);
   if (!digest || *digest != chunk.image_sha256()) {
     image_failed(chunk.image_sha256(), "the fetched image does not match its SHA-256");
     return;
@@ -299,7 +300,7 @@ void WorkerPool::image_chunk(const wire::ImageChunk& chunk) {
   image.fetching = false;
   image.ready = true;
   log()->info("program image {} cached ({} bytes)",
-              common::to_hex(chunk.image_sha256()).substr(0, 16), image.received);
+              base::to_hex(chunk.image_sha256()).substr(0, 16), image.received);
   pump();
 }
 
@@ -310,8 +311,7 @@ void WorkerPool::image_failed(const std::string& image_sha256, const std::string
     std::error_code ignored;
     fs::remove(it->second.partial, ignored);
   }
-  log()->error("cannot get program image {}: {}", common::to_hex(image_sha256).substr(0, 16),
-               reason);
+  log()->error("cannot get program image {}: {}", base::to_hex(image_sha256).substr(0, 16), reason);
   for (auto task = waiting_.begin(); task != waiting_.end();) {
     if (task->image_sha256() == image_sha256) {
       fail_task(task->task_id(), static_cast<std::uint32_t>(FailureKind::kUnavailable),
@@ -473,7 +473,7 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   read_output(worker, false);
   read_output(worker, true);
   workers_.push_back(worker);
-  log()->debug("started worker {} for image {}", pid, common::to_hex(sha256).substr(0, 16));
+  log()->debug("started worker {} for image {}", pid, base::to_hex(sha256).substr(0, 16));
   return worker;
 }
 

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/sha256.hpp"
 #include "store/layout.hpp"
 #include "store/redis.hpp"
 #include "store/session.hpp"
@@ -47,20 +48,6 @@ void validate_options(const StoreOptions& options);
 // A fresh random blob id (128 bits, hex).
 std::string new_blob_id();
 
-// Incremental SHA-256 (OpenSSL EVP).
-class Sha256 {
- public:
-  Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void update(std::string_view data);
-  std::string hex_digest();  // finalizes
-
- private:
-  void* ctx_;
-};
-
 // SHA-256 of a byte stream fed in order, computed on a worker thread so hashing overlaps the
 // network I/O of the stream that feeds it (hashing runs at about the speed of a local Redis).
 // Small inputs are hashed inline and start no thread. The bytes of a submission must stay
@@ -81,7 +68,7 @@ class HashPipeline {
  private:
   void run();
 
-  Sha256 sha_;
+  base::Sha256 sha_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::string_view> queue_;

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <utility>
 
+#include "base/hex.hpp"
 #include "store/background_writer.hpp"
 #include "store/content_type.hpp"
 #include "store/internal.hpp"
@@ -150,38 +151,7 @@ std::string new_blob_id() {
   unsigned char bytes[16];
   if (RAND_bytes(bytes, sizeof bytes) != 1)
     throw StoreError(StoreError::Code::kLocalIo, "no randomness for a blob id (RAND_bytes)");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (unsigned char b : bytes) {
-    id += kHex[b >> 4];
-    id += kHex[b & 15];
-  }
-  return id;
-}
-
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (ctx_ == nullptr ||
-      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
-    throw StoreError(StoreError::Code::kLocalIo, "cannot initialise SHA-256");
-}
-
-Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
-
-void Sha256::update(std::string_view data) {
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size());
-}
-
-std::string Sha256::hex_digest() {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), md, &len);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
+  return base::to_hex(std::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
 }
 
 HashPipeline::~HashPipeline() {
@@ -233,7 +203,7 @@ void HashPipeline::wait(std::uint64_t ticket) {
 
 std::string HashPipeline::finish() {
   wait(submitted_);
-  return sha_.hex_digest();
+  return base::to_hex(sha_.finish());
 }
 
 Deleted delete_blob_chunks(RedisConnection& conn, const Layout& layout, std::string_view blob) {

@@ -214,6 +214,7 @@ void StoreWriter::Buf::abort() noexcept {
       try {
         conn_->read_reply();
       } catch (const StoreError&) {
+        // An error reply is a reply: it is read, and the writer is being aborted anyway.
       }
     }
     if (conn_->broken()) return;

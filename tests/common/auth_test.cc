@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "base/hex.hpp"
 #include "clupy/errors.hpp"
 #include "support/process.hpp"
 
@@ -13,7 +14,7 @@ namespace clupy::common {
 namespace {
 
 TEST(AuthTest, HmacMatchesRfc4231TestCase2) {
-  EXPECT_EQ(to_hex(hmac_sha256("Jefe", "what do ya want for nothing?")),
+  EXPECT_EQ(base::to_hex(hmac_sha256("Jefe", "what do ya want for nothing?")),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 

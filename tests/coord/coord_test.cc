@@ -35,31 +35,10 @@ constexpr int kIncrementsPerProcess = 100;
 constexpr int kIncrementsPerProcess = 500;
 #endif
 
-// The shared server starts when a test first needs it (under ctest every test is its own process,
-// and the tests with private servers should not pay for it) and stops with the test binary.
-class ZkEnvironment : public testing::Environment {
- public:
-  void TearDown() override { server_.reset(); }
-  static ZkServer& server() {
-    if (!server_) {
-      server_ = std::make_unique<ZkServer>();
-      server_->start();
-      auto ready = server_->wait_ready(60s);
-      if (!ready) throw std::runtime_error(ready.message());
-    }
-    return *server_;
-  }
-
- private:
-  static inline std::unique_ptr<ZkServer> server_;
-};
-[[maybe_unused]] testing::Environment* const kEnvironment =
-    testing::AddGlobalTestEnvironment(new ZkEnvironment);
-
 // Each test works in its own chroot, so tests never see each other's nodes.
 std::string chroot_connect() {
   auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  return ZkEnvironment::server().hosts() + "/" + info->test_suite_name() + "-" + info->name();
+  return test::shared_zk_server().hosts() + "/" + info->test_suite_name() + "-" + info->name();
 }
 
 SessionOptions options(std::chrono::milliseconds timeout = 4s) {
@@ -214,7 +193,7 @@ TEST(LockTest, EightProcessesLoseNoIncrementAndEachWaiterWatchesOneNode) {
     return false;
   };
   while (running()) {
-    auto watched = test::parse_wchp(ZkEnvironment::server().four_letter("wchp"));
+    auto watched = test::parse_wchp(test::shared_zk_server().four_letter("wchp"));
     std::map<std::string, int> per_session;
     std::size_t on_lock = 0;
     for (const auto& w : watched) {
@@ -340,7 +319,7 @@ TEST(BarrierTest, GateHoldsFourProcessesUntilRemoved) {
       "/" + std::string(info->test_suite_name()) + "-" + info->name() + "/gate";
   ASSERT_TRUE(wait_until(
       [&] {
-        for (const auto& w : test::parse_wchp(ZkEnvironment::server().four_letter("wchp"))) {
+        for (const auto& w : test::parse_wchp(test::shared_zk_server().four_letter("wchp"))) {
           if (w.path == gate_path && w.sessions.size() == 4) return true;
         }
         return false;

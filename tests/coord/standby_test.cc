@@ -32,30 +32,10 @@ using test::ZkServer;
 
 constexpr int kChildSessionMs = 3000;
 
-// One ZooKeeper server for the whole binary, started on first use.
-class ZkEnvironment : public testing::Environment {
- public:
-  void TearDown() override { server_.reset(); }
-  static ZkServer& server() {
-    if (!server_) {
-      server_ = std::make_unique<ZkServer>();
-      server_->start();
-      auto ready = server_->wait_ready(60s);
-      if (!ready) throw std::runtime_error(ready.message());
-    }
-    return *server_;
-  }
-
- private:
-  static inline std::unique_ptr<ZkServer> server_;
-};
-[[maybe_unused]] testing::Environment* const kEnvironment =
-    testing::AddGlobalTestEnvironment(new ZkEnvironment);
-
 // Each test has its own chroot.
 std::string connect_string() {
   auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  return ZkEnvironment::server().hosts() + "/standby-" + info->test_suite_name() + "-" +
+  return test::shared_zk_server().hosts() + "/standby-" + info->test_suite_name() + "-" +
          info->name();
 }
 

@@ -150,4 +150,29 @@ std::vector<WatchedPath> parse_wchp(const std::string& text) {
   return out;
 }
 
+namespace {
+
+class SharedZkEnvironment : public testing::Environment {
+ public:
+  void TearDown() override { server.reset(); }
+  std::unique_ptr<ZkServer> server;
+};
+
+// Registered before main(): gtest runs its TearDown after the binary's last test.
+SharedZkEnvironment* const shared_environment =
+    static_cast<SharedZkEnvironment*>(testing::AddGlobalTestEnvironment(new SharedZkEnvironment));
+
+}  // namespace
+
+ZkServer& shared_zk_server() {
+  auto& server = shared_environment->server;
+  if (!server) {
+    server = std::make_unique<ZkServer>();
+    server->start();
+    auto ready = server->wait_ready(std::chrono::seconds(60));
+    if (!ready) throw std::runtime_error(ready.message());
+  }
+  return *server;
+}
+
 }  // namespace clupy::test

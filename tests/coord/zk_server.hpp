@@ -45,6 +45,11 @@ class ZkServer {
   std::unique_ptr<ChildProcess> process_;
 };
 
+// One ZooKeeper server shared by every test of a binary: started when a test first asks for it
+// (under ctest each test is its own process, and tests with private servers should not pay for
+// it), stopped when the binary's tests end. Throws std::runtime_error when it does not start.
+ZkServer& shared_zk_server();
+
 // Three ZooKeeper servers on 127.0.0.1 forming one ensemble.
 class ZkEnsemble {
  public:

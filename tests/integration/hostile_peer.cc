@@ -9,8 +9,8 @@
 #include <fstream>
 #include <vector>
 
+#include "base/sha256.hpp"
 #include "common/auth.hpp"
-#include "common/hash.hpp"
 #include "common/version.hpp"
 
 namespace clupy::test {
@@ -172,6 +172,6 @@ std::string read_token(const std::string& token_file) {
   return common::read_token_file(token_file);
 }
 
-std::string file_sha256(const std::string& path) { return common::sha256_file(path).value(); }
+std::string file_sha256(const std::string& path) { return base::sha256_file(path).value(); }
 
 }  // namespace clupy::test

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/hex.hpp"
 #include "clupy/errors.hpp"
 #include "cluster_fixture.hpp"
 #include "common/auth.hpp"
@@ -431,7 +432,7 @@ TEST_F(HostileTest, InterruptedUploadIsDiscardedAndItsWaitersAreTold) {
   // The next run uploads it again and runs.
   expect_master_serving_programs("after-interrupted-upload");
   EXPECT_FALSE(std::filesystem::exists(
-      dir_.file("clupy-master-data/images/" + common::to_hex(image_sha()) + ".part")));
+      dir_.file("clupy-master-data/images/" + base::to_hex(image_sha()) + ".part")));
 }
 
 TEST_F(HostileTest, TwoCopiesOfAProgramStartedTogetherBothRun) {

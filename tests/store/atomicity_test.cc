@@ -13,15 +13,8 @@
 namespace clupy {
 namespace {
 
-class AtomicityTest : public testing::Test {
+class AtomicityTest : public test::SharedRedisTest {
  protected:
-  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  StoreOptions options() const { return server_->options(test::test_name()); }
-
   // Keys under this test's prefix matching `pattern` (e.g. "chunk:*").
   long long count_keys(const std::string& pattern) {
     store::RedisConnection c(store::parse_redis_url(server_->url()), std::chrono::seconds(5),
@@ -36,11 +29,7 @@ class AtomicityTest : public testing::Test {
     } while (cursor != "0");
     return n;
   }
-
-  static test::RedisServer* server_;
 };
-
-test::RedisServer* AtomicityTest::server_ = nullptr;
 
 // Version v of the file: (200 KiB + v KiB) bytes, each the byte 'a' + v % 26.
 std::string version(int v) {

@@ -11,14 +11,8 @@
 namespace clupy {
 namespace {
 
-class StoreCliTest : public testing::Test {
+class StoreCliTest : public test::SharedRedisTest {
  protected:
-  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-
   int run(std::vector<std::string> args, bool progress = false) {
     out_.str("");
     err_.str("");
@@ -26,12 +20,9 @@ class StoreCliTest : public testing::Test {
                           progress);
   }
 
-  static test::RedisServer* server_;
   test::TempDir dir_;
   std::ostringstream out_, err_;
 };
-
-test::RedisServer* StoreCliTest::server_ = nullptr;
 
 TEST_F(StoreCliTest, PutLsStatGetPinRmWorkTogether) {
   test::write_file(dir_.file("iris.csv"), "a,b\n1,2\n");

@@ -124,14 +124,8 @@ TEST(StoreCliTargetTest, BadFlagsAreUsageErrors) {
             std::string::npos);
 }
 
-class StoreCliFlagsTest : public testing::Test {
+class StoreCliFlagsTest : public test::SharedRedisTest {
  protected:
-  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-
   // Runs the CLI; the master, if asked, answers `master_answer` and records what it was asked.
   int run(std::vector<std::string> args) {
     out_.str("");
@@ -146,15 +140,12 @@ class StoreCliFlagsTest : public testing::Test {
         out_, err_, false);
   }
 
-  static test::RedisServer* server_;
   test::TempDir dir_;
   std::ostringstream out_, err_;
   std::optional<StoreOptions> master_answer_;
   ConnectOptions asked_;
   int master_asked_ = 0;
 };
-
-test::RedisServer* StoreCliFlagsTest::server_ = nullptr;
 
 TEST_F(StoreCliFlagsTest, RedisUrlAndPrefixReachTheStoreWithoutAskingAMaster) {
   test::write_file(dir_.file("a.txt"), "hello");

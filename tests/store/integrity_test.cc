@@ -24,13 +24,8 @@ using namespace std::chrono_literals;
 
 using test::sha256_hex;
 
-class IntegrityTest : public testing::Test {
+class IntegrityTest : public test::SharedRedisTest {
  protected:
-  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
   StoreOptions options() const {
     StoreOptions o = server_->options(test::test_name());
     o.chunk_size = 4096;
@@ -68,11 +63,7 @@ class IntegrityTest : public testing::Test {
     }
     return std::nullopt;
   }
-
-  static test::RedisServer* server_;
 };
-
-test::RedisServer* IntegrityTest::server_ = nullptr;
 
 TEST_F(IntegrityTest, ChunksCarryACheckValueAndStatTheSha256) {
   Store store(options());

@@ -16,15 +16,8 @@ using store::Janitor;
 using store::JanitorPolicy;
 using store::Removal;
 
-class JanitorTest : public testing::Test {
+class JanitorTest : public test::SharedRedisTest {
  protected:
-  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  StoreOptions options() const { return server_->options(test::test_name()); }
-
   void put(Store& store, const std::string& name, std::size_t bytes) {
     StoreWriter w = store.open_write(name);
     w << std::string(bytes, 'j');
@@ -41,11 +34,7 @@ class JanitorTest : public testing::Test {
       if (x.reason == why) out.push_back(x.name);
     return out;
   }
-
-  static test::RedisServer* server_;
 };
-
-test::RedisServer* JanitorTest::server_ = nullptr;
 
 TEST_F(JanitorTest, IdleFilesExpireAfterTheTtlUnlessPinned) {
   Store store(options());

@@ -87,4 +87,18 @@ inline std::string test_name() {
   return std::string(info->test_suite_name()) + "." + info->name();
 }
 
+// The fixture of a store test suite: one redis-server shared by the suite's tests (started
+// before the first, killed after the last), each test under its own key prefix (options()).
+class SharedRedisTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new RedisServer(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  StoreOptions options() const { return server_->options(test_name()); }
+
+  static inline RedisServer* server_ = nullptr;
+};
+
 }  // namespace clupy::test

@@ -27,15 +27,8 @@ std::string random_bytes(std::size_t n, unsigned seed) {
   return s;
 }
 
-class StoreTest : public testing::Test {
+class StoreTest : public test::SharedRedisTest {
  protected:
-  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  StoreOptions options() const { return server_->options(test::test_name()); }
-
   // Puts `data` from a local file, gets it back to another, and checks bytes and SHA-256 (as
   // computed by stat() when the store defers it, or by the writer with sha256_on_write).
   void round_trip(Store& store, const std::string& data, const std::string& name) {
@@ -54,11 +47,8 @@ class StoreTest : public testing::Test {
     }
   }
 
-  static test::RedisServer* server_;
   test::TempDir dir_;
 };
-
-test::RedisServer* StoreTest::server_ = nullptr;
 
 TEST_F(StoreTest, EmptyFileRoundTrips) {
   Store store(options());

@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "base/hex.hpp"
 #include "segments.hpp"
 
 namespace clupy::detail {
@@ -225,13 +226,8 @@ std::string segment_id(const msgpack::object& o) {
   const std::string_view raw(o.via.bin.ptr, o.via.bin.size);
   if (raw.size() < 2 || (raw[0] != kBuildIdTag && raw[0] != kSha256Tag))
     throw DecodeError("malformed call: unknown segment id form");
-  static constexpr char kHexDigits[] = "0123456789abcdef";
-  std::string id(raw[0] == kBuildIdTag ? kBuildIdPrefix : kSha256Prefix);
-  for (const char byte : raw.substr(1)) {
-    id += kHexDigits[static_cast<unsigned char>(byte) >> 4];
-    id += kHexDigits[static_cast<unsigned char>(byte) & 0xf];
-  }
-  return id;
+  return std::string(raw[0] == kBuildIdTag ? kBuildIdPrefix : kSha256Prefix) +
+         base::to_hex(raw.substr(1));
 }
 
 void pack_code(Packer& p, const CodeRef& ref) {

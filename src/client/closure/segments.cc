@@ -3,40 +3,29 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstddef>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
 
+#include "base/hex.hpp"
+#include "base/sha256.hpp"
+
 namespace clupy::detail {
 namespace {
 
-constexpr char kHexDigits[] = "0123456789abcdef";
-
-std::string to_hex(const unsigned char* data, std::size_t size) {
-  std::string hex;
-  hex.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    hex += kHexDigits[data[i] >> 4];
-    hex += kHexDigits[data[i] & 0xf];
-  }
-  return hex;
-}
-
 std::string hex_offset(std::uint64_t offset) {
-  std::string digits;
-  do {
-    digits.insert(digits.begin(), kHexDigits[offset & 0xf]);
-    offset >>= 4;
-  } while (offset != 0);
-  return "0x" + digits;
+  char digits[16];
+  const auto end = std::to_chars(std::begin(digits), std::end(digits), offset, 16).ptr;
+  return "0x" + std::string(std::begin(digits), end);
 }
 
 struct Range {
@@ -71,7 +60,7 @@ std::string read_build_id(const dl_phdr_info& info) {
       if (next > end) break;
       if (note.n_type == NT_GNU_BUILD_ID && note.n_namesz == 4 &&
           std::memcmp(name, "GNU", 4) == 0 && note.n_descsz > 0) {
-        return to_hex(desc, note.n_descsz);
+        return base::to_hex(std::string_view(reinterpret_cast<const char*>(desc), note.n_descsz));
       }
       p = next;
     }
@@ -80,23 +69,9 @@ std::string read_build_id(const dl_phdr_info& info) {
 }
 
 std::optional<std::string> sha256_of_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return std::nullopt;
-  std::vector<char> buffer(1 << 16);
-  while (in) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    if (in.gcount() > 0 &&
-        EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<std::size_t>(in.gcount())) != 1) {
-      return std::nullopt;
-    }
-  }
-  if (in.bad()) return std::nullopt;
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_DigestFinal_ex(ctx.get(), digest, &size) != 1) return std::nullopt;
-  return to_hex(digest, size);
+  std::optional<std::string> digest = base::sha256_file(path);
+  if (!digest) return std::nullopt;
+  return base::to_hex(*digest);
 }
 
 std::string main_program_path() {

@@ -1,11 +1,11 @@
-#include "common/hash.hpp"
+#include "base/sha256.hpp"
 
 #include <openssl/evp.h>
 
 #include <fstream>
 #include <stdexcept>
 
-namespace clupy::common {
+namespace clupy::base {
 
 Sha256::Sha256() : context_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {
   if (!context_ || EVP_DigestInit_ex(context_.get(), EVP_sha256(), nullptr) != 1)
@@ -45,4 +45,4 @@ std::optional<std::string> sha256_file(const std::string& path) {
   return hash.finish();
 }
 
-}  // namespace clupy::common
+}  // namespace clupy::base

@@ -1,4 +1,5 @@
-// SHA-256, for program images (their names) and anything else content-addressed.
+// SHA-256 (OpenSSL EVP) for everything content-addressed: program images, code segments, store
+// files. The one implementation every folder uses.
 #pragma once
 
 #include <memory>
@@ -8,8 +9,10 @@
 
 struct evp_md_ctx_st;
 
-namespace clupy::common {
+namespace clupy::base {
 
+// Incremental SHA-256. Not thread-safe; movable. Throws std::runtime_error when OpenSSL cannot
+// set up a digest context (out of memory).
 class Sha256 {
  public:
   Sha256();
@@ -24,8 +27,9 @@ class Sha256 {
   std::unique_ptr<evp_md_ctx_st, void (*)(evp_md_ctx_st*)> context_;
 };
 
+// The 32-byte digest of `bytes`.
 std::string sha256(std::string_view bytes);
-// The digest of a file's contents, or nullopt when it cannot be read.
+// The 32-byte digest of a file's contents, or nullopt when it cannot be read.
 std::optional<std::string> sha256_file(const std::string& path);
 
-}  // namespace clupy::common
+}  // namespace clupy::base
