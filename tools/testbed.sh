@@ -191,6 +191,8 @@ bed_up() {
   shift
   bed_check_tools
   [ -s "$deb" ] || bed_fail "no package at $deb (cpack -G DEB in the build tree makes it)"
+  # Held by this shell only: what the bed starts closes it ({BED_LOCK_FD}>&-), so remains of a
+  # killed run never keep the next run waiting.
   exec {BED_LOCK_FD}>"$BED_LOCK_FILE"
   flock -w 900 "$BED_LOCK_FD" || bed_fail "another test bed held $BED_LOCK_FILE for 15 minutes"
   bed_clean
@@ -255,7 +257,7 @@ EOF
       hostname "$name"
       echo "$name" >"$dir/merged/etc/hostname"
       exec chroot "$dir/merged" /bin/sleep infinity' \
-    sh "$dir" "$BED_SHARED" "$name" </dev/null >"$dir/init.log" 2>&1 &
+    sh "$dir" "$BED_SHARED" "$name" </dev/null >"$dir/init.log" 2>&1 {BED_LOCK_FD}>&- &
   local unshare_pid=$! init="" deadline=$((SECONDS + 20))
   disown "$unshare_pid"  # its end is the bed's business, not the shell's job table's
   while [ $SECONDS -lt $deadline ]; do
@@ -284,7 +286,7 @@ bed_exec() {
 bed_spawn() {
   local name="$1" log="$2"
   shift 2
-  bed_exec "$name" "$@" </dev/null >"$BED_SHARED/logs/$log.log" 2>&1 &
+  bed_exec "$name" "$@" </dev/null >"$BED_SHARED/logs/$log.log" 2>&1 {BED_LOCK_FD}>&- &
   BED_PID=$!
   disown "$BED_PID"
 }

@@ -67,7 +67,7 @@ start_relay() {
   shift 2
   [ -n "${BED_RELAY:-}" ] || scenario_fail "BED_RELAY is not set"
   nsenter --net="/run/netns/$(bed_ns "$name")" "$BED_RELAY" "$(bed_addr "$name"):$port" "$@" \
-    </dev/null >"$BED_SHARED/logs/relay-$name-$port.log" 2>&1 &
+    </dev/null >"$BED_SHARED/logs/relay-$name-$port.log" 2>&1 {BED_LOCK_FD}>&- &
   disown $!
   bed_wait_for "the relay on $name:$port" 10 grep -q READY "$BED_SHARED/logs/relay-$name-$port.log"
 }
@@ -85,7 +85,7 @@ run_client() {
   local log="$1"
   shift
   CLUPY_MASTER_URL="${CLIENT_MASTER_URL:-$(master_url)}" CLUPY_TOKEN_FILE="$TOKEN" "$@" >"$BED_SHARED/logs/$log.log" \
-    2>"$BED_SHARED/logs/$log.stderr.log"
+    2>"$BED_SHARED/logs/$log.stderr.log" {BED_LOCK_FD}>&-
 }
 
 bed_up "$BED_DEB"
