@@ -20,7 +20,9 @@ if [ -z "${CCACHE_DIR:-}" ]; then
 fi
 # Release, sanitizer builds and their debug information: room for all of them.
 CCACHE_DIR="$CCACHE_DIR" ccache --max-size=20G >/dev/null 2>&1 || true
-export CCACHE_DIR CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
+# Debug information makes ccache hash the build directory unless told not to (hash_dir): with
+# it, no clone or worktree could ever reuse another's objects.
+export CCACHE_DIR CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}" CCACHE_NOHASHDIR=1
 common_flags=(-G Ninja -DCLUPY_WERROR=ON -DCLUPY_BUILD_TESTS=ON)
 
 run_suite() {  # name, build dir, extra cmake flags...
