@@ -72,37 +72,26 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
   if (it == clients_.end()) return;
   Client& c = it->second;
   c.last_seen = now;
+  // What the library never sends is refused (a failure per task, with the reason); nothing else
+  // is touched. Whole-batch conditions are checked once; per task, a compare and the one probe
+  // of by_client_id that submit always made, and the refusals' messages are built out of line.
   // A 1.x client leaves job_id 0: its connection's job is meant.
-  const bool foreign_job = tasks.job_id() != 0 && tasks.job_id() != c.job_id;
+  if (!c.image_error.empty() || (tasks.job_id() != 0 && tasks.job_id() != c.job_id)) [[unlikely]] {
+    refuse_batch(client, c, tasks);
+    return;
+  }
+  // The library keeps a client within the window, except that tasks submitted by future
+  // callbacks (on its I/O thread, which must not block) may overshoot it: twice the window is
+  // the hard limit.
+  const std::size_t limit = 2 * std::size_t{config_.window};
   for (auto& spec : *tasks.mutable_tasks()) {
-    // What the library never sends, refused per task with the reason; nothing else is touched.
-    // Both checks are one probe of tables submit touches anyway: no cost for a client that
-    // follows the protocol.
-    if (!c.image_error.empty()) [[unlikely]] {
-      refuse(client, c, spec.task_id(), FailureKind::kUnavailable, c.image_error);
-      continue;
-    }
-    if (foreign_job) {
-      refuse(client, c, spec.task_id(), FailureKind::kProtocol,
-             "SubmitTasks names job " + std::to_string(tasks.job_id()) +
-                 ", but this connection's job is " + std::to_string(c.job_id));
-      continue;
-    }
-    // The library keeps a client within the window, except that tasks submitted by future
-    // callbacks (on its I/O thread, which must not block) may overshoot it: twice the window is
-    // the hard limit.
-    if (c.by_client_id.size() >= 2 * std::size_t{config_.window}) {
-      refuse(client, c, spec.task_id(), FailureKind::kProtocol,
-             "the client already has " + std::to_string(c.by_client_id.size()) +
-                 " unfinished tasks, twice the master's window (client_window: " +
-                 std::to_string(config_.window) + ")");
+    if (c.by_client_id.size() >= limit) [[unlikely]] {
+      refuse_over_window(client, c, spec.task_id());
       continue;
     }
     auto [known, inserted] = c.by_client_id.try_emplace(spec.task_id(), 0);
-    if (!inserted) {
-      refuse(client, c, spec.task_id(), FailureKind::kProtocol,
-             "task id " + std::to_string(spec.task_id()) +
-                 " is already used by an unfinished task of this client");
+    if (!inserted) [[unlikely]] {
+      refuse_reused_id(client, c, spec.task_id());
       continue;
     }
     auto [id, task] = tasks_.emplace();
@@ -123,6 +112,32 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
     ++queued_;
     ++counters_.submitted;
   }
+}
+
+void Scheduler::refuse_batch(SessionId client_id, Client& client, const wire::SubmitTasks& tasks) {
+  const bool unavailable = !client.image_error.empty();
+  const std::string reason =
+      unavailable ? client.image_error
+                  : "SubmitTasks names job " + std::to_string(tasks.job_id()) +
+                        ", but this connection's job is " + std::to_string(client.job_id);
+  for (const auto& spec : tasks.tasks())
+    refuse(client_id, client, spec.task_id(),
+           unavailable ? FailureKind::kUnavailable : FailureKind::kProtocol, reason);
+}
+
+void Scheduler::refuse_over_window(SessionId client_id, Client& client,
+                                   std::uint64_t client_task_id) {
+  refuse(client_id, client, client_task_id, FailureKind::kProtocol,
+         "the client already has " + std::to_string(client.by_client_id.size()) +
+             " unfinished tasks, twice the master's window (client_window: " +
+             std::to_string(config_.window) + ")");
+}
+
+void Scheduler::refuse_reused_id(SessionId client_id, Client& client,
+                                 std::uint64_t client_task_id) {
+  refuse(client_id, client, client_task_id, FailureKind::kProtocol,
+         "task id " + std::to_string(client_task_id) +
+             " is already used by an unfinished task of this client");
 }
 
 void Scheduler::refuse(SessionId client_id, Client& client, std::uint64_t client_task_id,

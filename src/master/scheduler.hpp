@@ -162,6 +162,13 @@ class Scheduler {
   // without storing it.
   void refuse(SessionId client_id, Client& client, std::uint64_t client_task_id, FailureKind kind,
               const std::string& message);
+  // The refusals of submit, out of its loop (cold).
+  [[gnu::cold, gnu::noinline]] void refuse_batch(SessionId client_id, Client& client,
+                                                 const wire::SubmitTasks& tasks);
+  [[gnu::cold, gnu::noinline]] void refuse_over_window(SessionId client_id, Client& client,
+                                                       std::uint64_t client_task_id);
+  [[gnu::cold, gnu::noinline]] void refuse_reused_id(SessionId client_id, Client& client,
+                                                     std::uint64_t client_task_id);
   // Erases a task and what it holds (its label set reference).
   void forget(TaskId task_id, Task& task);
   // The first task still queued in the client's queue (dropping ids of tasks that are not).
