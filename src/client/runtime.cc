@@ -17,7 +17,6 @@
 #include <iostream>
 
 #include "base/sha256.hpp"
-#include "client/worker_loop.hpp"
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
 #include "common/dial.hpp"
@@ -25,6 +24,7 @@
 #include "common/image_transfer.hpp"
 #include "common/log.hpp"
 #include "common/master_locator.hpp"
+#include "worker/worker_loop.hpp"
 
 namespace clupy::client {
 namespace {
@@ -78,7 +78,7 @@ void Runtime::initialize(int, char**) {
   if (const char* fd = std::getenv("CLUPY_WORKER_FD"); fd && *fd) {
     const int worker_fd = std::atoi(fd);
     ::unsetenv("CLUPY_WORKER_FD");
-    run_worker_loop(worker_fd);
+    worker::run_worker_loop(worker_fd);
   }
   std::lock_guard lock(instance_mutex());
   if (instance() != nullptr) return;

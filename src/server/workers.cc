@@ -23,7 +23,7 @@
 #include "clupy/errors.hpp"
 #include "common/auth.hpp"
 #include "common/log.hpp"
-#include "common/worker_progress.hpp"
+#include "worker/progress_page.hpp"
 
 extern char** environ;
 
@@ -59,9 +59,9 @@ constexpr auto kStartRetryAfter = std::chrono::seconds(30);
 // The stderr of a worker that has not started yet, kept to say why it could not.
 constexpr std::size_t kStartErrorBytes = 2048;
 
-// A fresh progress page (common/worker_progress.hpp) as a memfd, mapped here; -1 on failure
+// A fresh progress page (worker/progress_page.hpp) as a memfd, mapped here; -1 on failure
 // (the worker then runs without batching).
-int make_progress_page(common::WorkerProgress*& mapped) {
+int make_progress_page(worker::WorkerProgress*& mapped) {
   const int created = ::memfd_create("clupy-worker-progress", MFD_CLOEXEC);
   if (created < 0) return -1;
   // Above the worker's fds 0-4: posix_spawn's dup2s onto 3 and 4 must not clobber it first.
@@ -69,20 +69,20 @@ int make_progress_page(common::WorkerProgress*& mapped) {
   ::close(created);
   if (fd < 0) return -1;
   void* page = MAP_FAILED;
-  if (::ftruncate(fd, static_cast<off_t>(common::kWorkerProgressSize)) == 0)
-    page = ::mmap(nullptr, common::kWorkerProgressSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (::ftruncate(fd, static_cast<off_t>(worker::kWorkerProgressSize)) == 0)
+    page = ::mmap(nullptr, worker::kWorkerProgressSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (page == MAP_FAILED) {
     ::close(fd);
     return -1;
   }
-  mapped = static_cast<common::WorkerProgress*>(page);
+  mapped = static_cast<worker::WorkerProgress*>(page);
   mapped->running_task.store(0);
-  mapped->magic.store(common::kWorkerProgressMagic);
-  mapped->server_features.store(common::kLinkAttachments);
+  mapped->magic.store(worker::kWorkerProgressMagic);
+  mapped->server_features.store(worker::kLinkAttachments);
   return fd;
 }
 
-// The call arena of each worker (common/worker_progress.hpp): sparse, so only the pages calls
+// The call arena of each worker (worker/progress_page.hpp): sparse, so only the pages calls
 // have used are resident. Room for the pipeline's calls of 1 MiB (32) twice over.
 constexpr std::size_t kCallArenaSize = 64u << 20;
 
@@ -112,7 +112,7 @@ std::string signal_name(int signo) {
 
 struct WorkerPool::Worker {
   ~Worker() {
-    if (progress) ::munmap(progress, common::kWorkerProgressSize);
+    if (progress) ::munmap(progress, worker::kWorkerProgressSize);
     if (arena) ::munmap(arena, kCallArenaSize);
   }
   // Room for a call of `size` bytes in the arena, as a ring: calls are released in the order
@@ -155,7 +155,7 @@ struct WorkerPool::Worker {
   }
 
   pid_t pid = -1;
-  common::WorkerProgress* progress = nullptr;    // shared with the worker; null: none
+  worker::WorkerProgress* progress = nullptr;    // shared with the worker; null: none
   char* arena = nullptr;                         // the call arena; null: none
   std::uint64_t arena_head = 0, arena_tail = 0;  // ring positions, counted from its start
   std::deque<std::pair<std::uint64_t, std::uint64_t>> arena_calls;  // task, end of its call
@@ -396,21 +396,21 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err[1], 2);
   posix_spawn_file_actions_adddup2(&actions, link[1], 3);
-  common::WorkerProgress* progress = nullptr;
+  worker::WorkerProgress* progress = nullptr;
   const int progress_fd = make_progress_page(progress);
   if (progress_fd >= 0)
-    posix_spawn_file_actions_adddup2(&actions, progress_fd, common::kWorkerProgressFd);
+    posix_spawn_file_actions_adddup2(&actions, progress_fd, worker::kWorkerProgressFd);
   char* arena = nullptr;
   const int arena_fd = progress ? make_call_arena(arena) : -1;
   if (arena_fd >= 0) {
-    posix_spawn_file_actions_adddup2(&actions, arena_fd, common::kWorkerArenaFd);
+    posix_spawn_file_actions_adddup2(&actions, arena_fd, worker::kWorkerArenaFd);
     progress->call_arena_size.store(kCallArenaSize);
-    progress->server_features.fetch_or(common::kLinkCallArena);
+    progress->server_features.fetch_or(worker::kLinkCallArena);
   }
   // Whatever else this process holds (its connection to the master, other workers' pipes, a
   // library's socket opened without close-on-exec) stays here: a worker holding the master's
   // connection would keep a killed server looking alive.
-  posix_spawn_file_actions_addclosefrom_np(&actions, common::kWorkerArenaFd + 1);
+  posix_spawn_file_actions_addclosefrom_np(&actions, worker::kWorkerArenaFd + 1);
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   // The worker must not inherit a blocked or ignored signal mask from an embedding program.
@@ -444,7 +444,7 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   if (progress_fd >= 0) ::close(progress_fd);
   if (arena_fd >= 0) ::close(arena_fd);
   if (rc != 0) {
-    if (progress) ::munmap(progress, common::kWorkerProgressSize);
+    if (progress) ::munmap(progress, worker::kWorkerProgressSize);
     if (arena) ::munmap(arena, kCallArenaSize);
     for (int fd : {link[0], out[0], err[0]}) ::close(fd);
     log()->error("cannot start a worker from {}: {}", path, std::strerror(rc));
@@ -487,7 +487,7 @@ void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignm
   // when it has room (the worker reads it there), else onto the socket.
   std::optional<std::size_t> placed;
   if (task.call().size() >= common::kAttachmentThreshold &&
-      (features & common::kLinkCallArena) != 0)
+      (features & worker::kLinkCallArena) != 0)
     placed = worker->place_call(task.task_id(), task.call().size());
   if (placed) {
     std::memcpy(worker->arena + *placed, task.call().data(), task.call().size());
@@ -496,7 +496,7 @@ void WorkerPool::start_task(const std::shared_ptr<Worker>& worker, wire::Assignm
   } else {
     run.mutable_run_task()->set_call(task.call());
   }
-  if (!worker->link->attachments_enabled() && (features & common::kLinkAttachments) != 0)
+  if (!worker->link->attachments_enabled() && (features & worker::kLinkAttachments) != 0)
     worker->link->enable_attachments();
   worker->link->send(std::move(run));
   worker->queue.push_back(std::move(task));

@@ -15,7 +15,7 @@
 #include <atomic>
 #include <cstdint>
 
-namespace clupy::common {
+namespace clupy::worker {
 
 inline constexpr int kWorkerProgressFd = 4;
 inline constexpr std::uint64_t kWorkerProgressMagic = 0x63'6c'75'70'79'70'72'67;  // "clupyprg"
@@ -42,4 +42,4 @@ struct WorkerProgress {
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
               "the page is shared between processes");
 
-}  // namespace clupy::common
+}  // namespace clupy::worker

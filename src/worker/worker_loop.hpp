@@ -2,9 +2,9 @@
 // execute each call, answer TaskDone. Entered from clupy::init when CLUPY_WORKER_FD is set.
 #pragma once
 
-namespace clupy::client {
+namespace clupy::worker {
 
 // Serves tasks on `fd` until the server closes it, then exits the process.
 [[noreturn]] void run_worker_loop(int fd);
 
-}  // namespace clupy::client
+}  // namespace clupy::worker

@@ -1,4 +1,4 @@
-#include "client/worker_loop.hpp"
+#include "worker/worker_loop.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -26,9 +26,9 @@
 #include "clupy/detail/call.hpp"
 #include "common/frame.hpp"
 #include "common/malloc_tuning.hpp"
-#include "common/worker_progress.hpp"
+#include "worker/progress_page.hpp"
 
-namespace clupy::client {
+namespace clupy::worker {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -81,36 +81,36 @@ std::string run_one(std::string_view call_bytes) {
   return detail::serialize_outcome(outcome);
 }
 
-// The page the server shares (common/worker_progress.hpp), or null when it gave none.
-common::WorkerProgress* map_progress_page() {
+// The page the server shares (worker/progress_page.hpp), or null when it gave none.
+WorkerProgress* map_progress_page() {
   struct stat st {};
-  if (::fstat(common::kWorkerProgressFd, &st) != 0 || !S_ISREG(st.st_mode) ||
-      static_cast<std::size_t>(st.st_size) != common::kWorkerProgressSize)
+  if (::fstat(kWorkerProgressFd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<std::size_t>(st.st_size) != kWorkerProgressSize)
     return nullptr;
-  void* page = ::mmap(nullptr, common::kWorkerProgressSize, PROT_READ | PROT_WRITE, MAP_SHARED,
-                      common::kWorkerProgressFd, 0);
-  ::close(common::kWorkerProgressFd);  // the mapping stays; the task's code never sees the fd
+  void* page = ::mmap(nullptr, kWorkerProgressSize, PROT_READ | PROT_WRITE, MAP_SHARED,
+                      kWorkerProgressFd, 0);
+  ::close(kWorkerProgressFd);  // the mapping stays; the task's code never sees the fd
   if (page == MAP_FAILED) return nullptr;
-  auto* progress = static_cast<common::WorkerProgress*>(page);
-  if (progress->magic.load() != common::kWorkerProgressMagic) {
-    ::munmap(page, common::kWorkerProgressSize);
+  auto* progress = static_cast<WorkerProgress*>(page);
+  if (progress->magic.load() != kWorkerProgressMagic) {
+    ::munmap(page, kWorkerProgressSize);
     return nullptr;
   }
   return progress;
 }
 
-// The call arena the server shares (common/worker_progress.hpp), read-only; empty when it gave
+// The call arena the server shares (worker/progress_page.hpp), read-only; empty when it gave
 // none.
-std::string_view map_call_arena(const common::WorkerProgress* progress) {
+std::string_view map_call_arena(const WorkerProgress* progress) {
   if (!progress) return {};
   const std::uint64_t size = progress->call_arena_size.load(std::memory_order_acquire);
   if (size == 0) return {};  // no arena, so no fd 5 from the server either
   struct stat st {};
   void* arena = MAP_FAILED;
-  if (::fstat(common::kWorkerArenaFd, &st) == 0 && S_ISREG(st.st_mode) &&
+  if (::fstat(kWorkerArenaFd, &st) == 0 && S_ISREG(st.st_mode) &&
       static_cast<std::uint64_t>(st.st_size) == size)
-    arena = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, common::kWorkerArenaFd, 0);
-  ::close(common::kWorkerArenaFd);  // as for the page: the task's code never sees the fd
+    arena = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, kWorkerArenaFd, 0);
+  ::close(kWorkerArenaFd);  // as for the page: the task's code never sees the fd
   if (arena == MAP_FAILED) return {};
   return {static_cast<const char*>(arena), static_cast<std::size_t>(size)};
 }
@@ -241,17 +241,16 @@ void run_worker_loop(int fd) {
   // Every call and result passes through this process's heap.
   common::tune_malloc_for_payloads();
   // Batching needs the progress page: without it a crash could not be pinned on its task.
-  common::WorkerProgress* progress = map_progress_page();
+  WorkerProgress* progress = map_progress_page();
   const std::string_view arena = map_call_arena(progress);
   bool attachments = false;
   if (progress) {
     // This worker reads attachments (and calls in its arena, when it has one); it sends
     // attachments when its server said it reads them too.
-    progress->worker_features.store(
-        common::kLinkAttachments | (arena.empty() ? 0u : common::kLinkCallArena),
-        std::memory_order_release);
+    progress->worker_features.store(kLinkAttachments | (arena.empty() ? 0u : kLinkCallArena),
+                                    std::memory_order_release);
     attachments =
-        (progress->server_features.load(std::memory_order_acquire) & common::kLinkAttachments) != 0;
+        (progress->server_features.load(std::memory_order_acquire) & kLinkAttachments) != 0;
   }
   ResultBatcher results(fd, progress != nullptr, attachments);
   common::FrameDecoder decoder;
@@ -310,4 +309,4 @@ void run_worker_loop(int fd) {
   std::_Exit(0);
 }
 
-}  // namespace clupy::client
+}  // namespace clupy::worker
