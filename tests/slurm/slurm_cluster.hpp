@@ -10,15 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "slurm/slurm_env.hpp"
 #include "support/process.hpp"
 
 namespace clupy::test {
 
-struct CommandOutput {
-  int status = -1;
-  std::string output;
-};
-CommandOutput run_command(const std::vector<std::string>& argv);
+// The launcher's own runner of Slurm's commands (exit status and output).
+using slurm::run_command;
 
 class SlurmCluster {
  public:
