@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "clupy.pb.h"
+#include "common/batches.hpp"
 #include "common/frame.hpp"
 
 namespace {

@@ -10,6 +10,7 @@
 
 #include "clupy.pb.h"
 #include "clupy/detail/call.hpp"
+#include "common/batches.hpp"
 #include "common/frame.hpp"
 #include "common/version.hpp"
 
