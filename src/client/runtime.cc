@@ -18,6 +18,7 @@
 
 #include "base/sha256.hpp"
 #include "clupy/errors.hpp"
+#include "clupy/service.hpp"
 #include "common/auth.hpp"
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
@@ -75,6 +76,11 @@ Runtime& Runtime::get() {
 }
 
 void Runtime::initialize(int, char**) {
+  // `clupy --publish` starts the program this way to learn its exports (docs/services.md).
+  if (const char* describe = std::getenv("CLUPY_DESCRIBE_EXPORTS"); describe && *describe) {
+    std::cout << detail::describe_exports() << std::endl;
+    std::_Exit(0);
+  }
   if (const char* fd = std::getenv("CLUPY_WORKER_FD"); fd && *fd) {
     const int worker_fd = std::atoi(fd);
     ::unsetenv("CLUPY_WORKER_FD");
