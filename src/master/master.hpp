@@ -20,6 +20,7 @@
 #include "master/images.hpp"
 #include "master/registry.hpp"
 #include "master/scheduler.hpp"
+#include "master/services.hpp"
 #include "master/store_service.hpp"
 
 namespace clupy::master {
@@ -54,6 +55,7 @@ class Master : private Outbox {
     common::PeerIdentity peer;
     std::string server_id;     // servers: the id they registered
     std::string image_sha256;  // clients: their job's image
+    std::string image_name;    // clients: its file name
     bool image_pinned = false;
     // The last complete message (idle_timeout); bytes of an unfinished frame do not count.
     Clock::time_point last_message{};
@@ -101,8 +103,9 @@ class Master : private Outbox {
   ImageStore images_;
   Scheduler scheduler_;
   std::unique_ptr<HttpStatus> http_;
-  std::unique_ptr<StoreService> store_;  // when the configuration has a store: section
-  wire::ClusterServices services_;       // announced to every peer in the handshake
+  std::unique_ptr<StoreService> store_;     // when the configuration has a store: section
+  std::unique_ptr<ServiceHost> published_;  // services published with clupy --publish
+  wire::ClusterServices services_;          // announced to every peer in the handshake
   // Hashed: every message (a heartbeat from each server every second) looks its session up,
   // in a dense table of pointers; a Session itself never moves.
   boost::unordered_flat_map<std::uint64_t, std::unique_ptr<Session>> sessions_;
