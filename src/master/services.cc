@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -230,7 +231,10 @@ void PublishedService::answer(SessionId session, const wire::TaskResult& result,
 }
 
 ServiceHost::ServiceHost(Env env) : env_(std::move(env)) {}
-ServiceHost::~ServiceHost() { stop(); }
+ServiceHost::~ServiceHost() {
+  *alive_ = false;
+  stop();
+}
 
 std::size_t ServiceHost::connected_servers() const {
   wire::RegistryReply reply;
@@ -412,8 +416,14 @@ void ServiceHost::retire(ServiceVersion& version) {
   // Their callbacks point at the version: answers still to come are dropped.
   std::erase_if(pending_,
                 [&](const auto& entry) { return entry.second.session == version.session; });
-  env_.scheduler.client_gone(version.session);
-  env_.images.unpin(version.image_sha256);
+  // Later, not now: this may run inside the scheduler's own delivery of results.
+  boost::asio::post(
+      env_.io, [this, alive = alive_, session = version.session, image = version.image_sha256] {
+        if (!*alive) return;
+        env_.scheduler.client_gone(session);
+        env_.images.unpin(image);
+        env_.scheduler.dispatch();
+      });
 }
 
 void ServiceHost::retire_drained(PublishedService& service) {

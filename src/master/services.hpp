@@ -78,6 +78,7 @@ class ServiceHost {
   };
   std::map<std::uint64_t, Pending> pending_;
   SessionId next_session_ = kFirstSession;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for work posted to env_.io
   std::uint64_t next_task_ = 1;
 };
 
