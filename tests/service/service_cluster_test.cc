@@ -436,3 +436,45 @@ TEST_F(ServiceClusterTest, AKilledReplicaFailsAtMostItsInFlightRequestsAndComesB
 
 }  // namespace
 }  // namespace clupy::test
+
+namespace clupy::test {
+namespace {
+
+TEST_F(ServiceClusterTest, ALostServersReplicasAreReplacedElsewhere) {
+  start_server("s3");
+  ASSERT_TRUE(servers_become({"s1", "s2", "s3"}));
+  const int port = free_loopback_port();
+  std::string output;
+  ASSERT_EQ(publish(service_file("lose", SERVICE_PROGRAM_V1, port, "replicas: 2\nauth: public\n"),
+                    output),
+            0)
+      << output;
+  constexpr int kThreads = 4;
+  Load load(port, kThreads);
+  ASSERT_TRUE(wait_until([&] { return load.v1.load() >= 200; }, 30s, "answers"));
+  // The servers running replicas: those with children (worker processes).
+  std::vector<std::string> with_replicas;
+  for (auto& [id, server] : servers_)
+    if (!children_of(server.pid()).empty()) with_replicas.push_back(id);
+  ASSERT_FALSE(with_replicas.empty());
+  const std::string victim = with_replicas.front();
+  const std::vector<pid_t> victim_workers = children_of(servers_[victim].pid());
+  servers_[victim].kill();  // SIGKILL: the server and, with it, its link to its workers
+  for (pid_t pid : victim_workers) ::kill(pid, SIGKILL);
+  const int at_kill = load.total.load();
+  ASSERT_TRUE(wait_until([&] { return load.total.load() >= at_kill + 500; }, 30s,
+                         "answers after the server was lost"));
+  load.finish();
+  // Calls the lost server held fail (503); every connection held at most one.
+  EXPECT_LE(load.failed.load(), kThreads) << load.failure_list();
+  // Replicas now run on the two other servers.
+  std::set<std::string> serving;
+  for (auto& [id, server] : servers_)
+    if (id != victim && !children_of(server.pid()).empty()) serving.insert(id);
+  EXPECT_EQ(serving.size(), 2u) << "servers with replicas after the loss";
+  std::printf("lost server %s: %d requests, %d failed\n", victim.c_str(), load.total.load(),
+              load.failed.load());
+}
+
+}  // namespace
+}  // namespace clupy::test
