@@ -20,6 +20,7 @@
 
 #include "clupy/detail/call.hpp"
 #include "clupy/detail/json_codec.hpp"
+#include "clupy/parallel.hpp"
 
 namespace clupy::detail {
 
@@ -161,7 +162,48 @@ bool register_json_export(std::string_view name, Fn fn, std::string_view paramet
   }
 }
 
+// Hands an encoded call of an export to the runtime, to run in the published service `service`.
+void submit_to_service(const std::string& service, std::string call,
+                       const std::string& function_name, const Options& options,
+                       std::shared_ptr<FutureStateBase> state);
+
 }  // namespace clupy::detail
+
+namespace clupy {
+
+// A published service called from C++ over the cluster protocol (no HTTP):
+//   clupy::Future<long> sum = clupy::service("calc").call<long>("add", 2L, 40L);
+// The call runs an export of the service's program on its replicas, with the arguments as
+// msgpack (their own decayed types; they must convert to the export's parameters where it runs,
+// else the future fails with kProtocol). Needs clupy::init. An unknown service, or one with no
+// ready version, fails the future with kUnavailable. Options: timeout and retries apply;
+// server_count and labels are the service's own.
+class ServiceClient {
+ public:
+  explicit ServiceClient(std::string name, Options options = {})
+      : name_(std::move(name)), options_(std::move(options)) {}
+
+  template <class R, class... Args>
+  Future<R> call(std::string_view entry, Args&&... args) const {
+    detail::EncodedCall encoded = detail::encode_call_by_name(entry, std::forward<Args>(args)...);
+    auto pending = detail::make_pending_future<R>();
+    detail::submit_to_service(name_, detail::serialize_call(encoded), encoded.function_name,
+                              options_, pending.state);
+    return pending.future;
+  }
+
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  Options options_;
+};
+
+inline ServiceClient service(std::string name, Options options = {}) {
+  return ServiceClient(std::move(name), std::move(options));
+}
+
+}  // namespace clupy
 
 // CLUPY_EXPORT(f, p1, p2, ...): publishes the plain function `f` as the entry point "f" of
 // this program's services, with its parameters named p1, p2, ... (in order; callers may pass

@@ -58,7 +58,7 @@ awaitable<wire::Envelope> reply_to(common::Connection& connection, std::uint64_t
 }
 
 awaitable<wire::ServicePublished> publish_on(common::DialOptions dial,
-                                             const service::ServiceSpec& spec,
+                                             const services::ServiceSpec& spec,
                                              std::string exports_json, std::string key,
                                              std::string sha256) {
   dial.role = wire::ROLE_CLIENT;
@@ -91,7 +91,7 @@ awaitable<wire::ServicePublished> publish_on(common::DialOptions dial,
   for (const auto& p : spec.packages) def->add_packages(p);
   def->set_max_body(spec.max_body);
   def->set_timeout_ms(static_cast<std::uint32_t>(spec.timeout.count()));
-  def->set_auth(service::auth_mode_name(spec.auth));
+  def->set_auth(services::auth_mode_name(spec.auth));
   def->set_service_key(key);
   request->set_exports_json(std::move(exports_json));
   connection.send(publish);
@@ -197,15 +197,15 @@ std::string describe_program_exports(const std::string& binary) {
 }
 
 int publish_command(const std::string& service_file, const ConnectOptions& options) {
-  const service::ServiceSpec spec = service::load_service_spec(service_file);
+  const services::ServiceSpec spec = services::load_service_spec(service_file);
   const std::string exports = describe_program_exports(spec.binary);
-  const auto names = service::exported_names(exports);
+  const auto names = services::exported_names(exports);
   for (const auto& e : spec.entry_points)
     if (std::find(names.begin(), names.end(), e) == names.end())
       throw ConfigError(service_file + ": entry point '" + e + "' is not exported by " +
                         spec.binary + " (it exports: " + (names.empty() ? "nothing" : join(names)) +
                         "); add CLUPY_EXPORT(" + e + ", <parameter names>) to the program");
-  const std::string key = spec.auth == service::AuthMode::kKey ? read_key(spec.key_file) : "";
+  const std::string key = spec.auth == services::AuthMode::kKey ? read_key(spec.key_file) : "";
   auto sha = base::sha256_file(spec.binary);
   if (!sha) throw ConfigError("cannot read " + spec.binary);
   const common::DialOptions dial = admin_dial_options(options);

@@ -359,6 +359,7 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     }
     case wire::Envelope::kSubmitTasks: {
       if (session.peer.role != wire::ROLE_CLIENT || session.image_sha256.empty()) break;
+      route_service_calls(session_id, *message.mutable_submit_tasks());
       scheduler_.submit(session_id, *message.mutable_submit_tasks(), now);
       scheduler_.dispatch();
       return;
@@ -411,6 +412,25 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
   reply.mutable_error()->set_message("unexpected message");
   session.connection->send(reply);
   session.connection->close_after_flush("unexpected message");
+}
+
+void Master::route_service_calls(std::uint64_t session_id, wire::SubmitTasks& tasks) {
+  auto* list = tasks.mutable_tasks();
+  bool any = false;
+  for (const auto& t : *list) any = any || !t.options().service().empty();
+  if (!any) return;
+  // Calls of a published service's exports run in that service's job, not this client's.
+  int kept = 0;
+  for (int i = 0; i < list->size(); ++i) {
+    auto& t = *list->Mutable(i);
+    if (t.options().service().empty()) {
+      if (kept != i) list->SwapElements(kept, i);
+      ++kept;
+    } else {
+      published_->client_call(session_id, t);
+    }
+  }
+  while (list->size() > kept) list->RemoveLast();
 }
 
 void Master::on_session_closed(std::uint64_t session_id, const std::string& reason) {

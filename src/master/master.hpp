@@ -76,6 +76,8 @@ class Master : private Outbox {
   // told why and their tasks fail.
   void image_unavailable(const std::string& sha256, const std::string& reason);
   void lose_server(Session& session);
+  // Hands the tasks of `tasks` that name a published service to it (ServiceHost::client_call).
+  void route_service_calls(std::uint64_t session_id, wire::SubmitTasks& tasks);
   int http_get(const HttpRequest& request, std::string& body, std::string& content_type);
   // Whether the request may read /status and /metrics (http_auth).
   bool http_allowed(const HttpRequest& request) const;

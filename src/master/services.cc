@@ -91,7 +91,7 @@ struct ServiceVersion {
   Clock::time_point published_at;
 };
 
-class PublishedService : public service::FrontHandler {
+class PublishedService : public services::FrontHandler {
  public:
   PublishedService(ServiceHost& host, wire::ServiceDefinition def)
       : host_(host), definition(std::move(def)) {}
@@ -115,7 +115,7 @@ class PublishedService : public service::FrontHandler {
     return false;
   }
 
-  void call(const std::string& entry, std::string body, service::Respond respond) override {
+  void call(const std::string& entry, std::string body, services::Respond respond) override {
     if (!current) {
       respond({503, "application/json", error_body("the service has no ready version")});
       return;
@@ -129,7 +129,7 @@ class PublishedService : public service::FrontHandler {
                  });
   }
 
-  service::Reply page(std::string_view path) override {
+  services::Reply page(std::string_view path) override {
     if (path == "ready") {
       if (current && current->ready) return {200, "text/plain; charset=utf-8", "ready\n"};
       return {503, "text/plain; charset=utf-8", "not ready\n"};
@@ -180,16 +180,16 @@ class PublishedService : public service::FrontHandler {
             {"errors", total.errors},
             {"in_flight", stats.in_flight()},
             {"replica_restarts", stats.replica_restarts()},
-            {"requests_per_s", stats.rate(service::ServiceStats::Clock::now())},
+            {"requests_per_s", stats.rate(services::ServiceStats::Clock::now())},
             {"p99_ms", total.percentile(0.99) * 1000},
             {"entries", entries}};
   }
 
-  void answer(SessionId session, const wire::TaskResult& result, const service::Respond& respond);
+  void answer(SessionId session, const wire::TaskResult& result, const services::Respond& respond);
 
   ServiceHost& host_;
   wire::ServiceDefinition definition;
-  std::unique_ptr<service::Front> front;
+  std::unique_ptr<services::Front> front;
   std::string url;
   Clock::time_point started = Clock::now();
   std::unique_ptr<ServiceVersion> current;
@@ -198,7 +198,7 @@ class PublishedService : public service::FrontHandler {
 };
 
 void PublishedService::answer(SessionId session, const wire::TaskResult& result,
-                              const service::Respond& respond) {
+                              const services::Respond& respond) {
   ServiceVersion* version = nullptr;
   if (current && current->session == session) version = current.get();
   for (auto& d : draining)
@@ -261,7 +261,7 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
   std::vector<std::string> exported;
   std::string openapi;
   try {
-    exported = service::exported_names(request.exports_json());
+    exported = services::exported_names(request.exports_json());
   } catch (const ConfigError& e) {
     return refuse(e.what());
   }
@@ -279,13 +279,13 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
   PublishedService* service = nullptr;
   if (it == services_.end()) {
     auto created = std::make_unique<PublishedService>(*this, def);
-    service::FrontOptions options;
+    services::FrontOptions options;
     options.bind = def.bind().empty() ? env_.default_bind : def.bind();
     options.port = static_cast<int>(def.port());
     options.max_body = def.max_body();
     options.timeout = std::chrono::milliseconds(def.timeout_ms());
     try {
-      created->front = std::make_unique<service::Front>(env_.io, options, *created);
+      created->front = std::make_unique<services::Front>(env_.io, options, *created);
     } catch (const ConfigError& e) {
       return refuse(std::string("service ") + def.name() + ": " + e.what());
     }
@@ -315,10 +315,10 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
   version->number = service->current ? service->current->number + 1 : 1;
   version->image_sha256 = image_sha256;
   version->exports_json = request.exports_json();
-  version->openapi = service::openapi_document(
+  version->openapi = services::openapi_document(
       def.name(), std::to_string(version->number), request.exports_json(),
       {def.entry_points().begin(), def.entry_points().end()},
-      def.auth() == "public" ? service::AuthMode::kPublic : service::AuthMode::kToken);
+      def.auth() == "public" ? services::AuthMode::kPublic : services::AuthMode::kToken);
   version->publisher = publisher;
   version->publish_request = request_id;
   version->published_at = Clock::now();
@@ -341,26 +341,69 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
 void ServiceHost::submit(PublishedService& service, ServiceVersion& version,
                          const std::string& entry, std::string body,
                          std::function<void(const wire::TaskResult&)> done) {
+  detail::EncodedCall call;
+  call.form = detail::CallForm::kNamed;
+  call.name = detail::json_entry_name(entry);
+  call.function_name = entry;
+  call.arguments = std::move(body);
+  const bool ready_check = entry == "clupy.ready";
+  submit_call(service, version, detail::serialize_call(call),
+              ready_check ? std::max(kReadyTimeoutMs, service.definition.timeout_ms())
+                          : service.definition.timeout_ms(),
+              ready_check ? 3 : 0, std::move(done));
+}
+
+void ServiceHost::submit_call(PublishedService& service, ServiceVersion& version, std::string call,
+                              std::uint32_t timeout_ms, std::int32_t retries,
+                              std::function<void(const wire::TaskResult&)> done) {
   const std::uint64_t task_id = next_task_++;
   pending_.emplace(task_id, Pending{version.session, std::move(done)});
   wire::SubmitTasks tasks;
   tasks.set_job_id(version.job_id);
   auto* task = tasks.add_tasks();
   task->set_task_id(task_id);
-  detail::EncodedCall call;
-  call.form = detail::CallForm::kNamed;
-  call.name = detail::json_entry_name(entry);
-  call.function_name = entry;
-  call.arguments = std::move(body);
-  task->set_call(detail::serialize_call(call));
-  const bool ready_check = entry == "clupy.ready";
+  task->set_call(std::move(call));
   task->mutable_options()->set_server_count(service.definition.replicas());
-  task->mutable_options()->set_timeout_ms(
-      ready_check ? std::max(kReadyTimeoutMs, service.definition.timeout_ms())
-                  : service.definition.timeout_ms());
-  task->mutable_options()->set_retries(ready_check ? 3 : 0);
+  task->mutable_options()->set_timeout_ms(timeout_ms);
+  task->mutable_options()->set_retries(retries);
   env_.scheduler.submit(version.session, tasks, Clock::now());
   env_.scheduler.dispatch();
+}
+
+void ServiceHost::client_call(SessionId client, wire::TaskSpec& task) {
+  const std::uint64_t client_task = task.task_id();
+  auto it = services_.find(task.options().service());
+  if (it == services_.end() || !it->second->current) {
+    wire::Envelope reply;
+    auto* result = reply.mutable_task_results()->add_results();
+    result->set_task_id(client_task);
+    result->mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kUnavailable));
+    result->mutable_failure()->set_message(
+        it == services_.end() ? "no service named '" + task.options().service() + "' is published"
+                              : "service '" + task.options().service() + "' has no ready version");
+    env_.send(client, reply);
+    return;
+  }
+  PublishedService& service = *it->second;
+  ServiceVersion& version = *service.current;
+  ++version.in_flight;
+  const SessionId session = version.session;
+  const std::uint32_t timeout = task.options().timeout_ms() > 0 ? task.options().timeout_ms()
+                                                                : service.definition.timeout_ms();
+  submit_call(service, version, std::move(*task.mutable_call()), timeout,
+              std::max(0, task.options().retries() < 0 ? 0 : task.options().retries()),
+              [this, client, client_task, session, &service](const wire::TaskResult& result) {
+                if (service.current && service.current->session == session &&
+                    service.current->in_flight > 0)
+                  --service.current->in_flight;
+                for (auto& d : service.draining)
+                  if (d->session == session && d->in_flight > 0) --d->in_flight;
+                wire::Envelope reply;
+                auto* copy = reply.mutable_task_results()->add_results();
+                *copy = result;
+                copy->set_task_id(client_task);
+                env_.send(client, reply);
+              });
 }
 
 void ServiceHost::ready_check_done(PublishedService& service, ServiceVersion& version,
@@ -478,6 +521,24 @@ void ServiceHost::unpublish(SessionId from, std::uint64_t request_id, const std:
   if (service.current) versions.push_back(service.current.get());
   if (service.next) versions.push_back(service.next.get());
   for (auto& d : service.draining) versions.push_back(d.get());
+  // Calls still running are answered now (HTTP callers' connections are closed already;
+  // clients of clupy::service get the failure).
+  std::vector<std::function<void(const wire::TaskResult&)>> running;
+  for (auto p = pending_.begin(); p != pending_.end();) {
+    const bool ours = std::any_of(versions.begin(), versions.end(), [&](const ServiceVersion* v) {
+      return v->session == p->second.session;
+    });
+    if (ours) {
+      running.push_back(std::move(p->second.done));
+      p = pending_.erase(p);
+    } else {
+      ++p;
+    }
+  }
+  wire::TaskResult unpublished;
+  unpublished.mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kUnavailable));
+  unpublished.mutable_failure()->set_message("service " + name + " was unpublished");
+  for (auto& done : running) done(unpublished);
   for (auto* v : versions) retire(*v);
   log()->info("service {} unpublished", name);
   // Answers still to come find no session and are dropped.

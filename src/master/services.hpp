@@ -45,6 +45,9 @@ class ServiceHost {
   // ServicePublished once ready, or ErrorReply.
   void publish(SessionId publisher, std::uint64_t request_id, const std::string& image_sha256,
                const std::string& image_name, const wire::PublishService& request);
+  // A task a client submitted with options.service set: runs it in that service's job and
+  // sends the result to the client under the client's task id.
+  void client_call(SessionId client, wire::TaskSpec& task);
   void unpublish(SessionId from, std::uint64_t request_id, const std::string& name);
   void list(wire::ServicesReply& reply);
   // The outcomes of calls (the Outbox's deliver for service sessions).
@@ -60,6 +63,10 @@ class ServiceHost {
   // Submits entry(body) (or a readiness check with `ready_check`) to the version's job.
   void submit(PublishedService& service, ServiceVersion& version, const std::string& entry,
               std::string body, std::function<void(const wire::TaskResult&)> done);
+  // Submits an encoded call (detail::serialize_call) to the version's job.
+  void submit_call(PublishedService& service, ServiceVersion& version, std::string call,
+                   std::uint32_t timeout_ms, std::int32_t retries,
+                   std::function<void(const wire::TaskResult&)> done);
 
  private:
   void ready_check_done(PublishedService& service, ServiceVersion& version,

@@ -12,7 +12,7 @@
 #include "common/log.hpp"
 #include "common/transport.hpp"
 
-namespace clupy::service {
+namespace clupy::services {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -222,4 +222,4 @@ asio::awaitable<void> Front::serve(std::shared_ptr<Connection> c) {
   connections_.erase(c);
 }
 
-}  // namespace clupy::service
+}  // namespace clupy::services

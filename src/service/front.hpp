@@ -16,7 +16,7 @@
 
 #include "service/stats.hpp"
 
-namespace clupy::service {
+namespace clupy::services {
 
 struct Reply {
   int status = 200;
@@ -84,4 +84,4 @@ class Front {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-}  // namespace clupy::service
+}  // namespace clupy::services

@@ -5,7 +5,7 @@
 
 #include "clupy/errors.hpp"
 
-namespace clupy::service {
+namespace clupy::services {
 
 namespace {
 
@@ -90,4 +90,4 @@ std::string openapi_document(const std::string& service, const std::string& vers
   return doc.dump(2) + "\n";
 }
 
-}  // namespace clupy::service
+}  // namespace clupy::services

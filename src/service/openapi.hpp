@@ -7,7 +7,7 @@
 
 #include "service/spec.hpp"
 
-namespace clupy::service {
+namespace clupy::services {
 
 // The names of the exports `exports_json` describes. Throws clupy::ConfigError when it is not
 // a description list.
@@ -18,4 +18,4 @@ std::string openapi_document(const std::string& service, const std::string& vers
                              const std::string& exports_json,
                              const std::vector<std::string>& entry_points, AuthMode auth);
 
-}  // namespace clupy::service
+}  // namespace clupy::services

@@ -11,7 +11,7 @@
 #include "common/config.hpp"
 #include "common/config_keys.hpp"
 
-namespace clupy::service {
+namespace clupy::services {
 
 namespace {
 
@@ -138,4 +138,4 @@ ServiceSpec load_service_spec(const std::string& path) {
   return parse_service_spec(text.str(), path, dir);
 }
 
-}  // namespace clupy::service
+}  // namespace clupy::services

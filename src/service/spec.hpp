@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace clupy::service {
+namespace clupy::services {
 
 enum class AuthMode { kToken, kKey, kPublic };
 
@@ -33,4 +33,4 @@ ServiceSpec load_service_spec(const std::string& path);
 
 const char* auth_mode_name(AuthMode mode);
 
-}  // namespace clupy::service
+}  // namespace clupy::services

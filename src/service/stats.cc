@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
-namespace clupy::service {
+namespace clupy::services {
 
 namespace {
 
@@ -127,4 +127,4 @@ std::string ServiceStats::prometheus(const std::string& service) const {
   return text;
 }
 
-}  // namespace clupy::service
+}  // namespace clupy::services

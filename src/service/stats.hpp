@@ -9,7 +9,7 @@
 #include <map>
 #include <string>
 
-namespace clupy::service {
+namespace clupy::services {
 
 // Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
 inline constexpr std::array<double, 18> kLatencyBuckets = {
@@ -55,4 +55,4 @@ class ServiceStats {
   std::int64_t last_second_ = 0;
 };
 
-}  // namespace clupy::service
+}  // namespace clupy::services

@@ -7,8 +7,8 @@
 
 namespace {
 
-using clupy::service::AuthMode;
-using clupy::service::parse_service_spec;
+using clupy::services::AuthMode;
+using clupy::services::parse_service_spec;
 
 std::string error_of(const std::string& yaml) {
   try {
