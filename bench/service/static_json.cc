@@ -23,7 +23,8 @@ asio::awaitable<void> serve(tcp::socket socket) {
   boost::system::error_code ec;
   for (;;) {
     http::request<http::string_body> request;
-    co_await http::async_read(stream, buffer, request, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read(stream, buffer, request,
+                              asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
     http::response<http::string_body> response(http::status::ok, 11);
     response.set(http::field::server, "static-json");
