@@ -6,6 +6,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "client/service_cli.hpp"
 #include "clupy/cluster.hpp"
 #include "clupy/errors.hpp"
 #include "common/config.hpp"
@@ -123,7 +124,12 @@ int main(int argc, char** argv) {
   app.add_flag("--serve", serve_mode, "run a server daemon (reads ./clupy.server.yaml)");
   app.add_option("--client", client_command, "client command: info");
   app.add_option("command", command,
-                 "info | status (same as --client info); `clupy store --help` for the file store");
+                 "info | status (same as --client info) | services; `clupy store --help` for the "
+                 "file store");
+  std::string publish_file, unpublish_name;
+  app.add_option("--publish", publish_file,
+                 "publish the service this YAML file describes (docs/services.md)");
+  app.add_option("--unpublish", unpublish_name, "stop the published service of this name");
 
   std::string config_file, master_url, bind, port_file, token_file, data_dir, log_level;
   std::string registration_ttl, registration_interval, failure_retry_interval, server_id;
@@ -186,6 +192,15 @@ int main(int argc, char** argv) {
       if (!slurm_wait.empty()) slurm.wait = parse_duration(slurm_wait);
       if (!slurm_poll.empty()) slurm.end_time_poll = parse_duration(slurm_poll);
       return clupy::slurm::run(slurm);
+    }
+    if (!publish_file.empty() || !unpublish_name.empty() || command == "services") {
+      clupy::ConnectOptions options;
+      options.master_url = master_url;
+      options.token_file = token_file;
+      options.config_file = config_file;
+      if (!publish_file.empty()) return clupy::client::publish_command(publish_file, options);
+      if (!unpublish_name.empty()) return clupy::client::unpublish_command(unpublish_name, options);
+      return clupy::client::services_command(options, json);
     }
     if (master_mode + serve_mode + (!client_command.empty() || !command.empty()) != 1) {
       std::cerr << "clupy: choose one of --master, --serve, --client info (or `clupy info`)\n"

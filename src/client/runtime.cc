@@ -18,6 +18,7 @@
 
 #include "base/sha256.hpp"
 #include "clupy/errors.hpp"
+#include "clupy/service.hpp"
 #include "common/auth.hpp"
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
@@ -75,6 +76,11 @@ Runtime& Runtime::get() {
 }
 
 void Runtime::initialize(int, char**) {
+  // `clupy --publish` starts the program this way to learn its exports (docs/services.md).
+  if (const char* describe = std::getenv("CLUPY_DESCRIBE_EXPORTS"); describe && *describe) {
+    std::cout << detail::describe_exports() << std::endl;
+    std::_Exit(0);
+  }
   if (const char* fd = std::getenv("CLUPY_WORKER_FD"); fd && *fd) {
     const int worker_fd = std::atoi(fd);
     ::unsetenv("CLUPY_WORKER_FD");
@@ -344,7 +350,7 @@ void Runtime::keep_alive() {
 
 void Runtime::submit(std::string call, const std::string& function_name, const Options& options,
                      const std::shared_ptr<detail::CallSite>& site,
-                     std::shared_ptr<detail::FutureStateBase> state) {
+                     std::shared_ptr<detail::FutureStateBase> state, const std::string& service) {
   std::unique_lock lock(mu_);
   // Backpressure: a client may not have more than the master's window outstanding. Not on the
   // I/O thread (a future's callback submitting more work): it alone can open the window.
@@ -388,6 +394,7 @@ void Runtime::submit(std::string call, const std::string& function_name, const O
   o->set_timeout_ms(static_cast<std::uint32_t>(options.timeout.count()));
   o->set_retries(options.retries);
   for (const auto& [k, v] : options.labels) (*o->mutable_labels())[k] = v;
+  if (!service.empty()) o->set_service(service);
   if (site && site->limit_ > 0 && site->in_flight_ >= site->limit_) {
     pending.spec = std::move(spec);
     pending.held = true;
@@ -623,6 +630,13 @@ namespace detail {
 
 std::shared_ptr<CallSite> make_call_site(unsigned max_in_flight) {
   return std::make_shared<CallSite>(max_in_flight);
+}
+
+void submit_to_service(const std::string& service, std::string call,
+                       const std::string& function_name, const Options& options,
+                       std::shared_ptr<FutureStateBase> state) {
+  client::Runtime::get().submit(std::move(call), function_name, options, nullptr, std::move(state),
+                                service);
 }
 
 void submit(std::string call, const std::string& function_name, const Options& options,

@@ -50,9 +50,10 @@ class Runtime {
   static void shutdown_all();
   static bool initialized();
 
+  // `service`: run in that published service's job instead of this program's ("": here).
   void submit(std::string call, const std::string& function_name, const Options& options,
               const std::shared_ptr<detail::CallSite>& site,
-              std::shared_ptr<detail::FutureStateBase> state);
+              std::shared_ptr<detail::FutureStateBase> state, const std::string& service = "");
   // The master's address and what it announced at the handshake (store, coordination). Both
   // change when a standby master takes over (adopt(), on the I/O thread), so they are returned
   // by value; safe from any thread.

@@ -84,6 +84,9 @@ void Master::start() {
     std::filesystem::rename(tmp, config_.port_file);
   }
   asio::co_spawn(io_, accept_loop(), asio::detached);
+  published_ = std::make_unique<ServiceHost>(ServiceHost::Env{
+      io_, scheduler_, registry_, images_, token_, config_.bind,
+      [this](SessionId session, const wire::Envelope& message) { send_to(session, message); }});
   if (config_.http_port > 0)
     http_ = std::make_unique<HttpStatus>(
         io_, config_.bind, config_.http_port,
@@ -101,6 +104,7 @@ void Master::stop() {
   acceptor_.close(ignored);
   maintenance_timer_.cancel();
   if (http_) http_->stop();
+  if (published_) published_->stop();
   std::vector<std::shared_ptr<common::Connection>> connections;  // closing calls back
   for (auto& [id, session] : sessions_) connections.push_back(session->connection);
   for (auto& connection : connections) connection->close("master shutting down");
@@ -328,6 +332,10 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       // Only for a task assigned to this connection's server: anything else is dropped.
       if (session.server_id.empty()) return;
       if (auto owner = scheduler_.owner_of(message.task_output().task_id(), session.server_id)) {
+        if (ServiceHost::is_service_session(owner->first)) {
+          if (published_) published_->output(owner->first, message.task_output().text());
+          return;
+        }
         message.mutable_task_output()->set_task_id(owner->second);
         message.mutable_task_output()->set_server_id(session.server_id);
         send_to(owner->first, message);
@@ -351,6 +359,7 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     }
     case wire::Envelope::kSubmitTasks: {
       if (session.peer.role != wire::ROLE_CLIENT || session.image_sha256.empty()) break;
+      route_service_calls(session_id, *message.mutable_submit_tasks());
       scheduler_.submit(session_id, *message.mutable_submit_tasks(), now);
       scheduler_.dispatch();
       return;
@@ -363,6 +372,23 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     }
     case wire::Envelope::kKeepAlive: {
       scheduler_.client_seen(session_id, now);
+      return;
+    }
+    case wire::Envelope::kPublishService: {
+      if (session.peer.role != wire::ROLE_CLIENT || session.image_sha256.empty()) break;
+      published_->publish(session_id, message.request_id(), session.image_sha256,
+                          session.image_name, message.publish_service());
+      return;
+    }
+    case wire::Envelope::kUnpublishService: {
+      if (session.peer.role != wire::ROLE_ADMIN && session.peer.role != wire::ROLE_CLIENT) break;
+      published_->unpublish(session_id, message.request_id(), message.unpublish_service().name());
+      return;
+    }
+    case wire::Envelope::kServicesRequest: {
+      if (session.peer.role != wire::ROLE_ADMIN && session.peer.role != wire::ROLE_CLIENT) break;
+      published_->list(*reply.mutable_services_reply());
+      session.connection->send(reply);
       return;
     }
     case wire::Envelope::kRegistryRequest: {
@@ -386,6 +412,25 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
   reply.mutable_error()->set_message("unexpected message");
   session.connection->send(reply);
   session.connection->close_after_flush("unexpected message");
+}
+
+void Master::route_service_calls(std::uint64_t session_id, wire::SubmitTasks& tasks) {
+  auto* list = tasks.mutable_tasks();
+  bool any = false;
+  for (const auto& t : *list) any = any || !t.options().service().empty();
+  if (!any) return;
+  // Calls of a published service's exports run in that service's job, not this client's.
+  int kept = 0;
+  for (int i = 0; i < list->size(); ++i) {
+    auto& t = *list->Mutable(i);
+    if (t.options().service().empty()) {
+      if (kept != i) list->SwapElements(kept, i);
+      ++kept;
+    } else {
+      published_->client_call(session_id, t);
+    }
+  }
+  while (list->size() > kept) list->RemoveLast();
 }
 
 void Master::on_session_closed(std::uint64_t session_id, const std::string& reason) {
@@ -455,6 +500,10 @@ void Master::cancel(SessionId server, wire::CancelAssignments&& tasks) {
 }
 
 void Master::deliver(SessionId client, wire::TaskResults& results) {
+  if (ServiceHost::is_service_session(client)) {
+    if (published_) published_->deliver(client, results);
+    return;
+  }
   deliver_envelope_.mutable_task_results()->Swap(&results);
   send_to(client, std::move(deliver_envelope_));
   deliver_envelope_.mutable_task_results()->Swap(&results);
@@ -493,6 +542,7 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
   // bounded and escaped once, here.
   const std::string client_name = common::printable(job.client_name(), 128);
   const std::string image_name = common::printable(job.image_name(), 128);
+  session.image_name = image_name;
   const bool ready = images_.has(job.image_sha256());
   session.image_pinned = ready;
   if (ready) images_.pin(job.image_sha256());
@@ -577,6 +627,7 @@ void Master::maintain() {
                 config_.registration_ttl.count());
     scheduler_.server_lost(id);
   }
+  if (published_) published_->maintain(now);
   scheduler_.expire_reservations(now, config_.reservation_ttl);
   scheduler_.dispatch();
   if (store_) store_->maintain(now);

@@ -20,6 +20,7 @@
 #include "master/images.hpp"
 #include "master/registry.hpp"
 #include "master/scheduler.hpp"
+#include "master/services.hpp"
 #include "master/store_service.hpp"
 
 namespace clupy::master {
@@ -54,6 +55,7 @@ class Master : private Outbox {
     common::PeerIdentity peer;
     std::string server_id;     // servers: the id they registered
     std::string image_sha256;  // clients: their job's image
+    std::string image_name;    // clients: its file name
     bool image_pinned = false;
     // The last complete message (idle_timeout); bytes of an unfinished frame do not count.
     Clock::time_point last_message{};
@@ -74,6 +76,8 @@ class Master : private Outbox {
   // told why and their tasks fail.
   void image_unavailable(const std::string& sha256, const std::string& reason);
   void lose_server(Session& session);
+  // Hands the tasks of `tasks` that name a published service to it (ServiceHost::client_call).
+  void route_service_calls(std::uint64_t session_id, wire::SubmitTasks& tasks);
   int http_get(const HttpRequest& request, std::string& body, std::string& content_type);
   // Whether the request may read /status and /metrics (http_auth).
   bool http_allowed(const HttpRequest& request) const;
@@ -101,8 +105,9 @@ class Master : private Outbox {
   ImageStore images_;
   Scheduler scheduler_;
   std::unique_ptr<HttpStatus> http_;
-  std::unique_ptr<StoreService> store_;  // when the configuration has a store: section
-  wire::ClusterServices services_;       // announced to every peer in the handshake
+  std::unique_ptr<StoreService> store_;     // when the configuration has a store: section
+  std::unique_ptr<ServiceHost> published_;  // services published with clupy --publish
+  wire::ClusterServices services_;          // announced to every peer in the handshake
   // Hashed: every message (a heartbeat from each server every second) looks its session up,
   // in a dense table of pointers; a Session itself never moves.
   boost::unordered_flat_map<std::uint64_t, std::unique_ptr<Session>> sessions_;

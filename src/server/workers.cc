@@ -176,6 +176,8 @@ struct WorkerPool::Worker {
   std::uint64_t verdict_task = 0;
   bool abandoned = false;  // the task's result must not be reported
   bool gone = false;
+  // Killed to make room for another program: takes no task while its death is on its way.
+  bool retired = false;
   bool reported = false;     // it has sent a result
   std::string early_stderr;  // what it wrote to stderr before its first result (capped)
 
@@ -331,7 +333,7 @@ void WorkerPool::pump() {
   auto room = [this] {
     if (workers_.size() < capacity_) return true;
     return std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
-      return !w->gone && w->queue.size() < w->pipeline_limit();
+      return !w->gone && !w->retired && w->queue.size() < w->pipeline_limit();
     });
   };
   for (auto task = waiting_.begin(); task != waiting_.end() && room();) {
@@ -353,7 +355,8 @@ void WorkerPool::pump() {
     // one while slots are free.
     std::shared_ptr<Worker> chosen;
     for (auto& w : workers_)
-      if (!w->gone && w->image == task->image_sha256() && w->queue.size() < w->pipeline_limit() &&
+      if (!w->gone && !w->retired && w->image == task->image_sha256() &&
+          w->queue.size() < w->pipeline_limit() &&
           (!chosen || w->queue.size() < chosen->queue.size()))
         chosen = w;
     if ((!chosen || !chosen->queue.empty()) && workers_.size() < capacity_) {
@@ -362,7 +365,7 @@ void WorkerPool::pump() {
     if (!chosen && workers_.size() >= capacity_) {
       // Make room: an idle worker of another program gives way (pump runs again once it is gone).
       for (auto& w : workers_)
-        if (w->queue.empty() && !w->gone && w->image != task->image_sha256()) {
+        if (w->queue.empty() && !w->gone && !w->retired && w->image != task->image_sha256()) {
           retire(w);
           break;
         }
@@ -808,6 +811,7 @@ void WorkerPool::cannot_start(const std::shared_ptr<Worker>& worker) {
 
 void WorkerPool::retire(const std::shared_ptr<Worker>& worker) {
   if (worker->gone) return;
+  worker->retired = true;
   ::kill(worker->pid, SIGKILL);
   worker->link->close("retired");
 }

@@ -1,0 +1,92 @@
+// Published services on the master (docs/services.md): each service is an HTTP front (its own
+// port, served on the master's io_context thread) and a job of the scheduler whose tasks are
+// the calls; its replicas are worker processes of the service's program on the servers that
+// job reserves. A request becomes a task naming the entry point's JSON form, and the task's
+// outcome becomes the answer. Not thread-safe: the master's io_context thread owns it.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "clupy.pb.h"
+#include "master/images.hpp"
+#include "master/registry.hpp"
+#include "master/scheduler.hpp"
+
+namespace clupy::master {
+
+class PublishedService;
+struct ServiceVersion;
+
+class ServiceHost {
+ public:
+  // The scheduler knows a service's job by a session id no connection has.
+  static constexpr SessionId kFirstSession = SessionId{1} << 62;
+  static bool is_service_session(SessionId id) { return id >= kFirstSession; }
+
+  struct Env {
+    boost::asio::io_context& io;
+    Scheduler& scheduler;
+    Registry& registry;
+    ImageStore& images;
+    const std::optional<std::string>& token;
+    std::string default_bind;
+    std::function<void(SessionId, const wire::Envelope&)> send;
+  };
+
+  explicit ServiceHost(Env env);
+  ~ServiceHost();
+
+  // A PublishService from `publisher`, whose job's image is `image_sha256`. Answers with
+  // ServicePublished once ready, or ErrorReply.
+  void publish(SessionId publisher, std::uint64_t request_id, const std::string& image_sha256,
+               const std::string& image_name, const wire::PublishService& request);
+  // A task a client submitted with options.service set: runs it in that service's job and
+  // sends the result to the client under the client's task id.
+  void client_call(SessionId client, wire::TaskSpec& task);
+  void unpublish(SessionId from, std::uint64_t request_id, const std::string& name);
+  void list(wire::ServicesReply& reply);
+  // The outcomes of calls (the Outbox's deliver for service sessions).
+  void deliver(SessionId session, wire::TaskResults& results);
+  // A replica's stdout/stderr: the last few KiB are kept for a publish that fails.
+  void output(SessionId session, const std::string& text);
+  // Keeps the services' server reservations alive.
+  void maintain(Clock::time_point now);
+  void stop();
+
+  // ---- for PublishedService ----
+  Env& env() { return env_; }
+  // Submits entry(body) (or a readiness check with `ready_check`) to the version's job.
+  void submit(PublishedService& service, ServiceVersion& version, const std::string& entry,
+              std::string body, std::function<void(const wire::TaskResult&)> done);
+  // Submits an encoded call (detail::serialize_call) to the version's job.
+  void submit_call(PublishedService& service, ServiceVersion& version, std::string call,
+                   std::uint32_t timeout_ms, std::int32_t retries,
+                   std::function<void(const wire::TaskResult&)> done);
+
+ private:
+  void ready_check_done(PublishedService& service, ServiceVersion& version,
+                        const wire::TaskResult& result);
+  void finish_publish(PublishedService& service, ServiceVersion& version, const std::string& error);
+  void retire(ServiceVersion& version);
+  void retire_drained(PublishedService& service);
+  std::size_t connected_servers() const;
+
+  Env env_;
+  std::map<std::string, std::unique_ptr<PublishedService>> services_;
+  std::map<SessionId, std::pair<PublishedService*, ServiceVersion*>> by_session_;
+  struct Pending {
+    SessionId session = 0;
+    std::function<void(const wire::TaskResult&)> done;
+  };
+  std::map<std::uint64_t, Pending> pending_;
+  SessionId next_session_ = kFirstSession;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for work posted to env_.io
+  std::uint64_t next_task_ = 1;
+};
+
+}  // namespace clupy::master
