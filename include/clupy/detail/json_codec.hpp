@@ -17,6 +17,7 @@
 #include <array>
 #include <boost/pfr/core.hpp>
 #include <boost/pfr/tuple_size.hpp>
+#include <cmath>
 #include <cstdint>
 #include <deque>
 #include <limits>
@@ -154,10 +155,11 @@ Integer integer_from_json(const nlohmann::json& j, const std::string& where) {
   if (!j.is_number_integer()) {
     // 3.0 is an integer written as a float by some JSON writers; 3.5 is not.
     if (j.is_number_float()) {
+      // The range is checked before any conversion: converting a double outside an integer
+      // type's range is undefined. max() + 1.0 is a power of two, exact as a double.
       const double d = j.get<double>();
-      if (d == static_cast<double>(static_cast<long long>(d)) &&
-          d >= static_cast<double>(std::numeric_limits<Integer>::lowest()) &&
-          d <= static_cast<double>(std::numeric_limits<Integer>::max()))
+      if (d >= static_cast<double>(std::numeric_limits<Integer>::lowest()) &&
+          d < static_cast<double>(std::numeric_limits<Integer>::max()) + 1.0 && std::trunc(d) == d)
         return static_cast<Integer>(d);
     }
     json_mismatch(where, "an integer", j);
