@@ -7,7 +7,8 @@
 # Usage: tools/fuzz.sh [--seconds N] [--merge] [--no-build] [name...]
 #   --seconds N  run each target N seconds (default 30)
 #   --merge      afterwards, add the inputs that found new coverage to the committed corpus
-#   name         frame_decoder, call_decoding, handshake, config_parsers, master_http (default all)
+#   name         frame_decoder, call_decoding, handshake, config_parsers, master_http,
+#                service_json (default all)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds=30 merge=0 build=1 targets=()
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder call_decoding handshake config_parsers master_http)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder call_decoding handshake config_parsers master_http service_json)
 
 dir="$root/build-fuzz"
 if [ "$build" = 1 ]; then

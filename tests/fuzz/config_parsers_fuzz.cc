@@ -1,13 +1,14 @@
-// The YAML configuration parsers (master, server, client; with their coordination and store
-// sections) against any text. What must hold: a file either parses into a configuration that
-// validate() accepts or rejects with clupy::ConfigError (whose message names the source), never
-// another exception or a crash. yaml-cpp's own exceptions are part of what is checked: they
-// must come out as ConfigError.
+// The YAML configuration parsers (master, server, client, with their coordination and store
+// sections; a service file for clupy --publish) against any text. What must hold: a file either
+// parses into a configuration that validate() accepts or rejects with clupy::ConfigError (whose
+// message names the source), never another exception or a crash. yaml-cpp's own exceptions are part
+// of what is checked: they must come out as ConfigError.
 #include <cstdlib>
 #include <string>
 
 #include "clupy/errors.hpp"
 #include "common/config.hpp"
+#include "service/spec.hpp"
 
 namespace {
 
@@ -26,7 +27,7 @@ void check(Parse parse, const std::string& yaml) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::string yaml(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 4) {
+  switch (data[0] % 5) {
     case 0:
       check(clupy::common::parse_master_config, yaml);
       break;
@@ -44,6 +45,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       try {
         clupy::common::parse_size(yaml);
       } catch (const clupy::ConfigError&) {
+      }
+      break;
+    case 4:
+      try {
+        clupy::services::parse_service_spec(yaml, "fuzz-service.yaml", "/nonexistent");
+      } catch (const clupy::ConfigError& e) {
+        if (std::string(e.what()).empty()) std::abort();
       }
       break;
   }

@@ -172,6 +172,24 @@ void config_seeds(const fs::path& dir) {
   write(dir, "size",
         "\x03"
         "16MiB");
+  write(dir, "service",
+        "\x04name: wordcount\nbinary: ./wordcount\nentry_points: [count, top_words]\n"
+        "port: 8080\nreplicas: 2\npackages: [libc6]\nmax_body: 1MiB\ntimeout: 5s\n"
+        "auth: public\n");
+  write(dir, "service_key",
+        "\x04name: s\nbinary: /bin/true\nentry_points: [a]\nauth:\n  key_file: k\n");
+}
+
+void service_json_seeds(const fs::path& dir) {
+  // First byte: the entry point (0 texts, 1 numbers, 2 shapes, 3 containers, 4 nothing).
+  write(dir, "texts_array", std::string(1, '\0') + R"(["some text", null, ["a", "b"]])");
+  write(dir, "texts_object", std::string(1, '\0') + R"({"text": "t", "words": []})");
+  write(dir, "numbers", "\x01" + std::string(R"([-1, 2, 9007199254740993, 1.5e3, 255])"));
+  write(dir, "shapes",
+        "\x02" + std::string(R"({"p": {"x": 1, "y": 2}, "pair": [[0, 0], {"x": 3, "y": 4}],)") +
+            R"( "raw": [-3, 18446744073709551615, [true, false]], "mixed": [1, "s", true]})");
+  write(dir, "containers", "\x03" + std::string(R"([{"1": ["a", "b"], "-2": []}, [1, null, 3]])"));
+  write(dir, "nothing", "\x04[]");
 }
 
 void master_http_seeds(const fs::path& dir) {
@@ -199,5 +217,6 @@ int main(int argc, char** argv) {
   call_decoding_seeds(root / "call_decoding");
   config_seeds(root / "config_parsers");
   master_http_seeds(root / "master_http");
+  service_json_seeds(root / "service_json");
   return 0;
 }
