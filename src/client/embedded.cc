@@ -35,6 +35,9 @@ EmbeddedCluster::EmbeddedCluster(unsigned slots) : impl_(std::make_unique<Impl>(
   master_config.port = 0;
   master_config.token_file = token_file();
   master_config.data_dir = impl_->directory + "/master";
+  // This machine is the cluster: a dependency manifest in the program's working directory is
+  // not meant for it.
+  master_config.dependency_file = "none";
   impl_->master = std::make_unique<master::Master>(impl_->master_io, master_config);
   impl_->master->start();
   impl_->port = impl_->master->local_endpoint().port();
