@@ -25,8 +25,8 @@ class MachineInstallLock {
   }
   // Waits for the lock up to `timeout`, polling `cancel`. False with error() saying why.
   bool acquire(std::chrono::milliseconds timeout, const std::atomic<bool>* cancel) {
-    for (const char* path : {"/run/lock/clupy-dependency-install.lock",
-                             "/tmp/clupy-dependency-install.lock"}) {
+    for (const char* path :
+         {"/run/lock/clupy-dependency-install.lock", "/tmp/clupy-dependency-install.lock"}) {
       fd_ = ::open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0666);  // flock needs no write access
       if (fd_ >= 0) break;
     }
