@@ -50,6 +50,7 @@ EmbeddedCluster::EmbeddedCluster(unsigned slots) : impl_(std::make_unique<Impl>(
   server_config.cache_dir = impl_->directory + "/server";
   server_config.failure_retry_interval = std::chrono::milliseconds(50);
   impl_->server = std::make_unique<server::ServerDaemon>(impl_->server_io, server_config);
+  impl_->server->set_offer_on_registration(false);  // nobody compares programs with this machine
   impl_->server->start();
 
   impl_->master_thread = std::thread([this] { impl_->master_io.run(); });

@@ -178,7 +178,8 @@ void Runtime::connect(const common::ClientConfig& config) {
   // An embedded cluster runs on this machine: there is nothing to compare.
   if (config.dependency_check != common::DependencyCheck::kOff && !embedded_) {
     try {
-      needs_ = std::make_unique<wire::ProgramNeeds>(deps::read_program_needs(image_path_));
+      needs_ = std::make_unique<wire::ProgramNeeds>(
+          deps::read_program_needs_cached("/proc/self/exe", image_sha256_));
       needs_->set_strict(config.dependency_check == common::DependencyCheck::kError);
     } catch (const std::exception& e) {
       log()->warn("cannot read what this program needs ({}); servers are not checked against it",

@@ -1,12 +1,17 @@
 #include "deps/program_check.hpp"
 
 #include <link.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
+#include "base/hex.hpp"
+#include "base/sha256.hpp"
 #include "deps/command.hpp"
 #include "deps/debian.hpp"
 #include "deps/elf_needs.hpp"
@@ -195,6 +200,39 @@ wire::ProgramNeeds read_program_needs(const std::string& path) {
     library.set_package(owner->second);
     library.set_package_version(version_of(versions, owner->second));
   }
+  return needs;
+}
+
+wire::ProgramNeeds read_program_needs_cached(const std::string& path,
+                                             const std::string& image_sha256) {
+  std::error_code ec;
+  std::string key = base::to_hex(image_sha256);
+  const auto status_size = fs::file_size("/var/lib/dpkg/status", ec);
+  const auto status_time = fs::last_write_time("/var/lib/dpkg/status", ec);
+  key += "|" + std::to_string(ec ? 0 : status_size) + "|" +
+         std::to_string(ec ? 0 : status_time.time_since_epoch().count());
+  for (const auto& [soname, file] : loaded_libraries()) key += "|" + soname + "=" + file;
+  std::string folder;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg == '/')
+    folder = std::string(xdg) + "/clupy/needs";
+  else if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/')
+    folder = std::string(home) + "/.cache/clupy/needs";
+  if (folder.empty()) return read_program_needs(path);
+  const std::string file = folder + "/" + base::to_hex(base::sha256(key));
+  {
+    std::ifstream in(file, std::ios::binary);
+    wire::ProgramNeeds cached;
+    if (in && cached.ParseFromIstream(&in)) return cached;
+  }
+  wire::ProgramNeeds needs = read_program_needs(path);
+  fs::create_directories(folder, ec);
+  const std::string staging = file + ".tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream out(staging, std::ios::binary | std::ios::trunc);
+    if (!out || !needs.SerializeToOstream(&out)) return needs;  // no cache: read next time too
+  }
+  fs::rename(staging, file, ec);
+  if (ec) fs::remove(staging, ec);
   return needs;
 }
 

@@ -28,6 +28,12 @@ int compare_debian_versions(const std::string& a, const std::string& b);
 // (dl_iterate_phdr), their owning packages and versions from dpkg. Libraries no package owns
 // have an empty package. Throws std::runtime_error when the image cannot be read.
 wire::ProgramNeeds read_program_needs(const std::string& path);
+// The same, remembered in ${XDG_CACHE_HOME:-~/.cache}/clupy/needs/ per image (by its SHA-256),
+// dpkg database (its status file's time and size) and the libraries this process loaded: asking
+// dpkg which package owns a file reads every package's file list (a second or more on a busy
+// machine), so a program run again skips it. Without a usable cache folder it reads every time.
+wire::ProgramNeeds read_program_needs_cached(const std::string& path,
+                                             const std::string& image_sha256);
 
 // What this machine's loader offers: every soname in the ld.so cache (ldconfig -p), in
 // `extra_directories` (the manifest's library folder) and loaded by this process (libclupy),

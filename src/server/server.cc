@@ -362,6 +362,8 @@ void ServerDaemon::handle(wire::Envelope& message) {
         log()->info("registered with master {} as {} ({} slots)", master_.to_string(), server_id_,
                     capacity_);
       registered_ = true;
+      if (offer_on_registration_ && !offers_->last() && !offers_->reading())
+        offers_->refresh({library_directory_});
       if (draining_) hand_back({});  // registered again while draining: still no new tasks
       break;
     case wire::Envelope::kAssignTasks:

@@ -39,6 +39,10 @@ class ServerDaemon {
   // See WorkerPool::set_workers_block_sigterm.
   void set_workers_block_sigterm(bool block) { pool_->set_workers_block_sigterm(block); }
   const std::string& server_id() const { return server_id_; }
+  // Whether to read what this machine offers programs as soon as it registers (a second or so
+  // of dpkg-query on a thread), so the first job that checks its program need not wait; else
+  // only when the master asks. Before start().
+  void set_offer_on_registration(bool eager) { offer_on_registration_ = eager; }
   // Its dependencies against the master's manifest (docs/dependencies.md).
   const deps::ServerSync& dependencies() const { return *deps_; }
 
@@ -72,6 +76,7 @@ class ServerDaemon {
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<deps::ServerSync> deps_;
   std::unique_ptr<deps::OfferReader> offers_;  // what this machine's loader offers programs
+  bool offer_on_registration_ = true;
   void send_offer();
   std::vector<std::string> services_environment_;
   std::string library_directory_;

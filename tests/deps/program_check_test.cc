@@ -3,8 +3,10 @@
 #include "deps/program_check.hpp"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "deps/debian.hpp"
 #include "deps/elf_needs.hpp"
@@ -72,6 +74,24 @@ TEST(ProgramCheckTest, ReadsThisProgramsNeedsWithPackages) {
   EXPECT_EQ(libc->package().rfind("libc6", 0), 0u) << libc->package();
   EXPECT_EQ(libc->package_version(), installed_version("libc6"));
   EXPECT_GT(libc->versions_size(), 0);
+}
+
+TEST(ProgramCheckTest, NeedsAreRememberedPerImageAndDpkgState) {
+  char folder[] = "/tmp/clupy-needs-XXXXXX";
+  ASSERT_NE(::mkdtemp(folder), nullptr);
+  ::setenv("XDG_CACHE_HOME", folder, 1);
+  const std::string sha(32, 'x');
+  const wire::ProgramNeeds first = read_program_needs_cached("/proc/self/exe", sha);
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator(std::string(folder) + "/clupy/needs"))
+    ++files;
+  EXPECT_EQ(files, 1u);
+  const wire::ProgramNeeds again = read_program_needs_cached("/proc/self/exe", sha);
+  EXPECT_EQ(again.SerializeAsString(), first.SerializeAsString());
+  EXPECT_EQ(first.SerializeAsString(), read_program_needs("/proc/self/exe").SerializeAsString());
+  ::unsetenv("XDG_CACHE_HOME");
+  std::filesystem::remove_all(folder);
 }
 
 TEST(ProgramCheckTest, ReadsWhatThisMachineOffers) {
