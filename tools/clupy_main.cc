@@ -35,6 +35,34 @@ std::int64_t epoch_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
+nlohmann::json dependencies_json(const std::vector<clupy::DependencyStatus>& items) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& d : items)
+    out.push_back({{"kind", d.kind},
+                   {"name", d.name},
+                   {"required", d.required},
+                   {"state", d.state},
+                   {"version", d.version},
+                   {"detail", d.detail},
+                   {"exit_code", d.exit_code}});
+  return out;
+}
+
+// Under a server's row: its dependency state, and each item not simply present.
+void print_dependencies(const clupy::ServerStatus& s) {
+  if (s.dependency_state.empty()) return;
+  std::printf("  dependencies: %s (manifest %s)%s%s\n", s.dependency_state.c_str(),
+              s.dependency_manifest.substr(0, 12).c_str(), s.dependency_summary.empty() ? "" : ": ",
+              s.dependency_summary.c_str());
+  for (const auto& d : s.dependencies) {
+    if (d.state == "present" && s.dependency_state == "satisfied") continue;
+    std::string line = d.detail.substr(0, d.detail.find("; output ends:"));
+    std::printf("    %-7s %-28s %-10s %-16s %s\n", d.kind.c_str(),
+                (d.name + (d.required.empty() ? "" : " " + d.required)).c_str(), d.state.c_str(),
+                d.version.empty() ? "-" : d.version.c_str(), line.c_str());
+  }
+}
+
 void print_json(const clupy::ClusterStatus& status) {
   nlohmann::json servers = nlohmann::json::array();
   for (const auto& s : status.servers)
@@ -52,7 +80,11 @@ void print_json(const clupy::ClusterStatus& status) {
          {"last_heartbeat_ms", epoch_ms(s.last_heartbeat)},
          {"reserved_by", s.reserved_by},
          {"reserved_since_ms", s.reserved_by.empty() ? 0 : epoch_ms(s.reserved_since)},
-         {"connected", s.connected}});
+         {"connected", s.connected},
+         {"dependency_state", s.dependency_state},
+         {"dependency_manifest", s.dependency_manifest},
+         {"dependency_summary", s.dependency_summary},
+         {"dependencies", dependencies_json(s.dependencies)}});
   nlohmann::json out = {{"master_url", status.master_url},
                         {"master_version", status.master_version},
                         {"master_time_ms", epoch_ms(status.master_time)},
@@ -60,6 +92,8 @@ void print_json(const clupy::ClusterStatus& status) {
                         {"queued_tasks", status.queued_tasks},
                         {"running_tasks", status.running_tasks},
                         {"clients", status.clients},
+                        {"dependency_manifest", status.dependency_manifest},
+                        {"dependency_manifest_error", status.dependency_manifest_error},
                         {"servers", servers}};
   std::cout << out.dump(2) << "\n";
 }
@@ -71,6 +105,10 @@ void print_table(const clupy::ClusterStatus& status) {
               status.servers.size(), status.clients,
               static_cast<unsigned long long>(status.queued_tasks),
               static_cast<unsigned long long>(status.running_tasks));
+  if (!status.dependency_manifest.empty())
+    std::printf("dependency manifest %s\n", status.dependency_manifest.substr(0, 12).c_str());
+  if (!status.dependency_manifest_error.empty())
+    std::printf("dependency manifest NOT reloaded: %s\n", status.dependency_manifest_error.c_str());
   if (status.servers.empty()) return;
   std::printf("%-18s %-22s %5s %-19s %-19s %-16s %-19s %s\n", "SERVER", "ADDRESS", "SLOTS",
               "REGISTERED", "UPDATED", "RESERVED BY", "RESERVED SINCE", "STATE");
@@ -83,6 +121,7 @@ void print_table(const clupy::ClusterStatus& status) {
                 s.reserved_by.empty() ? "-" : s.reserved_by.c_str(),
                 s.reserved_by.empty() ? "-" : format_time(s.reserved_since).c_str(),
                 s.connected ? "up" : "unreachable", labels.c_str());
+    print_dependencies(s);
   }
 }
 
@@ -132,6 +171,7 @@ int main(int argc, char** argv) {
   app.add_option("--unpublish", unpublish_name, "stop the published service of this name");
 
   std::string config_file, master_url, bind, port_file, token_file, data_dir, log_level;
+  std::string dependency_file;
   std::string registration_ttl, registration_interval, failure_retry_interval, server_id;
   std::optional<int> port, http_port, capacity;
   std::vector<std::string> labels;
@@ -144,6 +184,8 @@ int main(int argc, char** argv) {
   app.add_option("--port-file", port_file, "master: write the bound port to this file");
   app.add_option("--http-port", http_port, "master: HTTP status port (0 = off)");
   app.add_option("--data-dir", data_dir, "master: data directory");
+  app.add_option("--dependency-file", dependency_file,
+                 "master: dependency manifest (default ./clupy.master.dependency.yaml)");
   app.add_option("--token-file", token_file, "cluster token file");
   app.add_flag("--allow-no-auth", allow_no_auth,
                "master: accept peers without a token (loopback only)");
@@ -214,6 +256,7 @@ int main(int argc, char** argv) {
       if (!port_file.empty()) config.port_file = port_file;
       if (http_port) config.http_port = *http_port;
       if (!data_dir.empty()) config.data_dir = data_dir;
+      if (!dependency_file.empty()) config.dependency_file = dependency_file;
       if (!token_file.empty()) config.token_file = token_file;
       if (allow_no_auth) config.allow_no_auth = true;
       if (!registration_ttl.empty()) config.registration_ttl = parse_duration(registration_ttl);

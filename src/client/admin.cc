@@ -10,6 +10,7 @@
 #include "common/dial.hpp"
 #include "common/log.hpp"
 #include "common/version.hpp"
+#include "deps/package_sync.hpp"
 
 namespace clupy {
 namespace {
@@ -82,6 +83,8 @@ ClusterStatus cluster_status(const ConnectOptions& options) {
   status.queued_tasks = reply.queued_tasks();
   status.running_tasks = reply.running_tasks();
   status.clients = reply.clients();
+  status.dependency_manifest = reply.dependency_manifest_version();
+  status.dependency_manifest_error = reply.dependency_manifest_error();
   for (const auto& entry : reply.servers()) {
     ServerStatus& s = status.servers.emplace_back();
     const auto& d = entry.server();
@@ -101,6 +104,24 @@ ClusterStatus cluster_status(const ConnectOptions& options) {
     s.reserved_by = entry.reserved_by();
     if (!s.reserved_by.empty()) s.reserved_since = from_ms(entry.reserved_since_ms());
     s.connected = entry.connected();
+    const auto& report = entry.dependencies();
+    if (!report.manifest_version().empty()) {
+      s.dependency_manifest = report.manifest_version();
+      s.dependency_state = report.in_progress() ? "syncing"
+                           : report.satisfied() ? "satisfied"
+                                                : "not satisfied";
+      s.dependency_summary = report.summary();
+      for (const auto& item : report.items()) {
+        DependencyStatus& dependency = s.dependencies.emplace_back();
+        dependency.kind = item.kind() == wire::DependencyItem::LIBRARY ? "library" : "package";
+        dependency.name = item.name();
+        dependency.required = item.required();
+        dependency.state = deps::state_name(item.state());
+        dependency.version = item.version();
+        dependency.detail = item.detail();
+        dependency.exit_code = item.exit_code();
+      }
+    }
   }
   return status;
 }

@@ -35,6 +35,9 @@ EmbeddedCluster::EmbeddedCluster(unsigned slots) : impl_(std::make_unique<Impl>(
   master_config.port = 0;
   master_config.token_file = token_file();
   master_config.data_dir = impl_->directory + "/master";
+  // This machine is the cluster: a dependency manifest in the program's working directory is
+  // not meant for it.
+  master_config.dependency_file = "none";
   impl_->master = std::make_unique<master::Master>(impl_->master_io, master_config);
   impl_->master->start();
   impl_->port = impl_->master->local_endpoint().port();
@@ -47,6 +50,7 @@ EmbeddedCluster::EmbeddedCluster(unsigned slots) : impl_(std::make_unique<Impl>(
   server_config.cache_dir = impl_->directory + "/server";
   server_config.failure_retry_interval = std::chrono::milliseconds(50);
   impl_->server = std::make_unique<server::ServerDaemon>(impl_->server_io, server_config);
+  impl_->server->set_offer_on_registration(false);  // nobody compares programs with this machine
   impl_->server->start();
 
   impl_->master_thread = std::thread([this] { impl_->master_io.run(); });

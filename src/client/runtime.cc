@@ -25,6 +25,7 @@
 #include "common/image_transfer.hpp"
 #include "common/log.hpp"
 #include "common/master_locator.hpp"
+#include "deps/program_check.hpp"
 #include "worker/worker_loop.hpp"
 
 namespace clupy::client {
@@ -93,6 +94,17 @@ void Runtime::initialize(int, char**) {
   common::ClientConfig config = common::load_client_config(config_path ? config_path : "");
   common::set_log_level(common::parse_log_level(config.log_level));
   if (const char* url = std::getenv("CLUPY_MASTER_URL"); url && *url) config.master_url = url;
+  if (const char* check = std::getenv("CLUPY_DEPENDENCY_CHECK"); check && *check) {
+    const std::string text = check;
+    if (text == "warn")
+      config.dependency_check = common::DependencyCheck::kWarn;
+    else if (text == "error")
+      config.dependency_check = common::DependencyCheck::kError;
+    else if (text == "off")
+      config.dependency_check = common::DependencyCheck::kOff;
+    else
+      throw ConfigError("CLUPY_DEPENDENCY_CHECK: expected warn, error or off, got '" + text + "'");
+  }
 
   auto runtime = std::make_unique<Runtime>();
   runtime->connect(config);
@@ -168,6 +180,17 @@ void Runtime::connect(const common::ClientConfig& config) {
   {
     std::lock_guard lock(mu_);
     connected_ = true;
+  }
+  // An embedded cluster runs on this machine: there is nothing to compare.
+  if (config.dependency_check != common::DependencyCheck::kOff && !embedded_) {
+    try {
+      needs_ = std::make_unique<wire::ProgramNeeds>(
+          deps::read_program_needs_cached("/proc/self/exe", image_sha256_));
+      needs_->set_strict(config.dependency_check == common::DependencyCheck::kError);
+    } catch (const std::exception& e) {
+      log()->warn("cannot read what this program needs ({}); servers are not checked against it",
+                  e.what());
+    }
   }
   open_job();
 }
@@ -248,6 +271,7 @@ void Runtime::send_open_job() {
   job->set_image_size(std::filesystem::file_size(image_path_));
   job->set_image_name(image_name_);
   job->set_client_name(common::self_description());
+  if (needs_) *job->mutable_needs() = *needs_;
   connection_->send(open);
 }
 
@@ -308,6 +332,11 @@ void Runtime::open_job() {
   if (result.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
     throw ConnectionError("the master at " + master_url() + " did not answer OpenJob in 30 s");
   wire::JobOpened job = result.get();
+  if (job.has_verdicts()) {
+    report_verdicts(job.verdicts());
+    // Before any task is sent: a program no server can start fails here, saying why.
+    if (job.verdicts().no_server_can_run()) throw Error(job.verdicts().message());
+  }
   {
     std::lock_guard lock(mu_);
     window_ = std::max<std::size_t>(1, job.window());
@@ -469,9 +498,21 @@ void Runtime::on_message(wire::Envelope& message) {
       log()->error("the master could not store this program's image: {}",
                    message.image_failed().reason());
       break;
+    case wire::Envelope::kProgramVerdicts:
+      report_verdicts(message.program_verdicts());
+      break;
     default:
       log()->debug("ignoring message {} from the master", static_cast<int>(message.body_case()));
       break;
+  }
+}
+
+void Runtime::report_verdicts(const wire::ProgramVerdicts& verdicts) {
+  if (!verdicts.message().empty()) log()->warn("{}", verdicts.message());
+  for (const auto& server : verdicts.servers()) {
+    if (server.refused()) continue;  // in the message above
+    for (const auto& difference : server.differences())
+      log()->warn("server {} differs from this machine: {}", server.server_id(), difference.text());
   }
 }
 

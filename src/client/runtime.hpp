@@ -105,6 +105,11 @@ class Runtime {
   asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
   std::thread io_thread_;
   std::unique_ptr<EmbeddedCluster> embedded_;
+  // What this program's image needs (dependency_check not off; docs/dependencies.md), sent
+  // with OpenJob so the master compares it with each server.
+  std::unique_ptr<wire::ProgramNeeds> needs_;
+  // Logs what the master says of the servers against this program's needs.
+  void report_verdicts(const wire::ProgramVerdicts& verdicts);
   std::shared_ptr<common::Connection> connection_;
   // The master we talk to; set at connect() and by adopt() on the I/O thread, read by any.
   void set_master(std::string url, wire::ClusterServices services);

@@ -115,6 +115,7 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
     t.add("token_file", string_key(c.token_file));
     t.add("allow_no_auth", bool_key(c.allow_no_auth));
     t.add("data_dir", string_key(c.data_dir));
+    t.add("dependency_file", string_key(c.dependency_file));
     t.add("http_port", int_key(c.http_port, 0, 65535));
     t.add("registration_ttl", duration_key(c.registration_ttl));
     t.add("reservation_ttl", duration_key(c.reservation_ttl));
@@ -176,6 +177,16 @@ ClientConfig parse_client_config(const std::string& yaml, const std::string& sou
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
+    t.add("dependency_check", scalar_key([&c](const std::string& text) {
+            if (text == "warn")
+              c.dependency_check = DependencyCheck::kWarn;
+            else if (text == "error")
+              c.dependency_check = DependencyCheck::kError;
+            else if (text == "off")
+              c.dependency_check = DependencyCheck::kOff;
+            else
+              throw ConfigError("expected warn, error or off, got '" + text + "'");
+          }));
   });
 }
 

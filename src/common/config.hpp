@@ -38,6 +38,9 @@ struct MasterConfig {
   std::string token_file;      // empty: default_token_path()
   bool allow_no_auth = false;  // accept connections without a token (loopback only)
   std::string data_dir = "clupy-master-data";
+  // The dependency manifest (docs/dependencies.md); empty: clupy.master.dependency.yaml in the
+  // working directory when it exists, else none; "none": none even if that file exists.
+  std::string dependency_file;
   int http_port = 0;  // 0: no HTTP side
   Millis registration_ttl{10'000};
   Millis reservation_ttl{60'000};
@@ -63,7 +66,7 @@ struct ServerConfig {
   int port = 0;                                  // advertised port for direct connections; 0 = none
   std::string server_id;                         // empty: a random id per process
   int capacity = 0;                              // worker slots; 0 = this machine's cores
-  std::string cache_dir = "clupy-server-cache";  // program images fetched from the master
+  std::string cache_dir = "clupy-server-cache";  // program images and libraries from the master
   std::map<std::string, std::string> labels;
   Millis registration_interval{1'000};   // heartbeat period
   Millis failure_retry_interval{1'000};  // wait between reconnection attempts
@@ -74,6 +77,14 @@ struct ServerConfig {
   CoordinationSection coordination;  // session settings for a zk:// master_url
 };
 
+// What a client does when its program's libraries differ from a server's (docs/dependencies.md).
+enum class DependencyCheck {
+  kWarn,   // servers that cannot start the program get none of its tasks; other differences
+           // (an older package) are logged
+  kError,  // every difference keeps the server out
+  kOff,    // nothing is compared
+};
+
 struct ClientConfig {
   std::string master_url;  // empty: clupy://localhost:7878; or zk://hosts/chroot
   std::string token_file;
@@ -82,6 +93,7 @@ struct ClientConfig {
   std::string log_level = "warn";
   TlsConfig tls;
   CoordinationSection coordination;  // session settings for a zk:// master_url
+  DependencyCheck dependency_check = DependencyCheck::kWarn;
 };
 
 // Each loader reads `path` when non-empty (a missing file is an error), else the default file

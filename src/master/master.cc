@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +35,7 @@ Master::Master(asio::io_context& io, common::MasterConfig config)
                                  config_.default_retries,
                                  static_cast<std::uint32_t>(config_.assign_ahead)}),
       started_at_(Clock::now()) {
+  manifest_ = std::make_unique<ManifestKeeper>(config_.dependency_file, config_.data_dir);
   if (!config_.allow_no_auth) {
     common::MasterToken resolved = common::resolve_master_token(config_.token_file);
     token_ = std::move(resolved.token);
@@ -281,11 +283,14 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       const bool added = registry_.register_server(description, session_id, now);
       session.server_id = description.server_id();
       scheduler_.server_available(description.server_id(), session_id);
+      update_hold(description.server_id());
+      judge_server(description.server_id(), false);
       log()->info("server {} {} ({} at {}, {} slots)", description.server_id(),
                   added ? "registered" : "re-registered", description.hostname(),
                   description.address(), description.capacity());
       reply.mutable_server_registered()->set_server_id(description.server_id());
       session.connection->send(reply);
+      announce_manifest(session);
       scheduler_.dispatch();
       return;
     }
@@ -340,6 +345,18 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
         message.mutable_task_output()->set_server_id(session.server_id);
         send_to(owner->first, message);
       }
+      return;
+    }
+    case wire::Envelope::kDependencyReport: {
+      if (session.peer.role != wire::ROLE_SERVER) break;
+      if (session.server_id.empty()) return;  // sent before its registration was handled
+      dependency_report(session, message.dependency_report());
+      return;
+    }
+    case wire::Envelope::kServerOffer: {
+      if (session.peer.role != wire::ROLE_SERVER) break;
+      if (session.server_id.empty()) return;
+      server_offer(session, std::move(*message.mutable_server_offer()));
       return;
     }
     case wire::Envelope::kFetchImage: {
@@ -400,6 +417,8 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       registry->set_queued_tasks(scheduler_.queued());
       registry->set_running_tasks(scheduler_.running());
       registry->set_clients(static_cast<std::uint32_t>(scheduler_.clients()));
+      registry->set_dependency_manifest_version(manifest_->version());
+      registry->set_dependency_manifest_error(manifest_->last_error());
       session.connection->send(reply);
       return;
     }
@@ -566,6 +585,16 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
   opened->set_window(static_cast<std::uint32_t>(config_.client_window));
   opened->set_keepalive_interval_ms(
       static_cast<std::uint32_t>(std::max<std::int64_t>(100, config_.reservation_ttl.count() / 3)));
+  if (job.has_needs()) {
+    session.needs = std::make_unique<wire::ProgramNeeds>(job.needs());
+    *opened->mutable_verdicts() = judge_all(session_id, session);
+    if (!offers_known()) {
+      // Servers read their offers on demand (a second or so): init waits for them, briefly.
+      session.pending_opened = std::make_unique<wire::Envelope>(std::move(reply));
+      session.pending_until = Clock::now() + std::chrono::seconds(10);
+      return;
+    }
+  }
   session.connection->send(reply);
 }
 
@@ -604,6 +633,10 @@ void Master::send_image(Session& session, const std::string& sha256) {
   if (sha256.size() == 32 && images_.has(sha256) &&
       common::send_image(*session.connection, images_.path_of(sha256), sha256))
     return;
+  // A library of the dependency manifest travels the same way.
+  if (auto library = manifest_->library_file(sha256);
+      library && common::send_image(*session.connection, *library, sha256))
+    return;
   wire::Envelope failed;
   failed.mutable_image_failed()->set_image_sha256(sha256);
   failed.mutable_image_failed()->set_reason("the master does not have this image");
@@ -631,6 +664,8 @@ void Master::maintain() {
   scheduler_.expire_reservations(now, config_.reservation_ttl);
   scheduler_.dispatch();
   if (store_) store_->maintain(now);
+  if (manifest_->reload_if_changed()) manifest_changed();
+  release_pending_jobs(now);
 }
 
 void Master::close_idle_sessions(Clock::time_point now) {
@@ -653,9 +688,22 @@ int run_master(const common::MasterConfig& config) {
   common::tune_malloc_for_payloads(4 << 20);
   asio::io_context io(1);
   Master master(io, config);
+  // SIGHUP reads the dependency manifest again (as the file changing does).
+  asio::signal_set hangup(io, SIGHUP);
+  std::function<void()> on_hangup = [&] {
+    hangup.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      master.reload_dependencies("SIGHUP");
+      on_hangup();
+    });
+  };
+  on_hangup();
   if (!config.coordination.enabled) {
     master.start();
-    common::run_until_stopped(io, [&] { master.stop(); });
+    common::run_until_stopped(io, [&] {
+      hangup.cancel();
+      master.stop();
+    });
     log()->info("master stopped");
     return 0;
   }
@@ -677,6 +725,7 @@ int run_master(const common::MasterConfig& config) {
   callbacks.on_lost = [&](coord::LossReason) {
     asio::post(io, [&] {
       lost = true;
+      hangup.cancel();
       master.stop();
     });
   };
@@ -686,7 +735,10 @@ int run_master(const common::MasterConfig& config) {
   election->start();
   log()->info("standby master: waiting to be elected at {} {}", config.coordination.connect,
               config.coordination.election_path);
-  common::run_until_stopped(io, [&] { master.stop(); });
+  common::run_until_stopped(io, [&] {
+    hangup.cancel();
+    master.stop();
+  });
   election->stop();  // after the master stopped dispatching
   log()->info("master stopped{}", lost ? " (leadership lost)" : "");
   return lost ? 75 : 0;

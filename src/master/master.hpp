@@ -16,6 +16,7 @@
 #include "common/config.hpp"
 #include "common/connection.hpp"
 #include "common/handshake.hpp"
+#include "master/dependencies.hpp"
 #include "master/http_status.hpp"
 #include "master/images.hpp"
 #include "master/registry.hpp"
@@ -48,6 +49,9 @@ class Master : private Outbox {
   // The HTTP side's port, 0 when it is off.
   unsigned short http_port() const { return http_ ? http_->port() : 0; }
   const Registry& registry() const { return registry_; }
+  // Reads the dependency manifest again (SIGHUP); servers are told when its version changed.
+  void reload_dependencies(const std::string& why);
+  const ManifestKeeper& dependencies() const { return *manifest_; }
 
  private:
   struct Session {
@@ -57,6 +61,13 @@ class Master : private Outbox {
     std::string image_sha256;  // clients: their job's image
     std::string image_name;    // clients: its file name
     bool image_pinned = false;
+    // Clients that sent their program's needs (dependency_check not off): compared with each
+    // server's offer; servers that refuse the program get none of its tasks.
+    std::unique_ptr<wire::ProgramNeeds> needs;
+    // Its JobOpened, held until every connected server's offer is known (or the deadline), so
+    // init learns of every server that cannot run the program before it returns.
+    std::unique_ptr<wire::Envelope> pending_opened;
+    Clock::time_point pending_until{};
     // The last complete message (idle_timeout); bytes of an unfinished frame do not count.
     Clock::time_point last_message{};
   };
@@ -78,6 +89,26 @@ class Master : private Outbox {
   void lose_server(Session& session);
   // Hands the tasks of `tasks` that name a published service to it (ServiceHost::client_call).
   void route_service_calls(std::uint64_t session_id, wire::SubmitTasks& tasks);
+  // Dependencies (master_deps.cc): the manifest to one server or all, a server's report, and
+  // holding servers that do not meet the manifest out of scheduling.
+  void announce_manifest(Session& session);
+  void manifest_changed();
+  void dependency_report(Session& session, const wire::DependencyReport& report);
+  void update_hold(const std::string& server_id);
+  // Compares a client's program with a server's offer; refuses the server for that client's
+  // tasks when it cannot run it. Fills `verdict`; returns false if the server made no offer yet.
+  bool judge(SessionId client, const Session& session, const ServerRecord& server,
+             wire::ServerVerdict& verdict);
+  // The verdicts of every server for a client opening its job (JobOpened.verdicts).
+  wire::ProgramVerdicts judge_all(SessionId client, const Session& session);
+  // A server's (new) offer: judged for every client with needs, who are told.
+  void server_offer(Session& server, wire::ServerOffer&& offer);
+  // Judges one server for every client with needs; tells those clients when `notify`.
+  void judge_server(const std::string& server_id, bool notify);
+  // Sends held JobOpened replies whose servers are all judged now, or (`now` past their
+  // deadline) with what is known.
+  void release_pending_jobs(Clock::time_point now);
+  bool offers_known() const;
   int http_get(const HttpRequest& request, std::string& body, std::string& content_type);
   // Whether the request may read /status and /metrics (http_auth).
   bool http_allowed(const HttpRequest& request) const;
@@ -107,7 +138,8 @@ class Master : private Outbox {
   std::unique_ptr<HttpStatus> http_;
   std::unique_ptr<StoreService> store_;     // when the configuration has a store: section
   std::unique_ptr<ServiceHost> published_;  // services published with clupy --publish
-  wire::ClusterServices services_;          // announced to every peer in the handshake
+  std::unique_ptr<ManifestKeeper> manifest_;
+  wire::ClusterServices services_;  // announced to every peer in the handshake
   // Hashed: every message (a heartbeat from each server every second) looks its session up,
   // in a dense table of pointers; a Session itself never moves.
   boost::unordered_flat_map<std::uint64_t, std::unique_ptr<Session>> sessions_;

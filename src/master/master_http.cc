@@ -4,6 +4,7 @@
 
 #include "common/auth.hpp"
 #include "common/version.hpp"
+#include "deps/package_sync.hpp"
 #include "master/master.hpp"
 
 namespace clupy::master {
@@ -45,6 +46,28 @@ int Master::http_get(const HttpRequest& request, std::string& body, std::string&
   return 200;
 }
 
+namespace {
+// A server's dependency report: null without a manifest.
+nlohmann::json dependencies_json(const wire::DependencyReport& report) {
+  if (report.manifest_version().empty()) return nullptr;
+  nlohmann::json items = nlohmann::json::array();
+  for (const auto& item : report.items())
+    items.push_back({{"kind", item.kind() == wire::DependencyItem::LIBRARY ? "library" : "package"},
+                     {"name", item.name()},
+                     {"required", item.required()},
+                     {"state", deps::state_name(item.state())},
+                     {"version", item.version()},
+                     {"detail", item.detail()},
+                     {"exit_code", item.exit_code()}});
+  return {{"manifest_version", report.manifest_version()},
+          {"state", report.in_progress() ? "syncing"
+                    : report.satisfied() ? "satisfied"
+                                         : "not satisfied"},
+          {"summary", report.summary()},
+          {"items", items}};
+}
+}  // namespace
+
 std::string Master::status_json() {
   const auto now = Clock::now();
   wire::RegistryReply reply;
@@ -59,25 +82,29 @@ std::string Master::status_json() {
                        {"registered_at_ms", e.registered_at_ms()},
                        {"last_heartbeat_ms", e.last_heartbeat_ms()},
                        {"reserved_by", e.reserved_by()},
-                       {"connected", e.connected()}});
+                       {"connected", e.connected()},
+                       {"dependencies", dependencies_json(e.dependencies())}});
   }
   nlohmann::json out = {{"master_version", common::library_version()},
                         {"master_started_ms", to_epoch_ms(started_at_, now)},
                         {"queued_tasks", scheduler_.queued()},
                         {"running_tasks", scheduler_.running()},
                         {"clients", scheduler_.clients()},
+                        {"dependency_manifest", manifest_->version()},
+                        {"dependency_manifest_error", manifest_->last_error()},
                         {"servers", servers}};
   return out.dump(2) + "\n";
 }
 
 std::string Master::metrics_text() {
   const auto& c = scheduler_.counters();
-  std::size_t slots = 0, connected = 0;
+  std::size_t slots = 0, connected = 0, unsynced = 0;
   wire::RegistryReply reply;
   registry_.fill(reply, Clock::now());
   for (const auto& e : reply.servers()) {
     slots += e.server().capacity();
     connected += e.connected();
+    unsynced += e.connected() && !manifest_->satisfied_by(e.dependencies());
   }
   std::string text;
   auto metric = [&](const char* name, const char* type, const char* help, double value) {
@@ -90,6 +117,9 @@ std::string Master::metrics_text() {
          static_cast<double>(connected));
   metric("clupy_worker_slots", "gauge", "Worker slots of all registered servers.",
          static_cast<double>(slots));
+  metric("clupy_servers_dependencies_unsatisfied", "gauge",
+         "Connected servers not (yet) meeting the dependency manifest; they take no tasks.",
+         static_cast<double>(unsynced));
   metric("clupy_clients", "gauge", "Clients with an open job.",
          static_cast<double>(scheduler_.clients()));
   metric("clupy_tasks_queued", "gauge", "Tasks waiting for a slot.",

@@ -16,6 +16,14 @@ bool Registry::register_server(const wire::ServerDescription& description,
   if (inserted) it->second = std::make_unique<ServerRecord>();
   ServerRecord& record = *it->second;
   if (inserted) record.registered_at = now;
+  if (!inserted && (record.description.pid() != description.pid() ||
+                    record.description.hostname() != description.hostname())) {
+    // Another process under the same id: what the old one reported says nothing of it.
+    record.dependencies.Clear();
+    record.offer.Clear();
+    record.offer_known = false;
+  }
+  record.offer_requested = false;  // a new connection: ask again if needed
   record.description = description;
   record.connection_id = connection_id;
   record.last_heartbeat = now;
@@ -77,12 +85,48 @@ void Registry::fill(wire::RegistryReply& reply, Clock::time_point now) const {
       entry->set_reserved_since_ms(to_epoch_ms(record.reserved_since, now));
     entry->set_connected(record.connection_id != 0);
     entry->set_busy_slots(record.busy_slots);
+    if (!record.dependencies.manifest_version().empty())
+      *entry->mutable_dependencies() = record.dependencies;
   }
+}
+
+bool Registry::set_dependencies(const std::string& server_id,
+                                const wire::DependencyReport& report) {
+  auto it = servers_.find(server_id);
+  if (it == servers_.end()) return false;
+  it->second->dependencies = report;
+  return true;
 }
 
 const ServerRecord* Registry::find(const std::string& server_id) const {
   auto it = servers_.find(server_id);
   return it == servers_.end() ? nullptr : it->second.get();
+}
+
+}  // namespace clupy::master
+
+namespace clupy::master {
+
+bool Registry::forget_offer(const std::string& server_id) {
+  auto it = servers_.find(server_id);
+  if (it == servers_.end() || !it->second->offer_known) return false;
+  it->second->offer.Clear();
+  it->second->offer_known = false;
+  it->second->offer_requested = false;
+  return true;
+}
+
+void Registry::offer_requested(const std::string& server_id) {
+  auto it = servers_.find(server_id);
+  if (it != servers_.end()) it->second->offer_requested = true;
+}
+
+bool Registry::set_offer(const std::string& server_id, wire::ServerOffer&& offer) {
+  auto it = servers_.find(server_id);
+  if (it == servers_.end()) return false;
+  it->second->offer = std::move(offer);
+  it->second->offer_known = true;
+  return true;
 }
 
 }  // namespace clupy::master

@@ -24,7 +24,11 @@ struct ServerRecord {
   Clock::time_point registered_at;
   std::string reserved_by;  // client id; empty when free
   Clock::time_point reserved_since;
-  std::uint64_t connection_id = 0;  // 0: its connection is gone, waiting for the TTL
+  std::uint64_t connection_id = 0;      // 0: its connection is gone, waiting for the TTL
+  wire::DependencyReport dependencies;  // its last report (docs/dependencies.md)
+  wire::ServerOffer offer;              // what its loader offers programs
+  bool offer_known = false;
+  bool offer_requested = false;  // OfferRequest sent on its current connection
 };
 
 class Registry {
@@ -36,6 +40,17 @@ class Registry {
   // False for an unknown id (the server must register again).
   bool heartbeat(const std::string& server_id, std::uint32_t busy_slots, Clock::time_point now);
   bool unregister(const std::string& server_id);
+  // Keeps the server's latest dependency report; false for an unknown id.
+  bool set_dependencies(const std::string& server_id, const wire::DependencyReport& report);
+  bool set_offer(const std::string& server_id, wire::ServerOffer&& offer);
+  void offer_requested(const std::string& server_id);
+  // The server's offer is stale (its libraries changed); true if it had one.
+  bool forget_offer(const std::string& server_id);
+  // Every server, in no particular order.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [id, record] : servers_) f(id, *record);
+  }
   // The connection carrying these servers closed: they stay listed until their TTL passes.
   void connection_lost(std::uint64_t connection_id);
   // Removes servers whose last heartbeat is older than ttl; returns their ids.

@@ -213,6 +213,25 @@ void Scheduler::server_available(const std::string& server_id, SessionId session
   for (const auto& [k, v] : record->description.labels()) server.labels[k] = v;
 }
 
+void Scheduler::set_server_held(const std::string& server_id, bool held) {
+  auto it = servers_.find(server_id);
+  if (it != servers_.end()) it->second.held = held;
+}
+
+void Scheduler::set_refused(SessionId client, const std::string& server_id, bool refused) {
+  auto it = clients_.find(client);
+  if (it == clients_.end()) return;
+  if (refused)
+    it->second.refused.insert(server_id);
+  else
+    it->second.refused.erase(server_id);
+}
+
+bool Scheduler::server_held(const std::string& server_id) const {
+  auto it = servers_.find(server_id);
+  return it != servers_.end() && it->second.held;
+}
+
 void Scheduler::server_lost(const std::string& server_id) {
   auto it = servers_.find(server_id);
   if (it == servers_.end()) return;
@@ -343,7 +362,7 @@ Scheduler::ServerSlot* Scheduler::pick_server(Client& client, const Task& task) 
   const std::size_t wanted =
       task.server_count != 0 ? task.server_count : config_.default_server_count;
   auto fits = [&](const Server& s) {
-    if (s.draining || s.running.size() >= s.slots) return false;
+    if (s.draining || s.held || s.running.size() >= s.slots) return false;
     for (const auto& [k, v] : label_sets_.get(task.labels)) {
       auto label = s.labels.find(k);
       if (label == s.labels.end() || label->second != v) return false;
@@ -352,7 +371,7 @@ Scheduler::ServerSlot* Scheduler::pick_server(Client& client, const Task& task) 
   };
   ServerSlot* best = nullptr;
   auto consider = [&](ServerSlot& slot) {
-    if (fits(slot.second) &&
+    if (fits(slot.second) && (client.refused.empty() || !client.refused.contains(slot.first)) &&
         (best == nullptr || slot.second.running.size() < best->second.running.size()))
       best = &slot;
   };
@@ -372,7 +391,7 @@ void Scheduler::reserve(Client& client, std::size_t count) {
   // servers before smaller ones.
   std::vector<ServerSlot*> candidates;
   for (auto& slot : servers_)
-    if (!slot.second.draining &&
+    if (!slot.second.draining && !slot.second.held && !client.refused.contains(slot.first) &&
         std::find(client.reserved.begin(), client.reserved.end(), &slot) == client.reserved.end())
       candidates.push_back(&slot);
   std::stable_sort(candidates.begin(), candidates.end(), [](const auto* a, const auto* b) {

@@ -82,6 +82,13 @@ class Scheduler {
   bool server_draining(const std::string& server_id,
                        const google::protobuf::RepeatedField<std::uint64_t>& handed_back);
   void results(const std::string& server_id, wire::TaskResults& results);
+  // A held server takes no new tasks (its dependencies are not satisfied, or are being synced);
+  // what it runs finishes. Releasing it makes it eligible again at the next dispatch.
+  void set_server_held(const std::string& server_id, bool held);
+  bool server_held(const std::string& server_id) const;
+  // The client's program cannot run on the server (or has not been compared with it yet): none
+  // of its tasks go there.
+  void set_refused(SessionId client, const std::string& server_id, bool refused);
 
   // Releases the reservations of clients silent for longer than `ttl`.
   void expire_reservations(Clock::time_point now, std::chrono::milliseconds ttl);
@@ -117,6 +124,7 @@ class Scheduler {
     std::map<std::string, std::string> labels;
     std::uint32_t holders = 0;   // clients holding a reservation
     bool draining = false;       // takes no new tasks (server_draining)
+    bool held = false;           // takes no new tasks until released (set_server_held)
     wire::AssignTasks outgoing;  // assigned by this dispatch; reused (see flush_batch)
   };
 
@@ -149,6 +157,7 @@ class Scheduler {
     std::vector<ServerSlot*> reserved;  // in order of reservation
     boost::unordered_flat_map<std::uint64_t, TaskId> by_client_id;
     Clock::time_point last_seen;
+    boost::unordered_flat_set<std::string> refused;  // servers that cannot run its program
     wire::TaskResults outgoing;  // finished since the last dispatch; reused (see flush_batch)
   };
   ServerSlot* pick_server(Client& client, const Task& task);

@@ -79,6 +79,50 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
   };
   pool_ = std::make_unique<WorkerPool>(io_, server_id_, capacity_, config_.cache_dir,
                                        std::move(callbacks));
+  deps::ServerSync::Callbacks sync;
+  sync.report = [this](const wire::DependencyReport& report) {
+    // Only once registered (the master takes reports from registered servers only); it
+    // announces the manifest again at each registration, which re-sends the report.
+    if (!registered_) return;
+    wire::Envelope message;
+    *message.mutable_dependency_report() = report;
+    send_to_master(message);
+  };
+  sync.fetch_library = [this](const std::string& sha256) {
+    wire::Envelope fetch;
+    fetch.mutable_fetch_image()->set_image_sha256(sha256);
+    send_to_master(fetch);
+  };
+  sync.libraries_ready = [this](const std::string& directory) {
+    const bool changed = directory != library_directory_;
+    library_directory_ = directory;
+    update_worker_environment();
+    if (changed && offers_->last()) offers_->refresh({directory});
+  };
+  deps_ = std::make_unique<deps::ServerSync>(io_, config_.cache_dir, std::move(sync));
+  offers_ =
+      std::make_unique<deps::OfferReader>(io_, [this](const wire::ServerOffer&) { send_offer(); });
+}
+
+void ServerDaemon::send_offer() {
+  // Only once registered: the master takes an offer from a registered server only.
+  if (!registered_ || !offers_->last()) return;
+  wire::Envelope message;
+  *message.mutable_server_offer() = *offers_->last();
+  send_to_master(message);
+}
+
+void ServerDaemon::update_worker_environment() {
+  std::vector<std::string> environment = services_environment_;
+  if (!library_directory_.empty()) {
+    // First on the path: the manifest's libraries win over the machine's; what the server was
+    // started with follows.
+    const char* inherited = std::getenv("LD_LIBRARY_PATH");
+    environment.push_back(
+        "LD_LIBRARY_PATH=" + library_directory_ +
+        (inherited != nullptr && *inherited != '\0' ? ":" + std::string(inherited) : ""));
+  }
+  pool_->set_worker_environment(std::move(environment));
 }
 
 bool ServerDaemon::accept_fencing_token(std::int64_t token) {
@@ -240,7 +284,8 @@ asio::awaitable<void> ServerDaemon::run() {
         dialed.connection->close("deposed master");
         throw std::runtime_error(deposed_message(dialed.master.fencing_token));
       }
-      pool_->set_worker_environment(worker_environment(services));
+      services_environment_ = worker_environment(services);
+      update_worker_environment();
       co_await serve_connection(std::move(dialed.connection));
     } catch (const HandshakeError& e) {
       // A refusal will not fix itself by retrying quickly, but a master upgrade or a token fix
@@ -302,6 +347,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
     log()->warn("lost the master at {}: {}", master_.to_string(), link->reason);
     // A new master knows nothing of these tasks: stop them and free the slots.
     pool_->abandon_all();
+    deps_->connection_lost();
     pending_results_.Clear();
     if (draining_) stop();  // nothing left to finish: the new master reruns what ran here
   }
@@ -316,6 +362,8 @@ void ServerDaemon::handle(wire::Envelope& message) {
         log()->info("registered with master {} as {} ({} slots)", master_.to_string(), server_id_,
                     capacity_);
       registered_ = true;
+      if (offer_on_registration_ && !offers_->last() && !offers_->reading())
+        offers_->refresh({library_directory_});
       if (draining_) hand_back({});  // registered again while draining: still no new tasks
       break;
     case wire::Envelope::kAssignTasks:
@@ -340,10 +388,22 @@ void ServerDaemon::handle(wire::Envelope& message) {
       for (std::uint64_t id : message.cancel_assignments().task_ids()) pool_->cancel(id);
       break;
     case wire::Envelope::kImageChunk:
-      pool_->image_chunk(message.image_chunk());
+      if (!deps_->library_chunk(message.image_chunk())) pool_->image_chunk(message.image_chunk());
       break;
     case wire::Envelope::kImageFailed:
-      pool_->image_failed(message.image_failed().image_sha256(), message.image_failed().reason());
+      if (!deps_->library_failed(message.image_failed().image_sha256(),
+                                 message.image_failed().reason()))
+        pool_->image_failed(message.image_failed().image_sha256(), message.image_failed().reason());
+      break;
+    case wire::Envelope::kOfferRequest:
+      if (offers_->reading()) break;  // sent when the read finishes
+      if (offers_->last())
+        send_offer();
+      else
+        offers_->refresh({library_directory_});
+      break;
+    case wire::Envelope::kDependencyManifest:
+      deps_->apply(message.dependency_manifest());
       break;
     case wire::Envelope::kError:
       // The master forgot us (TTL passed while we were cut off): register again at once.

@@ -13,6 +13,8 @@
 #include "common/connection.hpp"
 #include "common/master_locator.hpp"
 #include "common/url.hpp"
+#include "deps/offer_reader.hpp"
+#include "deps/server_sync.hpp"
 #include "server/workers.hpp"
 
 namespace clupy::server {
@@ -37,6 +39,12 @@ class ServerDaemon {
   // See WorkerPool::set_workers_block_sigterm.
   void set_workers_block_sigterm(bool block) { pool_->set_workers_block_sigterm(block); }
   const std::string& server_id() const { return server_id_; }
+  // Whether to read what this machine offers programs as soon as it registers (a second or so
+  // of dpkg-query on a thread), so the first job that checks its program need not wait; else
+  // only when the master asks. Before start().
+  void set_offer_on_registration(bool eager) { offer_on_registration_ = eager; }
+  // Its dependencies against the master's manifest (docs/dependencies.md).
+  const deps::ServerSync& dependencies() const { return *deps_; }
 
  private:
   asio::awaitable<void> run();
@@ -54,6 +62,8 @@ class ServerDaemon {
   void hand_back(std::vector<std::uint64_t> task_ids);
   void stop_if_drained();
   std::string deposed_message(std::int64_t token) const;
+  // The cluster's services and the manifest's library folder, in workers' environment.
+  void update_worker_environment();
 
   asio::io_context& io_;
   common::ServerConfig config_;
@@ -64,6 +74,12 @@ class ServerDaemon {
   asio::steady_timer wake_timer_;
   std::shared_ptr<common::Connection> connection_;
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<deps::ServerSync> deps_;
+  std::unique_ptr<deps::OfferReader> offers_;  // what this machine's loader offers programs
+  bool offer_on_registration_ = true;
+  void send_offer();
+  std::vector<std::string> services_environment_;
+  std::string library_directory_;
   wire::Envelope pending_results_;
   bool flush_posted_ = false;
   // Holding results back for a batch (send_results_when_due).

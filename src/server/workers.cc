@@ -178,7 +178,8 @@ struct WorkerPool::Worker {
   bool gone = false;
   // Killed to make room for another program: takes no task while its death is on its way.
   bool retired = false;
-  bool reported = false;     // it has sent a result
+  std::uint64_t environment_generation = 0;  // the pool's when it was started
+  bool reported = false;                     // it has sent a result
   std::string early_stderr;  // what it wrote to stderr before its first result (capped)
 
   // Tasks this worker may hold: see kQueuedWork.
@@ -357,6 +358,7 @@ void WorkerPool::pump() {
     for (auto& w : workers_)
       if (!w->gone && !w->retired && w->image == task->image_sha256() &&
           w->queue.size() < w->pipeline_limit() &&
+          w->environment_generation == environment_generation_ &&
           (!chosen || w->queue.size() < chosen->queue.size()))
         chosen = w;
     if ((!chosen || !chosen->queue.empty()) && workers_.size() < capacity_) {
@@ -365,7 +367,9 @@ void WorkerPool::pump() {
     if (!chosen && workers_.size() >= capacity_) {
       // Make room: an idle worker of another program gives way (pump runs again once it is gone).
       for (auto& w : workers_)
-        if (w->queue.empty() && !w->gone && !w->retired && w->image != task->image_sha256()) {
+        if (w->queue.empty() && !w->gone && !w->retired &&
+            (w->image != task->image_sha256() ||
+             w->environment_generation != environment_generation_)) {
           retire(w);
           break;
         }
@@ -424,9 +428,14 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
 
   std::vector<std::string> env_storage;
+  // The server's own CLUPY_WORKER_*/CLUPY_STORE_* would shadow what it sets below, and so would
+  // its LD_LIBRARY_PATH the one it gives (which includes it).
+  const bool sets_library_path =
+      std::any_of(worker_environment_.begin(), worker_environment_.end(),
+                  [](const std::string& e) { return e.starts_with("LD_LIBRARY_PATH="); });
   for (char** e = environ; *e != nullptr; ++e)
-    // The server's own CLUPY_WORKER_*/CLUPY_STORE_* would shadow what it sets below.
-    if (std::strncmp(*e, "CLUPY_WORKER_", 13) != 0 && std::strncmp(*e, "CLUPY_STORE_", 12) != 0)
+    if (std::strncmp(*e, "CLUPY_WORKER_", 13) != 0 && std::strncmp(*e, "CLUPY_STORE_", 12) != 0 &&
+        !(sets_library_path && std::strncmp(*e, "LD_LIBRARY_PATH=", 16) == 0))
       env_storage.emplace_back(*e);
   for (const auto& entry : worker_environment_) env_storage.push_back(entry);
   env_storage.push_back("CLUPY_WORKER_FD=3");
@@ -454,6 +463,7 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
     return nullptr;
   }
   auto worker = std::make_shared<Worker>();
+  worker->environment_generation = environment_generation_;
   worker->pid = pid;
   worker->progress = progress;
   worker->arena = arena;
@@ -807,6 +817,16 @@ void WorkerPool::cannot_start(const std::shared_ptr<Worker>& worker) {
                 127);
   worker->queue.clear();
   // Waiting tasks of this program fail in pump(), which sees start_error.
+}
+
+void WorkerPool::set_worker_environment(std::vector<std::string> entries) {
+  if (entries == worker_environment_) return;
+  worker_environment_ = std::move(entries);
+  ++environment_generation_;
+  std::vector<std::shared_ptr<Worker>> idle;
+  for (auto& w : workers_)
+    if (w->queue.empty() && !w->gone && !w->retired) idle.push_back(w);
+  for (auto& w : idle) retire(w);
 }
 
 void WorkerPool::retire(const std::shared_ptr<Worker>& worker) {

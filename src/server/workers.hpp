@@ -59,10 +59,10 @@ class WorkerPool {
   void set_workers_block_sigterm(bool block) { workers_block_sigterm_ = block; }
 
   // "NAME=value" entries added to every worker's environment from now on (the cluster's
-  // services, as the master announced them).
-  void set_worker_environment(std::vector<std::string> entries) {
-    worker_environment_ = std::move(entries);
-  }
+  // services, as the master announced them; the dependency manifest's library folder). When
+  // they change, idle workers are retired and busy ones take no new tasks: every task starts
+  // in a worker with the current environment.
+  void set_worker_environment(std::vector<std::string> entries);
 
   unsigned busy() const;
   // Tasks given to this pool and not reported yet (waiting, queued in a worker or running).
@@ -119,6 +119,7 @@ class WorkerPool {
   bool shutting_down_ = false;
   bool workers_block_sigterm_ = false;
   std::vector<std::string> worker_environment_;
+  std::uint64_t environment_generation_ = 0;  // counts changes of worker_environment_
 };
 
 }  // namespace clupy::server

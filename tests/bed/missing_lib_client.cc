@@ -1,6 +1,8 @@
-// A client program linked against libbed_only_here.so, which exists only on the main host. Its
-// tasks must fail fast on the bed's servers with a message naming the library and the server.
-// Prints "FAILURE <task> <failure>" per task, "OK <n>" for tasks that ran, "ELAPSED_MS <ms>".
+// A client program linked against libbed_only_here.so, which exists only on the main host.
+// With dependency_check (the default) init refuses it, naming the library and the server:
+// "REFUSED <message>", exit 3. With CLUPY_DEPENDENCY_CHECK=off its tasks must fail fast on the
+// bed's servers with a message naming the library and the server: "FAILURE <task> <failure>"
+// per task, "OK <n>" for tasks that ran, "ELAPSED_MS <ms>".
 #include <chrono>
 #include <clupy/clupy.hpp>
 #include <cstdio>
@@ -13,7 +15,13 @@ long twice(long x) { return bed_only_here_twice(x); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  clupy::init(argc, argv);
+  try {
+    clupy::init(argc, argv);
+  } catch (const clupy::Error& e) {
+    // dependency_check (not off): no server has the library, so init refuses the program.
+    std::printf("REFUSED %s\n", e.what());
+    return 3;
+  }
   if (clupy::embedded_cluster()) {
     std::printf("no master reached (embedded local cluster): the scenario needs the bed\n");
     return 2;

@@ -87,6 +87,34 @@ class SchedulerTest : public ::testing::Test {
   Scheduler scheduler_;
 };
 
+TEST_F(SchedulerTest, AHeldServerTakesNoTasksUntilReleased) {
+  // Dependencies not satisfied (docs/dependencies.md): held, then released.
+  add_server("s1", 1);
+  scheduler_.set_server_held("s1", true);
+  EXPECT_TRUE(scheduler_.server_held("s1"));
+  submit({1});
+  EXPECT_TRUE(outbox_.take_assigned(1).empty());
+  EXPECT_EQ(scheduler_.queued(), 1u);
+  scheduler_.set_server_held("s1", false);
+  scheduler_.dispatch();
+  const auto assigned = outbox_.take_assigned(1);
+  ASSERT_EQ(assigned.size(), 1u);
+  EXPECT_EQ(assigned[0].call(), "call-1");
+}
+
+TEST_F(SchedulerTest, AServerThatRefusesTheClientsProgramGetsNoneOfItsTasks) {
+  add_server("cannot", 1, 4);
+  add_server("can", 2, 1);
+  scheduler_.set_refused(kClient, "cannot", true);
+  submit({1, 2});
+  EXPECT_TRUE(outbox_.take_assigned(1).empty());
+  ASSERT_EQ(outbox_.take_assigned(2).size(), 1u);  // one slot: the other task waits for it
+  EXPECT_EQ(scheduler_.queued(), 1u);
+  scheduler_.set_refused(kClient, "cannot", false);  // e.g. its offer changed
+  scheduler_.dispatch();
+  EXPECT_EQ(outbox_.take_assigned(1).size(), 1u);
+}
+
 TEST_F(SchedulerTest, ResultsGoBackUnderTheClientsIdsAndFreeEverything) {
   add_server("a", 1, 2);
   submit({7, 8, 9});

@@ -1,0 +1,70 @@
+// The master's dependency manifest (clupy.master.dependency.yaml, docs/dependencies.md): the
+// system packages every server must have and the library files the master ships to them.
+// Parsing rejects unknown keys and bad values with "<file>:<line>: key '<key>': <what>".
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "clupy.pb.h"
+
+namespace clupy::deps {
+
+// A package and, optionally, the versions it may have. `relation` is one of dpkg's <<, <=, =,
+// >=, >> (empty: any version); a bare version in the file means ">=" (a newer patch release is
+// always fine).
+struct PackageRequirement {
+  std::string name;
+  std::string relation;
+  std::string version;
+  // "libfoo1 (>= 1.2)" or "libfoo1".
+  std::string describe() const;
+  bool operator==(const PackageRequirement&) const = default;
+};
+
+// A file shipped from the master: `name` is what servers call it in the directory on their
+// workers' library path (the file name of `path` unless given), `sha256` its 32-byte digest.
+struct LibraryFile {
+  std::string path;  // absolute, on the master
+  std::string name;
+  std::string sha256;
+  std::uint64_t size = 0;
+};
+
+inline constexpr const char* kDefaultInstallCommand =
+    "apt-get install -y --no-install-recommends {packages}";
+
+struct Manifest {
+  std::vector<PackageRequirement> packages;
+  std::vector<LibraryFile> libraries;
+  std::string install_command = kDefaultInstallCommand;
+  std::chrono::milliseconds install_timeout{600'000};
+  bool allow_client_packages = false;
+  // Hex SHA-256 of the content that matters to servers (packages, libraries by their hashes,
+  // the install command and timeout): a comment or a reordered key does not change it, a new
+  // library build does. Empty for "no manifest".
+  std::string version;
+
+  bool empty() const { return packages.empty() && libraries.empty(); }
+};
+
+// Parses the manifest's YAML. Library paths are relative to `base_dir` (the manifest's folder);
+// each library is read and hashed here. Throws ConfigError naming the file, line and key.
+Manifest parse_manifest(const std::string& yaml, const std::string& source_name,
+                        const std::string& base_dir);
+// Reads and parses the file. Throws ConfigError (also when it cannot be read).
+Manifest load_manifest(const std::string& path);
+
+// Checks a package name (Debian's rules, optionally ":arch") and a relation/version pair as
+// written in a dependency file: ">= 1.2", ">=1.2", "1.2", "= 1:2.3-4". Throw ConfigError. The
+// names and versions end up in a shell command, so these rules are also what keeps it safe.
+void check_package_name(const std::string& name);
+PackageRequirement parse_requirement(const std::string& name, const std::string& constraint);
+
+// The manifest as the master announces it to servers.
+void to_wire(const Manifest& manifest, wire::DependencyManifest& out);
+std::vector<PackageRequirement> packages_of(const wire::DependencyManifest& manifest);
+
+}  // namespace clupy::deps

@@ -1,0 +1,322 @@
+#include "deps/server_sync.hpp"
+
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "base/hex.hpp"
+#include "base/sha256.hpp"
+#include "common/auth.hpp"
+#include "common/log.hpp"
+#include "deps/manifest.hpp"
+#include "deps/package_sync.hpp"
+
+namespace clupy::deps {
+
+namespace {
+namespace fs = std::filesystem;
+auto log() { return common::logger("deps"); }
+
+bool final_state(const wire::DependencyItem& item) {
+  return item.state() == wire::DependencyItem::PRESENT ||
+         item.state() == wire::DependencyItem::INSTALLED ||
+         item.state() == wire::DependencyItem::FAILED;
+}
+
+bool file_has_digest(const std::string& path, const std::string& sha256) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  auto digest = base::sha256_file(path);
+  return digest && *digest == sha256;
+}
+}  // namespace
+
+ServerSync::ServerSync(boost::asio::io_context& io, std::string cache_dir, Callbacks callbacks)
+    : io_(io),
+      cache_dir_(fs::absolute(fs::path(cache_dir) / "libraries").string()),
+      callbacks_(std::move(callbacks)) {}
+
+ServerSync::~ServerSync() {
+  cancel_ = true;
+  join_installer();
+  *alive_ = false;
+  for (auto& [sha, fetch] : fetches_) {
+    std::error_code ignored;  // a partial download is worthless; nothing is lost
+    fs::remove(fetch.partial, ignored);
+  }
+}
+
+void ServerSync::join_installer() {
+  if (installer_.joinable()) installer_.join();
+}
+
+bool ServerSync::satisfied() const {
+  if (pending_) return false;
+  if (manifest_.version().empty()) return true;
+  return !running_ && report_.satisfied();
+}
+
+void ServerSync::apply(const wire::DependencyManifest& manifest) {
+  if (running_) {
+    if (manifest.version() != manifest_.version())
+      pending_ = manifest;
+    else
+      pending_.reset();
+    send_report();
+    return;
+  }
+  if (manifest.version() == manifest_.version() && report_.satisfied()) {
+    send_report();  // a re-registration: the master wants to hear it again
+    return;
+  }
+  start(manifest);
+}
+
+void ServerSync::start(const wire::DependencyManifest& manifest) {
+  join_installer();
+  manifest_ = manifest;
+  pending_.reset();
+  ++run_;
+  report_.Clear();
+  report_.set_manifest_version(manifest.version());
+  if (manifest.version().empty()) {
+    report_.set_satisfied(true);
+    library_directory_.clear();
+    running_ = false;
+    if (callbacks_.libraries_ready) callbacks_.libraries_ready("");
+    send_report();
+    return;
+  }
+  running_ = true;
+  report_.set_in_progress(true);
+  log()->info("syncing dependencies to manifest {} ({} package(s), {} librar(y/ies))",
+              manifest.version().substr(0, 12), manifest.packages_size(),
+              manifest.libraries_size());
+  for (const auto& p : manifest.packages()) {
+    auto* item = report_.add_items();
+    item->set_kind(wire::DependencyItem::PACKAGE);
+    item->set_name(p.name());
+    if (!p.relation().empty()) item->set_required(p.relation() + " " + p.version());
+    item->set_state(wire::DependencyItem::CHECKING);
+  }
+  std::error_code ec;
+  fs::create_directories(cache_dir_, ec);
+  for (const auto& library : manifest.libraries()) {
+    const std::size_t index = static_cast<std::size_t>(report_.items_size());
+    auto* item = report_.add_items();
+    item->set_kind(wire::DependencyItem::LIBRARY);
+    item->set_name(library.name());
+    item->set_required("sha256:" + base::to_hex(library.sha256()).substr(0, 16));
+    if (file_has_digest(library_path(library.sha256()), library.sha256())) {
+      item->set_state(wire::DependencyItem::PRESENT);
+      continue;
+    }
+    if (ec) {
+      item->set_state(wire::DependencyItem::FAILED);
+      item->set_detail("cannot create " + cache_dir_ + ": " + ec.message());
+      continue;
+    }
+    item->set_state(wire::DependencyItem::INSTALLING);
+    item->set_detail("fetching " + std::to_string(library.size()) + " bytes from the master");
+    if (fetches_.contains(library.sha256())) {
+      fetches_[library.sha256()].item = index;  // already asked for; the bytes are on their way
+      continue;
+    }
+    Fetch& fetch = fetches_[library.sha256()];
+    fetch.item = index;
+    fetch.partial =
+        library_path(library.sha256()) + ".part-" + base::to_hex(common::random_bytes(6));
+    std::ofstream(fetch.partial, std::ios::binary | std::ios::trunc);
+    if (callbacks_.fetch_library) callbacks_.fetch_library(library.sha256());
+  }
+  packages_running_ = manifest.packages_size() > 0;
+  if (packages_running_) {
+    PackageSyncOptions options;
+    options.install_command = manifest.install_command();
+    options.timeout = std::chrono::milliseconds(manifest.install_timeout_ms());
+    options.cancel = &cancel_;
+    const std::uint64_t run = run_;
+    std::weak_ptr<bool> alive = alive_;
+    options.progress = [this, run, alive](const std::vector<wire::DependencyItem>& items) {
+      boost::asio::post(io_, [this, run, alive, items] {
+        if (auto a = alive.lock(); a && *a) packages_progress(run, items);
+      });
+    };
+    installer_ = std::thread([this, run, alive, options, packages = packages_of(manifest)] {
+      auto items = sync_packages(packages, options);
+      boost::asio::post(io_, [this, run, alive, items = std::move(items)]() mutable {
+        if (auto a = alive.lock(); a && *a) packages_done(run, std::move(items));
+      });
+    });
+  }
+  send_report();
+  finish_if_done();
+}
+
+void ServerSync::packages_progress(std::uint64_t run, std::vector<wire::DependencyItem> items) {
+  if (run != run_ || !packages_running_) return;
+  for (std::size_t i = 0; i < items.size() && static_cast<int>(i) < report_.items_size(); ++i)
+    *report_.mutable_items(static_cast<int>(i)) = std::move(items[i]);
+  send_report();
+}
+
+void ServerSync::packages_done(std::uint64_t run, std::vector<wire::DependencyItem> items) {
+  if (run != run_) return;
+  packages_running_ = false;
+  for (std::size_t i = 0; i < items.size() && static_cast<int>(i) < report_.items_size(); ++i) {
+    const auto& item = items[i];
+    if (item.state() == wire::DependencyItem::INSTALLED)
+      log()->info("package {} installed ({})", item.name(), item.version());
+    else if (item.state() == wire::DependencyItem::FAILED)
+      log()->warn("package {} not satisfied: {}", item.name(), item.detail());
+    *report_.mutable_items(static_cast<int>(i)) = item;
+  }
+  finish_if_done();
+}
+
+bool ServerSync::library_chunk(const wire::ImageChunk& chunk) {
+  auto it = fetches_.find(chunk.image_sha256());
+  if (it == fetches_.end()) return false;
+  Fetch& fetch = it->second;
+  if (chunk.offset() != fetch.received) {
+    library_finished(chunk.image_sha256(), false, "the master sent the library out of order");
+    return true;
+  }
+  {
+    std::ofstream out(fetch.partial, std::ios::binary | std::ios::app);
+    out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    if (!out) {
+      library_finished(chunk.image_sha256(), false, "cannot write " + fetch.partial);
+      return true;
+    }
+  }
+  fetch.received += chunk.data().size();
+  if (!chunk.last()) return true;
+  if (!file_has_digest(fetch.partial, chunk.image_sha256())) {
+    library_finished(chunk.image_sha256(), false,
+                     "the fetched bytes do not match the library's SHA-256");
+    return true;
+  }
+  std::error_code ec;
+  fs::permissions(fetch.partial,
+                  fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read |
+                      fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
+                  ec);
+  fs::rename(fetch.partial, library_path(chunk.image_sha256()), ec);
+  library_finished(chunk.image_sha256(), !ec, ec ? "cannot store it: " + ec.message() : "");
+  return true;
+}
+
+bool ServerSync::library_failed(const std::string& sha256, const std::string& reason) {
+  if (!fetches_.contains(sha256)) return false;
+  library_finished(sha256, false, "the master cannot send it: " + reason);
+  return true;
+}
+
+void ServerSync::connection_lost() {
+  std::vector<std::string> pending;
+  for (const auto& [sha, fetch] : fetches_) pending.push_back(sha);
+  for (const auto& sha : pending)
+    library_finished(sha, false, "the connection to the master was lost while fetching it");
+}
+
+void ServerSync::library_finished(const std::string& sha256, bool ok, const std::string& detail) {
+  auto it = fetches_.find(sha256);
+  if (it == fetches_.end()) return;
+  const Fetch fetch = it->second;
+  fetches_.erase(it);
+  if (!ok) {
+    std::error_code ignored;  // the partial file is garbage either way
+    fs::remove(fetch.partial, ignored);
+  }
+  // The item is the library of the current manifest with this digest (if it still is one).
+  for (auto& item : *report_.mutable_items()) {
+    if (item.kind() != wire::DependencyItem::LIBRARY ||
+        item.state() != wire::DependencyItem::INSTALLING)
+      continue;
+    for (const auto& library : manifest_.libraries()) {
+      if (library.sha256() != sha256 || library.name() != item.name()) continue;
+      item.set_state(ok ? wire::DependencyItem::INSTALLED : wire::DependencyItem::FAILED);
+      item.set_detail(detail);
+      if (ok)
+        log()->info("library {} fetched ({} bytes)", item.name(), fetch.received);
+      else
+        log()->warn("library {} not fetched: {}", item.name(), detail);
+    }
+  }
+  finish_if_done();
+}
+
+void ServerSync::finish_if_done() {
+  if (!running_) return;
+  for (const auto& item : report_.items())
+    if (!final_state(item)) {
+      send_report();
+      return;
+    }
+  std::vector<wire::DependencyItem> items(report_.items().begin(), report_.items().end());
+  bool satisfied = all_satisfied(items);
+  std::string summary = summarize(items);
+  if (satisfied && manifest_.libraries_size() > 0) {
+    try {
+      library_directory_ = make_library_set(manifest_);
+    } catch (const std::exception& e) {
+      satisfied = false;
+      summary = std::string("cannot build the library folder: ") + e.what();
+    }
+  } else if (satisfied) {
+    library_directory_.clear();
+  }
+  running_ = false;
+  report_.set_in_progress(false);
+  report_.set_satisfied(satisfied);
+  report_.set_summary(summary);
+  if (satisfied) {
+    log()->info("dependencies satisfied (manifest {})", manifest_.version().substr(0, 12));
+    if (callbacks_.libraries_ready) callbacks_.libraries_ready(library_directory_);
+  } else {
+    log()->warn("dependencies not satisfied (manifest {}): {}", manifest_.version().substr(0, 12),
+                summary);
+  }
+  if (pending_) {
+    send_report();
+    wire::DependencyManifest next = std::move(*pending_);
+    pending_.reset();
+    start(next);
+    return;
+  }
+  send_report();
+}
+
+void ServerSync::send_report() {
+  if (callbacks_.report) callbacks_.report(report_);
+}
+
+std::string ServerSync::library_path(const std::string& sha256) const {
+  return cache_dir_ + "/" + base::to_hex(sha256);
+}
+
+std::string ServerSync::make_library_set(const wire::DependencyManifest& manifest) {
+  // Links, not copies: a set costs nothing, and a file is stored once for all versions.
+  const fs::path final_dir = fs::path(cache_dir_) / "sets" / manifest.version().substr(0, 32);
+  if (fs::is_directory(final_dir)) return final_dir.string();
+  const fs::path staging =
+      fs::path(cache_dir_) / "sets" / (".staging-" + base::to_hex(common::random_bytes(6)));
+  fs::create_directories(staging);
+  for (const auto& library : manifest.libraries())
+    fs::create_symlink(fs::path("../..") / base::to_hex(library.sha256()),
+                       staging / library.name());
+  std::error_code ec;
+  fs::rename(staging, final_dir, ec);
+  if (ec) {
+    // Another server sharing this cache made the same set first: use theirs.
+    fs::remove_all(staging, ec);
+    if (!fs::is_directory(final_dir))
+      throw std::runtime_error("cannot create " + final_dir.string());
+  }
+  return final_dir.string();
+}
+
+}  // namespace clupy::deps

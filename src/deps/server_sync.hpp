@@ -1,0 +1,92 @@
+// A server's side of the dependency manifest: on each manifest the master announces, compare
+// with what this machine has, install missing or too old packages (package_sync, on a thread of
+// its own), fetch missing libraries from the master into a content-addressed cache (verified by
+// SHA-256), and report each item's state as it changes. Owned by the server's io_context thread;
+// not thread-safe. Callbacks run on that thread.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "clupy.pb.h"
+
+namespace clupy::deps {
+
+class ServerSync {
+ public:
+  struct Callbacks {
+    // The report changed (also sent again when the same manifest is announced again).
+    std::function<void(const wire::DependencyReport& report)> report;
+    // Ask the master for a library's bytes (FetchImage with its SHA-256).
+    std::function<void(const std::string& sha256)> fetch_library;
+    // The manifest's libraries are all in place: workers started from now on get `directory`
+    // (absolute; empty when the manifest has no libraries) on their library path.
+    std::function<void(const std::string& directory)> libraries_ready;
+  };
+
+  ServerSync(boost::asio::io_context& io, std::string cache_dir, Callbacks callbacks);
+  // Kills a running installer and waits for its thread.
+  ~ServerSync();
+  ServerSync(const ServerSync&) = delete;
+  ServerSync& operator=(const ServerSync&) = delete;
+
+  // A manifest from the master. The same version again re-sends the report (and retries what
+  // failed); a new one starts a sync, or waits for the running one to finish (an installer is
+  // never interrupted by a newer manifest).
+  void apply(const wire::DependencyManifest& manifest);
+  // A piece of a library this sync asked for. False when it is no library of ours (the caller
+  // passes it on: it may be a program image).
+  bool library_chunk(const wire::ImageChunk& chunk);
+  bool library_failed(const std::string& sha256, const std::string& reason);
+  // The master is gone: libraries being fetched will not arrive (they are fetched again when
+  // the manifest is announced after registering again).
+  void connection_lost();
+
+  const wire::DependencyReport& report() const { return report_; }
+  // Satisfied for the latest manifest announced (true when none or an empty one was).
+  bool satisfied() const;
+  // The library directory of the latest satisfied manifest; empty when none.
+  const std::string& library_directory() const { return library_directory_; }
+
+ private:
+  struct Fetch {
+    std::size_t item = 0;  // index in report_.items()
+    std::string partial;   // file the bytes go to
+    std::uint64_t received = 0;
+  };
+  void start(const wire::DependencyManifest& manifest);
+  void packages_progress(std::uint64_t run, std::vector<wire::DependencyItem> items);
+  void packages_done(std::uint64_t run, std::vector<wire::DependencyItem> items);
+  void library_finished(const std::string& sha256, bool ok, const std::string& detail);
+  void finish_if_done();
+  void send_report();
+  std::string library_path(const std::string& sha256) const;
+  // Builds (once per manifest version, shared by servers with one cache) the folder of links
+  // named as the libraries are to their cached files.
+  std::string make_library_set(const wire::DependencyManifest& manifest);
+  void join_installer();
+
+  boost::asio::io_context& io_;
+  std::string cache_dir_;
+  Callbacks callbacks_;
+  wire::DependencyManifest manifest_;                // being synced, or synced last
+  std::optional<wire::DependencyManifest> pending_;  // announced while a sync ran
+  wire::DependencyReport report_;
+  bool running_ = false;
+  bool packages_running_ = false;
+  std::uint64_t run_ = 0;
+  std::map<std::string, Fetch> fetches_;  // by SHA-256
+  std::string library_directory_;
+  std::thread installer_;
+  std::atomic<bool> cancel_{false};
+  // Handlers posted by the installer's thread check this before touching the object.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace clupy::deps

@@ -1,0 +1,195 @@
+// The master's side of dependencies (docs/dependencies.md): it announces the manifest to each
+// server at registration and to all when its version changes, keeps each server's report in the
+// registry, logs changes of state, and holds a server that does not meet the current manifest
+// out of scheduling until it does.
+#include "common/log.hpp"
+#include "deps/program_check.hpp"
+#include "master/master.hpp"
+
+namespace clupy::master {
+
+namespace {
+auto log() { return common::logger("master"); }
+}  // namespace
+
+void Master::reload_dependencies(const std::string& why) {
+  if (manifest_->reload(why)) manifest_changed();
+}
+
+void Master::announce_manifest(Session& session) {
+  wire::Envelope message;
+  *message.mutable_dependency_manifest() = manifest_->announcement();
+  session.connection->send(message);
+}
+
+void Master::manifest_changed() {
+  for (auto& [id, session] : sessions_) {
+    if (session->server_id.empty() || !session->connection->is_open()) continue;
+    update_hold(session->server_id);
+    announce_manifest(*session);
+  }
+  scheduler_.dispatch();
+}
+
+void Master::dependency_report(Session& session, const wire::DependencyReport& report) {
+  const ServerRecord* record = registry_.find(session.server_id);
+  if (record == nullptr) return;
+  const wire::DependencyReport& before = record->dependencies;
+  // Progress (an installer's output) arrives several times a second: the log gets changes of
+  // state, the registry every report.
+  const bool changed = before.manifest_version() != report.manifest_version() ||
+                       before.satisfied() != report.satisfied() ||
+                       before.in_progress() != report.in_progress() ||
+                       before.summary() != report.summary();
+  if (changed && !report.manifest_version().empty()) {
+    const std::string version = report.manifest_version().substr(0, 12);
+    if (report.in_progress())
+      log()->info("server {}: syncing dependencies to {}{}{}", session.server_id, version,
+                  report.summary().empty() ? "" : ": ", report.summary());
+    else if (report.satisfied())
+      log()->info("server {}: dependencies satisfied ({})", session.server_id, version);
+    else
+      log()->warn("server {}: dependencies not satisfied ({}), it takes no tasks: {}",
+                  session.server_id, version, report.summary());
+  }
+  // A sync that just ended may have changed the server's library folder: its offer is read
+  // again (the server starts that itself), and until it arrives the server is not judged.
+  const bool sync_ended =
+      !report.in_progress() &&
+      (before.in_progress() || before.manifest_version() != report.manifest_version());
+  if (sync_ended && registry_.forget_offer(session.server_id))
+    judge_server(session.server_id, false);
+  registry_.set_dependencies(session.server_id, report);
+  const bool was_held = scheduler_.server_held(session.server_id);
+  update_hold(session.server_id);
+  if (was_held && !scheduler_.server_held(session.server_id)) scheduler_.dispatch();
+}
+
+void Master::update_hold(const std::string& server_id) {
+  const ServerRecord* record = registry_.find(server_id);
+  if (record == nullptr) return;
+  scheduler_.set_server_held(server_id, !manifest_->satisfied_by(record->dependencies));
+}
+
+}  // namespace clupy::master
+
+// ---- programs against servers (docs/dependencies.md#programs) ----------------------------------
+
+namespace clupy::master {
+
+bool Master::judge(SessionId client, const Session& session, const ServerRecord& server,
+                   wire::ServerVerdict& verdict) {
+  verdict.set_server_id(server.description.server_id());
+  if (!server.offer_known) {
+    // Not compared yet: nothing goes there until it is. Offers are read on demand.
+    scheduler_.set_refused(client, server.description.server_id(), true);
+    if (!server.offer_requested) {
+      registry_.offer_requested(server.description.server_id());
+      auto holder = sessions_.find(server.connection_id);
+      if (holder != sessions_.end()) {
+        wire::Envelope request;
+        request.mutable_offer_request();
+        holder->second->connection->send(request);
+      }
+    }
+    return false;
+  }
+  const auto differences = deps::compare_program(*session.needs, server.offer);
+  for (const auto& difference : differences) *verdict.add_differences() = difference;
+  verdict.set_refused(deps::refuses(differences, session.needs->strict()));
+  scheduler_.set_refused(client, server.description.server_id(), verdict.refused());
+  return true;
+}
+
+namespace {
+std::string describe(const wire::ServerVerdict& verdict) {
+  std::string text = "server " + verdict.server_id() + ": ";
+  for (int i = 0; i < verdict.differences_size(); ++i)
+    text += (i == 0 ? "" : "; ") + verdict.differences(i).text();
+  return text;
+}
+}  // namespace
+
+wire::ProgramVerdicts Master::judge_all(SessionId client, const Session& session) {
+  wire::ProgramVerdicts verdicts;
+  std::size_t servers = 0;
+  std::size_t refusing = 0;
+  std::string refusals;
+  registry_.for_each([&](const std::string&, const ServerRecord& record) {
+    if (record.connection_id == 0) return;
+    ++servers;
+    wire::ServerVerdict verdict;
+    if (!judge(client, session, record, verdict)) return;
+    if (verdict.refused()) {
+      ++refusing;
+      refusals += (refusals.empty() ? "" : "\n  ") + describe(verdict);
+    }
+    if (verdict.differences_size() > 0) *verdicts.add_servers() = std::move(verdict);
+  });
+  if (servers > 0 && refusing == servers) {
+    verdicts.set_no_server_can_run(true);
+    verdicts.set_message("no server can run this program (dependency_check):\n  " + refusals);
+  } else if (refusing > 0) {
+    verdicts.set_message("servers that cannot run this program get none of its tasks:\n  " +
+                         refusals);
+  }
+  if (!verdicts.message().empty())
+    log()->warn("job of {}: {}", session.peer.name, verdicts.message());
+  return verdicts;
+}
+
+void Master::judge_server(const std::string& server_id, bool notify) {
+  const ServerRecord* record = registry_.find(server_id);
+  if (record == nullptr) return;
+  for (auto& [id, session] : sessions_) {
+    if (!session->needs) continue;
+    wire::ServerVerdict verdict;
+    if (!judge(id, *session, *record, verdict) || !notify) continue;
+    if (session->pending_opened) continue;  // its JobOpened will carry it
+    if (verdict.differences_size() == 0) continue;
+    wire::Envelope message;
+    auto* verdicts = message.mutable_program_verdicts();
+    if (verdict.refused())
+      verdicts->set_message("server " + server_id +
+                            " cannot run this program and gets none of its "
+                            "tasks: " +
+                            describe(verdict));
+    *verdicts->add_servers() = std::move(verdict);
+    session->connection->send(message);
+  }
+}
+
+void Master::server_offer(Session& server, wire::ServerOffer&& offer) {
+  // Bounded: an offer lists the sonames of one machine's loader cache.
+  if (offer.libraries_size() > 100'000) {
+    log()->warn("server {}: an offer of {} libraries ignored", server.server_id,
+                offer.libraries_size());
+    return;
+  }
+  registry_.set_offer(server.server_id, std::move(offer));
+  judge_server(server.server_id, true);
+  release_pending_jobs(Clock::time_point{});
+  scheduler_.dispatch();
+}
+
+bool Master::offers_known() const {
+  bool known = true;
+  registry_.for_each([&](const std::string&, const ServerRecord& record) {
+    if (record.connection_id != 0 && !record.offer_known) known = false;
+  });
+  return known;
+}
+
+void Master::release_pending_jobs(Clock::time_point now) {
+  const bool all_known = offers_known();
+  for (auto& [id, session] : sessions_) {
+    if (!session->pending_opened) continue;
+    if (!all_known && (now == Clock::time_point{} || now < session->pending_until)) continue;
+    wire::Envelope reply = std::move(*session->pending_opened);
+    session->pending_opened.reset();
+    *reply.mutable_job_opened()->mutable_verdicts() = judge_all(id, *session);
+    session->connection->send(reply);
+  }
+}
+
+}  // namespace clupy::master
