@@ -358,7 +358,9 @@ void ServiceHost::submit_call(PublishedService& service, ServiceVersion& version
                               std::function<void(const wire::TaskResult&)> done) {
   const std::uint64_t task_id = next_task_++;
   pending_.emplace(task_id, Pending{version.session, std::move(done)});
-  wire::SubmitTasks tasks;
+  // Queued, and handed to the scheduler once per turn of the io_context: the requests that
+  // arrived together travel to the servers as one AssignTasks per server.
+  wire::SubmitTasks& tasks = queued_[version.session];
   tasks.set_job_id(version.job_id);
   auto* task = tasks.add_tasks();
   task->set_task_id(task_id);
@@ -366,8 +368,16 @@ void ServiceHost::submit_call(PublishedService& service, ServiceVersion& version
   task->mutable_options()->set_server_count(service.definition.replicas());
   task->mutable_options()->set_timeout_ms(timeout_ms);
   task->mutable_options()->set_retries(retries);
-  env_.scheduler.submit(version.session, tasks, Clock::now());
-  env_.scheduler.dispatch();
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  boost::asio::post(env_.io, [this, alive = alive_] {
+    if (!*alive) return;
+    flush_posted_ = false;
+    const auto now = Clock::now();
+    for (auto& [session, queued] : queued_) env_.scheduler.submit(session, queued, now);
+    queued_.clear();
+    env_.scheduler.dispatch();
+  });
 }
 
 void ServiceHost::client_call(SessionId client, wire::TaskSpec& task) {
@@ -456,6 +466,7 @@ void ServiceHost::finish_publish(PublishedService& service, ServiceVersion& vers
 
 void ServiceHost::retire(ServiceVersion& version) {
   by_session_.erase(version.session);
+  queued_.erase(version.session);
   // Their callbacks point at the version: answers still to come are dropped.
   std::erase_if(pending_,
                 [&](const auto& entry) { return entry.second.session == version.session; });

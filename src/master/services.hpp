@@ -84,6 +84,8 @@ class ServiceHost {
     std::function<void(const wire::TaskResult&)> done;
   };
   std::map<std::uint64_t, Pending> pending_;
+  std::map<SessionId, wire::SubmitTasks> queued_;  // calls not yet handed to the scheduler
+  bool flush_posted_ = false;
   SessionId next_session_ = kFirstSession;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for work posted to env_.io
   std::uint64_t next_task_ = 1;
