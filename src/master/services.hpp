@@ -61,12 +61,11 @@ class ServiceHost {
   // ---- for PublishedService ----
   Env& env() { return env_; }
   // Submits entry(body) (or a readiness check with `ready_check`) to the version's job.
-  void submit(PublishedService& service, ServiceVersion& version, const std::string& entry,
-              std::string body, std::function<void(const wire::TaskResult&)> done);
+  void submit(ServiceVersion& version, const std::string& entry, std::string body,
+              std::function<void(const wire::TaskResult&)> done);
   // Submits an encoded call (detail::serialize_call) to the version's job.
-  void submit_call(PublishedService& service, ServiceVersion& version, std::string call,
-                   std::uint32_t timeout_ms, std::int32_t retries,
-                   std::function<void(const wire::TaskResult&)> done);
+  void submit_call(ServiceVersion& version, std::string call, std::uint32_t timeout_ms,
+                   std::int32_t retries, std::function<void(const wire::TaskResult&)> done);
 
  private:
   void ready_check_done(PublishedService& service, ServiceVersion& version,
