@@ -98,16 +98,15 @@ class PublishedService : public services::FrontHandler {
       : host_(host), definition(std::move(def)) {}
 
   bool authorized(std::string_view authorization) const override {
-    if (definition.auth() == "public") return true;
+    const auto& token = host_.env().token;
+    // auth: token on a master without a token (allow_no_auth): nothing to check.
+    if (definition.auth() == "public" || (definition.auth() == "token" && !token)) return true;
     constexpr std::string_view kBearer = "Bearer ";
     if (!authorization.starts_with(kBearer)) return false;
     const std::string_view presented = authorization.substr(kBearer.size());
-    const auto& token = host_.env().token;
     if (token && common::constant_time_equal(presented, *token)) return true;
-    if (definition.auth() == "key")
-      return !definition.service_key().empty() &&
-             common::constant_time_equal(presented, definition.service_key());
-    return !token;  // auth: token on a master without a token: nothing to check
+    return definition.auth() == "key" && !definition.service_key().empty() &&
+           common::constant_time_equal(presented, definition.service_key());
   }
 
   bool has_entry(std::string_view entry) const override {
