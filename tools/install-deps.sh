@@ -6,6 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(
   cmake ninja-build pkg-config g++ ccache clang-format
+  clang-14 libclang-rt-14-dev  # the libFuzzer targets (tests/fuzz) need Clang and its libFuzzer
   libboost1.81-dev libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev libhiredis-dev libzookeeper-mt-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev

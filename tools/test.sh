@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing, builds with warnings as errors,
 # runs every test, then does the same in an AddressSanitizer + UndefinedBehaviorSanitizer build,
-# then runs the threaded part of the suite in a ThreadSanitizer build (tsan_tests below).
+# then runs the threaded part of the suite in a ThreadSanitizer build (tsan_tests below), then
+# each libFuzzer target for a bounded time (tools/fuzz.sh; CLUPY_FUZZ_SECONDS each, default 30).
 # Usage: tools/test.sh [--no-sanitizers]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,5 +63,6 @@ if [ "${1:-}" != "--no-sanitizers" ]; then
   export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/tools/lsan.supp}"
   run_suite "asan+ubsan" "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCLUPY_SANITIZE=ON
   run_tsan
+  "$root/tools/fuzz.sh" --seconds "${CLUPY_FUZZ_SECONDS:-30}"
 fi
 echo "== all test suites passed"

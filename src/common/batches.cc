@@ -207,6 +207,16 @@ wire::Envelope batch_header(const wire::Envelope& batch) {
   return header;
 }
 
+std::string* attachment_slot(wire::Envelope& message) {
+  if (std::string* slot = single_payload(message)) return slot;
+  std::string* slot = nullptr;
+  with_batch_kind(message.body_case(), [&](const auto& kind) {
+    auto* items = kind.mutable_items(message);
+    if (items->size() == 1) slot = kind.payload(*items->Mutable(0));
+  });
+  return slot;
+}
+
 bool is_batch(const wire::Envelope& message) {
   return with_batch_kind(message.body_case(), [](const auto&) {});
 }

@@ -26,6 +26,11 @@ using DropSink = std::function<void(std::size_t bytes)>;
 // the whole message.
 wire::Envelope batch_header(const wire::Envelope& batch);
 
+// The field a frame's attachment belongs to: the payload of the message's only item (SubmitTasks
+// and AssignTasks: tasks[0].call; TaskResults: results[0].outcome; RunTask.call;
+// TaskDone.outcome). Null when the message is of another kind or does not hold exactly one item.
+std::string* attachment_slot(wire::Envelope& message);
+
 // Whether `message` is of a kind whose items may be cut into several frames (SubmitTasks,
 // AssignTasks, TaskResults).
 bool is_batch(const wire::Envelope& message);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "clupy.pb.h"
+#include "common/batches.hpp"
 
 namespace clupy::common {
 
@@ -52,26 +53,6 @@ bool append_attached_frame(const wire::Envelope& message, std::size_t attachment
   put_word(header + kFrameHeaderSize, static_cast<std::uint32_t>(attachment_size));
   message.SerializeWithCachedSizesToArray(header + kAttachedFrameHeaderSize);
   return true;
-}
-
-std::string* attachment_slot(wire::Envelope& message) {
-  switch (message.body_case()) {
-    case wire::Envelope::kSubmitTasks:
-      if (message.submit_tasks().tasks_size() != 1) return nullptr;
-      return message.mutable_submit_tasks()->mutable_tasks(0)->mutable_call();
-    case wire::Envelope::kAssignTasks:
-      if (message.assign_tasks().tasks_size() != 1) return nullptr;
-      return message.mutable_assign_tasks()->mutable_tasks(0)->mutable_call();
-    case wire::Envelope::kTaskResults:
-      if (message.task_results().results_size() != 1) return nullptr;
-      return message.mutable_task_results()->mutable_results(0)->mutable_outcome();
-    case wire::Envelope::kRunTask:
-      return message.mutable_run_task()->mutable_call();
-    case wire::Envelope::kTaskDone:
-      return message.mutable_task_done()->mutable_outcome();
-    default:
-      return nullptr;
-  }
 }
 
 std::optional<FrameDecoder::Header> FrameDecoder::pending_header() const {

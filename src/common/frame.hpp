@@ -1,9 +1,9 @@
 // Framing: each frame is a 4-byte big-endian length followed by that many bytes of one
 // serialized wire::Envelope, optionally followed by an attachment: raw bytes that belong to the
-// envelope's one call or outcome field, so that large payloads are neither parsed nor
-// serialized by protobuf but read straight into their final buffer and written from where they
-// lie. docs/protocol.md has the layout. This file does no I/O, so it is tested with plain byte
-// strings.
+// envelope's one call or outcome field (attachment_slot in batches.hpp), so that large payloads are
+// neither parsed nor serialized by protobuf but read straight into their final buffer and written
+// from where they lie. docs/protocol.md has the layout. This file does no I/O, so it is tested with
+// plain byte strings.
 #pragma once
 
 #include <cstddef>
@@ -44,11 +44,6 @@ bool append_frame(const wire::Envelope& message, std::string& out,
 // attachment exceeds `max_frame_size`.
 bool append_attached_frame(const wire::Envelope& message, std::size_t attachment_size,
                            std::string& out, std::size_t max_frame_size = kDefaultMaxFrameSize);
-
-// The field an attachment belongs to: the call or outcome of the message's only item
-// (SubmitTasks and AssignTasks: tasks[0].call; TaskResults: results[0].outcome; RunTask.call;
-// TaskDone.outcome). Null when the message is of another kind or does not hold exactly one item.
-std::string* attachment_slot(wire::Envelope& message);
 
 // Splits a byte stream into frames. Bytes come in either by feed() (a copy, in any split) or,
 // without a copy, by reading straight into prepare() and then commit(): a frame whose header has

@@ -248,6 +248,30 @@ TEST(CallTest, InvokersThatAreNotRegisteredThunksAreRefused) {
   EXPECT_TRUE(execute_call(encode_call([k](int x) { return x + k; }, 1)).ok);
 }
 
+// A registered thunk named for a call of the other form is refused: a function's thunk run for
+// a closure call would jump to the null function address (found by fuzz_call_decoding: a call
+// whose form byte was flipped from 1 to 2 crashed the worker).
+TEST(CallTest, AThunkOfTheOtherCallFormIsRefused) {
+  auto expect_wrong_form = [](const EncodedCall& call) {
+    const CallOutcome outcome = execute_call(call);
+    ASSERT_FALSE(outcome.ok);
+    EXPECT_EQ(outcome.failure.kind, FailureKind::kProtocol);
+    EXPECT_NE(outcome.failure.message.find("not this call's form"), std::string::npos)
+        << outcome.failure.message;
+  };
+  EncodedCall function_as_closure = encode_call(add, 1, 2);
+  ASSERT_EQ(function_as_closure.form, CallForm::kFunction);
+  function_as_closure.form = CallForm::kClosure;
+  expect_wrong_form(function_as_closure);
+
+  const int k = 3;
+  EncodedCall closure_as_function = encode_call([k](int x) { return x + k; }, 1);
+  ASSERT_EQ(closure_as_function.form, CallForm::kClosure);
+  closure_as_function.form = CallForm::kFunction;
+  closure_as_function.function = encode_call(add, 1, 2).function;
+  expect_wrong_form(closure_as_function);
+}
+
 TEST(CallTest, ArgumentsThatDoNotFitTheFunctionAreAProtocolFailure) {
   CallOutcome outcome =
       execute_call(detail::encode_call_by_name("clupy::test::named_square", 1, 2));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "clupy.pb.h"
+#include "common/batches.hpp"
 
 namespace clupy::common {
 namespace {

@@ -209,23 +209,25 @@ void closure_invoker(const InvokeInput& in, std::string& result) {
   invoke_and_encode<R>([&]() -> decltype(auto) { return std::apply(f, std::move(args)); }, result);
 }
 
-// Adds `invoker` to this process's table of invoker thunks. A call names its invoker by an
-// offset; the executing side runs it only if the address it resolves to is in this table, so a
-// corrupt or crafted offset (into the middle of a function, or at any other function) fails with
-// kProtocol instead of jumping there. Never throws.
-bool register_invoker(Invoker invoker) noexcept;
+// Adds `invoker` to this process's table of invoker thunks, with the call form it serves
+// (kFunction: it calls InvokeInput::function; kClosure: it rebuilds the closure from its bytes).
+// A call names its invoker by an offset; the executing side runs it only if the address it
+// resolves to is in this table for the call's form, so a corrupt or crafted offset (into the
+// middle of a function, or at any other function) or form fails with kProtocol instead of jumping
+// there. Never throws.
+bool register_invoker(Invoker invoker, CallForm form) noexcept;
 
 // Every invoker a call can name is registered at static-initialization time of the object that
 // holds it (program or shared library): invoker_ref names this member, which instantiates it.
-template <Invoker kInvoker>
+template <Invoker kInvoker, CallForm kForm>
 struct InvokerRegistration {
-  static inline const bool registered = register_invoker(kInvoker);
+  static inline const bool registered = register_invoker(kInvoker, kForm);
 };
 
 // The CodeRef of an invoker, computed once per instantiation.
-template <Invoker kInvoker>
+template <Invoker kInvoker, CallForm kForm>
 const CodeRef& invoker_ref() {
-  static_cast<void>(InvokerRegistration<kInvoker>::registered);
+  static_cast<void>(InvokerRegistration<kInvoker, kForm>::registered);
   static const CodeRef ref = locate_code(reinterpret_cast<std::uintptr_t>(kInvoker));
   return ref;
 }
@@ -438,13 +440,13 @@ EncodedCall encode_call(F&& f, Args&&... args) {
         call.name = std::move(*name);
       } else {
         call.form = CallForm::kFunction;
-        call.invoker = invoker_ref<FunctionInvokerOf<D, R, Params>::value>();
+        call.invoker = invoker_ref<FunctionInvokerOf<D, R, Params>::value, CallForm::kFunction>();
         call.function = locate_code(address);
         call.function_name = describe_function(address);
       }
     } else {
       call.form = CallForm::kClosure;
-      call.invoker = invoker_ref<ClosureInvokerOf<D, R, Params>::value>();
+      call.invoker = invoker_ref<ClosureInvokerOf<D, R, Params>::value, CallForm::kClosure>();
       call.function_name = type_name<D>();
       call.closure.resize(sizeof(D));
       std::memcpy(call.closure.data(), std::addressof(f), sizeof(D));

@@ -2,7 +2,6 @@
 
 #include <mutex>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "base/hex.hpp"
 #include "segments.hpp"
@@ -21,7 +20,7 @@ struct Registry {
   std::mutex mu;
   std::unordered_map<std::string, Entry> by_name;
   std::unordered_map<std::uintptr_t, std::string> by_address;
-  std::unordered_set<std::uintptr_t> invokers;
+  std::unordered_map<std::uintptr_t, CallForm> invokers;  // thunk address -> the form it serves
 };
 
 Registry& registry() {
@@ -61,11 +60,11 @@ bool register_function(std::string_view name, Invoker invoker, std::uintptr_t fu
   }
 }
 
-bool register_invoker(Invoker invoker) noexcept {
+bool register_invoker(Invoker invoker, CallForm form) noexcept {
   try {
     Registry& r = registry();
     std::lock_guard lock(r.mu);
-    r.invokers.insert(reinterpret_cast<std::uintptr_t>(invoker));
+    r.invokers.emplace(reinterpret_cast<std::uintptr_t>(invoker), form);
     return true;
   } catch (...) {
     return false;
@@ -84,17 +83,25 @@ std::optional<std::string> registered_name(std::uintptr_t function) {
 
 namespace {
 
-// The invoker `ref` names, if it is one of this program's registered invoker thunks; else null
-// with `error` set.
-Invoker resolve_invoker(const CodeRef& ref, std::string& error) {
+// The invoker `ref` names, if it is one of this program's registered invoker thunks for calls
+// of `form`; else null with `error` set. (A function thunk run for a closure call would jump to
+// the null function address; a closure thunk would read a function's call as closure bytes.)
+Invoker resolve_invoker(const CodeRef& ref, CallForm form, std::string& error) {
   const std::uintptr_t address = resolve_code(ref, error);
   if (address == 0) return nullptr;
   Registry& r = registry();
   std::lock_guard lock(r.mu);
-  if (!r.invokers.contains(address)) {
+  const auto it = r.invokers.find(address);
+  if (it == r.invokers.end()) {
     error = "the code at offset " + std::to_string(ref.offset) + " of " + ref.segment_id +
             " is not one of this program's invoker thunks; refusing to call it (a corrupt or "
             "forged call)";
+    return nullptr;
+  }
+  if (it->second != form) {
+    error = "the invoker thunk at offset " + std::to_string(ref.offset) + " of " + ref.segment_id +
+            " serves " + (it->second == CallForm::kClosure ? "closures" : "plain functions") +
+            ", not this call's form; refusing to call it (a corrupt or forged call)";
     return nullptr;
   }
   return reinterpret_cast<Invoker>(address);
@@ -128,11 +135,11 @@ CallOutcome execute(const CallView& call) noexcept {
       }
       case CallForm::kFunction:
         input.function = resolve_code(call.function, error);
-        if (input.function != 0) invoker = resolve_invoker(call.invoker, error);
+        if (input.function != 0) invoker = resolve_invoker(call.invoker, call.form, error);
         break;
       case CallForm::kClosure:
         input.closure = call.closure;
-        invoker = resolve_invoker(call.invoker, error);
+        invoker = resolve_invoker(call.invoker, call.form, error);
         break;
       default:
         error = "unknown call form " + std::to_string(static_cast<int>(call.form));
