@@ -13,6 +13,7 @@ packages=(
   redis-server zookeeper openssl procps
   slurm-wlm munge      # tests/slurm start a real Slurm (slurmctld, slurmd, munged)
   python3-distributed  # bench/run.sh compares with Dask (benchmark 8); it skips Dask when absent
+  wrk                  # bench/service/run.sh (docs/services.md, "Performance")
   # The .deb (cpack -G DEB, dpkg-shlibdeps) and its checks, and the test bed (tools/testbed.sh)
   dpkg-dev file binutils lintian systemd debootstrap zstd nftables iproute2 util-linux
 )

@@ -75,6 +75,7 @@ std::string host_name() {
 }  // namespace
 
 struct ServiceVersion {
+  wire::ServiceDefinition definition;
   SessionId session = 0;
   std::uint64_t job_id = 0;
   std::uint32_t number = 0;
@@ -97,16 +98,15 @@ class PublishedService : public services::FrontHandler {
       : host_(host), definition(std::move(def)) {}
 
   bool authorized(std::string_view authorization) const override {
-    if (definition.auth() == "public") return true;
+    const auto& token = host_.env().token;
+    // auth: token on a master without a token (allow_no_auth): nothing to check.
+    if (definition.auth() == "public" || (definition.auth() == "token" && !token)) return true;
     constexpr std::string_view kBearer = "Bearer ";
     if (!authorization.starts_with(kBearer)) return false;
     const std::string_view presented = authorization.substr(kBearer.size());
-    const auto& token = host_.env().token;
     if (token && common::constant_time_equal(presented, *token)) return true;
-    if (definition.auth() == "key")
-      return !definition.service_key().empty() &&
-             common::constant_time_equal(presented, definition.service_key());
-    return !token;  // auth: token on a master without a token: nothing to check
+    return definition.auth() == "key" && !definition.service_key().empty() &&
+           common::constant_time_equal(presented, definition.service_key());
   }
 
   bool has_entry(std::string_view entry) const override {
@@ -123,7 +123,7 @@ class PublishedService : public services::FrontHandler {
     ServiceVersion& version = *current;
     ++version.in_flight;
     const SessionId session = version.session;
-    host_.submit(*this, version, entry, std::move(body),
+    host_.submit(version, entry, std::move(body),
                  [this, session, respond = std::move(respond)](const wire::TaskResult& result) {
                    answer(session, result, respond);
                  });
@@ -302,15 +302,13 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
       return refuse("service " + def.name() + " listens on port " +
                     std::to_string(service->front->port()) +
                     "; a rolling update keeps the port (unpublish it first to move it)");
-    const std::string key = service->definition.service_key();
-    service->definition = def;
-    service->definition.set_port(service->front->port());
-    service->front->set_timeout(std::chrono::milliseconds(def.timeout_ms()));
-    service->front->set_max_body(def.max_body());
-    if (def.auth() == "key" && def.service_key().empty()) service->definition.set_service_key(key);
   }
 
   auto version = std::make_unique<ServiceVersion>();
+  // The service takes the new definition (entry points, limits, credentials) when this version
+  // becomes current: until then the old version answers under the old one.
+  version->definition = def;
+  version->definition.set_port(service->front->port());
   version->session = next_session_++;
   version->number = service->current ? service->current->number + 1 : 1;
   version->image_sha256 = image_sha256;
@@ -333,13 +331,12 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
               def.replicas(), image_name);
   v.ready_pending = def.replicas();
   for (std::uint32_t i = 0; i < def.replicas(); ++i)
-    submit(*service, v, "clupy.ready", "[]", [this, service, &v](const wire::TaskResult& result) {
+    submit(v, "clupy.ready", "[]", [this, service, &v](const wire::TaskResult& result) {
       ready_check_done(*service, v, result);
     });
 }
 
-void ServiceHost::submit(PublishedService& service, ServiceVersion& version,
-                         const std::string& entry, std::string body,
+void ServiceHost::submit(ServiceVersion& version, const std::string& entry, std::string body,
                          std::function<void(const wire::TaskResult&)> done) {
   detail::EncodedCall call;
   call.form = detail::CallForm::kNamed;
@@ -347,27 +344,37 @@ void ServiceHost::submit(PublishedService& service, ServiceVersion& version,
   call.function_name = entry;
   call.arguments = std::move(body);
   const bool ready_check = entry == "clupy.ready";
-  submit_call(service, version, detail::serialize_call(call),
-              ready_check ? std::max(kReadyTimeoutMs, service.definition.timeout_ms())
-                          : service.definition.timeout_ms(),
+  submit_call(version, detail::serialize_call(call),
+              ready_check ? std::max(kReadyTimeoutMs, version.definition.timeout_ms())
+                          : version.definition.timeout_ms(),
               ready_check ? 3 : 0, std::move(done));
 }
 
-void ServiceHost::submit_call(PublishedService& service, ServiceVersion& version, std::string call,
-                              std::uint32_t timeout_ms, std::int32_t retries,
+void ServiceHost::submit_call(ServiceVersion& version, std::string call, std::uint32_t timeout_ms,
+                              std::int32_t retries,
                               std::function<void(const wire::TaskResult&)> done) {
   const std::uint64_t task_id = next_task_++;
   pending_.emplace(task_id, Pending{version.session, std::move(done)});
-  wire::SubmitTasks tasks;
+  // Queued, and handed to the scheduler once per turn of the io_context: the requests that
+  // arrived together travel to the servers as one AssignTasks per server.
+  wire::SubmitTasks& tasks = queued_[version.session];
   tasks.set_job_id(version.job_id);
   auto* task = tasks.add_tasks();
   task->set_task_id(task_id);
   task->set_call(std::move(call));
-  task->mutable_options()->set_server_count(service.definition.replicas());
+  task->mutable_options()->set_server_count(version.definition.replicas());
   task->mutable_options()->set_timeout_ms(timeout_ms);
   task->mutable_options()->set_retries(retries);
-  env_.scheduler.submit(version.session, tasks, Clock::now());
-  env_.scheduler.dispatch();
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  boost::asio::post(env_.io, [this, alive = alive_] {
+    if (!*alive) return;
+    flush_posted_ = false;
+    const auto now = Clock::now();
+    for (auto& [session, queued] : queued_) env_.scheduler.submit(session, queued, now);
+    queued_.clear();
+    env_.scheduler.dispatch();
+  });
 }
 
 void ServiceHost::client_call(SessionId client, wire::TaskSpec& task) {
@@ -389,8 +396,8 @@ void ServiceHost::client_call(SessionId client, wire::TaskSpec& task) {
   ++version.in_flight;
   const SessionId session = version.session;
   const std::uint32_t timeout = task.options().timeout_ms() > 0 ? task.options().timeout_ms()
-                                                                : service.definition.timeout_ms();
-  submit_call(service, version, std::move(*task.mutable_call()), timeout,
+                                                                : version.definition.timeout_ms();
+  submit_call(version, std::move(*task.mutable_call()), timeout,
               std::max(0, task.options().retries() < 0 ? 0 : task.options().retries()),
               [this, client, client_task, session, &service](const wire::TaskResult& result) {
                 if (service.current && service.current->session == session &&
@@ -442,6 +449,9 @@ void ServiceHost::finish_publish(PublishedService& service, ServiceVersion& vers
     return;
   }
   version.ready = true;
+  service.definition = version.definition;
+  service.front->set_timeout(std::chrono::milliseconds(version.definition.timeout_ms()));
+  service.front->set_max_body(version.definition.max_body());
   if (service.current) service.draining.push_back(std::move(service.current));
   service.current = std::move(service.next);
   log()->info("service {} version {} ready at {} on {} server(s)", name, version.number,
@@ -456,6 +466,7 @@ void ServiceHost::finish_publish(PublishedService& service, ServiceVersion& vers
 
 void ServiceHost::retire(ServiceVersion& version) {
   by_session_.erase(version.session);
+  queued_.erase(version.session);
   // Their callbacks point at the version: answers still to come are dropped.
   std::erase_if(pending_,
                 [&](const auto& entry) { return entry.second.session == version.session; });

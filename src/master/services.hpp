@@ -61,12 +61,11 @@ class ServiceHost {
   // ---- for PublishedService ----
   Env& env() { return env_; }
   // Submits entry(body) (or a readiness check with `ready_check`) to the version's job.
-  void submit(PublishedService& service, ServiceVersion& version, const std::string& entry,
-              std::string body, std::function<void(const wire::TaskResult&)> done);
+  void submit(ServiceVersion& version, const std::string& entry, std::string body,
+              std::function<void(const wire::TaskResult&)> done);
   // Submits an encoded call (detail::serialize_call) to the version's job.
-  void submit_call(PublishedService& service, ServiceVersion& version, std::string call,
-                   std::uint32_t timeout_ms, std::int32_t retries,
-                   std::function<void(const wire::TaskResult&)> done);
+  void submit_call(ServiceVersion& version, std::string call, std::uint32_t timeout_ms,
+                   std::int32_t retries, std::function<void(const wire::TaskResult&)> done);
 
  private:
   void ready_check_done(PublishedService& service, ServiceVersion& version,
@@ -84,6 +83,8 @@ class ServiceHost {
     std::function<void(const wire::TaskResult&)> done;
   };
   std::map<std::uint64_t, Pending> pending_;
+  std::map<SessionId, wire::SubmitTasks> queued_;  // calls not yet handed to the scheduler
+  bool flush_posted_ = false;
   SessionId next_session_ = kFirstSession;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for work posted to env_.io
   std::uint64_t next_task_ = 1;
