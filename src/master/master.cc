@@ -284,13 +284,15 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       session.server_id = description.server_id();
       scheduler_.server_available(description.server_id(), session_id);
       update_hold(description.server_id());
-      judge_server(description.server_id(), false);
       log()->info("server {} {} ({} at {}, {} slots)", description.server_id(),
                   added ? "registered" : "re-registered", description.hostname(),
                   description.address(), description.capacity());
       reply.mutable_server_registered()->set_server_id(description.server_id());
       session.connection->send(reply);
       announce_manifest(session);
+      // After ServerRegistered: judging may ask for the server's offer, which a server sends
+      // only once registered.
+      judge_server(description.server_id(), false);
       scheduler_.dispatch();
       return;
     }

@@ -105,8 +105,13 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
 }
 
 void ServerDaemon::send_offer() {
-  // Only once registered: the master takes an offer from a registered server only.
-  if (!registered_ || !offers_->last()) return;
+  // Only once registered: the master takes an offer from a registered server only. One asked
+  // for before then goes at registration.
+  if (!registered_) {
+    offer_wanted_ = true;
+    return;
+  }
+  if (!offers_->last()) return;
   wire::Envelope message;
   *message.mutable_server_offer() = *offers_->last();
   send_to_master(message);
@@ -307,6 +312,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
     std::shared_ptr<common::Connection> connection) {
   connection_ = connection;
   registered_ = false;
+  offer_wanted_ = false;  // a new master asks again
   struct Link {
     bool closed = false;
     std::string reason;
@@ -362,8 +368,13 @@ void ServerDaemon::handle(wire::Envelope& message) {
         log()->info("registered with master {} as {} ({} slots)", master_.to_string(), server_id_,
                     capacity_);
       registered_ = true;
-      if (offer_on_registration_ && !offers_->last() && !offers_->reading())
+      if (offer_wanted_ && offers_->last()) {
+        offer_wanted_ = false;
+        send_offer();
+      } else if ((offer_wanted_ || offer_on_registration_) && !offers_->last() &&
+                 !offers_->reading()) {
         offers_->refresh({library_directory_});
+      }
       if (draining_) hand_back({});  // registered again while draining: still no new tasks
       break;
     case wire::Envelope::kAssignTasks:
@@ -396,7 +407,8 @@ void ServerDaemon::handle(wire::Envelope& message) {
         pool_->image_failed(message.image_failed().image_sha256(), message.image_failed().reason());
       break;
     case wire::Envelope::kOfferRequest:
-      if (offers_->reading()) break;  // sent when the read finishes
+      if (!registered_) offer_wanted_ = true;  // answered at registration
+      if (offers_->reading()) break;           // sent when the read finishes
       if (offers_->last())
         send_offer();
       else

@@ -77,6 +77,7 @@ class ServerDaemon {
   std::unique_ptr<deps::ServerSync> deps_;
   std::unique_ptr<deps::OfferReader> offers_;  // what this machine's loader offers programs
   bool offer_on_registration_ = true;
+  bool offer_wanted_ = false;  // the master asked before this connection's registration ended
   void send_offer();
   std::vector<std::string> services_environment_;
   std::string library_directory_;

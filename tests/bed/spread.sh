@@ -35,9 +35,14 @@ done
   scenario_fail "tasks ran on hosts other than s1, s2, s3"
 # The workers ran from the package's libclupy, found by soname: the program image in s1's cache
 # resolves libclupy.so.0 to /usr/lib, though its RUNPATH names the build tree.
-image="$(bed_exec s1 find /var/lib/clupy/server-cache -type f -size +100k | head -n1)"
-[ -n "$image" ] || scenario_fail "no program image in s1's cache"
-bed_exec s1 /lib64/ld-linux-x86-64.so.2 --list "$image" | grep -qE 'libclupy.so.0 => (/usr)?/lib/libclupy.so.0 ' ||
-  scenario_fail "the image in s1 does not resolve libclupy.so.0 to the package's"
-echo "workers on s1 load /usr/lib/libclupy.so.0 (by soname) for $image"
+images="$(bed_exec s1 find /var/lib/clupy/server-cache/images -maxdepth 1 -type f ! -name '*.part-*')"
+[ -n "$images" ] || scenario_fail "no program image in s1's cache"
+for image in $images; do
+  resolved="$(bed_exec s1 /lib64/ld-linux-x86-64.so.2 --list "$image" 2>&1)" ||
+    scenario_fail "the loader on s1 cannot list $image: $resolved"
+  grep -qE 'libclupy.so.0 => (/usr)?/lib/libclupy.so.0 ' <<<"$resolved" ||
+    scenario_fail "the image $image in s1 does not resolve libclupy.so.0 to the package's:
+$resolved"
+done
+echo "workers on s1 load /usr/lib/libclupy.so.0 (by soname) for" $images
 echo "scenario ok"
