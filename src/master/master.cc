@@ -90,9 +90,9 @@ void Master::start() {
       io_, scheduler_, registry_, images_, token_, config_.bind,
       [this](SessionId session, const wire::Envelope& message) { send_to(session, message); }});
   if (config_.http_port > 0)
-    http_ = std::make_unique<HttpStatus>(
+    http_ = std::make_unique<common::HttpServer>(
         io_, config_.bind, config_.http_port,
-        [this](const HttpRequest& request, std::string& body, std::string& type) {
+        [this](const common::HttpRequest& request, std::string& body, std::string& type) {
           return http_get(request, body, type);
         });
   schedule_maintenance();

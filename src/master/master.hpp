@@ -16,8 +16,8 @@
 #include "common/config.hpp"
 #include "common/connection.hpp"
 #include "common/handshake.hpp"
+#include "common/http_server.hpp"
 #include "master/dependencies.hpp"
-#include "master/http_status.hpp"
 #include "master/images.hpp"
 #include "master/registry.hpp"
 #include "master/scheduler.hpp"
@@ -109,9 +109,9 @@ class Master : private Outbox {
   // deadline) with what is known.
   void release_pending_jobs(Clock::time_point now);
   bool offers_known() const;
-  int http_get(const HttpRequest& request, std::string& body, std::string& content_type);
+  int http_get(const common::HttpRequest& request, std::string& body, std::string& content_type);
   // Whether the request may read /status and /metrics (http_auth).
-  bool http_allowed(const HttpRequest& request) const;
+  bool http_allowed(const common::HttpRequest& request) const;
   std::string status_json();
   std::string metrics_text();
 
@@ -135,7 +135,7 @@ class Master : private Outbox {
   Registry registry_;
   ImageStore images_;
   Scheduler scheduler_;
-  std::unique_ptr<HttpStatus> http_;
+  std::unique_ptr<common::HttpServer> http_;
   std::unique_ptr<StoreService> store_;     // when the configuration has a store: section
   std::unique_ptr<ServiceHost> published_;  // services published with clupy --publish
   std::unique_ptr<ManifestKeeper> manifest_;

@@ -1,5 +1,5 @@
 // The master's HTTP pages: who may read them (http_auth), /status as JSON and /metrics in the
-// Prometheus text format. Served by HttpStatus on the master's io_context thread.
+// Prometheus text format. Served by common::HttpServer on the master's io_context thread.
 #include <nlohmann/json.hpp>
 
 #include "common/auth.hpp"
@@ -9,7 +9,7 @@
 
 namespace clupy::master {
 
-bool Master::http_allowed(const HttpRequest& request) const {
+bool Master::http_allowed(const common::HttpRequest& request) const {
   if (config_.http_auth == common::HttpAuth::kOff || !token_) return true;
   constexpr std::string_view kBearer = "Bearer ";
   const std::string_view presented = request.authorization;
@@ -19,7 +19,8 @@ bool Master::http_allowed(const HttpRequest& request) const {
   return config_.http_auth == common::HttpAuth::kLoopback && request.from_loopback;
 }
 
-int Master::http_get(const HttpRequest& request, std::string& body, std::string& content_type) {
+int Master::http_get(const common::HttpRequest& request, std::string& body,
+                     std::string& content_type) {
   const std::string& target = request.target;
   if (target == "/healthz") {
     body = "ok\n";

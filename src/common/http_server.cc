@@ -1,4 +1,4 @@
-#include "master/http_status.hpp"
+#include "common/http_server.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -12,7 +12,7 @@
 #include "common/transport.hpp"
 #include "common/version.hpp"
 
-namespace clupy::master {
+namespace clupy::common {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -21,7 +21,7 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-asio::awaitable<void> serve_one(tcp::socket socket, HttpStatus::Handler handler) {
+asio::awaitable<void> serve_one(tcp::socket socket, HttpServer::Handler handler) {
   beast::tcp_stream stream(std::move(socket));
   stream.expires_after(std::chrono::seconds(10));  // a slow or silent client is dropped
   beast::flat_buffer buffer;
@@ -69,7 +69,7 @@ asio::awaitable<void> serve_one(tcp::socket socket, HttpStatus::Handler handler)
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, HttpStatus::Handler handler) {
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, HttpServer::Handler handler) {
   while (acceptor.is_open()) {
     tcp::socket socket(acceptor.get_executor());
     try {
@@ -84,7 +84,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, HttpStatus::Handler h
 
 }  // namespace
 
-HttpStatus::HttpStatus(asio::io_context& io, const std::string& bind, int port, Handler handler)
+HttpServer::HttpServer(asio::io_context& io, const std::string& bind, int port, Handler handler)
     : io_(io), acceptor_(io), handler_(std::move(handler)) {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(bind, ec);
@@ -103,11 +103,11 @@ HttpStatus::HttpStatus(asio::io_context& io, const std::string& bind, int port, 
   asio::co_spawn(io_, accept_loop(acceptor_, handler_), asio::detached);
 }
 
-void HttpStatus::stop() {
+void HttpServer::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
 }
 
-unsigned short HttpStatus::port() const { return acceptor_.local_endpoint().port(); }
+unsigned short HttpServer::port() const { return acceptor_.local_endpoint().port(); }
 
-}  // namespace clupy::master
+}  // namespace clupy::common

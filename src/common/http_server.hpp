@@ -1,6 +1,6 @@
-// The master's HTTP side: GET /status (the registry as JSON), /metrics (Prometheus text format)
-// and /healthz, on `http_port`. Read-only, one request per connection, on the master's
-// io_context thread. (Published services' gateway and the dashboard will live here too.)
+// A small HTTP server for a daemon's own pages (the master's /status, /metrics, /healthz and
+// dashboard; a server's /metrics): GET only, one request per connection, on the daemon's
+// io_context thread. What each path answers is the handler's business.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -8,7 +8,7 @@
 #include <functional>
 #include <string>
 
-namespace clupy::master {
+namespace clupy::common {
 
 // What a handler learns of a GET.
 struct HttpRequest {
@@ -17,14 +17,14 @@ struct HttpRequest {
   bool from_loopback = false;  // the peer's address is a loopback address
 };
 
-class HttpStatus {
+class HttpServer {
  public:
   // Fills body and content type for a GET; returns the HTTP status (200, 401, 404, ...).
   using Handler =
       std::function<int(const HttpRequest& request, std::string& body, std::string& content_type)>;
 
   // Throws clupy::ConfigError when the address cannot be bound.
-  HttpStatus(boost::asio::io_context& io, const std::string& bind, int port, Handler handler);
+  HttpServer(boost::asio::io_context& io, const std::string& bind, int port, Handler handler);
   void stop();
   unsigned short port() const;
 
@@ -34,4 +34,4 @@ class HttpStatus {
   Handler handler_;
 };
 
-}  // namespace clupy::master
+}  // namespace clupy::common
