@@ -6,6 +6,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "client/logs_cli.hpp"
 #include "client/service_cli.hpp"
 #include "clupy/cluster.hpp"
 #include "clupy/errors.hpp"
@@ -131,6 +132,9 @@ int main(int argc, char** argv) {
   // `clupy store put|get|ls|stat|rm|pin|unpin ...`: the file store, found through the master.
   if (argc > 1 && std::string(argv[1]) == "store")
     return clupy::store::run_cli_with_master(std::vector<std::string>(argv + 2, argv + argc));
+  // `clupy logs [JOB.]TASK [...]`: a task's output as the master kept it.
+  if (argc > 1 && std::string(argv[1]) == "logs")
+    return clupy::client::logs_command(std::vector<std::string>(argv + 2, argv + argc));
   // `clupy --slurm-submit N [...]`: its words go to sbatch unless they are clupy's.
   if (argc > 1 && std::string(argv[1]) == "--slurm-submit") {
     try {

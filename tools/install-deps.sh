@@ -14,6 +14,7 @@ packages=(
   slurm-wlm munge      # tests/slurm start a real Slurm (slurmctld, slurmd, munged)
   python3-distributed  # bench/run.sh compares with Dask (benchmark 8); it skips Dask when absent
   wrk                  # bench/service/run.sh (docs/services.md, "Performance")
+  chromium nodejs npm fonts-dejavu-core  # the dashboard's browser test (tests/browser)
   # The .deb (cpack -G DEB, dpkg-shlibdeps) and its checks, and the test bed (tools/testbed.sh)
   dpkg-dev file binutils lintian systemd debootstrap zstd nftables iproute2 util-linux
 )
@@ -41,5 +42,16 @@ if [ ! -f "$msgpack_dir/usr/include/msgpack.hpp" ]; then
   mkdir -p "$msgpack_dir"
   dpkg-deb -x "$tmp"/libmsgpack-cxx-dev_*.deb "$msgpack_dir"
   rm -rf "$tmp"
+fi
+
+# The dashboard's browser test drives Debian's chromium with playwright-core (no browser of its
+# own), installed once per machine into a shared cache; never into the source tree.
+npm_cache="${CLUPY_NPM_CACHE:-/var/cache/clupy-npm}"
+playwright_version=1.65.2
+if [ "$(node -p "require('$npm_cache/node_modules/playwright-core/package.json').version" \
+        2>/dev/null)" != "$playwright_version" ]; then
+  "${sudo_cmd[@]}" mkdir -p "$npm_cache"
+  "${sudo_cmd[@]}" npm install --no-audit --no-fund --prefix "$npm_cache" \
+    "playwright-core@$playwright_version"
 fi
 echo "install-deps: ok"

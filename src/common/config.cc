@@ -140,6 +140,9 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
     });
     t.add("image_store_size", size_key(c.image_store_size));
     t.add("client_window", int_key(c.client_window, 1, 1 << 24));
+    t.add("task_output_lines", int_key(c.task_output_lines, 0, 100'000));
+    t.add("task_output_tasks_per_job", int_key(c.task_output_tasks_per_job, 1, 1 << 24));
+    t.add("task_output_bytes", size_key(c.task_output_bytes));
     t.add("default_retries", int_key(c.default_retries, 0, 1000));
     t.add("assign_ahead", int_key(c.assign_ahead, 1, 1024));
     t.add("max_frame_size", size_key(c.max_frame_size));

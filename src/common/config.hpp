@@ -53,7 +53,11 @@ struct MasterConfig {
   Millis handshake_timeout{10'000};
   int max_pending_connections = 64;  // connections in their handshake at once; more are refused
   Millis idle_timeout{300'000};  // authenticated connections silent this long are closed; 0: never
-  HttpAuth http_auth = HttpAuth::kLoopback;  // who may read /status and /metrics
+  HttpAuth http_auth = HttpAuth::kLoopback;  // who may read /status, /metrics and the dashboard
+  // The last lines of each task's output the master keeps (dashboard, `clupy logs`).
+  int task_output_lines = 50;                             // per task; 0: none are kept
+  int task_output_tasks_per_job = 1000;                   // a job's oldest task's lines go first
+  std::size_t task_output_bytes = std::size_t{16} << 20;  // in total; the oldest task's go first
   std::size_t max_frame_size = kDefaultMaxFrameSize;
   std::string log_level = "info";
   TlsConfig tls;

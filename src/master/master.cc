@@ -36,6 +36,13 @@ Master::Master(asio::io_context& io, common::MasterConfig config)
                                  static_cast<std::uint32_t>(config_.assign_ahead)}),
       started_at_(Clock::now()) {
   manifest_ = std::make_unique<ManifestKeeper>(config_.dependency_file, config_.data_dir);
+  telemetry_ = std::make_unique<Telemetry>(
+      TelemetryConfig{TaskOutputLimits{static_cast<std::size_t>(config_.task_output_lines),
+                                       static_cast<std::size_t>(config_.task_output_tasks_per_job),
+                                       config_.task_output_bytes},
+                      config_.data_dir + "/dashboard/history.json"});
+  scheduler_.set_observer(telemetry_.get());
+  scheduler_.set_next_job_id(telemetry_->next_job_id());
   if (!config_.allow_no_auth) {
     common::MasterToken resolved = common::resolve_master_token(config_.token_file);
     token_ = std::move(resolved.token);
@@ -92,9 +99,10 @@ void Master::start() {
   if (config_.http_port > 0)
     http_ = std::make_unique<common::HttpServer>(
         io_, config_.bind, config_.http_port,
-        [this](const common::HttpRequest& request, std::string& body, std::string& type) {
-          return http_get(request, body, type);
+        [this](const common::HttpRequest& request, common::HttpResponse& response) {
+          http_request(request, response);
         });
+  started_ = true;
   schedule_maintenance();
 }
 
@@ -107,6 +115,10 @@ void Master::stop() {
   maintenance_timer_.cancel();
   if (http_) http_->stop();
   if (published_) published_->stop();
+  if (started_) {
+    telemetry_->set_next_job_id(scheduler_.next_job_id());
+    telemetry_->save();
+  }
   std::vector<std::shared_ptr<common::Connection>> connections;  // closing calls back
   for (auto& [id, session] : sessions_) connections.push_back(session->connection);
   for (auto& connection : connections) connection->close("master shutting down");
@@ -343,6 +355,8 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
           if (published_) published_->output(owner->first, message.task_output().text());
           return;
         }
+        telemetry_->task_output(scheduler_.job_of(owner->first), owner->second,
+                                message.task_output().is_stderr(), message.task_output().text());
         message.mutable_task_output()->set_task_id(owner->second);
         message.mutable_task_output()->set_server_id(session.server_id);
         send_to(owner->first, message);
@@ -402,6 +416,12 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     case wire::Envelope::kUnpublishService: {
       if (session.peer.role != wire::ROLE_ADMIN && session.peer.role != wire::ROLE_CLIENT) break;
       published_->unpublish(session_id, message.request_id(), message.unpublish_service().name());
+      return;
+    }
+    case wire::Envelope::kLogsRequest: {
+      if (session.peer.role != wire::ROLE_ADMIN && session.peer.role != wire::ROLE_CLIENT) break;
+      logs_request(message.logs_request(), reply);
+      session.connection->send(reply);
       return;
     }
     case wire::Envelope::kServicesRequest: {
@@ -464,8 +484,9 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
     lose_server(session);
   }
   if (session.peer.role == wire::ROLE_CLIENT) {
-    if (auto job = scheduler_.client_gone(session_id); job && store_)
-      store_->job_ended(std::to_string(*job));
+    const auto job = scheduler_.client_gone(session_id);
+    if (job) telemetry_->job_ended(*job);
+    if (job && store_) store_->job_ended(std::to_string(*job));
     if (session.image_pinned) images_.unpin(session.image_sha256);
   }
   // An upload this client began and did not finish is discarded, so the next run uploads the
@@ -666,6 +687,9 @@ void Master::maintain() {
   scheduler_.expire_reservations(now, config_.reservation_ttl);
   scheduler_.dispatch();
   if (store_) store_->maintain(now);
+  telemetry_->set_next_job_id(scheduler_.next_job_id());
+  telemetry_->tick(to_epoch_ms(now, now), scheduler_.counters().submitted, scheduler_.running(),
+                   scheduler_.queued());
   if (manifest_->reload_if_changed()) manifest_changed();
   release_pending_jobs(now);
 }

@@ -23,6 +23,7 @@
 #include "master/scheduler.hpp"
 #include "master/services.hpp"
 #include "master/store_service.hpp"
+#include "master/telemetry.hpp"
 
 namespace clupy::master {
 
@@ -109,11 +110,21 @@ class Master : private Outbox {
   // deadline) with what is known.
   void release_pending_jobs(Clock::time_point now);
   bool offers_known() const;
+  // Every HTTP request: the dashboard's (dashboard_http.cc), else http_get's.
+  void http_request(const common::HttpRequest& request, common::HttpResponse& response);
   int http_get(const common::HttpRequest& request, std::string& body, std::string& content_type);
-  // Whether the request may read /status and /metrics (http_auth).
+  // Whether the request may read /status, /metrics and the dashboard (http_auth): the token as
+  // a bearer, the dashboard's cookie, or (loopback, off) where it came from.
   bool http_allowed(const common::HttpRequest& request) const;
+  // The dashboard's session cookie's value: derived from the token, never the token itself.
+  std::string dashboard_cookie() const;
+  // The dashboard's pages (dashboard_http.cc); false when `request` is not one of them.
+  bool dashboard_request(const common::HttpRequest& request, common::HttpResponse& response);
+  std::string dashboard_json(std::int64_t since_ms);
   std::string status_json();
   std::string metrics_text();
+  // `clupy logs`: a task's kept output.
+  void logs_request(const wire::LogsRequest& request, wire::Envelope& reply) const;
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<common::Connection> connection);
@@ -139,7 +150,8 @@ class Master : private Outbox {
   std::unique_ptr<StoreService> store_;     // when the configuration has a store: section
   std::unique_ptr<ServiceHost> published_;  // services published with clupy --publish
   std::unique_ptr<ManifestKeeper> manifest_;
-  wire::ClusterServices services_;  // announced to every peer in the handshake
+  std::unique_ptr<Telemetry> telemetry_;  // the dashboard's figures; observes scheduler_
+  wire::ClusterServices services_;        // announced to every peer in the handshake
   // Hashed: every message (a heartbeat from each server every second) looks its session up,
   // in a dense table of pointers; a Session itself never moves.
   boost::unordered_flat_map<std::uint64_t, std::unique_ptr<Session>> sessions_;
@@ -148,6 +160,7 @@ class Master : private Outbox {
   bool refusing_pending_ = false;  // logged once per run of refusals
   Clock::time_point started_at_;
   bool stopping_ = false;
+  bool started_ = false;
   std::function<bool()> leads_;
   std::int64_t fencing_token_ = 0;
   // Reused for every AssignTasks and TaskResults sent: the batches are swapped in and out.

@@ -9,16 +9,6 @@
 
 namespace clupy::master {
 
-bool Master::http_allowed(const common::HttpRequest& request) const {
-  if (config_.http_auth == common::HttpAuth::kOff || !token_) return true;
-  constexpr std::string_view kBearer = "Bearer ";
-  const std::string_view presented = request.authorization;
-  if (presented.starts_with(kBearer) &&
-      common::constant_time_equal(presented.substr(kBearer.size()), *token_))
-    return true;
-  return config_.http_auth == common::HttpAuth::kLoopback && request.from_loopback;
-}
-
 int Master::http_get(const common::HttpRequest& request, std::string& body,
                      std::string& content_type) {
   const std::string& target = request.target;
@@ -27,7 +17,7 @@ int Master::http_get(const common::HttpRequest& request, std::string& body,
     return 200;
   }
   if (target != "/status" && target != "/metrics") {
-    body = "not found; try /status, /metrics or /healthz\n";
+    body = "not found; try / (the dashboard), /status, /metrics or /healthz\n";
     return 404;
   }
   // /status names servers, hosts, pids and clients: token holders only (docs/operations.md).
@@ -156,6 +146,7 @@ std::string Master::metrics_text() {
       text += "clupy_store_files_removed_total{reason=\"" + reason + "\"} " +
               std::to_string(count) + "\n";
   }
+  text += telemetry_->metrics_text();
   return text;
 }
 

@@ -98,6 +98,7 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
     known->second = id;
     task.client_task_id = spec.task_id();
     task.client = client;
+    task.since = now;
     task.call = std::move(*spec.mutable_call());
     task.server_count = spec.options().server_count();
     task.timeout_ms = spec.options().timeout_ms();
@@ -250,6 +251,7 @@ void Scheduler::server_lost(const std::string& server_id) {
                           client.reserved.end());
   // Ahead of what is still queued (at-least-once: the lost server may have finished some of
   // them; their late results are ignored).
+  const auto requeued_at = Clock::now();
   for (auto entry = lost.rbegin(); entry != lost.rend(); ++entry) {
     const TaskId id = entry->second;
     Task& task = *tasks_.find(id);
@@ -270,6 +272,7 @@ void Scheduler::server_lost(const std::string& server_id) {
       continue;
     }
     --task.retries_left;
+    task.since = requeued_at;
     owner->second.queue.push_front(id);
     ++queued_;
     ++counters_.rerun;
@@ -303,9 +306,11 @@ bool Scheduler::server_draining(const std::string& server_id,
     if (const Task* task = tasks_.find(id)) back.emplace_back(task->client_task_id, id);
   }
   std::sort(back.begin(), back.end());
+  const auto requeued_at = Clock::now();
   for (auto entry = back.rbegin(); entry != back.rend(); ++entry) {
     Task& task = *tasks_.find(entry->second);
     task.server = nullptr;
+    task.since = requeued_at;
     if (task.attempts > 0) --task.attempts;  // it never started
     if (task.client == 0) {
       forget(entry->second, task);
@@ -421,6 +426,8 @@ void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
   Task& task = *found;
   ++(result.outcome().empty() ? counters_.failed : counters_.succeeded);
   auto client = clients_.find(task.client);
+  if (observer_ != nullptr) [[likely]]
+    observe_finish(task, client != clients_.end() ? &client->second : nullptr, result);
   if (client != clients_.end()) {
     result.set_task_id(task.client_task_id);
     result.set_attempts(task.attempts);
@@ -431,6 +438,16 @@ void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
     if (client->second.by_client_id.empty()) release(client->second);
   }
   forget(task_id, task);
+}
+
+void Scheduler::observe_finish(const Task& task, const Client* client,
+                               const wire::TaskResult& result) {
+  static const std::string kNone;
+  const std::string& server_id = task.server != nullptr ? task.server->first : result.server_id();
+  observer_->task_finished(
+      FinishedTask{client != nullptr ? client->job_id : 0, task.client_task_id,
+                   client != nullptr ? client->name : kNone, task.call, server_id,
+                   task.server != nullptr ? Clock::now() - task.since : Clock::duration{}, result});
 }
 
 void Scheduler::forget(TaskId task_id, Task& task) {
@@ -457,6 +474,7 @@ void Scheduler::fail(TaskId task_id, FailureKind kind, const std::string& messag
 }
 
 void Scheduler::dispatch() {
+  const auto now = observer_ != nullptr ? Clock::now() : Clock::time_point{};
   bool progress = true;
   while (progress && !servers_.empty()) {
     progress = false;
@@ -476,6 +494,10 @@ void Scheduler::dispatch() {
       --queued_;
       ++task.attempts;
       task.server = slot;
+      if (observer_ != nullptr) [[likely]] {
+        observer_->task_dispatched(now - task.since);
+        task.since = now;
+      }
       server->running.insert(*id);
       ++running_;
       if (server->outgoing.tasks_size() == 0) assigning_.push_back(slot);
@@ -514,6 +536,28 @@ std::optional<std::pair<SessionId, std::uint64_t>> Scheduler::owner_of(
   if (task == nullptr || task->client == 0) return std::nullopt;
   if (task->server == nullptr || task->server->first != server_id) return std::nullopt;
   return std::make_pair(task->client, task->client_task_id);
+}
+
+std::uint64_t Scheduler::job_of(SessionId client) const {
+  auto it = clients_.find(client);
+  return it == clients_.end() ? 0 : it->second.job_id;
+}
+
+bool Scheduler::draining(const std::string& server_id) const {
+  auto it = servers_.find(server_id);
+  return it != servers_.end() && it->second.draining;
+}
+
+std::vector<ClientSummary> Scheduler::client_summaries() const {
+  std::vector<ClientSummary> out;
+  out.reserve(clients_.size());
+  for (const auto& [session, client] : clients_) {
+    ClientSummary summary{
+        session, client.job_id, client.name, client.image_name, client.by_client_id.size(), {}};
+    for (const ServerSlot* slot : client.reserved) summary.reserved.push_back(slot->first);
+    out.push_back(std::move(summary));
+  }
+  return out;
 }
 
 }  // namespace clupy::master

@@ -4,6 +4,7 @@
 // it directly. Not thread-safe: owned by the master's io_context thread.
 #pragma once
 
+#include <algorithm>
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <cstdint>
@@ -49,6 +50,40 @@ struct SchedulerCounters {
   std::uint64_t succeeded = 0;  // results that carry the worker's outcome (value or exception)
   std::uint64_t failed = 0;     // crashes, timeouts, cancellations, losses
   std::uint64_t rerun = 0;      // tasks requeued after their server was lost
+};
+
+// A task that finished (a result, a failure the master decided, or a cancellation), as the
+// scheduler reports it to its TaskObserver. The references live for the call only.
+struct FinishedTask {
+  std::uint64_t job_id = 0;
+  std::uint64_t client_task_id = 0;
+  const std::string& client_name;
+  const std::string& call;       // the encoded call (detail::serialize_call)
+  const std::string& server_id;  // "" when it never ran or its server was lost
+  Clock::duration ran{};         // from its assignment to its result; 0 when it never ran
+  const wire::TaskResult& result;
+};
+
+// Who watches tasks go by (the dashboard's telemetry). Called on the scheduler's thread, inside
+// its calls: it must not call back into the scheduler.
+class TaskObserver {
+ public:
+  // A task was assigned to a server after waiting `waited` since it was queued.
+  virtual void task_dispatched(Clock::duration waited) = 0;
+  virtual void task_finished(const FinishedTask& task) = 0;
+
+ protected:
+  ~TaskObserver() = default;
+};
+
+// A client's job as the dashboard lists it.
+struct ClientSummary {
+  SessionId session = 0;
+  std::uint64_t job_id = 0;
+  std::string name;        // host:pid
+  std::string image_name;  // the program
+  std::size_t outstanding = 0;
+  std::vector<std::string> reserved;  // servers it holds, in order of reservation
 };
 
 class Scheduler {
@@ -110,6 +145,16 @@ class Scheduler {
   std::size_t clients() const { return clients_.size(); }
   const SchedulerConfig& config() const { return config_; }
 
+  // ---- for the dashboard ----
+  void set_observer(TaskObserver* observer) { observer_ = observer; }
+  // Job ids continue from here (the master keeps them unique across its restarts).
+  void set_next_job_id(std::uint64_t next) { next_job_id_ = std::max(next_job_id_, next); }
+  std::uint64_t next_job_id() const { return next_job_id_; }
+  // The job the client opened; 0 when none.
+  std::uint64_t job_of(SessionId client) const;
+  bool draining(const std::string& server_id) const;
+  std::vector<ClientSummary> client_summaries() const;
+
  private:
   using TaskId = std::uint64_t;  // a SlotTable id
   struct Server {
@@ -143,6 +188,8 @@ class Scheduler {
     std::int32_t retries_left = 0;
     std::uint32_t attempts = 0;
     LabelSets::Id labels = LabelSets::kNone;
+    // While queued: when it was queued; while it runs: when it was assigned (dashboard figures).
+    Clock::time_point since{};
   };
   struct Client {
     std::uint64_t job_id = 0;
@@ -164,6 +211,7 @@ class Scheduler {
   void reserve(Client& client, std::size_t count);
   void release(Client& client);
   void finish(TaskId task_id, wire::TaskResult&& result);
+  void observe_finish(const Task& task, const Client* client, const wire::TaskResult& result);
   // Sizes a server's slots to its recent rate: `finished` tasks just came back from it.
   void adapt_slots(Server& server, std::size_t finished);
   void fail(TaskId task_id, FailureKind kind, const std::string& message);
@@ -198,6 +246,7 @@ class Scheduler {
   std::size_t running_ = 0;
   std::size_t queued_ = 0;  // tasks in clients' queues
   SchedulerCounters counters_;
+  TaskObserver* observer_ = nullptr;
 };
 
 }  // namespace clupy::master

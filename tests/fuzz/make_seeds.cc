@@ -202,6 +202,13 @@ void master_http_seeds(const fs::path& dir) {
   write(dir, "head_status", "HEAD /status HTTP/1.1\r\nAuthorization: Bearer x\r\n\r\n");
   write(dir, "chunked",
         "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  write(dir, "login_form",
+        "POST /login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        "Content-Length: 39\r\n\r\ntoken=fuzz-master-http-token-0123456789");
+  write(dir, "dashboard_query_token",
+        "GET /?token=fuzz%2Dmaster-http-token-0123456789&x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  write(dir, "api_cookie",
+        "GET /api/dashboard?since=17 HTTP/1.1\r\nCookie: a=b; clupy_dashboard=00\r\n\r\n");
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
-// The master's HTTP side (GET /status, /metrics, /healthz) against any request bytes, on a real
-// master listening on loopback. What must hold: every request that reaches an answer gets a
-// well-formed HTTP/1.1 status line with a status the master documents; /status and /metrics
-// answer 200 only to a request that carries the cluster token (http_auth: token); and the
-// master stays up (each input's connection is answered or closed, none hangs).
+// The master's HTTP side (GET /status, /metrics, /healthz, the dashboard and its sign-in) against
+// any request bytes, on a real master listening on loopback. What must hold: every request that
+// reaches an answer gets a well-formed HTTP/1.1 status line with a status the master documents;
+// /status, /metrics and the dashboard's JSON answer 200 only to a request that carries the
+// cluster token or the dashboard's cookie (http_auth: token); and the master stays up (each
+// input's connection is answered or closed, none hangs).
 #include <sys/socket.h>
 
 #include <boost/asio/connect.hpp>
@@ -17,6 +18,8 @@
 #include <string>
 #include <thread>
 
+#include "base/hex.hpp"
+#include "common/auth.hpp"
 #include "common/config.hpp"
 #include "master/master.hpp"
 
@@ -88,12 +91,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (error && error != asio::error::eof && error != asio::error::connection_reset) std::abort();
   if (response.empty()) return 0;  // closed without an answer: an incomplete request
 
-  static const std::set<int> kDocumented = {200, 400, 401, 404, 405};
+  static const std::set<int> kDocumented = {200, 303, 400, 401, 404, 405, 413};
+  static const std::string kCookie =
+      clupy::base::to_hex(clupy::common::hmac_sha256(kToken, "clupy-v1 dashboard cookie"));
   if (!response.starts_with("HTTP/1.1 ") || response.size() < 12) std::abort();
   const int status = std::atoi(response.substr(9, 3).c_str());
   if (kDocumented.count(status) == 0) std::abort();
   const bool data_page = response.find("\r\nContent-Type: application/json") != std::string::npos ||
                          response.find("# HELP") != std::string::npos;
-  if (status == 200 && data_page && request.find(kToken) == std::string::npos) std::abort();
+  if (status == 200 && data_page && request.find(kToken) == std::string::npos &&
+      request.find(kCookie) == std::string::npos)
+    std::abort();
   return 0;
 }
