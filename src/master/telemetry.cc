@@ -154,9 +154,10 @@ void Telemetry::task_finished(const FinishedTask& task) {
 
 void Telemetry::tick(std::int64_t now_ms, std::uint64_t submitted_total, std::size_t running,
                      std::size_t queued) {
-  if (!submitted_known_) {
-    submitted_seen_ = submitted_total;
-    submitted_known_ = true;
+  if (!started_) {
+    // The first sample covers the time since now; what came before (the scheduler counts
+    // from 0 at the master's start) is in it too.
+    started_ = true;
     last_sample_ms_ = now_ms;
     last_save_ms_ = now_ms;
     return;

@@ -106,7 +106,7 @@ class Telemetry final : public TaskObserver {
   std::uint64_t completed_ = 0, failed_ = 0, submitted_seen_ = 0;
   // Since the master started; failed counts exceptions too (unlike SchedulerCounters).
   std::uint64_t completed_total_ = 0, failed_total_ = 0;
-  bool submitted_known_ = false;
+  bool started_ = false;
   std::int64_t last_sample_ms_ = 0, last_save_ms_ = 0;
   bool dirty_ = false;
   std::uint64_t next_job_id_ = 1;

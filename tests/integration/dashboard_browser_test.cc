@@ -30,8 +30,10 @@ TEST_F(DashboardBrowserTest, ShowsServersMovingCountsAndAFailedTaskWithItsOutput
   ASSERT_TRUE(std::filesystem::exists(modules + "/playwright-core"))
       << "playwright-core is missing from " << modules << ": run tools/install-deps.sh";
 
+  // http_auth: token, so that loopback gives the browser nothing without the token.
   const int http = free_loopback_port();
-  start_master({"--http-port", std::to_string(http)});
+  write_file(dir_.file("master.yaml"), "http_auth: token\n");
+  start_master({"--config", dir_.file("master.yaml"), "--http-port", std::to_string(http)});
   start_server("browser-s1", {"--capacity", "2", "--label", "zone=blue"});
   ASSERT_TRUE(servers_become({"browser-s1"}));
   std::string token = read_file(token_file());

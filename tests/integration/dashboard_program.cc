@@ -27,6 +27,10 @@ int prints_and_throws(int i) {
   throw std::runtime_error("dashboard boom " + std::to_string(i));
 }
 
+// Registered, so the dashboard names them (an unexported function shows as program+offset).
+CLUPY_REMOTE(prints_and_sleeps);
+CLUPY_REMOTE(prints_and_throws);
+
 int floods(int lines) {
   for (int k = 0; k < lines; ++k) std::printf("flood line %d\n", k);
   std::fflush(nullptr);
