@@ -71,12 +71,18 @@ bool skip_value(std::string_view bytes, std::size_t& at, int depth = 0) {
   }
 }
 
-// The last of the 8 elements, when the bytes have that shape and it is a string.
-bool fast_name(std::string_view bytes, std::string_view& name) {
+// The string that is the last of the 8 elements, when the bytes have that shape.
+bool fast_name(std::string_view bytes, std::string_view& name, CallPrefixHint* hint) {
   if (bytes.empty() || static_cast<unsigned char>(bytes[0]) != 0x98) return false;
   std::size_t at = 1;
-  for (int i = 0; i < 7; ++i)
-    if (!skip_value(bytes, at)) return false;
+  if (hint != nullptr && !hint->prefix.empty() && bytes.starts_with(hint->prefix)) {
+    at = hint->prefix.size();
+  } else {
+    for (int i = 0; i < 6; ++i)
+      if (!skip_value(bytes, at)) return false;
+    if (hint != nullptr) hint->prefix.assign(bytes.substr(0, at <= 256 ? at : 0));
+  }
+  if (!skip_value(bytes, at)) return false;  // the arguments
   const std::size_t start = at;
   if (!skip_value(bytes, at) || at != bytes.size()) return false;
   const auto tag = static_cast<unsigned char>(bytes[start]);
@@ -97,11 +103,21 @@ bool fast_name(std::string_view bytes, std::string_view& name) {
 
 }  // namespace
 
-std::string_view call_function_name(std::string_view call, std::string& fallback) {
+std::string_view call_function_name(std::string_view call, std::string& fallback,
+                                    CallPrefixHint* hint) {
   std::string_view name;
-  if (fast_name(call, name)) return name;
+  if (fast_name(call, name, hint)) return name;
   fallback = detail::parse_call_view(call).function_name;
   return fallback;
+}
+
+bool outcome_is_value(std::string_view outcome) {
+  if (outcome.size() > 3 && static_cast<unsigned char>(outcome[0]) == 0x94 && outcome[1] == 0x01) {
+    const auto ok = static_cast<unsigned char>(outcome[2]);
+    if (ok == 0xc3) return true;  // the common case: nothing else is read
+    if (ok == 0xc2) return false;
+  }
+  return detail::parse_outcome_view(outcome).ok;
 }
 
 }  // namespace clupy::master

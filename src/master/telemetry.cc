@@ -1,5 +1,6 @@
 #include "master/telemetry.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -21,10 +22,11 @@ constexpr double kFirstBucket = 10e-6;  // seconds
 constexpr double kBucketRatio = 1.2;
 
 // A view into `call` or `fallback`.
-std::string_view function_name_of(const std::string& call, std::string& fallback) {
+std::string_view function_name_of(const std::string& call, std::string& fallback,
+                                  CallPrefixHint& hint) {
   if (call.empty()) return "(unknown)";
   try {
-    const std::string_view name = call_function_name(call, fallback);
+    const std::string_view name = call_function_name(call, fallback, &hint);
     return name.empty() ? "(unnamed)" : name;
   } catch (const std::exception&) {
     return "(undecodable)";
@@ -90,20 +92,15 @@ void Telemetry::task_dispatched(Clock::duration waited) {
 void Telemetry::task_finished(const FinishedTask& task) {
   // A result that carries the worker's outcome may still be an exception the function threw.
   bool failed = task.result.outcome().empty();
-  Failure thrown;
   if (!failed) {
     try {
-      auto outcome = detail::parse_outcome_view(task.result.outcome());
-      if (!outcome.ok) {
-        failed = true;
-        thrown = std::move(outcome.failure);
-      }
+      failed = !outcome_is_value(task.result.outcome());
     } catch (const std::exception&) {
-      // Not an outcome this build reads: counted as completed, as the client will decide.
+      // Not an outcome this build reads: counted as completed; the client will decide.
     }
   }
   std::string fallback;
-  const std::string_view name = function_name_of(task.call, fallback);
+  const std::string_view name = function_name_of(task.call, fallback, call_hint_);
   FunctionStats& stats = function(name);
   ++(failed ? stats.failed : stats.completed);
   ++(failed ? failed_ : completed_);
@@ -116,10 +113,16 @@ void Telemetry::task_finished(const FinishedTask& task) {
     const double seconds = std::chrono::duration<double>(task.ran).count();
     stats.run_seconds += seconds;
     ++stats.runs;
-    const double steps = seconds <= kFirstBucket
-                             ? 0
-                             : std::ceil(std::log(seconds / kFirstBucket) / std::log(kBucketRatio));
-    ++stats.buckets[std::min<std::size_t>(static_cast<std::size_t>(steps), kRunBuckets)];
+    // The first bucket whose upper bound holds it (a search, not a logarithm: this runs for
+    // every task).
+    static const auto bounds = [] {
+      std::array<double, kRunBuckets> b{};
+      for (std::size_t i = 0; i < kRunBuckets; ++i)
+        b[i] = kFirstBucket * std::pow(kBucketRatio, static_cast<double>(i));
+      return b;
+    }();
+    ++stats.buckets[static_cast<std::size_t>(
+        std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin())];
   }
   if (!failed) return;
 
@@ -140,9 +143,15 @@ void Telemetry::task_finished(const FinishedTask& task) {
     record.message = f.message();
     if (record.server.empty()) record.server = f.server();
   } else {
-    record.kind = std::string(to_string(thrown.kind));
-    record.type_name = thrown.type_name;
-    record.message = thrown.message;
+    try {
+      const Failure thrown = detail::parse_outcome_view(task.result.outcome()).failure;
+      record.kind = std::string(to_string(thrown.kind));
+      record.type_name = thrown.type_name;
+      record.message = thrown.message;
+    } catch (const std::exception& e) {
+      record.kind = "exception";
+      record.message = std::string("(its outcome could not be read: ") + e.what() + ")";
+    }
   }
   if (record.message.size() > 4096) record.message.resize(4096);
   if (auto kept = outputs_.find(task.job_id, task.client_task_id); kept && task.job_id != 0)

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "master/call_name.hpp"
 #include "master/scheduler.hpp"
 #include "master/task_output.hpp"
 
@@ -98,6 +99,7 @@ class Telemetry final : public TaskObserver {
   std::deque<TaskSample> samples_;
   std::deque<FailedTask> failures_;
   std::map<std::string, FunctionStats, std::less<>> functions_;
+  CallPrefixHint call_hint_;
   struct JobCounts {
     std::uint64_t completed = 0, failed = 0;
   };

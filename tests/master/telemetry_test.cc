@@ -75,6 +75,22 @@ TEST(CallFunctionNameTest, ReadsTheNameAsParseCallViewDoesWithoutDecodingTheRest
                detail::DecodeError);
   EXPECT_THROW(call_function_name(bytes + "x", fallback), detail::DecodeError);
   EXPECT_THROW(call_function_name("", fallback), detail::DecodeError);
+  // With a hint, the next call of the same code skips to its arguments; another code's call
+  // replaces the hint.
+  CallPrefixHint hint;
+  EXPECT_EQ(call_function_name(bytes, fallback, &hint), "named");
+  EXPECT_FALSE(hint.prefix.empty());
+  call.arguments = "\x92\x02\xa2xy";
+  EXPECT_EQ(call_function_name(detail::serialize_call(call), fallback, &hint), "named");
+  call.name = call.function_name = "other";
+  EXPECT_EQ(call_function_name(detail::serialize_call(call), fallback, &hint), "other");
+  EXPECT_TRUE(fallback.empty());
+}
+
+TEST(CallFunctionNameTest, TellsValuesFromFailuresAsParseOutcomeViewDoes) {
+  for (const std::string& outcome : {ok_outcome(), thrown_outcome("E", "m")})
+    EXPECT_EQ(outcome_is_value(outcome), detail::parse_outcome_view(outcome).ok);
+  EXPECT_THROW(outcome_is_value("\x94\x01"), detail::DecodeError);
 }
 
 TEST(TaskOutputsTest, KeepsTheLastLinesOfEachTaskJoiningPieces) {
