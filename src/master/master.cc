@@ -86,12 +86,6 @@ void Master::start() {
   log()->info("master {} listening on {}:{} ({}{})", common::library_version(),
               bound.address().to_string(), bound.port(), tls_ ? "TLS" : "plain TCP",
               token_ ? ", token required" : ", no authentication");
-  if (!config_.port_file.empty()) {
-    // Written atomically, so a watcher never reads a half-written number.
-    const std::string tmp = config_.port_file + ".tmp";
-    std::ofstream(tmp) << bound.port() << "\n";
-    std::filesystem::rename(tmp, config_.port_file);
-  }
   asio::co_spawn(io_, accept_loop(), asio::detached);
   published_ = std::make_unique<ServiceHost>(ServiceHost::Env{
       io_, scheduler_, registry_, images_, token_, config_.bind,
@@ -104,6 +98,13 @@ void Master::start() {
         });
   started_ = true;
   schedule_maintenance();
+  if (!config_.port_file.empty()) {
+    // Last, so a watcher that sees the file finds the HTTP side listening too. Written
+    // atomically, so it never reads a half-written number.
+    const std::string tmp = config_.port_file + ".tmp";
+    std::ofstream(tmp) << bound.port() << "\n";
+    std::filesystem::rename(tmp, config_.port_file);
+  }
 }
 
 void Master::stop() {
