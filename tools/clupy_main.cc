@@ -182,7 +182,8 @@ int main(int argc, char** argv) {
   app.add_option("--bind", bind, "master: address to listen on");
   app.add_option("--port", port, "master: port to listen on (0 = any free port)");
   app.add_option("--port-file", port_file, "master: write the bound port to this file");
-  app.add_option("--http-port", http_port, "master: HTTP status port (0 = off)");
+  app.add_option("--http-port", http_port,
+                 "master: HTTP status port; server: HTTP /metrics port (0 = off)");
   app.add_option("--data-dir", data_dir, "master: data directory");
   app.add_option("--dependency-file", dependency_file,
                  "master: dependency manifest (default ./clupy.master.dependency.yaml)");
@@ -269,6 +270,7 @@ int main(int argc, char** argv) {
       if (!master_url.empty()) config.master_url = master_url;
       if (port) config.port = *port;
       if (capacity) config.capacity = *capacity;
+      if (http_port) config.http_port = *http_port;
       if (!token_file.empty()) config.token_file = token_file;
       if (!server_id.empty()) config.server_id = server_id;
       if (!registration_interval.empty())
