@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/service_cli.hpp"
+#include "client/top.hpp"
 #include "clupy/cluster.hpp"
 #include "clupy/errors.hpp"
 #include "common/config.hpp"
@@ -131,6 +132,9 @@ int main(int argc, char** argv) {
   // `clupy store put|get|ls|stat|rm|pin|unpin ...`: the file store, found through the master.
   if (argc > 1 && std::string(argv[1]) == "store")
     return clupy::store::run_cli_with_master(std::vector<std::string>(argv + 2, argv + argc));
+  // `clupy top [...]`: the cluster in the terminal, refreshed.
+  if (argc > 1 && std::string(argv[1]) == "top")
+    return clupy::client::top_command(std::vector<std::string>(argv + 2, argv + argc));
   // `clupy --slurm-submit N [...]`: its words go to sbatch unless they are clupy's.
   if (argc > 1 && std::string(argv[1]) == "--slurm-submit") {
     try {
