@@ -233,6 +233,10 @@ bool wait_with_progress(const std::vector<FutureStateBase*>& states,
   std::vector<std::uint32_t> group_of(states.size());
   for (std::size_t i = 0; i < states.size(); ++i) {
     std::string name = states[i]->label();
+    // "simulate(unsigned long, int)" shows as "simulate"; a lambda's or an offset's name as is.
+    if (const auto paren = name.find('(');
+        paren != std::string::npos && paren > 0 && name.find("lambda") == std::string::npos)
+      name.resize(paren);
     if (name.empty()) name = options.title.empty() ? "tasks" : options.title;
     auto [it, added] = group_of_label.emplace(name, groups.size());
     if (added) {
