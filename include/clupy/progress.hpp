@@ -21,14 +21,14 @@
 namespace clupy {
 
 struct ProgressOptions {
-  std::string title;           // before the bar (default: the function's name, or "tasks")
+  std::string title{};         // before the bar (default: the function's name, or "tasks")
   std::FILE* output = stdout;  // where to draw; a terminal gets the bar, anything else lines
   // How often to redraw: 0 picks 100 ms on a terminal and 5 s otherwise.
   std::chrono::milliseconds interval{0};
   bool quiet = false;  // draw nothing (CLUPY_PROGRESS=off does the same for every display)
   // Draw as on a terminal even when `output` is not one, or as lines even when it is; unset:
   // ask isatty(output).
-  std::optional<bool> terminal;
+  std::optional<bool> terminal{};
 };
 
 // The tag that makes wait_all draw progress.
