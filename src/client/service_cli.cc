@@ -28,6 +28,7 @@
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
 #include "common/image_transfer.hpp"
+#include "deps/manifest.hpp"
 #include "service/openapi.hpp"
 #include "service/spec.hpp"
 
@@ -74,6 +75,12 @@ awaitable<wire::ServicePublished> publish_on(common::DialOptions dial,
   job->set_image_size(std::filesystem::file_size(spec.binary));
   job->set_image_name(std::filesystem::path(spec.binary).filename().string());
   job->set_client_name(common::self_description());
+  // The service file's packages are its job's own: JobOpened comes once every server has
+  // installed them or failed to (docs/services.md).
+  for (const auto& name : spec.packages) {
+    deps::check_package_name(name);
+    job->add_packages()->set_name(name);
+  }
   connection.send(open);
   wire::Envelope opened = co_await reply_to(connection, 1);
   if (opened.has_error())

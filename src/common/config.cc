@@ -184,6 +184,7 @@ ClientConfig parse_client_config(const std::string& yaml, const std::string& sou
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
+    t.add("dependency_file", string_key(c.dependency_file));
     t.add("dependency_check", scalar_key([&c](const std::string& text) {
             if (text == "warn")
               c.dependency_check = DependencyCheck::kWarn;

@@ -97,6 +97,9 @@ struct ClientConfig {
   TlsConfig tls;
   CoordinationSection coordination;  // session settings for a zk:// master_url
   DependencyCheck dependency_check = DependencyCheck::kWarn;
+  // The job's own packages (docs/dependencies.md#a-jobs-own-packages); empty:
+  // clupy.client.dependency.yaml in the working directory when it exists.
+  std::string dependency_file;
 };
 
 // Each loader reads `path` when non-empty (a missing file is an error), else the default file

@@ -285,6 +285,16 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
     return refuse("not enough servers: service " + def.name() + " asks for " +
                   std::to_string(def.replicas()) + " replica(s) and the cluster has " +
                   std::to_string(servers) + " connected server(s)");
+  if (env_.job_packages.has(publisher)) {
+    const auto ready = env_.job_packages.ready_servers(publisher);
+    if (ready.size() < def.replicas()) {
+      const std::string failures = env_.job_packages.failures(publisher);
+      return refuse("not enough servers with the service's packages: service " + def.name() +
+                    " asks for " + std::to_string(def.replicas()) + " replica(s) and " +
+                    std::to_string(ready.size()) + " server(s) have its packages" +
+                    (failures.empty() ? "" : " (" + failures + ")"));
+    }
+  }
 
   auto it = services_.find(def.name());
   PublishedService* service = nullptr;
@@ -335,6 +345,7 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
   version->job_id = env_.scheduler.open_job(
       version->session, "service:" + def.name() + "/v" + std::to_string(version->number),
       image_sha256, image_name, true, Clock::now());
+  env_.job_packages.adopt(publisher, version->session, version->job_id);
   by_session_[version->session] = {service, version.get()};
   ServiceVersion& v = *version;
   service->next = std::move(version);
@@ -477,6 +488,7 @@ void ServiceHost::finish_publish(PublishedService& service, ServiceVersion& vers
 
 void ServiceHost::retire(ServiceVersion& version) {
   by_session_.erase(version.session);
+  env_.job_packages.close(version.session);
   queued_.erase(version.session);
   // Their callbacks point at the version: answers still to come are dropped.
   std::erase_if(pending_,

@@ -100,6 +100,13 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     if (changed && offers_->last()) offers_->refresh({directory});
   };
   deps_ = std::make_unique<deps::ServerSync>(io_, config_.cache_dir, std::move(sync));
+  job_packages_ =
+      std::make_unique<deps::JobPackageSync>(io_, [this](const wire::JobPackagesReport& report) {
+        if (!registered_) return;  // a new master asks again
+        wire::Envelope message;
+        *message.mutable_job_packages_report() = report;
+        send_to_master(message);
+      });
   offers_ =
       std::make_unique<deps::OfferReader>(io_, [this](const wire::ServerOffer&) { send_offer(); });
   if (config_.http_port > 0)
@@ -367,6 +374,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
     // A new master knows nothing of these tasks: stop them and free the slots.
     pool_->abandon_all();
     deps_->connection_lost();
+    job_packages_->connection_lost();
     pending_results_.Clear();
     if (draining_) stop();  // nothing left to finish: the new master reruns what ran here
   }
@@ -431,6 +439,9 @@ void ServerDaemon::handle(wire::Envelope& message) {
       break;
     case wire::Envelope::kDependencyManifest:
       deps_->apply(message.dependency_manifest());
+      break;
+    case wire::Envelope::kJobPackagesRequest:
+      job_packages_->request(message.job_packages_request());
       break;
     case wire::Envelope::kError:
       // The master forgot us (TTL passed while we were cut off): register again at once.
