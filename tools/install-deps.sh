@@ -14,6 +14,7 @@ packages=(
   slurm-wlm munge      # tests/slurm start a real Slurm (slurmctld, slurmd, munged)
   python3-distributed  # bench/run.sh compares with Dask (benchmark 8); it skips Dask when absent
   wrk                  # bench/service/run.sh (docs/services.md, "Performance")
+  gnuplot-nox          # examples/montecarlo draws its PNG (tests/integration/montecarlo_test.cc)
   # The .deb (cpack -G DEB, dpkg-shlibdeps) and its checks, and the test bed (tools/testbed.sh)
   dpkg-dev file binutils lintian systemd debootstrap zstd nftables iproute2 util-linux
 )

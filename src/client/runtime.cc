@@ -750,15 +750,31 @@ std::shared_ptr<CallSite> make_call_site(unsigned max_in_flight) {
   return std::make_shared<CallSite>(max_in_flight);
 }
 
+namespace {
+// The future's label (progress displays group by it); a program submits runs of the same
+// function, so the last name is remembered per thread.
+void label_future(FutureStateBase& state, const std::string& function_name) {
+  thread_local std::string last_name;
+  thread_local const std::string* last_label = nullptr;
+  if (last_label == nullptr || function_name != last_name) {
+    last_label = intern_label(function_name);
+    last_name = function_name;
+  }
+  state.set_label(last_label);
+}
+}  // namespace
+
 void submit_to_service(const std::string& service, std::string call,
                        const std::string& function_name, const Options& options,
                        std::shared_ptr<FutureStateBase> state) {
+  label_future(*state, function_name);
   client::Runtime::get().submit(std::move(call), function_name, options, nullptr, std::move(state),
                                 service);
 }
 
 void submit(std::string call, const std::string& function_name, const Options& options,
             const std::shared_ptr<CallSite>& site, std::shared_ptr<FutureStateBase> state) {
+  label_future(*state, function_name);
   client::Runtime::get().submit(std::move(call), function_name, options, site, std::move(state));
 }
 

@@ -75,6 +75,9 @@ struct ServerConfig {
   std::string log_level = "info";
   TlsConfig tls;
   CoordinationSection coordination;  // session settings for a zk:// master_url
+  int http_port = 0;                 // /metrics and /healthz; 0: no HTTP side
+  std::string http_bind = "127.0.0.1";
+  HttpAuth http_auth = HttpAuth::kLoopback;  // who may read /metrics
 };
 
 // What a client does when its program's libraries differ from a server's (docs/dependencies.md).

@@ -181,8 +181,19 @@ class PublishedService : public services::FrontHandler {
     nlohmann::json servers = nlohmann::json::array();
     if (current)
       for (const auto& s : current->servers) servers.push_back(s);
+    // A version being started (a first publish or a rolling update): how many of its replicas
+    // passed their readiness check, for `clupy --publish` to show them coming up.
+    nlohmann::json rollout = nullptr;
+    if (next) {
+      const std::size_t replicas = next->definition.replicas();
+      rollout = {{"version", next->number},
+                 {"replicas", replicas},
+                 {"ready", replicas - std::min(replicas, next->ready_pending)},
+                 {"servers", next->servers}};
+    }
     return {{"name", definition.name()},
             {"url", url},
+            {"rollout", rollout},
             {"state", current && current->ready ? (next ? "updating" : "ready") : "starting"},
             {"version", current ? current->number : 0},
             {"image_sha256", current ? hex_of(current->image_sha256) : ""},

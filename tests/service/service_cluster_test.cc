@@ -429,6 +429,30 @@ struct Load {
   std::vector<std::thread> workers;
 };
 
+TEST_F(ServiceClusterTest, PublishShowsReplicasComingUp) {
+  // Two servers whose replicas take 0.4 s and 1.6 s to start, one slot each: one replica each.
+  for (const char* id : {"s1", "s2"}) {
+    servers_[id].signal(SIGTERM);
+    ASSERT_TRUE(servers_[id].wait(10s));
+  }
+  start_server("quick", {"--capacity", "1"}, {{"SERVICE_START_DELAY_MS", "400"}});
+  start_server("slow", {"--capacity", "1"}, {{"SERVICE_START_DELAY_MS", "1600"}});
+  ASSERT_TRUE(servers_become({"quick", "slow"}));
+  std::string output;
+  ASSERT_EQ(
+      publish(service_file("up", SERVICE_PROGRAM_V1, 0, "replicas: 2\nauth: public\n"), output), 0)
+      << output;
+  const auto starting = output.find("service up version 1: starting 2 replica(s)\n");
+  const auto first = output.find("  replicas 1/2 ready (quick)\n");
+  const auto second = output.find("  replicas 2/2 ready (quick, slow)\n");
+  const auto done = output.find("service up version 1 ready on 2 server(s)");
+  EXPECT_NE(starting, std::string::npos) << output;
+  EXPECT_NE(first, std::string::npos) << output;
+  EXPECT_NE(second, std::string::npos) << output;
+  EXPECT_NE(done, std::string::npos) << output;
+  EXPECT_TRUE(starting < first && first < second && second < done) << output;
+}
+
 TEST_F(ServiceClusterTest, RollingUpdateLosesNoRequestAndSwitchesVersions) {
   const int port = free_loopback_port();
   std::string output;
