@@ -8,6 +8,7 @@
 
 #include "client/logs_cli.hpp"
 #include "client/service_cli.hpp"
+#include "client/top.hpp"
 #include "clupy/cluster.hpp"
 #include "clupy/errors.hpp"
 #include "common/config.hpp"
@@ -135,6 +136,9 @@ int main(int argc, char** argv) {
   // `clupy logs [JOB.]TASK [...]`: a task's output as the master kept it.
   if (argc > 1 && std::string(argv[1]) == "logs")
     return clupy::client::logs_command(std::vector<std::string>(argv + 2, argv + argc));
+  // `clupy top [...]`: the cluster in the terminal, refreshed.
+  if (argc > 1 && std::string(argv[1]) == "top")
+    return clupy::client::top_command(std::vector<std::string>(argv + 2, argv + argc));
   // `clupy --slurm-submit N [...]`: its words go to sbatch unless they are clupy's.
   if (argc > 1 && std::string(argv[1]) == "--slurm-submit") {
     try {
@@ -186,7 +190,8 @@ int main(int argc, char** argv) {
   app.add_option("--bind", bind, "master: address to listen on");
   app.add_option("--port", port, "master: port to listen on (0 = any free port)");
   app.add_option("--port-file", port_file, "master: write the bound port to this file");
-  app.add_option("--http-port", http_port, "master: HTTP status port (0 = off)");
+  app.add_option("--http-port", http_port,
+                 "master: HTTP status port; server: HTTP /metrics port (0 = off)");
   app.add_option("--data-dir", data_dir, "master: data directory");
   app.add_option("--dependency-file", dependency_file,
                  "master: dependency manifest (default ./clupy.master.dependency.yaml)");
@@ -273,6 +278,7 @@ int main(int argc, char** argv) {
       if (!master_url.empty()) config.master_url = master_url;
       if (port) config.port = *port;
       if (capacity) config.capacity = *capacity;
+      if (http_port) config.http_port = *http_port;
       if (!token_file.empty()) config.token_file = token_file;
       if (!server_id.empty()) config.server_id = server_id;
       if (!registration_interval.empty())

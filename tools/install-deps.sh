@@ -15,6 +15,7 @@ packages=(
   python3-distributed  # bench/run.sh compares with Dask (benchmark 8); it skips Dask when absent
   wrk                  # bench/service/run.sh (docs/services.md, "Performance")
   chromium nodejs npm fonts-dejavu-core  # the dashboard's browser test (tests/browser)
+  gnuplot-nox          # examples/montecarlo draws its PNG (tests/integration/montecarlo_test.cc)
   # The .deb (cpack -G DEB, dpkg-shlibdeps) and its checks, and the test bed (tools/testbed.sh)
   dpkg-dev file binutils lintian systemd debootstrap zstd nftables iproute2 util-linux
 )

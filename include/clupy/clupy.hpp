@@ -5,3 +5,4 @@
 #include "clupy/errors.hpp"
 #include "clupy/future.hpp"
 #include "clupy/parallel.hpp"
+#include "clupy/progress.hpp"

@@ -9,6 +9,7 @@
 #include "common/auth.hpp"
 #include "common/dial.hpp"
 #include "common/log.hpp"
+#include "common/master_locator.hpp"
 #include "common/version.hpp"
 #include "deps/package_sync.hpp"
 
@@ -49,8 +50,14 @@ common::DialOptions admin_dial_options(const ConnectOptions& options) {
   if (!options.token_file.empty()) config.token_file = options.token_file;
   if (options.timeout.count() > 0) config.connect_timeout = options.timeout;
   common::DialOptions dial;
-  dial.address = common::parse_master_url(config.master_url.empty() ? "clupy://localhost:7878"
-                                                                    : config.master_url);
+  const std::string url = config.master_url.empty() ? "clupy://localhost:7878" : config.master_url;
+  if (common::is_zk_url(url)) {
+    // Standby masters: ask ZooKeeper which one is elected now, as servers and programs do.
+    common::MasterLocator locator(url, config.coordination);
+    dial.address = common::parse_master_url(locator.resolve(config.connect_timeout).url);
+  } else {
+    dial.address = common::parse_master_url(url);
+  }
   dial.role = wire::ROLE_ADMIN;
   dial.token = common::resolve_token(config.token_file);
   dial.tls = config.tls;

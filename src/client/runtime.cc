@@ -25,6 +25,7 @@
 #include "common/image_transfer.hpp"
 #include "common/log.hpp"
 #include "common/master_locator.hpp"
+#include "deps/manifest.hpp"
 #include "deps/program_check.hpp"
 #include "worker/worker_loop.hpp"
 
@@ -94,6 +95,8 @@ void Runtime::initialize(int, char**) {
   common::ClientConfig config = common::load_client_config(config_path ? config_path : "");
   common::set_log_level(common::parse_log_level(config.log_level));
   if (const char* url = std::getenv("CLUPY_MASTER_URL"); url && *url) config.master_url = url;
+  if (const char* file = std::getenv("CLUPY_DEPENDENCY_FILE"); file && *file)
+    config.dependency_file = file;
   if (const char* check = std::getenv("CLUPY_DEPENDENCY_CHECK"); check && *check) {
     const std::string text = check;
     if (text == "warn")
@@ -192,7 +195,68 @@ void Runtime::connect(const common::ClientConfig& config) {
                   e.what());
     }
   }
+  load_job_packages(config);
   open_job();
+}
+
+void Runtime::load_job_packages(const common::ClientConfig& config) {
+  std::string path = config.dependency_file;
+  if (path.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::exists("clupy.client.dependency.yaml", ec)) return;
+    path = "clupy.client.dependency.yaml";
+  }
+  const deps::ClientDependencies dependencies = deps::load_client_dependencies(path);
+  if (embedded_) {
+    if (!dependencies.packages.empty())
+      log()->warn(
+          "{}: the local cluster runs on this machine, which must have these packages "
+          "itself; they are not installed for it",
+          path);
+    return;
+  }
+  for (const auto& p : dependencies.packages) {
+    wire::DependencyPackage package;
+    package.set_name(p.name);
+    package.set_relation(p.relation);
+    package.set_version(p.version);
+    job_packages_.push_back(std::move(package));
+  }
+}
+
+void Runtime::report_job_packages(const wire::JobPackagesState& state) {
+  // Called on the I/O thread. Init may be waiting for these installs: it goes on waiting while
+  // they progress, and the program's user sees what is happening (at most once a second per
+  // server while an installer runs).
+  const auto now = std::chrono::steady_clock::now();
+  last_package_progress_ms_ =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  const auto& report = state.report();
+  if (!report.in_progress()) {
+    package_progress_logged_.erase(state.server_id());
+    if (report.satisfied()) {
+      log()->info("server {} has this job's packages", state.server_id());
+      return;
+    }
+    // Each failed item whole, with the installer's output tail: the program's user cannot look
+    // at the server.
+    std::string why;
+    for (const auto& item : report.items())
+      if (item.state() == wire::DependencyItem::FAILED)
+        why += (why.empty() ? "" : "; ") + item.name() + ": " + item.detail();
+    log()->warn("server {} cannot install this job's packages and gets none of its tasks: {}",
+                state.server_id(), why.empty() ? report.summary() : why);
+    return;
+  }
+  auto& last = package_progress_logged_[state.server_id()];
+  if (now - last < std::chrono::seconds(1)) return;
+  last = now;
+  for (const auto& item : report.items())
+    if (item.state() == wire::DependencyItem::INSTALLING) {
+      log()->warn("server {} is installing this job's packages: {}", state.server_id(),
+                  item.detail());
+      return;
+    }
 }
 
 void Runtime::set_master(std::string url, wire::ClusterServices services) {
@@ -272,6 +336,7 @@ void Runtime::send_open_job() {
   job->set_image_name(image_name_);
   job->set_client_name(common::self_description());
   if (needs_) *job->mutable_needs() = *needs_;
+  for (const auto& package : job_packages_) *job->add_packages() = package;
   connection_->send(open);
 }
 
@@ -329,8 +394,17 @@ void Runtime::open_job() {
         });
     send_open_job();
   });
-  if (result.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
-    throw ConnectionError("the master at " + master_url() + " did not answer OpenJob in 30 s");
+  // 30 s, or longer while servers report progress installing the job's packages.
+  const auto since_epoch_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  const std::int64_t asked_ms = since_epoch_ms();
+  while (result.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
+    if (since_epoch_ms() - std::max(asked_ms, last_package_progress_ms_.load()) > 30'000)
+      throw ConnectionError("the master at " + master_url() + " did not answer OpenJob in 30 s");
+  }
   wire::JobOpened job = result.get();
   if (job.has_verdicts()) {
     report_verdicts(job.verdicts());
@@ -500,6 +574,9 @@ void Runtime::on_message(wire::Envelope& message) {
       break;
     case wire::Envelope::kProgramVerdicts:
       report_verdicts(message.program_verdicts());
+      break;
+    case wire::Envelope::kJobPackagesState:
+      report_job_packages(message.job_packages_state());
       break;
     default:
       log()->debug("ignoring message {} from the master", static_cast<int>(message.body_case()));
@@ -673,15 +750,31 @@ std::shared_ptr<CallSite> make_call_site(unsigned max_in_flight) {
   return std::make_shared<CallSite>(max_in_flight);
 }
 
+namespace {
+// The future's label (progress displays group by it); a program submits runs of the same
+// function, so the last name is remembered per thread.
+void label_future(FutureStateBase& state, const std::string& function_name) {
+  thread_local std::string last_name;
+  thread_local const std::string* last_label = nullptr;
+  if (last_label == nullptr || function_name != last_name) {
+    last_label = intern_label(function_name);
+    last_name = function_name;
+  }
+  state.set_label(last_label);
+}
+}  // namespace
+
 void submit_to_service(const std::string& service, std::string call,
                        const std::string& function_name, const Options& options,
                        std::shared_ptr<FutureStateBase> state) {
+  label_future(*state, function_name);
   client::Runtime::get().submit(std::move(call), function_name, options, nullptr, std::move(state),
                                 service);
 }
 
 void submit(std::string call, const std::string& function_name, const Options& options,
             const std::shared_ptr<CallSite>& site, std::shared_ptr<FutureStateBase> state) {
+  label_future(*state, function_name);
   client::Runtime::get().submit(std::move(call), function_name, options, site, std::move(state));
 }
 

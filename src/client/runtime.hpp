@@ -6,9 +6,11 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -108,6 +110,13 @@ class Runtime {
   // What this program's image needs (dependency_check not off; docs/dependencies.md), sent
   // with OpenJob so the master compares it with each server.
   std::unique_ptr<wire::ProgramNeeds> needs_;
+  // The job's own packages (clupy.client.dependency.yaml), sent with OpenJob; init waits while
+  // servers install them, as long as they report progress.
+  std::vector<wire::DependencyPackage> job_packages_;
+  std::atomic<std::int64_t> last_package_progress_ms_{0};  // steady clock; 0: none yet
+  std::map<std::string, std::chrono::steady_clock::time_point> package_progress_logged_;
+  void load_job_packages(const common::ClientConfig& config);
+  void report_job_packages(const wire::JobPackagesState& state);
   // Logs what the master says of the servers against this program's needs.
   void report_verdicts(const wire::ProgramVerdicts& verdicts);
   std::shared_ptr<common::Connection> connection_;

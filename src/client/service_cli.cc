@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +28,7 @@
 #include "common/dial.hpp"
 #include "common/handshake.hpp"
 #include "common/image_transfer.hpp"
+#include "deps/manifest.hpp"
 #include "service/openapi.hpp"
 #include "service/spec.hpp"
 
@@ -71,6 +75,12 @@ awaitable<wire::ServicePublished> publish_on(common::DialOptions dial,
   job->set_image_size(std::filesystem::file_size(spec.binary));
   job->set_image_name(std::filesystem::path(spec.binary).filename().string());
   job->set_client_name(common::self_description());
+  // The service file's packages are its job's own: JobOpened comes once every server has
+  // installed them or failed to (docs/services.md).
+  for (const auto& name : spec.packages) {
+    deps::check_package_name(name);
+    job->add_packages()->set_name(name);
+  }
   connection.send(open);
   wire::Envelope opened = co_await reply_to(connection, 1);
   if (opened.has_error())
@@ -110,6 +120,50 @@ awaitable<wire::Envelope> ask(common::DialOptions dial, wire::Envelope request) 
   wire::Envelope reply = co_await reply_to(*dialed.connection, 1);
   dialed.connection->close("done");
   co_return reply;
+}
+
+// While a publish is in progress (`*publishing`), asks the master for its services' status
+// every 200 ms on a connection of its own and reports `name`'s replicas as they pass their
+// readiness check (on stderr). Errors only end the watching: the publish reports its own.
+awaitable<void> watch_rollout(common::DialOptions dial, std::string name,
+                              std::shared_ptr<bool> publishing, std::shared_ptr<int> shown) {
+  try {
+    auto dialed = co_await common::dial_master(dial);
+    common::asio::steady_timer timer(co_await common::asio::this_coro::executor);
+    std::uint64_t request_id = 0;
+    bool announced = false;
+    while (*publishing) {
+      wire::Envelope request;
+      request.set_request_id(++request_id);
+      request.mutable_services_request();
+      dialed.connection->send(request);
+      const wire::Envelope reply = co_await reply_to(*dialed.connection, request_id);
+      if (!*publishing) break;
+      for (const auto& text : reply.services_reply().status_json()) {
+        const nlohmann::json status = nlohmann::json::parse(text, nullptr, false);
+        if (!status.is_object() || status.value("name", "") != name) continue;
+        const nlohmann::json& rollout = status["rollout"];
+        if (!rollout.is_object()) continue;
+        const int replicas = rollout.value("replicas", 0);
+        const int ready = rollout.value("ready", 0);
+        if (!announced) {
+          std::cerr << "service " << name << " version " << rollout.value("version", 0)
+                    << ": starting " << replicas << " replica(s)\n";
+          announced = true;
+        }
+        if (ready > *shown) {
+          std::vector<std::string> servers = rollout.value("servers", std::vector<std::string>{});
+          std::cerr << "  replicas " << ready << "/" << replicas << " ready ("
+                    << (servers.empty() ? "-" : join(servers)) << ")\n";
+          *shown = ready;
+        }
+      }
+      timer.expires_after(std::chrono::milliseconds(200));
+      co_await timer.async_wait(common::asio::use_awaitable);
+    }
+    dialed.connection->close("done");
+  } catch (const std::exception&) {
+  }
 }
 
 template <class Awaitable>
@@ -209,7 +263,28 @@ int publish_command(const std::string& service_file, const ConnectOptions& optio
   auto sha = base::sha256_file(spec.binary);
   if (!sha) throw ConfigError("cannot read " + spec.binary);
   const common::DialOptions dial = admin_dial_options(options);
-  const wire::ServicePublished published = run_blocking(publish_on(dial, spec, exports, key, *sha));
+  // The publish and, beside it, a watch that shows the replicas coming up.
+  auto publishing = std::make_shared<bool>(true);
+  auto shown = std::make_shared<int>(0);
+  common::asio::io_context io(1);
+  auto publish = [&]() -> awaitable<wire::ServicePublished> {
+    try {
+      wire::ServicePublished done = co_await publish_on(dial, spec, exports, key, *sha);
+      *publishing = false;
+      co_return done;
+    } catch (...) {
+      *publishing = false;
+      throw;
+    }
+  };
+  auto result = common::asio::co_spawn(io, publish(), common::asio::use_future);
+  common::asio::co_spawn(io, watch_rollout(dial, spec.name, publishing, shown),
+                         common::asio::detached);
+  io.run();
+  const wire::ServicePublished published = result.get();
+  if (*shown < spec.replicas)
+    std::cerr << "  replicas " << spec.replicas << "/" << spec.replicas << " ready ("
+              << join({published.servers().begin(), published.servers().end()}) << ")\n";
   std::cerr << "service " << spec.name << " version " << published.version() << " ready on "
             << published.servers_size()
             << " server(s): " << join({published.servers().begin(), published.servers().end()})

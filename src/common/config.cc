@@ -27,6 +27,20 @@ KeyTable::Handler log_level_key(std::string& out) {
   };
 }
 
+KeyTable::Handler http_auth_key(HttpAuth& out) {
+  return [&out](const YAML::Node& node) {
+    const std::string value = scalar(node);
+    if (value == "loopback")
+      out = HttpAuth::kLoopback;
+    else if (value == "token")
+      out = HttpAuth::kToken;
+    else if (value == "off")
+      out = HttpAuth::kOff;
+    else
+      throw ConfigError("expected loopback, token or off, got '" + value + "'");
+  };
+}
+
 KeyTable::Handler url_key(std::string& out) {
   return [&out](const YAML::Node& n) {
     out = scalar(n);
@@ -127,17 +141,7 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
       const std::string value = scalar(node);
       c.idle_timeout = value == "off" || value == "0" ? Millis(0) : parse_duration(value);
     });
-    t.add("http_auth", [&c](const YAML::Node& node) {
-      const std::string value = scalar(node);
-      if (value == "loopback")
-        c.http_auth = HttpAuth::kLoopback;
-      else if (value == "token")
-        c.http_auth = HttpAuth::kToken;
-      else if (value == "off")
-        c.http_auth = HttpAuth::kOff;
-      else
-        throw ConfigError("expected loopback, token or off, got '" + value + "'");
-    });
+    t.add("http_auth", http_auth_key(c.http_auth));
     t.add("image_store_size", size_key(c.image_store_size));
     t.add("client_window", int_key(c.client_window, 1, 1 << 24));
     t.add("task_output_lines", int_key(c.task_output_lines, 0, 100'000));
@@ -168,6 +172,9 @@ ServerConfig parse_server_config(const std::string& yaml, const std::string& sou
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
+    t.add("http_port", int_key(c.http_port, 0, 65535));
+    t.add("http_bind", string_key(c.http_bind));
+    t.add("http_auth", http_auth_key(c.http_auth));
   });
 }
 
@@ -180,6 +187,7 @@ ClientConfig parse_client_config(const std::string& yaml, const std::string& sou
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
+    t.add("dependency_file", string_key(c.dependency_file));
     t.add("dependency_check", scalar_key([&c](const std::string& text) {
             if (text == "warn")
               c.dependency_check = DependencyCheck::kWarn;

@@ -79,6 +79,9 @@ struct ServerConfig {
   std::string log_level = "info";
   TlsConfig tls;
   CoordinationSection coordination;  // session settings for a zk:// master_url
+  int http_port = 0;                 // /metrics and /healthz; 0: no HTTP side
+  std::string http_bind = "127.0.0.1";
+  HttpAuth http_auth = HttpAuth::kLoopback;  // who may read /metrics
 };
 
 // What a client does when its program's libraries differ from a server's (docs/dependencies.md).
@@ -98,6 +101,9 @@ struct ClientConfig {
   TlsConfig tls;
   CoordinationSection coordination;  // session settings for a zk:// master_url
   DependencyCheck dependency_check = DependencyCheck::kWarn;
+  // The job's own packages (docs/dependencies.md#a-jobs-own-packages); empty:
+  // clupy.client.dependency.yaml in the working directory when it exists.
+  std::string dependency_file;
 };
 
 // Each loader reads `path` when non-empty (a missing file is an error), else the default file

@@ -56,6 +56,46 @@ std::string canonical_text(const Manifest& m) {
   return out.str();
 }
 
+std::vector<PackageRequirement> parse_package_list(const YAML::Node& list,
+                                                   const std::string& source_name) {
+  if (!list.IsSequence() && !list.IsNull()) throw ConfigError("expected a list of {name, version}");
+  std::vector<PackageRequirement> packages;
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const YAML::Node item = list[i];
+    std::string name;
+    std::string version;
+    KeyTable entry(source_name, "packages[" + std::to_string(i) + "]");
+    entry.add("name", common::string_key(name));
+    entry.add("version", common::string_key(version));
+    entry.apply(item);
+    try {
+      if (name.empty()) throw ConfigError("a package needs a name");
+      if (!seen.insert(name).second) throw ConfigError("package '" + name + "' is listed twice");
+      packages.push_back(parse_requirement(name, version));
+    } catch (const ConfigError& e) {
+      throw located_error(source_name, item, "packages[" + std::to_string(i) + "]", e.what());
+    }
+  }
+  return packages;
+}
+
+YAML::Node load_yaml(const std::string& yaml, const std::string& source_name) {
+  try {
+    return YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(source_name + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+}
+
+std::string read_whole(const std::string& path, const std::string& what) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError("cannot read " + what + " " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 }  // namespace
 
 std::string PackageRequirement::describe() const {
@@ -114,36 +154,12 @@ PackageRequirement parse_requirement(const std::string& name, const std::string&
 
 Manifest parse_manifest(const std::string& yaml, const std::string& source_name,
                         const std::string& base_dir) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(source_name + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
+  const YAML::Node root = load_yaml(yaml, source_name);
   Manifest manifest;
   if (!root.IsNull()) {
     KeyTable table(source_name, "");
     table.add("packages", [&](const YAML::Node& list) {
-      if (!list.IsSequence() && !list.IsNull())
-        throw ConfigError("expected a list of {name, version}");
-      std::set<std::string> seen;
-      for (std::size_t i = 0; i < list.size(); ++i) {
-        const YAML::Node item = list[i];
-        std::string name;
-        std::string version;
-        KeyTable entry(source_name, "packages[" + std::to_string(i) + "]");
-        entry.add("name", common::string_key(name));
-        entry.add("version", common::string_key(version));
-        entry.apply(item);
-        try {
-          if (name.empty()) throw ConfigError("a package needs a name");
-          if (!seen.insert(name).second)
-            throw ConfigError("package '" + name + "' is listed twice");
-          manifest.packages.push_back(parse_requirement(name, version));
-        } catch (const ConfigError& e) {
-          throw located_error(source_name, item, "packages[" + std::to_string(i) + "]", e.what());
-        }
-      }
+      manifest.packages = parse_package_list(list, source_name);
     });
     table.add("libraries", [&](const YAML::Node& list) {
       if (!list.IsSequence() && !list.IsNull()) throw ConfigError("expected a list of {path}");
@@ -197,12 +213,30 @@ Manifest parse_manifest(const std::string& yaml, const std::string& source_name,
 }
 
 Manifest load_manifest(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError("cannot read dependency manifest " + path);
-  std::stringstream text;
-  text << in.rdbuf();
   const std::string dir = fs::absolute(fs::path(path)).parent_path().string();
-  return parse_manifest(text.str(), path, dir);
+  return parse_manifest(read_whole(path, "dependency manifest"), path, dir);
+}
+
+ClientDependencies parse_client_dependencies(const std::string& yaml,
+                                             const std::string& source_name) {
+  const YAML::Node root = load_yaml(yaml, source_name);
+  ClientDependencies dependencies;
+  if (root.IsNull()) return dependencies;
+  KeyTable table(source_name, "");
+  table.add("packages", [&](const YAML::Node& list) {
+    dependencies.packages = parse_package_list(list, source_name);
+  });
+  table.add("libraries", [](const YAML::Node&) {
+    throw ConfigError(
+        "shipping libraries from the client is not supported yet; the master's dependency "
+        "manifest can ship them (its libraries: key)");
+  });
+  table.apply(root);
+  return dependencies;
+}
+
+ClientDependencies load_client_dependencies(const std::string& path) {
+  return parse_client_dependencies(read_whole(path, "dependency file"), path);
 }
 
 void to_wire(const Manifest& manifest, wire::DependencyManifest& out) {

@@ -63,6 +63,16 @@ Manifest load_manifest(const std::string& path);
 void check_package_name(const std::string& name);
 PackageRequirement parse_requirement(const std::string& name, const std::string& constraint);
 
+// A job's own needs (clupy.client.dependency.yaml, docs/dependencies.md): packages that the
+// servers running its tasks install first, when the master's manifest allows it.
+struct ClientDependencies {
+  std::vector<PackageRequirement> packages;
+};
+// The same rules and messages as the manifest's `packages:`. Throw ConfigError.
+ClientDependencies parse_client_dependencies(const std::string& yaml,
+                                             const std::string& source_name);
+ClientDependencies load_client_dependencies(const std::string& path);
+
 // The manifest as the master announces it to servers.
 void to_wire(const Manifest& manifest, wire::DependencyManifest& out);
 std::vector<PackageRequirement> packages_of(const wire::DependencyManifest& manifest);

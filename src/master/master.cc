@@ -34,6 +34,10 @@ Master::Master(asio::io_context& io, common::MasterConfig config)
                                  static_cast<std::uint32_t>(config_.client_window),
                                  config_.default_retries,
                                  static_cast<std::uint32_t>(config_.assign_ahead)}),
+      job_packages_({scheduler_, registry_,
+                     [this](SessionId session, const wire::Envelope& message) {
+                       send_to(session, message);
+                     }}),
       started_at_(Clock::now()) {
   manifest_ = std::make_unique<ManifestKeeper>(config_.dependency_file, config_.data_dir);
   telemetry_ = std::make_unique<Telemetry>(
@@ -89,7 +93,8 @@ void Master::start() {
   asio::co_spawn(io_, accept_loop(), asio::detached);
   published_ = std::make_unique<ServiceHost>(ServiceHost::Env{
       io_, scheduler_, registry_, images_, token_, config_.bind,
-      [this](SessionId session, const wire::Envelope& message) { send_to(session, message); }});
+      [this](SessionId session, const wire::Envelope& message) { send_to(session, message); },
+      job_packages_});
   if (config_.http_port > 0)
     http_ = std::make_unique<common::HttpServer>(
         io_, config_.bind, config_.http_port,
@@ -304,8 +309,9 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       session.connection->send(reply);
       announce_manifest(session);
       // After ServerRegistered: judging may ask for the server's offer, which a server sends
-      // only once registered.
+      // only once registered; open jobs' packages are asked for as well.
       judge_server(description.server_id(), false);
+      job_packages_.server_registered(description.server_id(), session_id);
       scheduler_.dispatch();
       return;
     }
@@ -374,6 +380,11 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       if (session.peer.role != wire::ROLE_SERVER) break;
       if (session.server_id.empty()) return;
       server_offer(session, std::move(*message.mutable_server_offer()));
+      return;
+    }
+    case wire::Envelope::kJobPackagesReport: {
+      if (session.peer.role != wire::ROLE_SERVER) break;
+      job_packages_report(session, message.job_packages_report());
       return;
     }
     case wire::Envelope::kFetchImage: {
@@ -485,6 +496,7 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
     lose_server(session);
   }
   if (session.peer.role == wire::ROLE_CLIENT) {
+    job_packages_.close(session_id);
     const auto job = scheduler_.client_gone(session_id);
     if (job) telemetry_->job_ended(*job);
     if (job && store_) store_->job_ended(std::to_string(*job));
@@ -506,6 +518,7 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
 
 void Master::lose_server(Session& session) {
   if (session.server_id.empty()) return;
+  job_packages_.server_lost(session.server_id);
   // Its tasks are rerun elsewhere now rather than after the TTL: a server whose connection is
   // gone cannot report results any more.
   scheduler_.server_lost(session.server_id);
@@ -609,17 +622,33 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
   opened->set_window(static_cast<std::uint32_t>(config_.client_window));
   opened->set_keepalive_interval_ms(
       static_cast<std::uint32_t>(std::max<std::int64_t>(100, config_.reservation_ttl.count() / 3)));
-  if (job.has_needs()) {
-    session.needs = std::make_unique<wire::ProgramNeeds>(job.needs());
-    *opened->mutable_verdicts() = judge_all(session_id, session);
-    if (!offers_known()) {
-      // Servers read their offers on demand (a second or so): init waits for them, briefly.
-      session.pending_opened = std::make_unique<wire::Envelope>(std::move(reply));
-      session.pending_until = Clock::now() + std::chrono::seconds(10);
+  if (job.packages_size() > 0) {
+    if (auto refused = open_job_packages(session_id, job_id, job); !refused.empty()) {
+      log()->warn("job {} of {} refused: {}", job_id, client_name, refused);
+      reply.clear_job_opened();
+      reply.mutable_error()->set_message(refused);
+      session.connection->send(reply);
+      session.connection->close_after_flush("job refused");
       return;
     }
   }
-  session.connection->send(reply);
+  if (job.has_needs()) {
+    session.needs = std::make_unique<wire::ProgramNeeds>(job.needs());
+    *opened->mutable_verdicts() = judge_all(session_id, session);
+  }
+  // Servers read their offers on demand (a second or so) and install a job's packages (up to
+  // install_timeout): init waits for both, so that it learns of every server that cannot run
+  // the program before it returns.
+  const bool wait_for_offers = job.has_needs() && !offers_known();
+  const bool wait_for_packages = !job_packages_.settled(session_id);
+  if (wait_for_offers || wait_for_packages) {
+    session.pending_opened = std::make_unique<wire::Envelope>(std::move(reply));
+    session.pending_until =
+        Clock::now() + std::chrono::seconds(10) +
+        (wait_for_packages ? manifest_->manifest().install_timeout : std::chrono::milliseconds(0));
+    return;
+  }
+  send_job_opened(session_id, session, std::move(reply));
 }
 
 void Master::store_chunk(std::uint64_t session_id, Session& session,
@@ -683,6 +712,7 @@ void Master::maintain() {
     log()->info("server {} dropped: no heartbeat for more than {} ms", id,
                 config_.registration_ttl.count());
     scheduler_.server_lost(id);
+    job_packages_.server_lost(id);
   }
   if (published_) published_->maintain(now);
   scheduler_.expire_reservations(now, config_.reservation_ttl);

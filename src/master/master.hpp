@@ -19,6 +19,7 @@
 #include "common/http_server.hpp"
 #include "master/dependencies.hpp"
 #include "master/images.hpp"
+#include "master/job_packages.hpp"
 #include "master/registry.hpp"
 #include "master/scheduler.hpp"
 #include "master/services.hpp"
@@ -110,6 +111,13 @@ class Master : private Outbox {
   // deadline) with what is known.
   void release_pending_jobs(Clock::time_point now);
   bool offers_known() const;
+  // Checks a job's own packages against the manifest's policy and starts their installs;
+  // returns why the job is refused, or "".
+  std::string open_job_packages(std::uint64_t session_id, std::uint64_t job_id,
+                                const wire::OpenJob& job);
+  void job_packages_report(Session& server, const wire::JobPackagesReport& report);
+  // Sends a JobOpened, or refuses the job when no connected server could install its packages.
+  void send_job_opened(SessionId id, Session& session, wire::Envelope&& reply);
   // Every HTTP request: the dashboard's (dashboard_http.cc), else http_get's.
   void http_request(const common::HttpRequest& request, common::HttpResponse& response);
   int http_get(const common::HttpRequest& request, std::string& body, std::string& content_type);
@@ -151,6 +159,7 @@ class Master : private Outbox {
   std::unique_ptr<ServiceHost> published_;  // services published with clupy --publish
   std::unique_ptr<ManifestKeeper> manifest_;
   std::unique_ptr<Telemetry> telemetry_;  // the dashboard's figures; observes scheduler_
+  JobPackages job_packages_;              // jobs' own packages (client dependency files, services)
   wire::ClusterServices services_;        // announced to every peer in the handshake
   // Hashed: every message (a heartbeat from each server every second) looks its session up,
   // in a dense table of pointers; a Session itself never moves.

@@ -2,6 +2,9 @@
 // server at registration and to all when its version changes, keeps each server's report in the
 // registry, logs changes of state, and holds a server that does not meet the current manifest
 // out of scheduling until it does.
+#include <algorithm>
+
+#include "clupy/errors.hpp"
 #include "common/log.hpp"
 #include "deps/program_check.hpp"
 #include "master/master.hpp"
@@ -184,12 +187,78 @@ void Master::release_pending_jobs(Clock::time_point now) {
   const bool all_known = offers_known();
   for (auto& [id, session] : sessions_) {
     if (!session->pending_opened) continue;
-    if (!all_known && (now == Clock::time_point{} || now < session->pending_until)) continue;
+    const bool ready = (!session->needs || all_known) && job_packages_.settled(id);
+    if (!ready && (now == Clock::time_point{} || now < session->pending_until)) continue;
     wire::Envelope reply = std::move(*session->pending_opened);
     session->pending_opened.reset();
-    *reply.mutable_job_opened()->mutable_verdicts() = judge_all(id, *session);
-    session->connection->send(reply);
+    if (session->needs) *reply.mutable_job_opened()->mutable_verdicts() = judge_all(id, *session);
+    send_job_opened(id, *session, std::move(reply));
   }
+}
+
+void Master::send_job_opened(SessionId id, Session& session, wire::Envelope&& reply) {
+  if (job_packages_.has(id) && job_packages_.ready_servers(id).empty()) {
+    // With servers connected and none able to install the job's packages, its tasks could only
+    // wait: the job is refused, naming each server's reason.
+    std::size_t connected = 0;
+    registry_.for_each([&](const std::string&, const ServerRecord& record) {
+      if (record.connection_id != 0) ++connected;
+    });
+    if (connected > 0) {
+      const std::string failures = job_packages_.failures(id);
+      const std::string message =
+          "no server can install this job's packages" +
+          (failures.empty() ? std::string(" within install_timeout") : ": " + failures);
+      log()->warn("job of {} refused: {}", session.peer.name, message);
+      const std::uint64_t request_id = reply.request_id();
+      reply.Clear();
+      reply.set_request_id(request_id);
+      reply.mutable_error()->set_message(message);
+      session.connection->send(reply);
+      session.connection->close_after_flush("job refused");
+      return;
+    }
+  }
+  session.connection->send(reply);
+}
+
+// ---- a job's own packages (docs/dependencies.md#a-jobs-own-packages) -------------------------
+
+std::string Master::open_job_packages(std::uint64_t session_id, std::uint64_t job_id,
+                                      const wire::OpenJob& job) {
+  const deps::Manifest& manifest = manifest_->manifest();
+  wire::JobPackagesRequest request;
+  std::string not_in_manifest;
+  for (const auto& p : job.packages()) {
+    try {
+      deps::parse_requirement(p.name(),
+                              p.relation().empty() ? "" : p.relation() + " " + p.version());
+    } catch (const ConfigError& e) {
+      return std::string("the job's packages: ") + e.what();
+    }
+    const bool listed = std::any_of(manifest.packages.begin(), manifest.packages.end(),
+                                    [&](const auto& m) { return m.name == p.name(); });
+    if (!listed) not_in_manifest += (not_in_manifest.empty() ? "" : ", ") + p.name();
+    *request.add_packages() = p;
+  }
+  if (!not_in_manifest.empty() && !manifest.allow_client_packages)
+    return "this master takes no packages from jobs that its dependency manifest does not list "
+           "(allow_client_packages: false): " +
+           not_in_manifest +
+           "; ask its operator to add them to the manifest or to set allow_client_packages: "
+           "true";
+  request.set_install_command(manifest.install_command);
+  request.set_install_timeout_ms(static_cast<std::uint32_t>(manifest.install_timeout.count()));
+  job_packages_.open(session_id, job_id, std::move(request), true);
+  return "";
+}
+
+void Master::job_packages_report(Session& server, const wire::JobPackagesReport& report) {
+  if (server.server_id.empty()) return;
+  const auto changed = job_packages_.report(server.server_id, report);
+  if (changed.empty()) return;
+  release_pending_jobs(Clock::time_point{});
+  scheduler_.dispatch();
 }
 
 }  // namespace clupy::master

@@ -219,13 +219,20 @@ void Scheduler::set_server_held(const std::string& server_id, bool held) {
   if (it != servers_.end()) it->second.held = held;
 }
 
-void Scheduler::set_refused(SessionId client, const std::string& server_id, bool refused) {
+void Scheduler::set_refused(SessionId client, const std::string& server_id, bool refused,
+                            Refusal reason) {
   auto it = clients_.find(client);
   if (it == clients_.end()) return;
-  if (refused)
-    it->second.refused.insert(server_id);
-  else
-    it->second.refused.erase(server_id);
+  const auto bit = static_cast<std::uint8_t>(reason);
+  auto& reasons = it->second.refused;
+  if (refused) {
+    reasons[server_id] |= bit;
+    return;
+  }
+  auto found = reasons.find(server_id);
+  if (found == reasons.end()) return;
+  found->second &= static_cast<std::uint8_t>(~bit);
+  if (found->second == 0) reasons.erase(found);
 }
 
 bool Scheduler::server_held(const std::string& server_id) const {

@@ -121,9 +121,13 @@ class Scheduler {
   // what it runs finishes. Releasing it makes it eligible again at the next dispatch.
   void set_server_held(const std::string& server_id, bool held);
   bool server_held(const std::string& server_id) const;
-  // The client's program cannot run on the server (or has not been compared with it yet): none
-  // of its tasks go there.
-  void set_refused(SessionId client, const std::string& server_id, bool refused);
+  // Why none of a client's tasks go to a server; each reason is set and cleared on its own.
+  enum class Refusal : std::uint8_t {
+    kProgram = 1,   // its program cannot run there, or has not been compared with it yet
+    kPackages = 2,  // the job's own packages are not (yet) installed there
+  };
+  void set_refused(SessionId client, const std::string& server_id, bool refused,
+                   Refusal reason = Refusal::kProgram);
 
   // Releases the reservations of clients silent for longer than `ttl`.
   void expire_reservations(Clock::time_point now, std::chrono::milliseconds ttl);
@@ -204,7 +208,8 @@ class Scheduler {
     std::vector<ServerSlot*> reserved;  // in order of reservation
     boost::unordered_flat_map<std::uint64_t, TaskId> by_client_id;
     Clock::time_point last_seen;
-    boost::unordered_flat_set<std::string> refused;  // servers that cannot run its program
+    // Servers that get none of its tasks, with the Refusal bits that keep them out.
+    boost::unordered_flat_map<std::string, std::uint8_t> refused;
     wire::TaskResults outgoing;  // finished since the last dispatch; reused (see flush_batch)
   };
   ServerSlot* pick_server(Client& client, const Task& task);

@@ -66,6 +66,21 @@ bool succeeded(const wire::TaskResult& result, std::string* value) {
   }
 }
 
+// What an HTTP caller of the same entry point would have been answered.
+int http_status_of(const wire::TaskResult& result) {
+  if (succeeded(result, nullptr)) return 200;
+  switch (failure_of(result).kind) {
+    case FailureKind::kException:
+      return 500;
+    case FailureKind::kTimeout:
+      return 504;
+    case FailureKind::kProtocol:
+      return 400;
+    default:
+      return 503;
+  }
+}
+
 std::string host_name() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "localhost";
@@ -166,8 +181,19 @@ class PublishedService : public services::FrontHandler {
     nlohmann::json servers = nlohmann::json::array();
     if (current)
       for (const auto& s : current->servers) servers.push_back(s);
+    // A version being started (a first publish or a rolling update): how many of its replicas
+    // passed their readiness check, for `clupy --publish` to show them coming up.
+    nlohmann::json rollout = nullptr;
+    if (next) {
+      const std::size_t replicas = next->definition.replicas();
+      rollout = {{"version", next->number},
+                 {"replicas", replicas},
+                 {"ready", replicas - std::min(replicas, next->ready_pending)},
+                 {"servers", next->servers}};
+    }
     return {{"name", definition.name()},
             {"url", url},
+            {"rollout", rollout},
             {"state", current && current->ready ? (next ? "updating" : "ready") : "starting"},
             {"version", current ? current->number : 0},
             {"image_sha256", current ? hex_of(current->image_sha256) : ""},
@@ -274,6 +300,16 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
     return refuse("not enough servers: service " + def.name() + " asks for " +
                   std::to_string(def.replicas()) + " replica(s) and the cluster has " +
                   std::to_string(servers) + " connected server(s)");
+  if (env_.job_packages.has(publisher)) {
+    const auto ready = env_.job_packages.ready_servers(publisher);
+    if (ready.size() < def.replicas()) {
+      const std::string failures = env_.job_packages.failures(publisher);
+      return refuse("not enough servers with the service's packages: service " + def.name() +
+                    " asks for " + std::to_string(def.replicas()) + " replica(s) and " +
+                    std::to_string(ready.size()) + " server(s) have its packages" +
+                    (failures.empty() ? "" : " (" + failures + ")"));
+    }
+  }
 
   auto it = services_.find(def.name());
   PublishedService* service = nullptr;
@@ -324,6 +360,7 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
   version->job_id = env_.scheduler.open_job(
       version->session, "service:" + def.name() + "/v" + std::to_string(version->number),
       image_sha256, image_name, true, Clock::now());
+  env_.job_packages.adopt(publisher, version->session, version->job_id);
   by_session_[version->session] = {service, version.get()};
   ServiceVersion& v = *version;
   service->next = std::move(version);
@@ -397,9 +434,22 @@ void ServiceHost::client_call(SessionId client, wire::TaskSpec& task) {
   const SessionId session = version.session;
   const std::uint32_t timeout = task.options().timeout_ms() > 0 ? task.options().timeout_ms()
                                                                 : version.definition.timeout_ms();
+  // Counted in the front's /status and /metrics like an HTTP request of the same entry point,
+  // with the status it would have had there.
+  std::string entry;
+  try {
+    entry = detail::parse_call_view(task.call()).name;
+  } catch (const std::exception&) {
+    entry = "(undecodable call)";  // the replica fails it with kProtocol
+  }
+  service.front->stats().started();
   submit_call(version, std::move(*task.mutable_call()), timeout,
               std::max(0, task.options().retries() < 0 ? 0 : task.options().retries()),
-              [this, client, client_task, session, &service](const wire::TaskResult& result) {
+              [this, client, client_task, session, &service, entry = std::move(entry),
+               started = services::ServiceStats::Clock::now()](const wire::TaskResult& result) {
+                const auto now = services::ServiceStats::Clock::now();
+                service.front->stats().finished();
+                service.front->stats().record(entry, http_status_of(result), now - started, now);
                 if (service.current && service.current->session == session &&
                     service.current->in_flight > 0)
                   --service.current->in_flight;
@@ -466,6 +516,7 @@ void ServiceHost::finish_publish(PublishedService& service, ServiceVersion& vers
 
 void ServiceHost::retire(ServiceVersion& version) {
   by_session_.erase(version.session);
+  env_.job_packages.close(version.session);
   queued_.erase(version.session);
   // Their callbacks point at the version: answers still to come are dropped.
   std::erase_if(pending_,

@@ -14,6 +14,7 @@
 
 #include "clupy.pb.h"
 #include "master/images.hpp"
+#include "master/job_packages.hpp"
 #include "master/registry.hpp"
 #include "master/scheduler.hpp"
 
@@ -36,6 +37,9 @@ class ServiceHost {
     const std::optional<std::string>& token;
     std::string default_bind;
     std::function<void(SessionId, const wire::Envelope&)> send;
+    // The service file's packages arrive as its publisher's job packages; each version's job
+    // adopts them, so its replicas go only where they are installed.
+    JobPackages& job_packages;
   };
 
   explicit ServiceHost(Env env);

@@ -100,8 +100,21 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     if (changed && offers_->last()) offers_->refresh({directory});
   };
   deps_ = std::make_unique<deps::ServerSync>(io_, config_.cache_dir, std::move(sync));
+  job_packages_ =
+      std::make_unique<deps::JobPackageSync>(io_, [this](const wire::JobPackagesReport& report) {
+        if (!registered_) return;  // a new master asks again
+        wire::Envelope message;
+        *message.mutable_job_packages_report() = report;
+        send_to_master(message);
+      });
   offers_ =
       std::make_unique<deps::OfferReader>(io_, [this](const wire::ServerOffer&) { send_offer(); });
+  if (config_.http_port > 0)
+    http_ = std::make_unique<common::HttpServer>(
+        io_, config_.http_bind, config_.http_port,
+        [this](const common::HttpRequest& request, std::string& body, std::string& type) {
+          return http_get(request, body, type);
+        });
 }
 
 void ServerDaemon::send_offer() {
@@ -145,11 +158,15 @@ std::string ServerDaemon::deposed_message(std::int64_t token) const {
 }
 
 void ServerDaemon::send_to_master(const wire::Envelope& message) {
-  if (connection_ && connection_->is_open()) connection_->send(message);
+  if (!connection_ || !connection_->is_open()) return;
+  bytes_to_master_ += message.ByteSizeLong();
+  connection_->send(message);
 }
 
 void ServerDaemon::send_to_master(wire::Envelope&& message) {
-  if (connection_ && connection_->is_open()) connection_->send(std::move(message));
+  if (!connection_ || !connection_->is_open()) return;
+  bytes_to_master_ += message.ByteSizeLong();
+  connection_->send(std::move(message));
 }
 
 void ServerDaemon::queue_result(wire::TaskResult&& result) {
@@ -243,6 +260,7 @@ void ServerDaemon::stop() {
   drain_timer_.cancel();
   pool_->shutdown();
   locator_.reset();
+  if (http_) http_->stop();
   if (connection_ && connection_->is_open()) {
     // Results already produced go out before the goodbye.
     if (registered_ && pending_results_.task_results().results_size() > 0) {
@@ -337,6 +355,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
   for (const auto& [k, v] : config_.labels) (*description->mutable_labels())[k] = v;
   common::fill_build_info(*description->mutable_build());
   description->set_pid(static_cast<std::uint32_t>(::getpid()));
+  bytes_to_master_ += hello.ByteSizeLong();
   connection->send(hello);
 
   while (!link->closed && !stopping_) {
@@ -347,6 +366,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
     wire::Envelope beat;
     beat.mutable_heartbeat()->set_server_id(server_id_);
     beat.mutable_heartbeat()->set_busy_slots(pool_->busy());
+    bytes_to_master_ += beat.ByteSizeLong();
     connection->send(beat);
   }
   if (!stopping_) {
@@ -354,6 +374,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
     // A new master knows nothing of these tasks: stop them and free the slots.
     pool_->abandon_all();
     deps_->connection_lost();
+    job_packages_->connection_lost();
     pending_results_.Clear();
     if (draining_) stop();  // nothing left to finish: the new master reruns what ran here
   }
@@ -362,8 +383,10 @@ asio::awaitable<void> ServerDaemon::serve_connection(
 }
 
 void ServerDaemon::handle(wire::Envelope& message) {
+  bytes_from_master_ += message.ByteSizeLong();
   switch (message.body_case()) {
     case wire::Envelope::kServerRegistered:
+      if (!registered_) ++master_connections_;
       if (!registered_)
         log()->info("registered with master {} as {} ({} slots)", master_.to_string(), server_id_,
                     capacity_);
@@ -416,6 +439,9 @@ void ServerDaemon::handle(wire::Envelope& message) {
       break;
     case wire::Envelope::kDependencyManifest:
       deps_->apply(message.dependency_manifest());
+      break;
+    case wire::Envelope::kJobPackagesRequest:
+      job_packages_->request(message.job_packages_request());
       break;
     case wire::Envelope::kError:
       // The master forgot us (TTL passed while we were cut off): register again at once.

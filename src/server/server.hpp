@@ -11,8 +11,10 @@
 
 #include "common/config.hpp"
 #include "common/connection.hpp"
+#include "common/http_server.hpp"
 #include "common/master_locator.hpp"
 #include "common/url.hpp"
+#include "deps/job_package_sync.hpp"
 #include "deps/offer_reader.hpp"
 #include "deps/server_sync.hpp"
 #include "server/workers.hpp"
@@ -45,6 +47,10 @@ class ServerDaemon {
   void set_offer_on_registration(bool eager) { offer_on_registration_ = eager; }
   // Its dependencies against the master's manifest (docs/dependencies.md).
   const deps::ServerSync& dependencies() const { return *deps_; }
+  // The HTTP side's port (http_port; the bound one when that was 0 in a test), 0 when off.
+  unsigned short http_port() const { return http_ ? http_->port() : 0; }
+  // /metrics in the Prometheus text format (docs/operations.md lists the series).
+  std::string metrics_text() const;
 
  private:
   asio::awaitable<void> run();
@@ -64,6 +70,9 @@ class ServerDaemon {
   std::string deposed_message(std::int64_t token) const;
   // The cluster's services and the manifest's library folder, in workers' environment.
   void update_worker_environment();
+  // The HTTP side (server_http.cc): /metrics and /healthz for those http_auth lets in.
+  int http_get(const common::HttpRequest& request, std::string& body, std::string& content_type);
+  bool http_allowed(const common::HttpRequest& request) const;
 
   asio::io_context& io_;
   common::ServerConfig config_;
@@ -75,6 +84,7 @@ class ServerDaemon {
   std::shared_ptr<common::Connection> connection_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<deps::ServerSync> deps_;
+  std::unique_ptr<deps::JobPackageSync> job_packages_;  // jobs' own packages
   std::unique_ptr<deps::OfferReader> offers_;  // what this machine's loader offers programs
   bool offer_on_registration_ = true;
   bool offer_wanted_ = false;  // the master asked before this connection's registration ended
@@ -96,6 +106,13 @@ class ServerDaemon {
   asio::steady_timer drain_timer_;
   std::int64_t highest_fencing_token_ = 0;          // for this process's life
   std::unique_ptr<common::MasterLocator> locator_;  // a zk:// master_url: follow the leader
+  std::unique_ptr<common::HttpServer> http_;
+  // Message bytes exchanged with masters (protobuf envelopes and their attachments; frame
+  // headers not counted), for /metrics.
+  std::uint64_t bytes_from_master_ = 0;
+  std::uint64_t bytes_to_master_ = 0;
+  std::uint64_t master_connections_ = 0;  // registrations completed, for /metrics
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
 };
 
 // `clupy --serve`: runs until SIGINT or SIGTERM. Returns the process exit code.

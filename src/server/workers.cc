@@ -249,7 +249,12 @@ void WorkerPool::run(wire::Assignment&& task) {
     image.partial = image.path + ".part-" + std::to_string(::getpid());
   }
   waiting_.push_back(std::move(task));
-  if (!image.ready && !image.fetching && !image_usable(sha, waiting_.back().image_name())) {
+  if (!image.ready && !image.fetching) {
+    counters_.images[sha].program = waiting_.back().image_name();
+    if (image_usable(sha, waiting_.back().image_name())) ++counters_.image_cache_hits;
+  }
+  if (!image.ready && !image.fetching) {
+    ++counters_.image_cache_misses;
     image.fetching = true;
     image.received = 0;
     std::error_code ignored;
@@ -292,6 +297,7 @@ void WorkerPool::image_chunk(const wire::ImageChunk& chunk) {
     }
   }
   image.received += chunk.data().size();
+  counters_.image_bytes_fetched += chunk.data().size();
   if (!chunk.last()) return;
   auto digest = base::sha256_file(image.partial);
   if (!digest || *digest != chunk.image_sha256()) {
@@ -486,6 +492,11 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   read_output(worker, false);
   read_output(worker, true);
   workers_.push_back(worker);
+  ++counters_.workers_started;
+  if (replacements_owed_ > 0) {
+    --replacements_owed_;
+    ++counters_.workers_restarted;
+  }
   log()->debug("started worker {} for image {}", pid, base::to_hex(sha256).substr(0, 16));
   return worker;
 }
@@ -572,6 +583,7 @@ void WorkerPool::on_worker_message(const std::shared_ptr<Worker>& worker, wire::
   worker->deadline.reset();
   worker->count_result(std::chrono::steady_clock::now());
   const std::uint64_t id = worker->queue.front().task_id();
+  ++counters_.images[worker->image].tasks_run;
   worker->queue.pop_front();
   worker->release_call(id);
   if (!worker->abandoned && cancelled_.erase(id) == 0) {
@@ -605,6 +617,10 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
   }
   drain_output(*worker);
   workers_.erase(std::remove(workers_.begin(), workers_.end(), worker), workers_.end());
+  if (!worker->abandoned && !worker->retired && !shutting_down_) {
+    ++(worker->verdict ? counters_.workers_killed : counters_.workers_crashed);
+    replacements_owed_ = std::min<std::uint64_t>(replacements_owed_ + 1, capacity_);
+  }
   worker->deadline.reset();
   boost::system::error_code ignored;
   worker->out->close(ignored);
@@ -664,7 +680,10 @@ void WorkerPool::reap(const std::shared_ptr<Worker>& worker, int attempts) {
                 result.failure().message());
     callbacks_.on_result(std::move(result));
   }
-  if (culprit != worker->queue.end()) worker->queue.erase(culprit);
+  if (culprit != worker->queue.end()) {
+    ++counters_.images[worker->image].tasks_crashed;
+    worker->queue.erase(culprit);
+  }
   // The other tasks: run them elsewhere, in their order, ahead of what waits.
   if (!worker->abandoned) {
     for (auto task = worker->queue.rbegin(); task != worker->queue.rend(); ++task) {

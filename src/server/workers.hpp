@@ -64,6 +64,28 @@ class WorkerPool {
   // in a worker with the current environment.
   void set_worker_environment(std::vector<std::string> entries);
 
+  // What this pool has done since it was made, for the server's /metrics (docs/operations.md).
+  struct Counters {
+    std::uint64_t workers_started = 0;
+    // Started to take the place of a worker that crashed or that the server killed (timeout,
+    // cancel): at most one per such death.
+    std::uint64_t workers_restarted = 0;
+    std::uint64_t workers_crashed = 0;  // died unasked (a signal, an exit, a failed start)
+    std::uint64_t workers_killed = 0;   // killed by the server to end a task (timeout, cancel)
+    // An image's first use by this process: found verified in the cache directory (hit) or
+    // fetched from the master (miss); and the bytes fetched.
+    std::uint64_t image_cache_hits = 0;
+    std::uint64_t image_cache_misses = 0;
+    std::uint64_t image_bytes_fetched = 0;
+    struct PerImage {
+      std::string program;              // the image's file name, as the client named it
+      std::uint64_t tasks_run = 0;      // reported by a worker (a value or an exception)
+      std::uint64_t tasks_crashed = 0;  // ended with their worker (crash, timeout)
+    };
+    std::map<std::string, PerImage> images;  // by SHA-256 (32 bytes)
+  };
+  const Counters& counters() const { return counters_; }
+
   unsigned busy() const;
   // Tasks given to this pool and not reported yet (waiting, queued in a worker or running).
   std::size_t unfinished() const;
@@ -120,6 +142,8 @@ class WorkerPool {
   bool workers_block_sigterm_ = false;
   std::vector<std::string> worker_environment_;
   std::uint64_t environment_generation_ = 0;  // counts changes of worker_environment_
+  Counters counters_;
+  std::uint64_t replacements_owed_ = 0;  // workers that died unasked or were killed, not replaced
 };
 
 }  // namespace clupy::server

@@ -443,5 +443,83 @@ TEST_F(DepsClusterTest, ProgramsAreCheckedAgainstWhatServersOffer) {
   EXPECT_EQ(results[1].rfind("RESULT deps-a 9 " + folder, 0), 0u) << results[1];
 }
 
+// ---- a job's own packages (clupy.client.dependency.yaml) ----------------------------------------
+
+TEST_F(DepsClusterTest, AJobsOwnPackagesAreInstalledBeforeItsTasksRun) {
+  publish(build_deb("clupy-test-libfeat", "1.0", FEATURE_V1, {}));
+  write_manifest(manifest("", "allow_client_packages: true\n"));
+  start_master_with_manifest();
+  start_syncing_server("deps-a");
+  ASSERT_TRUE(server_when(
+      "deps-a", [](const ServerStatus&) { return true; }, 30s, "deps-a to register"));
+  ASSERT_EQ(deps::installed_version("clupy-test-libfeat"), std::nullopt);
+  // The program's working directory holds its dependency file.
+  write_file(dir_.file("clupy.client.dependency.yaml"),
+             "packages:\n  - name: clupy-test-libfeat\n    version: \">= 1.0\"\n");
+  const std::string output = run_client_program(DEPS_TASK_PROGRAM, "own-packages", {"3"});
+  const auto results = results_of(output);
+  ASSERT_EQ(results.size(), 3u) << output << "\nmaster log:\n" << master_.log();
+  for (const auto& line : results) EXPECT_EQ(line, "RESULT deps-a package=1 shipped=missing");
+  EXPECT_EQ(deps::installed_version("clupy-test-libfeat"), "1.0");  // dpkg agrees
+  EXPECT_NE(master_.log().find("server deps-a has the job's packages"), std::string::npos)
+      << master_.log();
+  EXPECT_NE(read_file(dir_.file("deps-a.log")).find("package clupy-test-libfeat installed (1.0)"),
+            std::string::npos);
+
+  // A server that registers while such a job is open is asked too, and takes its tasks once it
+  // has them (present already here: the same machine).
+  ChildProcess program({{DEPS_TASK_PROGRAM, "40"},
+                        {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
+                        dir_.path(),
+                        dir_.file("late.out")});
+  write_file(dir_.file("b.yaml"), "cache_dir: " + dir_.file("cache-b") + "\n");
+  start_server("deps-b", {"--capacity", "1", "--config", dir_.file("b.yaml")});
+  ASSERT_TRUE(program.wait(120s));
+  const std::string log = master_.log();
+  EXPECT_NE(log.find("server deps-b has the job's packages"), std::string::npos) << log;
+}
+
+TEST_F(DepsClusterTest, AJobWhosePackagesNoServerCanInstallIsRefusedAtInit) {
+  publish(build_deb("clupy-test-badpostinst", "1.0", "",
+                    {{"postinst", "echo 'configuring: no licence' >&2\nexit 7"}}));
+  write_manifest(manifest("", "allow_client_packages: true\n"));
+  start_master_with_manifest();
+  start_syncing_server("deps-a");
+  ASSERT_TRUE(server_when(
+      "deps-a", [](const ServerStatus&) { return true; }, 30s, "deps-a to register"));
+  write_file(dir_.file("own.yaml"), "packages:\n  - name: clupy-test-badpostinst\n");
+  ChildProcess program({{DEPS_TASK_PROGRAM, "2"},
+                        {{"CLUPY_MASTER_URL", master_url()},
+                         {"CLUPY_TOKEN_FILE", token_file()},
+                         {"CLUPY_DEPENDENCY_FILE", dir_.file("own.yaml")}},
+                        dir_.path(),
+                        dir_.file("refused.out")});
+  auto status = program.wait(120s);
+  ASSERT_TRUE(status);
+  EXPECT_FALSE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  const std::string output = read_file(dir_.file("refused.out"));
+  EXPECT_EQ(results_of(output).size(), 0u) << output;
+  EXPECT_NE(output.find("no server can install this job's packages: server deps-a: "
+                        "clupy-test-badpostinst: failed: the install command failed (exit code 1)"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("no licence"), std::string::npos) << output;
+}
+
+TEST_F(DepsClusterTest, AMasterThatTakesNoClientPackagesSaysSo) {
+  write_manifest(manifest(""));  // allow_client_packages: false, the default
+  start_master_with_manifest();
+  start_syncing_server("deps-a");
+  write_file(dir_.file("clupy.client.dependency.yaml"),
+             "packages:\n  - name: clupy-test-libfeat\n");
+  const std::string output = run_client_program(DEPS_TASK_PROGRAM, "policy", {"1"});
+  EXPECT_EQ(results_of(output).size(), 0u) << output;
+  EXPECT_NE(output.find("this master takes no packages from jobs that its dependency manifest "
+                        "does not list (allow_client_packages: false): clupy-test-libfeat"),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(deps::installed_version("clupy-test-libfeat"), std::nullopt);  // nothing was installed
+}
+
 }  // namespace
 }  // namespace clupy::test

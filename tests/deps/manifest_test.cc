@@ -235,6 +235,41 @@ TEST(InstallCommandTest, NamesAreQuotedIntoThePlaceholder) {
   EXPECT_EQ(shell_quote("it's"), "'it'\\''s'");
 }
 
+std::string client_error_of(const std::string& yaml) {
+  try {
+    parse_client_dependencies(yaml, "clupy.client.dependency.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(ClientDependenciesTest, PackagesFollowTheManifestsRules) {
+  const ClientDependencies d = parse_client_dependencies(
+      "packages:\n  - name: libfoo1\n    version: \">= 1.2\"\n  - name: zlib1g\n",
+      "clupy.client.dependency.yaml");
+  ASSERT_EQ(d.packages.size(), 2u);
+  EXPECT_EQ(d.packages[0], (PackageRequirement{"libfoo1", ">=", "1.2"}));
+  EXPECT_EQ(d.packages[1], (PackageRequirement{"zlib1g", "", ""}));
+  EXPECT_TRUE(parse_client_dependencies("# nothing\n", "x.yaml").packages.empty());
+
+  EXPECT_EQ(client_error_of("packages:\n  - name: libfoo1\n    verison: 1\n"),
+            "clupy.client.dependency.yaml:3: key 'packages[0].verison': unknown key (known keys: "
+            "name, version)");
+  EXPECT_EQ(client_error_of("packages:\n  - name: \"libfoo1; rm -rf /\"\n"),
+            "clupy.client.dependency.yaml:2: key 'packages[0]': 'libfoo1; rm -rf /' is not a "
+            "Debian package name (lower-case letters, digits, + - ., at least two characters, "
+            "optionally :arch)");
+  EXPECT_EQ(client_error_of("install_command: \"sh x {packages}\"\n"),
+            "clupy.client.dependency.yaml:1: key 'install_command': unknown key (known keys: "
+            "packages, libraries)");
+  // Said plainly rather than ignored.
+  EXPECT_EQ(client_error_of("libraries:\n  - path: libx.so.1\n"),
+            "clupy.client.dependency.yaml:2: key 'libraries': shipping libraries from the client "
+            "is not supported yet; the master's dependency manifest can ship them (its "
+            "libraries: key)");
+}
+
 TEST(CommandTest, ReportsLinesExitCodeAndTail) {
   std::vector<std::string> lines;
   CommandOptions options;

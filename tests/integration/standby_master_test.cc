@@ -113,5 +113,65 @@ TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
   EXPECT_NE(busy.log().find("MASTERS seen=2"), std::string::npos) << busy.log();
 }
 
+// Every CLI command that takes --master-url finds the elected master through zk://, as servers
+// and programs do: info, top, store and the service commands (which share one dial path).
+TEST_F(StandbyMasterTest, CommandsFindTheElectedMasterThroughZooKeeper) {
+  const std::string dir = dir_.file("m");
+  std::filesystem::create_directories(dir);
+  write_file(dir + "/clupy.master.yaml",
+             "port: 0\nport_file: " + dir + "/port\ntoken_file: " + token_file() +
+                 "\nstore:\n  redis: embedded\ncoordination:\n  connect: " + zk_.hosts() +
+                 "/standby-test\n  session_timeout: 3s\n");
+  ChildProcess master(
+      {{CLUPY_BINARY, "--master", "--log-level", "debug"}, {}, dir, dir + "/master.log"});
+  ASSERT_TRUE(wait_until([&] { return logged("m", "elected master"); }, seconds(60),
+                         "the master to be elected"))
+      << read_file(dir + "/master.log");
+  ChildProcess server({{CLUPY_BINARY, "--serve", "--master-url", zk_url(), "--token-file",
+                        token_file(), "--server-id", "zk-follower", "--capacity", "3",
+                        "--registration-interval", "200ms", "--failure-retry-interval", "200ms"},
+                       {},
+                       dir_.path(),
+                       dir_.file("zk-follower.log")});
+  ASSERT_TRUE(
+      wait_until([&] { return servers_at(url_of("m")) == std::set<std::string>{"zk-follower"}; },
+                 seconds(30), "the server to register"));
+  const std::vector<std::string> where = {"--master-url", zk_url(), "--token-file", token_file()};
+  auto cli = [&](std::vector<std::string> args, std::string& out) {
+    args.insert(args.end(), where.begin(), where.end());
+    return run_cli(args, out);
+  };
+  std::string out;
+  ASSERT_EQ(cli({"info"}, out), 0) << out;
+  EXPECT_NE(out.find("master " + url_of("m")), std::string::npos) << out;
+  EXPECT_NE(out.find("zk-follower"), std::string::npos) << out;
+
+  ASSERT_EQ(cli({"top", "--once"}, out), 0) << out;
+  EXPECT_NE(out.find("clupy top - master " + url_of("m")), std::string::npos) << out;
+  EXPECT_NE(out.find("slots 3, busy 0"), std::string::npos) << out;
+  EXPECT_NE(out.find("zk-follower"), std::string::npos) << out;
+
+  write_file(dir_.file("hello.csv"), "x,y\n1,2\n");
+  ASSERT_EQ(cli({"store", "put", dir_.file("hello.csv"), "zk/hello.csv"}, out), 0) << out;
+  ASSERT_EQ(cli({"store", "ls", "zk/"}, out), 0) << out;
+  EXPECT_NE(out.find("zk/hello.csv"), std::string::npos) << out;
+  ASSERT_EQ(cli({"store", "get", "zk/hello.csv", dir_.file("back.csv")}, out), 0) << out;
+  EXPECT_EQ(read_file(dir_.file("back.csv")), "x,y\n1,2\n");
+
+  ASSERT_EQ(cli({"services", "--json"}, out), 0) << out;
+  EXPECT_EQ(out.find("unknown scheme"), std::string::npos) << out;
+
+  // With no master elected, the commands say so within connect_timeout instead of hanging.
+  master.signal(SIGKILL);
+  master.wait(seconds(10));
+  write_file(dir_.file("short.yaml"), "connect_timeout: 2s\n");
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return cli({"info", "--config", dir_.file("short.yaml")}, out) == 1;
+      },
+      seconds(30), "info to fail once the leader is gone"));
+  EXPECT_NE(out.find("clupy: "), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace clupy::test

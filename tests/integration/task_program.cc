@@ -472,6 +472,23 @@ int scenario_big_crash() {
   return 0;
 }
 
+// Two functions in flight, drawn by clupy::progress (every fourth call of the second fails):
+// on a terminal a bar per function and a total, into a pipe plain lines.
+int scenario_progress(int n, int ms) {
+  std::vector<clupy::Future<int>> futures;
+  for (int i = 0; i < n; ++i) {
+    futures.push_back(clupy::parallel(sleeps)(ms));
+    futures.push_back(clupy::parallel(throws_invalid_argument)(i % 4 == 0 ? i : -1 - i));
+  }
+  clupy::ProgressOptions options;
+  options.interval = std::chrono::milliseconds(100);
+  clupy::progress(futures, options);
+  int failed = 0;
+  for (auto& f : futures) failed += f.completed() && !f.successful();
+  std::printf("PROGRESS_DONE tasks=%zu failed=%d\n", futures.size(), failed);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -504,6 +521,7 @@ int main(int argc, char** argv) {
     if (mode == "payload") return scenario_payload(arg(2, 100), arg(3, 1));
     if (mode == "bigecho") return scenario_big_echo();
     if (mode == "bigcrash") return scenario_big_crash();
+    if (mode == "progress") return scenario_progress(arg(2, 20), arg(3, 100));
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
     return 1;

@@ -83,8 +83,10 @@ constexpr const char* kServiceKey = "service-key-0123456789abcdef";
 
 class ServiceClusterTest : public ClusterFixture {
  protected:
+  // What the master starts with (a fixture for a case may add to it).
+  virtual std::vector<std::string> master_args() { return {}; }
   void SetUp() override {
-    start_master();
+    start_master(master_args());
     start_server("s1");
     start_server("s2");
     ASSERT_TRUE(servers_become({"s1", "s2"}));
@@ -297,12 +299,66 @@ TEST_F(ServiceClusterTest, PublishingFailsWithAMessageThatNamesTheProblem) {
   EXPECT_NE(publish(service_file("crashing", SERVICE_PROGRAM_CRASHING, 0), output), 0);
   EXPECT_NE(output.find("failed its readiness check"), std::string::npos) << output;
   EXPECT_NE(output.find("crashing on purpose at start"), std::string::npos) << output;
+  // Packages its master's manifest does not list (and allow_client_packages is false).
+  EXPECT_NE(publish(service_file("pkg", SERVICE_PROGRAM_V1, 0, "packages: [libc6]\n"), output), 0);
+  EXPECT_NE(output.find("this master takes no packages from jobs that its dependency manifest "
+                        "does not list (allow_client_packages: false): libc6"),
+            std::string::npos)
+      << output;
   // None of them is listed.
   ASSERT_EQ(
       run_cli({"services", "--json", "--master-url", master_url(), "--token-file", token_file()},
               output),
       0);
   EXPECT_NE(output.find("[]"), std::string::npos) << output;
+}
+
+// A master whose manifest accepts jobs' packages, with an install command that installs nothing
+// (and says so): packages this machine has are present on both servers, any other fails.
+class ServicePackagesTest : public ServiceClusterTest {
+ protected:
+  std::vector<std::string> master_args() override {
+    write_file(dir_.file("deps.yaml"),
+               "allow_client_packages: true\n"
+               "install_command: \"sh -c 'echo no repository here for $0 >&2; exit 3' "
+               "{packages}\"\n");
+    return {"--dependency-file", dir_.file("deps.yaml")};
+  }
+};
+
+TEST_F(ServicePackagesTest, EveryServerSettlesTheServicesPackagesBeforeItsReplicasStart) {
+  const int port = free_loopback_port();
+  std::string output;
+  ASSERT_EQ(publish(service_file("present", SERVICE_PROGRAM_V1, port,
+                                 "replicas: 2\nauth: public\npackages: [libc6, dpkg]\n"),
+                    output),
+            0)
+      << output << "\nmaster log:\n"
+      << master_.log();
+  EXPECT_NE(output.find("ready on 2 server(s)"), std::string::npos) << output;
+  HttpClient client(port);
+  auto r = client.post("/add", "[2, 40]");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "42");
+  const std::string log = master_.log();
+  EXPECT_NE(log.find("server s1 has the job's packages"), std::string::npos) << log;
+  EXPECT_NE(log.find("server s2 has the job's packages"), std::string::npos) << log;
+
+  // A package no server can install: publishing fails with each server's reason.
+  EXPECT_NE(publish(service_file("absent", SERVICE_PROGRAM_V1, 0,
+                                 "replicas: 1\npackages: [clupy-test-absent]\n"),
+                    output),
+            0);
+  EXPECT_NE(output.find("no server can install this job's packages: server s1: "
+                        "clupy-test-absent: failed: the install command failed (exit code 3)"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("no repository here for clupy-test-absent"), std::string::npos) << output;
+  ASSERT_EQ(
+      run_cli({"services", "--json", "--master-url", master_url(), "--token-file", token_file()},
+              output),
+      0);
+  EXPECT_EQ(output.find("absent"), std::string::npos) << output;
 }
 
 TEST_F(ServiceClusterTest, UnpublishFreesThePort) {
@@ -372,6 +428,30 @@ struct Load {
   std::vector<std::string> failures;
   std::vector<std::thread> workers;
 };
+
+TEST_F(ServiceClusterTest, PublishShowsReplicasComingUp) {
+  // Two servers whose replicas take 0.4 s and 1.6 s to start, one slot each: one replica each.
+  for (const char* id : {"s1", "s2"}) {
+    servers_[id].signal(SIGTERM);
+    ASSERT_TRUE(servers_[id].wait(10s));
+  }
+  start_server("quick", {"--capacity", "1"}, {{"SERVICE_START_DELAY_MS", "400"}});
+  start_server("slow", {"--capacity", "1"}, {{"SERVICE_START_DELAY_MS", "1600"}});
+  ASSERT_TRUE(servers_become({"quick", "slow"}));
+  std::string output;
+  ASSERT_EQ(
+      publish(service_file("up", SERVICE_PROGRAM_V1, 0, "replicas: 2\nauth: public\n"), output), 0)
+      << output;
+  const auto starting = output.find("service up version 1: starting 2 replica(s)\n");
+  const auto first = output.find("  replicas 1/2 ready (quick)\n");
+  const auto second = output.find("  replicas 2/2 ready (quick, slow)\n");
+  const auto done = output.find("service up version 1 ready on 2 server(s)");
+  EXPECT_NE(starting, std::string::npos) << output;
+  EXPECT_NE(first, std::string::npos) << output;
+  EXPECT_NE(second, std::string::npos) << output;
+  EXPECT_NE(done, std::string::npos) << output;
+  EXPECT_TRUE(starting < first && first < second && second < done) << output;
+}
 
 TEST_F(ServiceClusterTest, RollingUpdateLosesNoRequestAndSwitchesVersions) {
   const int port = free_loopback_port();
@@ -500,6 +580,19 @@ TEST_F(ServiceClusterTest, CppCallersReachTheServiceOverTheClusterProtocol) {
   EXPECT_NE(line_after(out, "fail: ").find("std::runtime_error"), std::string::npos) << out;
   EXPECT_NE(line_after(out, "fail: ").find("from C++"), std::string::npos) << out;
   EXPECT_EQ(line_after(out, "unknown: "), "no service named 'nope' is published") << out;
+
+  // The front counts them beside HTTP requests, with the status HTTP would have given.
+  HttpClient client(port, "Bearer " + token());
+  const auto status = client.get("/status");
+  ASSERT_EQ(status.status, 200) << status.body;
+  const auto entries = status.json()["entries"];
+  EXPECT_EQ(entries["add"]["requests"], 100) << status.body;
+  EXPECT_EQ(entries["add"]["by_status"]["200"], 100) << status.body;
+  EXPECT_EQ(entries["fail"]["by_status"]["500"], 1) << status.body;
+  EXPECT_EQ(entries["version"]["requests"], 1) << status.body;
+  EXPECT_EQ(status.json()["in_flight"], 0) << status.body;
+  const auto metrics = client.get("/metrics");
+  EXPECT_NE(metrics.body.find("entry=\"add\""), std::string::npos) << metrics.body;
 }
 
 }  // namespace

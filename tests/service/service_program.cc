@@ -73,6 +73,11 @@ int main(int argc, char** argv) {
     std::abort();
   }
 #endif
+  // A replica that comes up slowly (its server was started with SERVICE_START_DELAY_MS): the
+  // publish command's view of replicas coming up is tested with it.
+  if (const char* delay = std::getenv("SERVICE_START_DELAY_MS");
+      delay != nullptr && std::getenv("CLUPY_WORKER_FD") != nullptr)
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
   clupy::init(argc, argv);
   std::printf("service_program %d: publish me\n", SERVICE_VERSION);
   return 0;

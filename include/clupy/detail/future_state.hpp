@@ -82,6 +82,12 @@ class FutureStateBase {
   bool add_waiter(Waiter* waiter, std::size_t index);
   void remove_waiter(Waiter* waiter);
 
+  // What the future is for, as progress displays group futures: the task's function name, set
+  // by the runtime before the future is handed out (interned: the pointer lives as long as the
+  // process); "" for futures made otherwise. Set once, before other threads see the state.
+  void set_label(const std::string* interned) { label_ = interned; }
+  const std::string& label() const;
+
   // --- Batch completion (the runtime completing a TaskResults batch) ---
 
   // While a DeferredWakeups object lives on a thread, states completed on that thread settle
@@ -133,7 +139,11 @@ class FutureStateBase {
   std::vector<std::pair<Waiter*, std::size_t>> waiters_;
   std::function<void()> cancel_hook_;
   bool wake_deferred_ = false;  // settled under DeferredWakeups; wake_waiters() still to come
+  const std::string* label_ = nullptr;
 };
+
+// The one copy of `name` kept for the life of the process (labels of futures). Thread-safe.
+const std::string* intern_label(std::string_view name);
 
 // Runs `callback`, reporting (not propagating) an exception; see add_callback().
 void run_callback_guarded(const std::function<void()>& callback) noexcept;

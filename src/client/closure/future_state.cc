@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <unordered_set>
 
 namespace clupy::detail {
 
@@ -119,6 +120,18 @@ bool FutureStateBase::add_waiter(Waiter* waiter, std::size_t index) {
   if (settled_) return false;
   waiters_.emplace_back(waiter, index);
   return true;
+}
+
+const std::string& FutureStateBase::label() const {
+  static const std::string kNone;
+  return label_ != nullptr ? *label_ : kNone;
+}
+
+const std::string* intern_label(std::string_view name) {
+  static std::mutex mu;
+  static std::unordered_set<std::string>* names = new std::unordered_set<std::string>();
+  std::lock_guard lock(mu);
+  return &*names->emplace(name).first;
 }
 
 void FutureStateBase::remove_waiter(Waiter* waiter) {

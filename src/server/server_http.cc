@@ -1,0 +1,152 @@
+// A server's HTTP side (http_port): /healthz for anyone, /metrics in the Prometheus text format
+// for those http_auth lets in. Served by common::HttpServer on the server's io_context thread.
+#include <cstdio>
+
+#include "base/hex.hpp"
+#include "common/auth.hpp"
+#include "common/version.hpp"
+#include "server/server.hpp"
+
+namespace clupy::server {
+
+namespace {
+
+// A label value in the text format: backslash, double quote and newline escaped.
+std::string label_value(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+class MetricsText {
+ public:
+  void family(const char* name, const char* type, const char* help) {
+    text_ += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  }
+  void sample(const char* name, const std::string& labels, double value) {
+    char number[64];
+    std::snprintf(number, sizeof number, "%.17g", value);
+    text_ += name;
+    if (!labels.empty()) text_ += "{" + labels + "}";
+    text_ += " ";
+    text_ += number;
+    text_ += "\n";
+  }
+  void single(const char* name, const char* type, const char* help, double value) {
+    family(name, type, help);
+    sample(name, "", value);
+  }
+  std::string take() { return std::move(text_); }
+
+ private:
+  std::string text_;
+};
+
+}  // namespace
+
+bool ServerDaemon::http_allowed(const common::HttpRequest& request) const {
+  if (config_.http_auth == common::HttpAuth::kOff || !token_) return true;
+  constexpr std::string_view kBearer = "Bearer ";
+  const std::string_view presented = request.authorization;
+  if (presented.starts_with(kBearer) &&
+      common::constant_time_equal(presented.substr(kBearer.size()), *token_))
+    return true;
+  return config_.http_auth == common::HttpAuth::kLoopback && request.from_loopback;
+}
+
+int ServerDaemon::http_get(const common::HttpRequest& request, std::string& body,
+                           std::string& content_type) {
+  const std::string& target = request.target;
+  if (target == "/healthz") {
+    body = "ok\n";
+    return 200;
+  }
+  if (target != "/metrics") {
+    body = "not found; try /metrics or /healthz\n";
+    return 404;
+  }
+  if (!http_allowed(request)) {
+    body = "this needs the cluster token: send \"Authorization: Bearer <token>\" (http_auth: " +
+           std::string(config_.http_auth == common::HttpAuth::kToken ? "token" : "loopback") +
+           ")\n";
+    return 401;
+  }
+  body = metrics_text();
+  content_type = "text/plain; version=0.0.4; charset=utf-8";
+  return 200;
+}
+
+std::string ServerDaemon::metrics_text() const {
+  const WorkerPool::Counters& c = pool_->counters();
+  MetricsText m;
+  m.family("clupy_server_info", "gauge", "This server: its id and libclupy version (always 1).");
+  m.sample("clupy_server_info",
+           "server_id=\"" + label_value(server_id_) + "\",version=\"" +
+               label_value(common::library_version()) + "\"",
+           1);
+  m.single("clupy_server_uptime_seconds", "gauge", "Seconds since this server started.",
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count());
+  m.single("clupy_server_registered", "gauge", "1 while registered with a master.",
+           registered_ ? 1 : 0);
+  m.single("clupy_server_registrations_total", "counter",
+           "Registrations with a master (the first, then one after each reconnection).",
+           static_cast<double>(master_connections_));
+  m.single("clupy_server_draining", "gauge", "1 while draining (no new tasks).", draining_ ? 1 : 0);
+  m.single("clupy_server_slots", "gauge", "Worker slots (capacity).", capacity_);
+  m.single("clupy_server_busy_slots", "gauge", "Worker slots running a task now.", pool_->busy());
+  m.single("clupy_server_workers", "gauge", "Worker processes alive.",
+           static_cast<double>(pool_->worker_count()));
+  m.single("clupy_server_tasks_unfinished", "gauge",
+           "Tasks assigned here and not reported yet (waiting, queued in a worker or running).",
+           static_cast<double>(pool_->unfinished()));
+  m.single("clupy_server_workers_started_total", "counter", "Worker processes started.",
+           static_cast<double>(c.workers_started));
+  m.single("clupy_server_workers_restarted_total", "counter",
+           "Workers started in place of one that crashed or was killed.",
+           static_cast<double>(c.workers_restarted));
+  m.single("clupy_server_workers_crashed_total", "counter",
+           "Workers that died unasked (a signal, an exit, a failed start).",
+           static_cast<double>(c.workers_crashed));
+  m.single("clupy_server_workers_killed_total", "counter",
+           "Workers the server killed to end a task (timeout, cancellation).",
+           static_cast<double>(c.workers_killed));
+  m.single("clupy_server_image_cache_hits_total", "counter",
+           "Program images found verified in the cache directory at their first use.",
+           static_cast<double>(c.image_cache_hits));
+  m.single("clupy_server_image_cache_misses_total", "counter",
+           "Program images fetched from the master at their first use.",
+           static_cast<double>(c.image_cache_misses));
+  m.single("clupy_server_image_bytes_fetched_total", "counter",
+           "Bytes of program images fetched from the master.",
+           static_cast<double>(c.image_bytes_fetched));
+  m.single("clupy_server_received_bytes_total", "counter",
+           "Message bytes received from masters (envelopes with their attachments).",
+           static_cast<double>(bytes_from_master_));
+  m.single("clupy_server_sent_bytes_total", "counter",
+           "Message bytes sent to masters (envelopes with their attachments).",
+           static_cast<double>(bytes_to_master_));
+  m.family("clupy_server_tasks_run_total", "counter",
+           "Tasks a worker ran to the end (a value or an exception), by program image.");
+  for (const auto& [sha, image] : c.images)
+    m.sample("clupy_server_tasks_run_total",
+             "image=\"" + base::to_hex(sha).substr(0, 16) + "\",program=\"" +
+                 label_value(image.program) + "\"",
+             static_cast<double>(image.tasks_run));
+  m.family("clupy_server_tasks_crashed_total", "counter",
+           "Tasks that ended with their worker (crash, timeout, cancellation), by program image.");
+  for (const auto& [sha, image] : c.images)
+    m.sample("clupy_server_tasks_crashed_total",
+             "image=\"" + base::to_hex(sha).substr(0, 16) + "\",program=\"" +
+                 label_value(image.program) + "\"",
+             static_cast<double>(image.tasks_crashed));
+  return m.take();
+}
+
+}  // namespace clupy::server
