@@ -234,11 +234,18 @@ void Runtime::report_job_packages(const wire::JobPackagesState& state) {
   const auto& report = state.report();
   if (!report.in_progress()) {
     package_progress_logged_.erase(state.server_id());
-    if (report.satisfied())
+    if (report.satisfied()) {
       log()->info("server {} has this job's packages", state.server_id());
-    else
-      log()->warn("server {} cannot install this job's packages and gets none of its tasks: {}",
-                  state.server_id(), report.summary());
+      return;
+    }
+    // Each failed item whole, with the installer's output tail: the program's user cannot look
+    // at the server.
+    std::string why;
+    for (const auto& item : report.items())
+      if (item.state() == wire::DependencyItem::FAILED)
+        why += (why.empty() ? "" : "; ") + item.name() + ": " + item.detail();
+    log()->warn("server {} cannot install this job's packages and gets none of its tasks: {}",
+                state.server_id(), why.empty() ? report.summary() : why);
     return;
   }
   auto& last = package_progress_logged_[state.server_id()];

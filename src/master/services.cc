@@ -66,6 +66,21 @@ bool succeeded(const wire::TaskResult& result, std::string* value) {
   }
 }
 
+// What an HTTP caller of the same entry point would have been answered.
+int http_status_of(const wire::TaskResult& result) {
+  if (succeeded(result, nullptr)) return 200;
+  switch (failure_of(result).kind) {
+    case FailureKind::kException:
+      return 500;
+    case FailureKind::kTimeout:
+      return 504;
+    case FailureKind::kProtocol:
+      return 400;
+    default:
+      return 503;
+  }
+}
+
 std::string host_name() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "localhost";
@@ -419,9 +434,22 @@ void ServiceHost::client_call(SessionId client, wire::TaskSpec& task) {
   const SessionId session = version.session;
   const std::uint32_t timeout = task.options().timeout_ms() > 0 ? task.options().timeout_ms()
                                                                 : version.definition.timeout_ms();
+  // Counted in the front's /status and /metrics like an HTTP request of the same entry point,
+  // with the status it would have had there.
+  std::string entry;
+  try {
+    entry = detail::parse_call_view(task.call()).name;
+  } catch (const std::exception&) {
+    entry = "(undecodable call)";  // the replica fails it with kProtocol
+  }
+  service.front->stats().started();
   submit_call(version, std::move(*task.mutable_call()), timeout,
               std::max(0, task.options().retries() < 0 ? 0 : task.options().retries()),
-              [this, client, client_task, session, &service](const wire::TaskResult& result) {
+              [this, client, client_task, session, &service, entry = std::move(entry),
+               started = services::ServiceStats::Clock::now()](const wire::TaskResult& result) {
+                const auto now = services::ServiceStats::Clock::now();
+                service.front->stats().finished();
+                service.front->stats().record(entry, http_status_of(result), now - started, now);
                 if (service.current && service.current->session == session &&
                     service.current->in_flight > 0)
                   --service.current->in_flight;

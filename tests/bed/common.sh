@@ -88,4 +88,4 @@ run_client() {
     2>"$BED_SHARED/logs/$log.stderr.log" {BED_LOCK_FD}>&-
 }
 
-bed_up "$BED_DEB"
+bed_up "$BED_DEB" sudo  # sudo: the servers install packages through it (dependencies.sh)

@@ -580,6 +580,19 @@ TEST_F(ServiceClusterTest, CppCallersReachTheServiceOverTheClusterProtocol) {
   EXPECT_NE(line_after(out, "fail: ").find("std::runtime_error"), std::string::npos) << out;
   EXPECT_NE(line_after(out, "fail: ").find("from C++"), std::string::npos) << out;
   EXPECT_EQ(line_after(out, "unknown: "), "no service named 'nope' is published") << out;
+
+  // The front counts them beside HTTP requests, with the status HTTP would have given.
+  HttpClient client(port, "Bearer " + token());
+  const auto status = client.get("/status");
+  ASSERT_EQ(status.status, 200) << status.body;
+  const auto entries = status.json()["entries"];
+  EXPECT_EQ(entries["add"]["requests"], 100) << status.body;
+  EXPECT_EQ(entries["add"]["by_status"]["200"], 100) << status.body;
+  EXPECT_EQ(entries["fail"]["by_status"]["500"], 1) << status.body;
+  EXPECT_EQ(entries["version"]["requests"], 1) << status.body;
+  EXPECT_EQ(status.json()["in_flight"], 0) << status.body;
+  const auto metrics = client.get("/metrics");
+  EXPECT_NE(metrics.body.find("entry=\"add\""), std::string::npos) << metrics.body;
 }
 
 }  // namespace
