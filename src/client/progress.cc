@@ -22,7 +22,9 @@ using Clock = std::chrono::steady_clock;
 // Collects the positions of futures as they complete.
 class CompletionLog final : public Waiter {
  public:
-  explicit CompletionLog(std::size_t expected) : expected_(expected) {}
+  explicit CompletionLog(std::size_t expected) : expected_(expected) {
+    completed_.reserve(std::min<std::size_t>(expected, 1 << 16));
+  }
   void notify(std::size_t index) override {
     std::lock_guard lock(mu_);
     completed_.push_back(index);
@@ -259,8 +261,10 @@ bool wait_with_progress(const std::vector<FutureStateBase*>& states,
       already.push_back(i);
   }
   log.expect(registered.size());
+  std::vector<bool> told(states.size(), false);  // notified: the state forgot the waiter itself
   auto count = [&](const std::vector<std::size_t>& completed, Clock::time_point now) {
     for (std::size_t i : completed) {
+      told[i] = true;
       Group& g = groups[group_of[i]];
       ++g.done;
       if (states[i]->status() == FutureStateBase::Status::kFailed) ++g.failed;
@@ -282,8 +286,12 @@ bool wait_with_progress(const std::vector<FutureStateBase*>& states,
       next_draw = now + interval;
     }
   }
-  for (std::size_t i : registered) states[i]->remove_waiter(&log);
-  count(log.take(), Clock::now());  // told between the last wait and the removal
+  // Only states that have not told the log still hold it (after a timeout); the others dropped
+  // their waiters as they completed.
+  count(log.take(), Clock::now());
+  for (std::size_t i : registered)
+    if (!told[i]) states[i]->remove_waiter(&log);
+  count(log.take(), Clock::now());  // told between the last take and the removal
   display.draw(Clock::now(), true);
   return all;
 }

@@ -173,6 +173,7 @@ int top_command(const std::vector<std::string>& args) {
   ConnectOptions options;
   std::chrono::milliseconds interval(2000);
   bool once = false;
+  long frames = 0;  // 0: until interrupted
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& flag = args[i];
     if (flag == "--once") {
@@ -181,9 +182,10 @@ int top_command(const std::vector<std::string>& args) {
     }
     if (flag == "-h" || flag == "--help") {
       std::cout << "usage: clupy top [--master-url URL] [--token-file PATH] [--config PATH]\n"
-                   "                 [--interval 2s] [--once]\n"
+                   "                 [--interval 2s] [--frames N] [--once]\n"
                    "The cluster's servers, busy slots, queued and running tasks and clients,\n"
-                   "redrawn every interval until Ctrl-C or q; --once prints one frame.\n"
+                   "redrawn every interval until Ctrl-C or q (or N frames); --once prints one\n"
+                   "frame without escape codes.\n"
                    "URL: clupy://host:port, or zk://hosts/chroot for standby masters.\n";
       return 0;
     }
@@ -198,6 +200,12 @@ int top_command(const std::vector<std::string>& args) {
       options.token_file = value;
     } else if (flag == "--config") {
       options.config_file = value;
+    } else if (flag == "--frames") {
+      frames = std::atol(value.c_str());
+      if (frames <= 0) {
+        std::cerr << "clupy top: --frames needs a positive number\n";
+        return 2;
+      }
     } else if (flag == "--interval") {
       try {
         interval = common::parse_duration(value);
@@ -241,7 +249,7 @@ int top_command(const std::vector<std::string>& args) {
     std::fputs(frame.c_str(), stdout);
     std::fflush(stdout);
     first = false;
-    if (once) break;
+    if (once || (frames > 0 && --frames == 0)) break;
     if (keyboard ? keyboard->wait_for_quit(interval) : false) break;
     if (!keyboard) {
       const auto deadline = std::chrono::steady_clock::now() + interval;

@@ -15,9 +15,10 @@ namespace clupy::client {
 // One frame of `clupy top` for `status`, at most `width` columns wide (0: no limit).
 std::string render_top_frame(const ClusterStatus& status, unsigned width);
 
-// `clupy top [--master-url URL] [--token-file F] [--config F] [--interval 2s] [--once]`: on a
-// terminal, redraws in place until interrupted (Ctrl-C or `q`); otherwise, and with --once,
-// prints frames one after another (--once: one frame, then exits). Returns the exit code.
+// `clupy top [--master-url URL] [--token-file F] [--config F] [--interval 2s] [--frames N]
+// [--once]`: on a terminal, redraws in place until interrupted (Ctrl-C or `q`) or N frames were
+// drawn; otherwise prints frames one after another (--once: one frame without escape codes).
+// Returns the exit code.
 int top_command(const std::vector<std::string>& args);
 
 }  // namespace clupy::client
