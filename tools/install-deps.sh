@@ -25,6 +25,9 @@ sudo_cmd=()
 
 missing=()
 for p in "${packages[@]}"; do
+  # A nodejs from another source than Debian (NodeSource's) carries npm and conflicts with
+  # Debian's npm package: an npm on the PATH is enough.
+  if [ "$p" = npm ] && command -v npm >/dev/null; then continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
