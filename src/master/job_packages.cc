@@ -112,20 +112,21 @@ std::string JobPackages::failures(SessionId session) const {
   std::string text;
   auto it = jobs_.find(session);
   if (it == jobs_.end()) return text;
-  for_each_connected([&](const std::string& id, SessionId) {
-    auto known = it->second.reports.find(id);
-    if (known == it->second.reports.end() || known->second.in_progress() ||
-        known->second.satisfied())
-      return;
+  // In the order of the server ids, so that a message reads the same every time.
+  for (const auto& [id, report] : it->second.reports) {
+    const ServerRecord* record = env_.registry.find(id);
+    if (record == nullptr || record->connection_id == 0) continue;
+    const auto known = &report;
+    if (known->in_progress() || known->satisfied()) continue;
     // Each failed item whole, with the installer's output tail: the job's owner cannot look
     // at the server.
     std::string why;
-    for (const auto& item : known->second.items())
+    for (const auto& item : known->items())
       if (item.state() == wire::DependencyItem::FAILED)
         why += (why.empty() ? "" : "; ") + item.name() + ": failed: " + item.detail();
     text += (text.empty() ? "" : "; ") + std::string("server ") + id + ": " +
-            (why.empty() ? known->second.summary() : why);
-  });
+            (why.empty() ? known->summary() : why);
+  }
   return text;
 }
 
