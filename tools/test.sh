@@ -26,14 +26,14 @@ CCACHE_DIR="$CCACHE_DIR" ccache --max-size=20G >/dev/null 2>&1 || true
 export CCACHE_DIR CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}" CCACHE_NOHASHDIR=1
 common_flags=(-G Ninja -DCLUPY_WERROR=ON -DCLUPY_BUILD_TESTS=ON)
 
-run_suite() {  # name, build dir, extra cmake flags...
-  local name="$1" dir="$2"
-  shift 2
+run_suite() {  # name, build dir, ctest exclusion regex (or ""), extra cmake flags...
+  local name="$1" dir="$2" exclude="$3"
+  shift 3
   echo "== $name: configure and build ($dir)"
   cmake -S "$root" -B "$dir" "${common_flags[@]}" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
   echo "== $name: tests"
-  (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600)
+  (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600 ${exclude:+-E "$exclude"})
 }
 
 # ThreadSanitizer: the tests where threads of one process meet (the client runtime's I/O thread
@@ -56,12 +56,16 @@ run_tsan() {
     ctest -j "$jobs" --output-on-failure --timeout 600 -L tsan -E "$tsan_skip")
 }
 
-run_suite "release" "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLUPY_BUILD_BENCH=ON
+run_suite "release" "$root/build" "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLUPY_BUILD_BENCH=ON
 if [ "${1:-}" != "--no-sanitizers" ]; then
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
   export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/tools/lsan.supp}"
-  run_suite "asan+ubsan" "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCLUPY_SANITIZE=ON
+  # The .deb, the test bed's hosts and Slurm (about 9 minutes) run in the release pass only:
+  # they test packaging and machines; the daemons' code paths they reach run under the
+  # sanitizers in the cluster tests.
+  run_suite "asan+ubsan" "$root/build-asan" '^(packaging|install|bed|slurm)' \
+    -DCMAKE_BUILD_TYPE=Debug -DCLUPY_SANITIZE=ON
   run_tsan
   "$root/tools/fuzz.sh" --seconds "${CLUPY_FUZZ_SECONDS:-30}"
 fi
