@@ -8,6 +8,7 @@
 #include <boost/beast/http.hpp>
 
 #include "clupy/errors.hpp"
+#include "common/auth.hpp"
 #include "common/log.hpp"
 #include "common/transport.hpp"
 #include "common/version.hpp"
@@ -187,5 +188,12 @@ void HttpServer::stop() {
 }
 
 unsigned short HttpServer::port() const { return acceptor_.local_endpoint().port(); }
+
+bool presents_bearer_token(const HttpRequest& request, std::string_view token) {
+  constexpr std::string_view kBearer = "Bearer ";
+  const std::string_view presented = request.authorization;
+  return presented.starts_with(kBearer) &&
+         constant_time_equal(presented.substr(kBearer.size()), token);
+}
 
 }  // namespace clupy::common

@@ -43,6 +43,10 @@ struct HttpResponse {
 // Decodes %XX escapes and, in forms, '+' as a space (application/x-www-form-urlencoded).
 std::string url_decode(std::string_view text);
 
+// Whether the request presents `token` as "Authorization: Bearer <token>" (compared in
+// constant time).
+bool presents_bearer_token(const HttpRequest& request, std::string_view token);
+
 class HttpServer {
  public:
   static constexpr std::size_t kMaxBody = 16 * 1024;

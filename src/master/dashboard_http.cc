@@ -74,11 +74,7 @@ std::string Master::dashboard_cookie() const {
 
 bool Master::http_allowed(const common::HttpRequest& request) const {
   if (config_.http_auth == common::HttpAuth::kOff || !token_) return true;
-  constexpr std::string_view kBearer = "Bearer ";
-  const std::string_view presented = request.authorization;
-  if (presented.starts_with(kBearer) &&
-      common::constant_time_equal(presented.substr(kBearer.size()), *token_))
-    return true;
+  if (common::presents_bearer_token(request, *token_)) return true;
   if (const std::string cookie = request.cookie_value(kCookieName);
       !cookie.empty() && common::constant_time_equal(cookie, dashboard_cookie()))
     return true;

@@ -53,11 +53,7 @@ class MetricsText {
 
 bool ServerDaemon::http_allowed(const common::HttpRequest& request) const {
   if (config_.http_auth == common::HttpAuth::kOff || !token_) return true;
-  constexpr std::string_view kBearer = "Bearer ";
-  const std::string_view presented = request.authorization;
-  if (presented.starts_with(kBearer) &&
-      common::constant_time_equal(presented.substr(kBearer.size()), *token_))
-    return true;
+  if (common::presents_bearer_token(request, *token_)) return true;
   return config_.http_auth == common::HttpAuth::kLoopback && request.from_loopback;
 }
 
