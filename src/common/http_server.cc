@@ -196,4 +196,18 @@ bool presents_bearer_token(const HttpRequest& request, std::string_view token) {
          constant_time_equal(presented.substr(kBearer.size()), token);
 }
 
+bool http_auth_allows(HttpAuth auth, const std::optional<std::string>& token,
+                      const HttpRequest& request) {
+  if (auth == HttpAuth::kOff || !token) return true;
+  if (presents_bearer_token(request, *token)) return true;
+  return auth == HttpAuth::kLoopback && request.from_loopback;
+}
+
+std::string http_token_required_text(HttpAuth auth) {
+  return std::string(
+             "this needs the cluster token: send \"Authorization: Bearer <token>\" "
+             "(http_auth: ") +
+         (auth == HttpAuth::kToken ? "token" : "loopback") + ")\n";
+}
+
 }  // namespace clupy::common
