@@ -95,7 +95,7 @@ asio::awaitable<void> serve_one(tcp::socket socket, HttpServer::ResponseHandler 
     co_await http::async_write(stream, response, asio::use_awaitable);
   } catch (const boost::system::system_error& e) {
     // The client left before reading the answer: its loss, nothing for the daemon to do.
-    common::logger("master")->debug("status page: answer not delivered: {}", e.what());
+    common::logger("net")->debug("HTTP answer not delivered: {}", e.what());
   }
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 }
@@ -177,8 +177,6 @@ HttpServer::HttpServer(asio::io_context& io, const std::string& bind, int port,
     throw ConfigError("cannot serve HTTP on " + bind + ":" + std::to_string(port) + ": " +
                       ec.message());
   acceptor_.listen();
-  common::logger("master")->info("HTTP status on http://{}:{}/status and /metrics", bind,
-                                 this->port());
   asio::co_spawn(io_, accept_loop(acceptor_, handler_), asio::detached);
 }
 
