@@ -99,7 +99,8 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     update_worker_environment();
     if (changed && offers_->last()) offers_->refresh({directory});
   };
-  deps_ = std::make_unique<deps::ServerSync>(io_, config_.cache_dir, std::move(sync));
+  deps_ = std::make_unique<deps::ServerSync>(io_, config_.cache_dir, std::move(sync),
+                                             config_.dependency_recheck_period);
   job_packages_ =
       std::make_unique<deps::JobPackageSync>(io_, [this](const wire::JobPackagesReport& report) {
         if (!registered_) return;  // a new master asks again
