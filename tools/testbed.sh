@@ -130,6 +130,9 @@ bed_make_layer() {
   dir="$(mktemp -d "$BED_CACHE/.layer.XXXXXX")"
   bed_log "installing into the cached layer: $*"
   zstd -dc "$base" | tar -C "$dir" --numeric-owner -xf -
+  # The root directory as on a real machine (mktemp and the minbase's tarball leave it 0700):
+  # packages' scripts run commands as system users (munge's postinst runs `su munge`).
+  chmod 0755 "$dir"
   cp /etc/resolv.conf "$dir/etc/resolv.conf"
   # Packages' scripts must not start services in the layer.
   printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
