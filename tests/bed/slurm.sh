@@ -15,6 +15,8 @@ BED_EXTRA_PACKAGES="slurmctld slurmd slurm-client munge"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 [ -n "${BED_SLURM_PROGRAM:-}" ] || scenario_fail "BED_SLURM_PROGRAM is not set (run through ctest)"
 runs="${BED_SLURM_RUNS:-3}"
+phase() { echo "[$SECONDS s] $*"; }
+phase "bed up"
 
 controller=ctl
 nodes="s1 s2 s3"
@@ -59,8 +61,12 @@ for host in $controller $nodes; do bed_host "$host" "${number[$host]}"; done
   echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
 } >"$BED_SHARED/slurm/slurm.conf"
 head -c 1024 /dev/urandom >"$BED_SHARED/slurm/munge.key"
+# The hosts know each other by name, as a cluster's machines do (Slurm resolves node and
+# controller names; without them every client command waits for a DNS server it cannot reach).
+for host in $controller $nodes; do echo "$(bed_addr "$host") $host"; done >"$BED_SHARED/slurm/hosts"
 for host in $controller $nodes; do
   root="$(bed_root "$host")"
+  cat "$BED_SHARED/slurm/hosts" >>"$root/etc/hosts"
   mkdir -p "$root/etc/slurm" "$root/etc/munge"
   cp "$BED_SHARED/slurm/slurm.conf" "$root/etc/slurm/slurm.conf"
   install -m 0400 "$BED_SHARED/slurm/munge.key" "$root/etc/munge/munge.key"
@@ -86,6 +92,7 @@ for node in $nodes; do bed_spawn "$node" "slurmd-$node" /usr/sbin/slurmd -D; don
 idle_nodes() { bed_exec $controller sinfo -h -N -o '%N %t' 2>/dev/null | grep -c ' idle$'; }
 three_idle() { [ "$(idle_nodes)" -eq 3 ]; }
 bed_wait_for "three idle Slurm nodes (slurmd on s1, s2, s3)" 30 three_idle
+phase "Slurm up"
 echo "Slurm: slurmctld on $controller ($(bed_addr $controller)), slurmd on $nodes:"
 bed_exec $controller scontrol -o show nodes | grep -o 'NodeName=[^ ]* .*NodeAddr=[^ ]*' |
   awk '{print "  " $1 " " $NF}'
@@ -94,7 +101,7 @@ bed_exec $controller scontrol -o show nodes | grep -o 'NodeName=[^ ]* .*NodeAddr
 # (.clupy/<job id>), are on the filesystem every host shares.
 sbatch_in_job_dir() {
   bed_exec $controller sh -c 'cd /shared/job && sbatch --parsable "$@"' sh \
-    --output=/shared/job/job-%j.out "$@" | cut -d';' -f1
+    --output=/shared/logs/job-%j.out "$@" | cut -d';' -f1
 }
 job_state() { bed_exec $controller squeue -h -t all -j "$1" -o %T 2>/dev/null | tr -d '[:space:]'; }
 job_ended() {
@@ -105,15 +112,15 @@ job_ended() {
 now_ms() { date +%s%3N; }
 
 # What runs on a compute host besides the bed's init and its Slurm daemons: a job's remains.
+# Builtins only in the loop: a fork per process made one scan take seconds on loaded cores.
 job_processes() {
-  local node pid exe comm
+  local node init pid comm
   for node in $nodes; do
+    read -r init <"$BED_STATE/hosts/$node/init.pid"
     for pid in $(ip netns pids "$(bed_ns "$node")" 2>/dev/null); do
-      [ "$pid" = "$(bed_init_pid "$node")" ] && continue
-      exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || continue
-      comm="$(cat "/proc/$pid/comm" 2>/dev/null)" || continue
-      case "$exe:$comm" in /usr/bin/unshare:* | /usr/bin/nsenter:* | *:munged | *:slurmd | *:runuser) ;;
-        *) echo "$node:$pid:$comm" ;; esac
+      [ "$pid" = "$init" ] && continue
+      read -r comm <"/proc/$pid/comm" 2>/dev/null || continue
+      case "$comm" in unshare | nsenter | runuser | munged | slurmd) ;; *) echo "$node:$pid:$comm" ;; esac
     done
   done
 }
@@ -162,7 +169,7 @@ submitted="$(now_ms)"
 job="$(sbatch_in_job_dir -N3 --ntasks-per-node=1 -c1 /shared/job/full.sh)"
 [ -n "$job" ] || scenario_fail "sbatch gave no job id"
 bed_wait_for "job $job to end" 120 job_ended "$job"
-out="$job_dir/job-$job.out"
+out="$BED_SHARED/logs/job-$job.out"
 [ "$(job_state "$job")" = COMPLETED ] ||
   { cat "$out" >&2; scenario_fail "job $job ended $(job_state "$job"), not COMPLETED"; }
 cat "$out" | grep -v '^RESULT \|^primes(' || true
@@ -198,6 +205,7 @@ wait_job_processes_gone "$job"
 [ ! -e "$job_dir/.clupy/$job/token" ] || echo "note: the job folder's token remains"
 echo "job $job ended: no process of it left on any compute host"
 
+phase "first job checked"
 # Launch time: sbatch -> the program's first task result, over separate hosts.
 launch_ms=()
 launch_ms+=($(($(awk '$1 == "FIRST_RESULT_MS" {print $2; exit}' "$out") - submitted)))
@@ -205,8 +213,8 @@ for ((run = 2; run <= runs; run++)); do
   submitted="$(now_ms)"
   job="$(sbatch_in_job_dir -N3 --ntasks-per-node=1 -c1 /shared/job/run.sh)"
   bed_wait_for "job $job to end" 60 job_ended "$job"
-  grep -q '^DONE 30 30$' "$job_dir/job-$job.out" || scenario_fail "job $job: not 30 of 30 results"
-  launch_ms+=($(($(awk '$1 == "FIRST_RESULT_MS" {print $2; exit}' "$job_dir/job-$job.out") - submitted)))
+  grep -q '^DONE 30 30$' "$BED_SHARED/logs/job-$job.out" || scenario_fail "job $job: not 30 of 30 results"
+  launch_ms+=($(($(awk '$1 == "FIRST_RESULT_MS" {print $2; exit}' "$BED_SHARED/logs/job-$job.out") - submitted)))
   wait_job_processes_gone "$job"
 done
 
@@ -220,6 +228,7 @@ registered_servers() {
     2>/dev/null | grep -o '"connected": *true' | wc -l
 }
 three_registered() { [ "$(registered_servers "$1")" -ge 3 ]; }
+phase "launch times measured"
 scancel_ms=()
 for ((run = 1; run <= runs; run++)); do
   job="$(sbatch_in_job_dir -N3 --ntasks-per-node=1 -c1 /shared/job/cluster.sh)"
@@ -233,6 +242,7 @@ for ((run = 1; run <= runs; run++)); do
   wait_job_processes_gone "$job"
 done
 
+phase "scancel times measured"
 summary() {  # summary NAME VALUES...: median (min-max) of the values, in ms
   local name="$1"
   shift
