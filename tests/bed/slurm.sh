@@ -135,7 +135,7 @@ wait_job_processes_gone() {
   until no_job_processes; do
     [ $SECONDS -lt $deadline ] ||
       scenario_fail "processes left on the hosts 15 s after job $job ended (host:pid:name):" \
-        $(cat "$BED_SHARED/logs/left-processes")
+        "$(tr "\n" " " <"$BED_SHARED/logs/left-processes")"
     sleep 0.1
   done
 }
