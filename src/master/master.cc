@@ -101,6 +101,9 @@ void Master::start() {
         [this](const common::HttpRequest& request, common::HttpResponse& response) {
           http_request(request, response);
         });
+  if (http_)
+    log()->info("HTTP: the dashboard, /status and /metrics on http://{}:{}/", config_.bind,
+                http_->port());
   started_ = true;
   schedule_maintenance();
   if (!config_.port_file.empty()) {

@@ -115,6 +115,8 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
         [this](const common::HttpRequest& request, std::string& body, std::string& type) {
           return http_get(request, body, type);
         });
+  if (http_)
+    log()->info("HTTP: /metrics and /healthz on http://{}:{}/", config_.http_bind, http_->port());
 }
 
 void ServerDaemon::send_offer() {
