@@ -768,7 +768,9 @@ int run_master(const common::MasterConfig& config) {
     return 0;
   }
   // A standby: bind nothing until elected; stop for good when leadership is lost (the process
-  // exits 75 so a supervisor restarts it as a standby).
+  // exits 75 so a supervisor restarts it as a standby). Losing it cancels the wait for
+  // SIGINT/SIGTERM too: a pending signal wait would keep io.run() from ever returning.
+  asio::signal_set terminate(io, SIGINT, SIGTERM);
   bool lost = false;
   std::unique_ptr<MasterElection> election;
   MasterElection::Callbacks callbacks;
@@ -786,6 +788,7 @@ int run_master(const common::MasterConfig& config) {
     asio::post(io, [&] {
       lost = true;
       hangup.cancel();
+      terminate.cancel();
       master.stop();
     });
   };
@@ -795,10 +798,12 @@ int run_master(const common::MasterConfig& config) {
   election->start();
   log()->info("standby master: waiting to be elected at {} {}", config.coordination.connect,
               config.coordination.election_path);
-  common::run_until_stopped(io, [&] {
+  terminate.async_wait([&](boost::system::error_code ec, int) {
+    if (ec) return;
     hangup.cancel();
     master.stop();
   });
+  io.run();
   election->stop();  // after the master stopped dispatching
   log()->info("master stopped{}", lost ? " (leadership lost)" : "");
   return lost ? 75 : 0;
