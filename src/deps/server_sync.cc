@@ -305,8 +305,13 @@ std::string ServerSync::library_path(const std::string& sha256) const {
   return cache_dir_ + "/" + base::to_hex(sha256);
 }
 
+void ServerSync::stop() {
+  stopped_ = true;
+  recheck_timer_.cancel();
+}
+
 void ServerSync::arm_recheck() {
-  if (recheck_period_.count() <= 0) return;
+  if (recheck_period_.count() <= 0 || stopped_) return;
   recheck_timer_.expires_after(recheck_period_);
   std::weak_ptr<bool> alive = alive_;
   recheck_timer_.async_wait([this, alive](const boost::system::error_code& error) {

@@ -47,6 +47,8 @@ class ServerSync {
   // failed); a new one starts a sync, or waits for the running one to finish (an installer is
   // never interrupted by a newer manifest).
   void apply(const wire::DependencyManifest& manifest);
+  // The server is stopping: no more re-checks (their timer would keep the io_context running).
+  void stop();
   // A piece of a library this sync asked for. False when it is no library of ours (the caller
   // passes it on: it may be a program image).
   bool library_chunk(const wire::ImageChunk& chunk);
@@ -113,6 +115,7 @@ class ServerSync {
   std::chrono::milliseconds recheck_period_;
   boost::asio::steady_timer recheck_timer_;
   bool rechecking_ = false;
+  bool stopped_ = false;
   RecheckCounters recheck_counters_;
   std::atomic<bool> cancel_{false};
   // Handlers posted by the installer's thread check this before touching the object.

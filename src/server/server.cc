@@ -262,6 +262,7 @@ void ServerDaemon::stop() {
   wake_timer_.cancel();
   drain_timer_.cancel();
   pool_->shutdown();
+  deps_->stop();
   locator_.reset();
   if (http_) http_->stop();
   if (connection_ && connection_->is_open()) {

@@ -36,8 +36,15 @@ pids="$(for ns in $(ip netns list | awk '{print $1}' | grep "^$BED_NS_PREFIX"); 
   done
   bed_host c 23
 )
+# Running, that is: a killed process stays a zombie until the machine's init reaps it, which
+# here may take a moment after its namespace is gone.
+running() {
+  local state
+  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+  [ -n "$state" ] && [ "$state" != Z ]
+}
 for pid in $pids; do
-  if kill -0 "$pid" 2>/dev/null; then fail "process $pid of the killed run survived"; fi
+  if running "$pid"; then fail "process $pid of the killed run survived"; fi
 done
 left="$(leftovers)"
 [ -z "$left" ] || fail "left after a normal end: $left"
