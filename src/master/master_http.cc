@@ -125,6 +125,17 @@ std::string Master::metrics_text() {
          "Tasks that crashed, timed out, were cancelled or lost.", static_cast<double>(c.failed));
   metric("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.",
          static_cast<double>(c.rerun));
+  metric("clupy_tasks_waiting", "gauge", "Tasks waiting for the futures passed to them.",
+         static_cast<double>(scheduler_.waiting()));
+  metric("clupy_task_inputs_spliced_total", "counter",
+         "Values of finished tasks put into the calls of tasks they were passed to.",
+         static_cast<double>(c.inputs_spliced));
+  metric("clupy_task_values_withheld_total", "counter",
+         "Results whose value was not sent: the program held no future of them.",
+         static_cast<double>(c.values_withheld));
+  metric("clupy_result_bytes_delivered_total", "counter",
+         "Bytes of task outcomes sent to client programs.",
+         static_cast<double>(c.result_bytes_delivered));
   metric("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.",
          static_cast<double>(images_.total_bytes()));
   if (store_) {
