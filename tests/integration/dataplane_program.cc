@@ -92,12 +92,12 @@ int scenario_tree(int n) {
     if (level.size() % 2 == 1) next.push_back(level.back());
     level = std::move(next);
   }
-  const clupy::Future<long>& total = level.front();
+  clupy::Future<long> total = level.front();
   clupy::Future<long> listed = clupy::parallel(sum_all)(squares);
   // A future made in this program (no task behind it) and a plain argument beside futures.
   clupy::Future<long> mixed =
       clupy::parallel(add)(clupy::make_ready_future(1000L), clupy::parallel(square)(3L));
-  for (const auto* f : {&total, &listed, &mixed})
+  for (const clupy::Future<long>* f : {&total, &listed, &mixed})
     if (!f->wait(seconds(120))) std::printf("TREE timeout\n");
   print_failure("TREE", total);
   print_failure("LIST", listed);
@@ -110,7 +110,7 @@ int scenario_failing() {
   clupy::Future<long> bad = clupy::parallel(fails_with)(7L);
   clupy::Future<long> first = clupy::parallel(add)(bad, 1L);
   clupy::Future<long> second = clupy::parallel(square)(first);
-  for (const auto* f : {&bad, &first, &second}) f->wait(seconds(60));
+  for (const clupy::Future<long>* f : {&bad, &first, &second}) f->wait(seconds(60));
   print_failure("INPUT", bad);
   print_failure("FIRST", first);
   print_failure("SECOND", second);

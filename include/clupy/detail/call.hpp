@@ -316,6 +316,15 @@ constexpr bool check_input_argument() {
   }
 }
 
+template <std::size_t kPosition, class Param, class Arg>
+constexpr bool check_if_input() {
+  if constexpr (kIsInputArg<Arg>) {
+    return check_input_argument<kPosition, Param, Arg>();
+  } else {
+    return true;
+  }
+}
+
 template <class Params, class... Args>
 struct InputChecks;
 template <class... P, class... Args>
@@ -325,9 +334,7 @@ struct InputChecks<std::tuple<P...>, Args...> {
       return true;  // CallChecks says so
     } else {
       return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return ((!kIsInputArg<std::tuple_element_t<I, std::tuple<Args...>>> ||
-                 check_input_argument<I + 1, P, std::tuple_element_t<I, std::tuple<Args...>>>()) &&
-                ...);
+        return (check_if_input<I + 1, P, std::tuple_element_t<I, std::tuple<Args...>>>() && ...);
       }
       (std::index_sequence_for<P...>{});
     }
