@@ -666,10 +666,10 @@ void Scheduler::dispatch() {
   pending_cancel_.clear();
   for (SessionId session : delivering_) {
     wire::TaskResults& batch = clients_.at(session).outgoing;
+    for (const auto& r : batch.results()) counters_.result_bytes_delivered += r.outcome().size();
     outbox_.deliver(session, batch);
     std::size_t bytes = 0;
     for (const auto& r : batch.results()) bytes += r.outcome().size();
-    counters_.result_bytes_delivered += bytes;
     flush_batch(batch, bytes);
   }
   delivering_.clear();

@@ -130,6 +130,7 @@ TEST_F(SchedulerInputsTest, ADependentWaitsThenRunsWithItsInputsValueInItsCall) 
   EXPECT_EQ(scheduler_.counters().inputs_spliced, 1u);
   ASSERT_NE(delivered(1), nullptr);
   EXPECT_FALSE(delivered(1)->outcome().empty());  // the program holds its future
+  EXPECT_EQ(scheduler_.counters().result_bytes_delivered, delivered(1)->outcome().size());
 }
 
 TEST_F(SchedulerInputsTest, AVectorArgumentIsFilledElementByElement) {
@@ -193,6 +194,7 @@ TEST_F(SchedulerInputsTest, AReleasedInputsValueGoesToItsDependentButNotToTheCli
   EXPECT_TRUE(delivered(1)->value_withheld());
   EXPECT_TRUE(delivered(1)->outcome().empty());
   EXPECT_EQ(scheduler_.counters().values_withheld, 1u);
+  EXPECT_EQ(scheduler_.counters().result_bytes_delivered, 0u);
   EXPECT_TRUE(take_assignment(call_with("\x91" + encoded_long(25))));
 }
 
