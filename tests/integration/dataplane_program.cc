@@ -42,6 +42,13 @@ long sleep_then(int ms, long value) {
   std::this_thread::sleep_for(milliseconds(ms));
   return value;
 }
+// Says where it runs (the program prints a task's output prefixed with its server), then works.
+long announced_slow(long value) {
+  std::printf("SEED_RUNNING\n");
+  std::fflush(stdout);
+  std::this_thread::sleep_for(milliseconds(1500));
+  return value;
+}
 long fails_with(long value) {
   throw std::runtime_error("input refused " + std::to_string(value));
 }
@@ -136,6 +143,16 @@ int scenario_cancel() {
   return 0;
 }
 
+// A chain whose first input's server the test kills while it runs: the input reruns elsewhere
+// and the chain waits for it.
+int scenario_rerun() {
+  clupy::Future<long> value = clupy::parallel(announced_slow)(1L);
+  for (int i = 0; i < 10; ++i) value = clupy::parallel(add)(value, 1L);
+  value.wait(seconds(120));
+  print_failure("RERUN", value);
+  return 0;
+}
+
 // Inputs held back in this program by max_in_flight: their dependents wait here for them.
 int scenario_held() {
   auto limited = clupy::parallel(sleep_then, {.max_in_flight = 1});
@@ -162,6 +179,7 @@ int main(int argc, char** argv) {
     if (mode == "failing") return scenario_failing();
     if (mode == "cancel") return scenario_cancel();
     if (mode == "held") return scenario_held();
+    if (mode == "rerun") return scenario_rerun();
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
     return 1;

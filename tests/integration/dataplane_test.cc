@@ -1,5 +1,6 @@
 // Futures as arguments end to end (docs/api.md#futures-as-arguments): real master and server
 // processes, and a real client program (dataplane_program) whose own image the workers run.
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <sstream>
@@ -23,14 +24,16 @@ class DataPlaneTest : public ClusterFixture {
     }
     ASSERT_TRUE(servers_become(ids));
   }
+  ChildProcess start_program(const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), DATAPLANE_PROGRAM);
+    return ChildProcess({args,
+                         {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
+                         dir_.path(),
+                         dir_.file(name + ".out")});
+  }
   // Runs the program to completion; returns its output.
   std::string run_program(const std::string& name, std::vector<std::string> args) {
-    args.insert(args.begin(), DATAPLANE_PROGRAM);
-    ChildProcess program(
-        {args,
-         {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
-         dir_.path(),
-         dir_.file(name + ".out")});
+    ChildProcess program = start_program(name, std::move(args));
     auto status = program.wait(seconds(240));
     EXPECT_TRUE(status) << name << " did not finish:\n" << program.log();
     if (status) {
@@ -114,6 +117,36 @@ TEST_F(DataPlaneTest, CancelledInputFailsItsDependentAndCancelledDependentLeaves
   EXPECT_EQ(line_starting(out, "DROPPED cancelled|").empty(), false) << out;
   EXPECT_EQ(line_starting(out, "KEPT_INPUT"), "KEPT_INPUT value 6") << out;
   EXPECT_EQ(metric("clupy_tasks_waiting"), 0);
+}
+
+TEST_F(DataPlaneTest, AnInputLostWithItsServerRerunsAndItsDependentsWaitForIt) {
+  start_cluster(2);
+  ChildProcess program = start_program("rerun", {"rerun"});
+  // The worker's line comes prefixed with its server: "(s1 task 1) SEED_RUNNING".
+  std::string server;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const std::string log = program.log();
+        const auto at = log.find(" task 1) SEED_RUNNING");
+        if (at == std::string::npos) return false;
+        server = log.substr(log.rfind('(', at) + 1, at - log.rfind('(', at) - 1);
+        return true;
+      },
+      seconds(60), "the first input to start"))
+      << program.log();
+  ASSERT_TRUE(servers_.count(server)) << "unknown server '" << server << "':\n" << program.log();
+  servers_[server].signal(SIGKILL);
+  ASSERT_TRUE(program.wait(seconds(120))) << program.log();
+  EXPECT_EQ(line_starting(program.log(), "RERUN"), "RERUN value 11") << program.log();
+  // It ran twice: once on the killed server, once on the other.
+  const std::string log = program.log();
+  std::size_t runs = 0;
+  for (auto at = log.find("SEED_RUNNING"); at != std::string::npos;
+       at = log.find("SEED_RUNNING", at + 1))
+    ++runs;
+  EXPECT_EQ(runs, 2u) << log;
+  EXPECT_GE(metric("clupy_tasks_rerun_total"), 1);
+  EXPECT_EQ(metric("clupy_task_inputs_spliced_total"), 10);
 }
 
 TEST_F(DataPlaneTest, InputsHeldBackByMaxInFlightAreWaitedForInTheProgram) {
