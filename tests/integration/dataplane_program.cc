@@ -153,6 +153,28 @@ int scenario_rerun() {
   return 0;
 }
 
+// The test kills the master while a chain waits on it: every future ends, once.
+int scenario_master_lost() {
+  std::vector<clupy::Future<long>> chain{clupy::parallel(sleep_then)(5'000, 1L)};
+  for (int i = 0; i < 5; ++i) chain.push_back(clupy::parallel(add)(chain.back(), 1L));
+  // One waits in this program: its input is a future made here, which fails with the loss.
+  clupy::Future<long> later = chain.back().then([](long v) { return v; });
+  clupy::Future<long> held = clupy::parallel(add)(later, 1L);
+  std::printf("SUBMITTED\n");
+  int ended = 0, unavailable = 0, dependency = 0, callbacks = 0;
+  for (auto& f : chain) f.fail([&](const clupy::Failure&) { ++callbacks; });
+  chain.push_back(held);
+  for (auto& f : chain) {
+    if (!f.wait(seconds(60))) continue;
+    ++ended;
+    if (!f.successful() && f.failure().kind == clupy::FailureKind::kUnavailable) ++unavailable;
+    if (!f.successful() && f.failure().kind == clupy::FailureKind::kDependency) ++dependency;
+  }
+  std::printf("LOST ended=%d unavailable=%d dependency=%d callbacks=%d\n", ended, unavailable,
+              dependency, callbacks);
+  return 0;
+}
+
 // Inputs held back in this program by max_in_flight: their dependents wait here for them.
 int scenario_held() {
   auto limited = clupy::parallel(sleep_then, {.max_in_flight = 1});
@@ -180,6 +202,7 @@ int main(int argc, char** argv) {
     if (mode == "cancel") return scenario_cancel();
     if (mode == "held") return scenario_held();
     if (mode == "rerun") return scenario_rerun();
+    if (mode == "master-lost") return scenario_master_lost();
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
     return 1;

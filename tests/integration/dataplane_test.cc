@@ -149,6 +149,23 @@ TEST_F(DataPlaneTest, AnInputLostWithItsServerRerunsAndItsDependentsWaitForIt) {
   EXPECT_EQ(metric("clupy_task_inputs_spliced_total"), 10);
 }
 
+TEST_F(DataPlaneTest, MasterLostWhileAChainWaitsEndsEveryFutureOnce) {
+  start_cluster(1);
+  ChildProcess program = start_program("master-lost", {"master-lost"});
+  ASSERT_TRUE(wait_until([&] { return program.log().find("SUBMITTED") != std::string::npos; },
+                         seconds(60), "the chain to be submitted"))
+      << program.log();
+  ASSERT_TRUE(wait_until([&] { return metric("clupy_tasks_waiting") == 5; }, seconds(30),
+                         "the master to hold the chain's five dependents"));
+  master_.signal(SIGKILL);
+  ASSERT_TRUE(program.wait(seconds(120))) << program.log();
+  // The six tasks the master knew fail kUnavailable (each fail callback once); the one that
+  // waited in the program on a then() future of the last fails kDependency.
+  EXPECT_EQ(line_starting(program.log(), "LOST"),
+            "LOST ended=7 unavailable=6 dependency=1 callbacks=6")
+      << program.log();
+}
+
 TEST_F(DataPlaneTest, InputsHeldBackByMaxInFlightAreWaitedForInTheProgram) {
   start_cluster(1);
   const std::string out = run_program("held", {"held"});
