@@ -281,13 +281,12 @@ constexpr bool input_fits() {
   }
 }
 template <class S, class T>
+struct ListInputFits : std::false_type {};
+template <class S, class T>
+struct ListInputFits<std::vector<S>, T> : std::bool_constant<input_fits<S, T>()> {};
+template <class S, class T>
 constexpr bool list_input_fits() {
-  if constexpr (requires { typename S::value_type; } &&
-                std::is_same_v<S, std::vector<typename S::value_type>>) {
-    return input_fits<typename S::value_type, T>();
-  } else {
-    return false;
-  }
+  return ListInputFits<S, T>::value;
 }
 
 // The check of one future argument; a separate template so that the compiler's "required from"
