@@ -81,8 +81,8 @@ struct CallInput {
 };
 // submit() of a call whose `inputs` hold nils in `call`: it runs once every input succeeded,
 // with their values there; it fails with kDependency when one fails.
-void submit_with_inputs(std::string call, const std::string& function_name,
-                        const Options& options, const std::shared_ptr<CallSite>& site,
+void submit_with_inputs(std::string call, const std::string& function_name, const Options& options,
+                        const std::shared_ptr<CallSite>& site,
                         std::shared_ptr<FutureStateBase> state, std::vector<CallInput> inputs);
 
 template <class T>
@@ -133,8 +133,8 @@ class Parallel {
       (detail::collect_inputs(inputs, position++, args), ...);
       detail::EncodedCall call = detail::encode_call(f_, std::forward<Args>(args)...);
       auto pending = detail::make_pending_future<R>();
-      detail::submit_with_inputs(detail::serialize_call(call), call.function_name, options_,
-                                 site_, pending.state, std::move(inputs));
+      detail::submit_with_inputs(detail::serialize_call(call), call.function_name, options_, site_,
+                                 pending.state, std::move(inputs));
       return pending.future;
     } else {
       detail::EncodedCall call = detail::encode_call(f_, std::forward<Args>(args)...);

@@ -492,10 +492,9 @@ bool Runtime::enqueue(std::string call, const std::string& function_name, const 
     return true;
   }
   if ((!connected_ && !reconnecting_) || stopped_) {
-    fail_now(FailureKind::kUnavailable,
-             stopped_ ? "clupy::shutdown() was called"
-                      : "not connected to the master at " + master_url() + ": " +
-                            disconnect_reason_);
+    fail_now(FailureKind::kUnavailable, stopped_ ? "clupy::shutdown() was called"
+                                                 : "not connected to the master at " +
+                                                       master_url() + ": " + disconnect_reason_);
     return true;
   }
   ++outstanding_;
@@ -640,7 +639,8 @@ void Runtime::resolve(std::shared_ptr<Dependent> dependent) {
   if (wait_for == nullptr) {
     std::string call;
     try {
-      call = fills.empty() ? dependent->call : detail::splice_call_arguments(dependent->call, fills);
+      call =
+          fills.empty() ? dependent->call : detail::splice_call_arguments(dependent->call, fills);
     } catch (const std::exception& e) {
       Failure f;
       f.kind = FailureKind::kProtocol;
@@ -969,8 +969,8 @@ void submit(std::string call, const std::string& function_name, const Options& o
   client::Runtime::get().submit(std::move(call), function_name, options, site, std::move(state));
 }
 
-void submit_with_inputs(std::string call, const std::string& function_name,
-                        const Options& options, const std::shared_ptr<CallSite>& site,
+void submit_with_inputs(std::string call, const std::string& function_name, const Options& options,
+                        const std::shared_ptr<CallSite>& site,
                         std::shared_ptr<FutureStateBase> state, std::vector<CallInput> inputs) {
   label_future(*state, function_name);
   client::Runtime::get().submit_with_inputs(std::move(call), function_name, options, site,

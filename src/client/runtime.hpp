@@ -93,8 +93,8 @@ class Runtime {
     std::string function_name;
     wire::TaskSpec spec;  // kept only while held back by max_in_flight
     bool held = false;
-    bool released = false;   // ReleaseResults sent for it
-    std::uint32_t pins = 0;  // Dependents that may still need its value here
+    bool released = false;                 // ReleaseResults sent for it
+    std::uint32_t pins = 0;                // Dependents that may still need its value here
     std::shared_ptr<Dependent> dependent;  // its inputs, when it has any
   };
   // Queues the spec; false (nothing done) when `dependent` names an input that cannot be

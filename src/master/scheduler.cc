@@ -157,8 +157,7 @@ void Scheduler::add_waiting(Client& client, TaskId id, Task& task, const wire::T
   }
 }
 
-void Scheduler::feed_dependents(Client& client, const Task& input,
-                                const wire::TaskResult& result) {
+void Scheduler::feed_dependents(Client& client, const Task& input, const wire::TaskResult& result) {
   auto found = client.dependents.find(input.client_task_id);
   if (found == client.dependents.end()) return;
   const std::vector<std::uint64_t> waiters = std::move(found->second);
@@ -198,9 +197,9 @@ void Scheduler::feed_dependents(Client& client, const Task& input,
     if (task == nullptr || slots == waiting_.end()) continue;
     if (!value) {
       waiting_.erase(slots);
-      fail(id, FailureKind::kDependency,
-           "input task " + std::to_string(input.client_task_id) +
-               " failed: " + failure.to_string());
+      fail(
+          id, FailureKind::kDependency,
+          "input task " + std::to_string(input.client_task_id) + " failed: " + failure.to_string());
       continue;
     }
     for (InputSlot& slot : slots->second) {

@@ -400,13 +400,15 @@ TEST(CallInputsTest, AWholeArgumentIsReplacedAndAMissingPlaceIsAnError) {
   EXPECT_EQ(call.arguments, std::string("\x92\xc0\x02"));
   std::string forty;
   detail::append_encoded(forty, 40);
-  const detail::CallOutcome outcome =
-      detail::execute_serialized_call(detail::splice_call_arguments(detail::serialize_call(call), {{0, -1, forty}}));
+  const detail::CallOutcome outcome = detail::execute_serialized_call(
+      detail::splice_call_arguments(detail::serialize_call(call), {{0, -1, forty}}));
   ASSERT_TRUE(outcome.ok) << outcome.failure.message;
   std::string error;
   EXPECT_EQ(decode_value<int>(outcome.result, error).value_or(-1), 42);
-  EXPECT_THROW(detail::splice_call_arguments(detail::serialize_call(call), {{5, -1, forty}}), detail::DecodeError);
-  EXPECT_THROW(detail::splice_call_arguments(detail::serialize_call(call), {{1, 0, forty}}), detail::DecodeError);
+  EXPECT_THROW(detail::splice_call_arguments(detail::serialize_call(call), {{5, -1, forty}}),
+               detail::DecodeError);
+  EXPECT_THROW(detail::splice_call_arguments(detail::serialize_call(call), {{1, 0, forty}}),
+               detail::DecodeError);
 }
 
 }  // namespace

@@ -49,9 +49,7 @@ long announced_slow(long value) {
   std::this_thread::sleep_for(milliseconds(1500));
   return value;
 }
-long fails_with(long value) {
-  throw std::runtime_error("input refused " + std::to_string(value));
-}
+long fails_with(long value) { throw std::runtime_error("input refused " + std::to_string(value)); }
 
 void print_failure(const char* label, const clupy::Future<long>& f) {
   if (!f.completed()) {
@@ -75,8 +73,7 @@ int scenario_chain(int stages, long size, int delay_ms) {
     return 1;
   }
   const double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
-          .count();
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   if (!value.successful()) {
     std::printf("CHAIN failed %s\n", value.failure().to_string().c_str());
     return 1;

@@ -141,7 +141,8 @@ TEST_F(SchedulerInputsTest, AVectorArgumentIsFilledElementByElement) {
   finish(*take_assignment(call_with("\x91\x02")), success(20));
   EXPECT_EQ(scheduler_.waiting(), 1u);
   finish(*take_assignment(call_with("\x91\x01")), success(10));
-  EXPECT_TRUE(take_assignment(call_with("\x92\x92" + encoded_long(10) + encoded_long(20) + "\x07")));
+  EXPECT_TRUE(
+      take_assignment(call_with("\x92\x92" + encoded_long(10) + encoded_long(20) + "\x07")));
 }
 
 TEST_F(SchedulerInputsTest, AFailedInputFailsItsDependentsWithDependencyNamingIt) {
@@ -162,8 +163,7 @@ TEST_F(SchedulerInputsTest, AFailedInputFailsItsDependentsWithDependencyNamingIt
     ASSERT_NE(d, nullptr) << id;
     EXPECT_EQ(d->failure().kind(), static_cast<std::uint32_t>(FailureKind::kDependency));
   }
-  EXPECT_NE(delivered(2)->failure().message().find("input task 1 failed: crash"),
-            std::string::npos)
+  EXPECT_NE(delivered(2)->failure().message().find("input task 1 failed: crash"), std::string::npos)
       << delivered(2)->failure().message();
   EXPECT_NE(delivered(3)->failure().message().find("input task 2 failed: dependency: input task 1"),
             std::string::npos)

@@ -541,9 +541,10 @@ constexpr bool closure_ok() {
 // The result type a call of `F` with `Args` produces (decayed; void stays void).
 // A future argument counts as its value's type.
 template <class F, class... Args>
-using CallResult = std::decay_t<typename CallChecks<
-    std::decay_t<F>, typename ParamsOf<std::decay_t<F>, InputValue<Args>...>::type,
-    InputValue<Args>...>::ResultTrait::type>;
+using CallResult =
+    std::decay_t<typename CallChecks<std::decay_t<F>,
+                                     typename ParamsOf<std::decay_t<F>, InputValue<Args>...>::type,
+                                     InputValue<Args>...>::ResultTrait::type>;
 
 // Encodes f(args...). Compile errors with "clupy:" messages explain what cannot travel.
 // Throws EncodeError for what only shows at run time (see errors.hpp).

@@ -419,7 +419,8 @@ std::uint32_t read_array_header(std::string_view bytes, std::size_t& offset) {
   if (offset >= bytes.size()) throw DecodeError("arguments end before an array");
   const auto byte = static_cast<unsigned char>(bytes[offset]);
   auto big_endian = [&](std::size_t width) {
-    if (offset + 1 + width > bytes.size()) throw DecodeError("arguments end inside an array header");
+    if (offset + 1 + width > bytes.size())
+      throw DecodeError("arguments end inside an array header");
     std::uint32_t value = 0;
     for (std::size_t i = 0; i < width; ++i)
       value = (value << 8) | static_cast<unsigned char>(bytes[offset + 1 + i]);
