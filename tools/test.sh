@@ -61,7 +61,8 @@ if [ "${1:-}" != "--no-sanitizers" ]; then
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
   export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/tools/lsan.supp}"
-  # The .deb, the test bed's hosts and Slurm (about 9 minutes) run in the release pass only:
+  # The .deb, the test bed's hosts and Slurm (about 10 minutes: packaging ~4.5, the bed's ten
+  # scenarios ~4, the one-host Slurm test ~1.5) run in the release pass only:
   # they test packaging and machines; the daemons' code paths they reach run under the
   # sanitizers in the cluster tests.
   run_suite "asan+ubsan" "$root/build-asan" '^(packaging|install|bed|slurm)' \

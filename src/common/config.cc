@@ -175,6 +175,11 @@ ServerConfig parse_server_config(const std::string& yaml, const std::string& sou
     t.add("http_port", int_key(c.http_port, 0, 65535));
     t.add("http_bind", string_key(c.http_bind));
     t.add("http_auth", http_auth_key(c.http_auth));
+    t.add("dependency_recheck_period", [&c](const YAML::Node& node) {
+      const std::string value = scalar(node);
+      c.dependency_recheck_period =
+          value == "off" || value == "0" ? Millis(0) : parse_duration(value);
+    });
   });
 }
 

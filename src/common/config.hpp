@@ -82,6 +82,9 @@ struct ServerConfig {
   int http_port = 0;                 // /metrics and /healthz; 0: no HTTP side
   std::string http_bind = "127.0.0.1";
   HttpAuth http_auth = HttpAuth::kLoopback;  // who may read /metrics
+  // How often a synced server checks its dependencies again and prunes its library cache
+  // (docs/dependencies.md); 0 ("off"): never.
+  Millis dependency_recheck_period{600'000};
 };
 
 // What a client does when its program's libraries differ from a server's (docs/dependencies.md).

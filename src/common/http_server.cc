@@ -95,7 +95,7 @@ asio::awaitable<void> serve_one(tcp::socket socket, HttpServer::ResponseHandler 
     co_await http::async_write(stream, response, asio::use_awaitable);
   } catch (const boost::system::system_error& e) {
     // The client left before reading the answer: its loss, nothing for the daemon to do.
-    common::logger("master")->debug("status page: answer not delivered: {}", e.what());
+    common::logger("net")->debug("HTTP answer not delivered: {}", e.what());
   }
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 }
@@ -177,8 +177,6 @@ HttpServer::HttpServer(asio::io_context& io, const std::string& bind, int port,
     throw ConfigError("cannot serve HTTP on " + bind + ":" + std::to_string(port) + ": " +
                       ec.message());
   acceptor_.listen();
-  common::logger("master")->info("HTTP status on http://{}:{}/status and /metrics", bind,
-                                 this->port());
   asio::co_spawn(io_, accept_loop(acceptor_, handler_), asio::detached);
 }
 
@@ -194,6 +192,20 @@ bool presents_bearer_token(const HttpRequest& request, std::string_view token) {
   const std::string_view presented = request.authorization;
   return presented.starts_with(kBearer) &&
          constant_time_equal(presented.substr(kBearer.size()), token);
+}
+
+bool http_auth_allows(HttpAuth auth, const std::optional<std::string>& token,
+                      const HttpRequest& request) {
+  if (auth == HttpAuth::kOff || !token) return true;
+  if (presents_bearer_token(request, *token)) return true;
+  return auth == HttpAuth::kLoopback && request.from_loopback;
+}
+
+std::string http_token_required_text(HttpAuth auth) {
+  return std::string(
+             "this needs the cluster token: send \"Authorization: Bearer <token>\" "
+             "(http_auth: ") +
+         (auth == HttpAuth::kToken ? "token" : "loopback") + ")\n";
 }
 
 }  // namespace clupy::common

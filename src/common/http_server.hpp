@@ -6,10 +6,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "common/config.hpp"
 
 namespace clupy::common {
 
@@ -46,6 +49,14 @@ std::string url_decode(std::string_view text);
 // Whether the request presents `token` as "Authorization: Bearer <token>" (compared in
 // constant time).
 bool presents_bearer_token(const HttpRequest& request, std::string_view token);
+
+// Whether http_auth lets `request` read a daemon's protected pages (/status, /metrics): always
+// with kOff or without a cluster token, else with the bearer token, or from loopback (kLoopback).
+bool http_auth_allows(HttpAuth auth, const std::optional<std::string>& token,
+                      const HttpRequest& request);
+
+// The body of the 401 answer to a request http_auth_allows refused: how to get in.
+std::string http_token_required_text(HttpAuth auth);
 
 class HttpServer {
  public:

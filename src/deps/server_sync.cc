@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "base/hex.hpp"
 #include "base/sha256.hpp"
@@ -33,12 +34,18 @@ bool file_has_digest(const std::string& path, const std::string& sha256) {
 }
 }  // namespace
 
-ServerSync::ServerSync(boost::asio::io_context& io, std::string cache_dir, Callbacks callbacks)
+ServerSync::ServerSync(boost::asio::io_context& io, std::string cache_dir, Callbacks callbacks,
+                       std::chrono::milliseconds recheck_period)
     : io_(io),
       cache_dir_(fs::absolute(fs::path(cache_dir) / "libraries").string()),
-      callbacks_(std::move(callbacks)) {}
+      callbacks_(std::move(callbacks)),
+      recheck_period_(recheck_period),
+      recheck_timer_(io) {
+  arm_recheck();
+}
 
 ServerSync::~ServerSync() {
+  recheck_timer_.cancel();
   cancel_ = true;
   join_installer();
   *alive_ = false;
@@ -296,6 +303,108 @@ void ServerSync::send_report() {
 
 std::string ServerSync::library_path(const std::string& sha256) const {
   return cache_dir_ + "/" + base::to_hex(sha256);
+}
+
+void ServerSync::arm_recheck() {
+  if (recheck_period_.count() <= 0) return;
+  recheck_timer_.expires_after(recheck_period_);
+  std::weak_ptr<bool> alive = alive_;
+  recheck_timer_.async_wait([this, alive](const boost::system::error_code& error) {
+    auto a = alive.lock();
+    if (error || !a || !*a) return;
+    recheck();
+    arm_recheck();
+  });
+}
+
+void ServerSync::recheck() {
+  if (running_ || rechecking_ || pending_) return;  // a sync is on its way anyway
+  if (manifest_.version().empty()) {
+    prune_library_cache();
+    return;
+  }
+  if (!report_.satisfied()) {
+    log()->info("dependencies still not satisfied (manifest {}): trying again",
+                manifest_.version().substr(0, 12));
+    ++recheck_counters_.resyncs;
+    start(manifest_);
+    return;
+  }
+  // Quietly: the server keeps taking tasks while dpkg's database and the digests are read.
+  ++recheck_counters_.rechecks;
+  rechecking_ = true;
+  join_installer();
+  std::vector<std::pair<std::string, std::string>> libraries;  // name, SHA-256
+  for (const auto& library : manifest_.libraries())
+    libraries.emplace_back(library.name(), library.sha256());
+  std::vector<std::string> paths;
+  for (const auto& [name, sha] : libraries) paths.push_back(library_path(sha));
+  const std::uint64_t run = run_;
+  std::weak_ptr<bool> alive = alive_;
+  installer_ = std::thread([this, run, alive, packages = packages_of(manifest_),
+                            libraries = std::move(libraries), paths = std::move(paths)] {
+    auto items = packages.empty() ? std::vector<wire::DependencyItem>{} : check_packages(packages);
+    std::vector<std::string> missing;
+    for (std::size_t i = 0; i < libraries.size(); ++i)
+      if (!file_has_digest(paths[i], libraries[i].second)) missing.push_back(libraries[i].first);
+    boost::asio::post(
+        io_, [this, run, alive, items = std::move(items), missing = std::move(missing)]() mutable {
+          if (auto a = alive.lock(); a && *a)
+            recheck_done(run, std::move(items), std::move(missing));
+        });
+  });
+}
+
+void ServerSync::recheck_done(std::uint64_t run, std::vector<wire::DependencyItem> packages,
+                              std::vector<std::string> libraries_missing) {
+  rechecking_ = false;
+  if (run != run_ || running_) return;  // a newer manifest is being synced
+  if (all_satisfied(packages) && libraries_missing.empty()) {
+    prune_library_cache();
+    return;
+  }
+  std::string what = all_satisfied(packages) ? "" : summarize(packages);
+  for (const auto& name : libraries_missing)
+    what += (what.empty() ? "" : "; ") + name + ": missing or changed in the cache";
+  log()->warn("dependencies changed on this machine since the last sync ({}): syncing again", what);
+  ++recheck_counters_.resyncs;
+  start(manifest_);
+}
+
+void ServerSync::prune_library_cache() {
+  std::error_code ec;
+  const fs::path sets = fs::path(cache_dir_) / "sets";
+  if (!fs::is_directory(cache_dir_, ec)) return;
+  const auto now = fs::file_time_type::clock::now();
+  if (!library_directory_.empty()) fs::last_write_time(library_directory_, now, ec);  // in use
+  const auto unused_since = now - 3 * recheck_period_;
+  std::set<std::string> linked;  // file names of the libraries the remaining folders link to
+  for (const auto& set : fs::directory_iterator(sets, ec)) {
+    std::error_code entry_ec;
+    const bool current = set.path().string() == library_directory_;
+    if (!current && fs::last_write_time(set.path(), entry_ec) < unused_since && !entry_ec) {
+      if (fs::remove_all(set.path(), entry_ec) != static_cast<std::uintmax_t>(-1) && !entry_ec) {
+        ++recheck_counters_.sets_removed;
+        log()->info("removed the library folder {} (unused)", set.path().filename().string());
+        continue;
+      }
+    }
+    for (const auto& link : fs::directory_iterator(set.path(), entry_ec))
+      if (std::error_code link_ec; fs::is_symlink(link.symlink_status(link_ec)))
+        linked.insert(fs::read_symlink(link.path(), link_ec).filename().string());
+  }
+  for (const auto& file : fs::directory_iterator(cache_dir_, ec)) {
+    std::error_code entry_ec;
+    if (!file.is_regular_file(entry_ec)) continue;
+    const std::string name = file.path().filename().string();
+    const std::string digest = name.substr(0, name.find(".part-"));
+    if (linked.contains(name) || digest.size() != 64) continue;
+    if (fs::last_write_time(file.path(), entry_ec) >= unused_since || entry_ec) continue;
+    if (fs::remove(file.path(), entry_ec)) {
+      ++recheck_counters_.libraries_removed;
+      log()->info("removed the cached library {} (no library folder links to it)", name);
+    }
+  }
 }
 
 std::string ServerSync::make_library_set(const wire::DependencyManifest& manifest) {

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -30,7 +32,12 @@ class ServerSync {
     std::function<void(const std::string& directory)> libraries_ready;
   };
 
-  ServerSync(boost::asio::io_context& io, std::string cache_dir, Callbacks callbacks);
+  // Every `recheck_period` (zero: never) a satisfied server checks again, quietly, that what the
+  // manifest needs is still here (dpkg's database, the cached libraries' digests) and syncs
+  // again when not; an unsatisfied one retries its sync; and the library cache is pruned (see
+  // prune_library_cache).
+  ServerSync(boost::asio::io_context& io, std::string cache_dir, Callbacks callbacks,
+             std::chrono::milliseconds recheck_period = std::chrono::minutes(10));
   // Kills a running installer and waits for its thread.
   ~ServerSync();
   ServerSync(const ServerSync&) = delete;
@@ -54,6 +61,21 @@ class ServerSync {
   // The library directory of the latest satisfied manifest; empty when none.
   const std::string& library_directory() const { return library_directory_; }
 
+  // What re-checks have done since this object was made (tests, logs).
+  struct RecheckCounters {
+    std::uint64_t rechecks = 0;      // quiet checks run
+    std::uint64_t resyncs = 0;       // syncs started because a check found something missing
+    std::uint64_t sets_removed = 0;  // library folders of other manifests removed
+    std::uint64_t libraries_removed = 0;
+  };
+  const RecheckCounters& recheck_counters() const { return recheck_counters_; }
+
+  // Removes the library folders (one per manifest version) no server sharing this cache has
+  // used for 3 re-check periods, then the library files (and leftovers of interrupted fetches)
+  // that no remaining folder links to and that are as old. The current folder is marked used
+  // first. Runs after every re-check; public for tests.
+  void prune_library_cache();
+
  private:
   struct Fetch {
     std::size_t item = 0;  // index in report_.items()
@@ -71,6 +93,10 @@ class ServerSync {
   // named as the libraries are to their cached files.
   std::string make_library_set(const wire::DependencyManifest& manifest);
   void join_installer();
+  void arm_recheck();
+  void recheck();
+  void recheck_done(std::uint64_t run, std::vector<wire::DependencyItem> packages,
+                    std::vector<std::string> libraries_missing);
 
   boost::asio::io_context& io_;
   std::string cache_dir_;
@@ -84,6 +110,10 @@ class ServerSync {
   std::map<std::string, Fetch> fetches_;  // by SHA-256
   std::string library_directory_;
   std::thread installer_;
+  std::chrono::milliseconds recheck_period_;
+  boost::asio::steady_timer recheck_timer_;
+  bool rechecking_ = false;
+  RecheckCounters recheck_counters_;
   std::atomic<bool> cancel_{false};
   // Handlers posted by the installer's thread check this before touching the object.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

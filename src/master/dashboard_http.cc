@@ -73,12 +73,9 @@ std::string Master::dashboard_cookie() const {
 }
 
 bool Master::http_allowed(const common::HttpRequest& request) const {
-  if (config_.http_auth == common::HttpAuth::kOff || !token_) return true;
-  if (common::presents_bearer_token(request, *token_)) return true;
-  if (const std::string cookie = request.cookie_value(kCookieName);
-      !cookie.empty() && common::constant_time_equal(cookie, dashboard_cookie()))
-    return true;
-  return config_.http_auth == common::HttpAuth::kLoopback && request.from_loopback;
+  if (common::http_auth_allows(config_.http_auth, token_, request)) return true;
+  const std::string cookie = request.cookie_value(kCookieName);
+  return !cookie.empty() && common::constant_time_equal(cookie, dashboard_cookie());
 }
 
 void Master::http_request(const common::HttpRequest& request, common::HttpResponse& response) {

@@ -101,6 +101,9 @@ void Master::start() {
         [this](const common::HttpRequest& request, common::HttpResponse& response) {
           http_request(request, response);
         });
+  if (http_)
+    log()->info("HTTP: the dashboard, /status and /metrics on http://{}:{}/", config_.bind,
+                http_->port());
   started_ = true;
   schedule_maintenance();
   if (!config_.port_file.empty()) {
@@ -770,7 +773,9 @@ int run_master(const common::MasterConfig& config) {
     return 0;
   }
   // A standby: bind nothing until elected; stop for good when leadership is lost (the process
-  // exits 75 so a supervisor restarts it as a standby).
+  // exits 75 so a supervisor restarts it as a standby). Losing it cancels the wait for
+  // SIGINT/SIGTERM too: a pending signal wait would keep io.run() from ever returning.
+  asio::signal_set terminate(io, SIGINT, SIGTERM);
   bool lost = false;
   std::unique_ptr<MasterElection> election;
   MasterElection::Callbacks callbacks;
@@ -788,6 +793,7 @@ int run_master(const common::MasterConfig& config) {
     asio::post(io, [&] {
       lost = true;
       hangup.cancel();
+      terminate.cancel();
       master.stop();
     });
   };
@@ -797,10 +803,12 @@ int run_master(const common::MasterConfig& config) {
   election->start();
   log()->info("standby master: waiting to be elected at {} {}", config.coordination.connect,
               config.coordination.election_path);
-  common::run_until_stopped(io, [&] {
+  terminate.async_wait([&](boost::system::error_code ec, int) {
+    if (ec) return;
     hangup.cancel();
     master.stop();
   });
+  io.run();
   election->stop();  // after the master stopped dispatching
   log()->info("master stopped{}", lost ? " (leadership lost)" : "");
   return lost ? 75 : 0;

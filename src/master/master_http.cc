@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/auth.hpp"
+#include "common/metrics_text.hpp"
 #include "common/version.hpp"
 #include "deps/package_sync.hpp"
 #include "master/master.hpp"
@@ -22,9 +23,7 @@ int Master::http_get(const common::HttpRequest& request, std::string& body,
   }
   // /status names servers, hosts, pids and clients: token holders only (docs/operations.md).
   if (!http_allowed(request)) {
-    body = "this needs the cluster token: send \"Authorization: Bearer <token>\" (http_auth: " +
-           std::string(config_.http_auth == common::HttpAuth::kToken ? "token" : "loopback") +
-           ")\n";
+    body = common::http_token_required_text(config_.http_auth);
     return 401;
   }
   if (target == "/status") {
@@ -97,68 +96,64 @@ std::string Master::metrics_text() {
     connected += e.connected();
     unsynced += e.connected() && !manifest_->satisfied_by(e.dependencies());
   }
-  std::string text;
-  auto metric = [&](const char* name, const char* type, const char* help, double value) {
-    text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
-            name + " " + std::to_string(static_cast<long long>(value)) + "\n";
-  };
-  metric("clupy_servers", "gauge", "Servers in the registry.",
-         static_cast<double>(registry_.size()));
-  metric("clupy_servers_connected", "gauge", "Servers with a live connection.",
-         static_cast<double>(connected));
-  metric("clupy_worker_slots", "gauge", "Worker slots of all registered servers.",
-         static_cast<double>(slots));
-  metric("clupy_servers_dependencies_unsatisfied", "gauge",
-         "Connected servers not (yet) meeting the dependency manifest; they take no tasks.",
-         static_cast<double>(unsynced));
-  metric("clupy_clients", "gauge", "Clients with an open job.",
-         static_cast<double>(scheduler_.clients()));
-  metric("clupy_tasks_queued", "gauge", "Tasks waiting for a slot.",
-         static_cast<double>(scheduler_.queued()));
-  metric("clupy_tasks_running", "gauge", "Tasks assigned to servers.",
-         static_cast<double>(scheduler_.running()));
-  metric("clupy_tasks_submitted_total", "counter", "Tasks submitted by clients.",
-         static_cast<double>(c.submitted));
-  metric("clupy_tasks_succeeded_total", "counter", "Tasks that produced an outcome.",
-         static_cast<double>(c.succeeded));
-  metric("clupy_tasks_failed_total", "counter",
-         "Tasks that crashed, timed out, were cancelled or lost.", static_cast<double>(c.failed));
-  metric("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.",
-         static_cast<double>(c.rerun));
-  metric("clupy_tasks_waiting", "gauge", "Tasks waiting for the futures passed to them.",
-         static_cast<double>(scheduler_.waiting()));
-  metric("clupy_task_inputs_spliced_total", "counter",
-         "Values of finished tasks put into the calls of tasks they were passed to.",
-         static_cast<double>(c.inputs_spliced));
-  metric("clupy_task_values_withheld_total", "counter",
-         "Results whose value was not sent: the program held no future of them.",
-         static_cast<double>(c.values_withheld));
-  metric("clupy_result_bytes_delivered_total", "counter",
-         "Bytes of task outcomes sent to client programs.",
-         static_cast<double>(c.result_bytes_delivered));
-  metric("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.",
-         static_cast<double>(images_.total_bytes()));
+  common::MetricsText text;
+  text.single("clupy_servers", "gauge", "Servers in the registry.",
+              static_cast<double>(registry_.size()));
+  text.single("clupy_servers_connected", "gauge", "Servers with a live connection.",
+              static_cast<double>(connected));
+  text.single("clupy_worker_slots", "gauge", "Worker slots of all registered servers.",
+              static_cast<double>(slots));
+  text.single("clupy_servers_dependencies_unsatisfied", "gauge",
+              "Connected servers not (yet) meeting the dependency manifest; they take no tasks.",
+              static_cast<double>(unsynced));
+  text.single("clupy_clients", "gauge", "Clients with an open job.",
+              static_cast<double>(scheduler_.clients()));
+  text.single("clupy_tasks_queued", "gauge", "Tasks waiting for a slot.",
+              static_cast<double>(scheduler_.queued()));
+  text.single("clupy_tasks_running", "gauge", "Tasks assigned to servers.",
+              static_cast<double>(scheduler_.running()));
+  text.single("clupy_tasks_submitted_total", "counter", "Tasks submitted by clients.",
+              static_cast<double>(c.submitted));
+  text.single("clupy_tasks_succeeded_total", "counter", "Tasks that produced an outcome.",
+              static_cast<double>(c.succeeded));
+  text.single("clupy_tasks_failed_total", "counter",
+              "Tasks that crashed, timed out, were cancelled or lost.",
+              static_cast<double>(c.failed));
+  text.single("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.",
+              static_cast<double>(c.rerun));
+  text.single("clupy_tasks_waiting", "gauge", "Tasks waiting for the futures passed to them.",
+              static_cast<double>(scheduler_.waiting()));
+  text.single("clupy_task_inputs_spliced_total", "counter",
+              "Values of finished tasks put into the calls of tasks they were passed to.",
+              static_cast<double>(c.inputs_spliced));
+  text.single("clupy_task_values_withheld_total", "counter",
+              "Results whose value was not sent: the program held no future of them.",
+              static_cast<double>(c.values_withheld));
+  text.single("clupy_result_bytes_delivered_total", "counter",
+              "Bytes of task outcomes sent to client programs.",
+              static_cast<double>(c.result_bytes_delivered));
+  text.single("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.",
+              static_cast<double>(images_.total_bytes()));
   if (store_) {
     const StoreCounters store = store_->counters();
-    metric("clupy_store_files", "gauge", "Files in the file store after the last sweep.",
-           static_cast<double>(store.files));
-    metric("clupy_store_bytes", "gauge", "Bytes of those files.",
-           static_cast<double>(store.live_bytes));
-    metric("clupy_store_reachable", "gauge", "1 if the last janitor operation reached Redis.",
-           store.redis_reachable ? 1 : 0);
-    metric("clupy_store_sweeps_total", "counter", "Janitor sweeps completed.",
-           static_cast<double>(store.sweeps));
-    metric("clupy_store_sweep_failures_total", "counter", "Janitor sweeps that failed.",
-           static_cast<double>(store.sweep_failures));
-    text +=
-        "# HELP clupy_store_files_removed_total Files the janitor removed, by reason.\n"
-        "# TYPE clupy_store_files_removed_total counter\n";
+    text.single("clupy_store_files", "gauge", "Files in the file store after the last sweep.",
+                static_cast<double>(store.files));
+    text.single("clupy_store_bytes", "gauge", "Bytes of those files.",
+                static_cast<double>(store.live_bytes));
+    text.single("clupy_store_reachable", "gauge", "1 if the last janitor operation reached Redis.",
+                store.redis_reachable ? 1 : 0);
+    text.single("clupy_store_sweeps_total", "counter", "Janitor sweeps completed.",
+                static_cast<double>(store.sweeps));
+    text.single("clupy_store_sweep_failures_total", "counter", "Janitor sweeps that failed.",
+                static_cast<double>(store.sweep_failures));
+    text.family("clupy_store_files_removed_total", "counter",
+                "Files the janitor removed, by reason.");
     for (const auto& [reason, count] : store.files_removed)
-      text += "clupy_store_files_removed_total{reason=\"" + reason + "\"} " +
-              std::to_string(count) + "\n";
+      text.sample("clupy_store_files_removed_total", {{"reason", reason}},
+                  static_cast<double>(count));
   }
-  text += telemetry_->metrics_text();
-  return text;
+  telemetry_->write_metrics(text);
+  return text.take();
 }
 
 }  // namespace clupy::master

@@ -150,13 +150,12 @@ class PublishedService : public services::FrontHandler {
       return {503, "text/plain; charset=utf-8", "not ready\n"};
     }
     if (path == "metrics") {
-      std::string text = front->stats().prometheus(definition.name());
-      text +=
-          "# HELP clupy_service_version The version answering requests.\n"
-          "# TYPE clupy_service_version gauge\n"
-          "clupy_service_version{service=\"" +
-          definition.name() + "\"} " + std::to_string(current ? current->number : 0) + "\n";
-      return {200, "text/plain; version=0.0.4", text};
+      common::MetricsText text;
+      front->stats().write_metrics(definition.name(), text);
+      text.family("clupy_service_version", "gauge", "The version answering requests.");
+      text.sample("clupy_service_version", {{"service", definition.name()}},
+                  current ? static_cast<double>(current->number) : 0.0);
+      return {200, "text/plain; version=0.0.4", text.take()};
     }
     if (path == "openapi.json") return {200, "application/json", current ? current->openapi : "{}"};
     return {200, "application/json", status().dump(2) + "\n"};

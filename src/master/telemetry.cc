@@ -4,7 +4,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "clupy/detail/call.hpp"
 #include "common/log.hpp"
@@ -31,26 +30,6 @@ std::string_view function_name_of(const std::string& call, std::string& fallback
   } catch (const std::exception&) {
     return "(undecodable)";
   }
-}
-
-// A label value in the Prometheus text format.
-std::string label_value(const std::string& text) {
-  std::string out;
-  for (char c : text.substr(0, 200)) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
-std::string number(double value) {
-  std::ostringstream out;
-  out << value;
-  return out.str();
 }
 
 }  // namespace
@@ -277,19 +256,19 @@ nlohmann::json Telemetry::output_json(std::uint64_t job_id, std::uint64_t task_i
   return nullptr;
 }
 
-std::string Telemetry::metrics_text() const {
-  std::string text =
-      "# HELP clupy_dispatch_latency_seconds Time tasks waited in the master's queue before "
-      "being assigned to a server.\n# TYPE clupy_dispatch_latency_seconds histogram\n";
+void Telemetry::write_metrics(common::MetricsText& out) const {
+  out.family("clupy_dispatch_latency_seconds", "histogram",
+             "Time tasks waited in the master's queue before being assigned to a server.");
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < kLatencyBounds.size(); ++i) {
     cumulative += latency_counts_[i];
-    text += "clupy_dispatch_latency_seconds_bucket{le=\"" + number(kLatencyBounds[i]) + "\"} " +
-            std::to_string(cumulative) + "\n";
+    out.sample("clupy_dispatch_latency_seconds_bucket",
+               {{"le", common::metric_number(kLatencyBounds[i])}}, static_cast<double>(cumulative));
   }
-  text += "clupy_dispatch_latency_seconds_bucket{le=\"+Inf\"} " + std::to_string(latency_count_) +
-          "\nclupy_dispatch_latency_seconds_sum " + number(latency_sum_) +
-          "\nclupy_dispatch_latency_seconds_count " + std::to_string(latency_count_) + "\n";
+  out.sample("clupy_dispatch_latency_seconds_bucket", {{"le", "+Inf"}},
+             static_cast<double>(latency_count_));
+  out.sample("clupy_dispatch_latency_seconds_sum", {}, latency_sum_);
+  out.sample("clupy_dispatch_latency_seconds_count", {}, static_cast<double>(latency_count_));
 
   // The busiest functions by name, the rest summed as "other": the label's values stay few.
   std::vector<std::pair<std::uint64_t, const std::string*>> busiest;
@@ -306,25 +285,22 @@ std::string Telemetry::metrics_text() const {
     into.run_seconds += stats.run_seconds;
     into.runs += stats.runs;
   }
-  text += "# HELP clupy_function_tasks_total Finished tasks by function (the busiest " +
-          std::to_string(kMetricFunctions) +
-          ", the rest as \"other\") and result.\n# TYPE clupy_function_tasks_total counter\n";
+  out.family("clupy_function_tasks_total", "counter",
+             "Finished tasks by function (the busiest " + std::to_string(kMetricFunctions) +
+                 ", the rest as \"other\") and result.");
   for (const auto& [name, stats] : shown) {
-    text += "clupy_function_tasks_total{function=\"" + label_value(name) +
-            "\",result=\"completed\"} " + std::to_string(stats.completed) + "\n";
-    text += "clupy_function_tasks_total{function=\"" + label_value(name) +
-            "\",result=\"failed\"} " + std::to_string(stats.failed) + "\n";
+    out.sample("clupy_function_tasks_total", {{"function", name}, {"result", "completed"}},
+               static_cast<double>(stats.completed));
+    out.sample("clupy_function_tasks_total", {{"function", name}, {"result", "failed"}},
+               static_cast<double>(stats.failed));
   }
-  text +=
-      "# HELP clupy_function_run_seconds Run time of tasks by function, from assignment to "
-      "result.\n# TYPE clupy_function_run_seconds summary\n";
+  out.family("clupy_function_run_seconds", "summary",
+             "Run time of tasks by function, from assignment to result.");
   for (const auto& [name, stats] : shown) {
-    text += "clupy_function_run_seconds_sum{function=\"" + label_value(name) + "\"} " +
-            number(stats.run_seconds) + "\n";
-    text += "clupy_function_run_seconds_count{function=\"" + label_value(name) + "\"} " +
-            std::to_string(stats.runs) + "\n";
+    out.sample("clupy_function_run_seconds_sum", {{"function", name}}, stats.run_seconds);
+    out.sample("clupy_function_run_seconds_count", {{"function", name}},
+               static_cast<double>(stats.runs));
   }
-  return text;
 }
 
 void Telemetry::save() {

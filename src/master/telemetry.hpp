@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/metrics_text.hpp"
 #include "master/call_name.hpp"
 #include "master/scheduler.hpp"
 #include "master/task_output.hpp"
@@ -80,7 +81,7 @@ class Telemetry final : public TaskObserver {
   const TaskOutputs& outputs() const { return outputs_; }
   const std::deque<FailedTask>& failures() const { return failures_; }
   // Prometheus text: the dispatch-latency histogram and per-function counters.
-  std::string metrics_text() const;
+  void write_metrics(common::MetricsText& out) const;
 
  private:
   static constexpr std::size_t kRunBuckets = 100;  // run times from 10 us, each 1.2 x the last

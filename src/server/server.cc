@@ -99,7 +99,8 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     update_worker_environment();
     if (changed && offers_->last()) offers_->refresh({directory});
   };
-  deps_ = std::make_unique<deps::ServerSync>(io_, config_.cache_dir, std::move(sync));
+  deps_ = std::make_unique<deps::ServerSync>(io_, config_.cache_dir, std::move(sync),
+                                             config_.dependency_recheck_period);
   job_packages_ =
       std::make_unique<deps::JobPackageSync>(io_, [this](const wire::JobPackagesReport& report) {
         if (!registered_) return;  // a new master asks again
@@ -115,6 +116,8 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
         [this](const common::HttpRequest& request, std::string& body, std::string& type) {
           return http_get(request, body, type);
         });
+  if (http_)
+    log()->info("HTTP: /metrics and /healthz on http://{}:{}/", config_.http_bind, http_->port());
 }
 
 void ServerDaemon::send_offer() {

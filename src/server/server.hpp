@@ -72,7 +72,6 @@ class ServerDaemon {
   void update_worker_environment();
   // The HTTP side (server_http.cc): /metrics and /healthz for those http_auth lets in.
   int http_get(const common::HttpRequest& request, std::string& body, std::string& content_type);
-  bool http_allowed(const common::HttpRequest& request) const;
 
   asio::io_context& io_;
   common::ServerConfig config_;

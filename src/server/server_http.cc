@@ -1,61 +1,12 @@
 // A server's HTTP side (http_port): /healthz for anyone, /metrics in the Prometheus text format
 // for those http_auth lets in. Served by common::HttpServer on the server's io_context thread.
-#include <cstdio>
-
 #include "base/hex.hpp"
 #include "common/auth.hpp"
+#include "common/metrics_text.hpp"
 #include "common/version.hpp"
 #include "server/server.hpp"
 
 namespace clupy::server {
-
-namespace {
-
-// A label value in the text format: backslash, double quote and newline escaped.
-std::string label_value(const std::string& value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
-class MetricsText {
- public:
-  void family(const char* name, const char* type, const char* help) {
-    text_ += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
-  }
-  void sample(const char* name, const std::string& labels, double value) {
-    char number[64];
-    std::snprintf(number, sizeof number, "%.17g", value);
-    text_ += name;
-    if (!labels.empty()) text_ += "{" + labels + "}";
-    text_ += " ";
-    text_ += number;
-    text_ += "\n";
-  }
-  void single(const char* name, const char* type, const char* help, double value) {
-    family(name, type, help);
-    sample(name, "", value);
-  }
-  std::string take() { return std::move(text_); }
-
- private:
-  std::string text_;
-};
-
-}  // namespace
-
-bool ServerDaemon::http_allowed(const common::HttpRequest& request) const {
-  if (config_.http_auth == common::HttpAuth::kOff || !token_) return true;
-  if (common::presents_bearer_token(request, *token_)) return true;
-  return config_.http_auth == common::HttpAuth::kLoopback && request.from_loopback;
-}
 
 int ServerDaemon::http_get(const common::HttpRequest& request, std::string& body,
                            std::string& content_type) {
@@ -68,10 +19,8 @@ int ServerDaemon::http_get(const common::HttpRequest& request, std::string& body
     body = "not found; try /metrics or /healthz\n";
     return 404;
   }
-  if (!http_allowed(request)) {
-    body = "this needs the cluster token: send \"Authorization: Bearer <token>\" (http_auth: " +
-           std::string(config_.http_auth == common::HttpAuth::kToken ? "token" : "loopback") +
-           ")\n";
+  if (!common::http_auth_allows(config_.http_auth, token_, request)) {
+    body = common::http_token_required_text(config_.http_auth);
     return 401;
   }
   body = metrics_text();
@@ -81,11 +30,9 @@ int ServerDaemon::http_get(const common::HttpRequest& request, std::string& body
 
 std::string ServerDaemon::metrics_text() const {
   const WorkerPool::Counters& c = pool_->counters();
-  MetricsText m;
+  common::MetricsText m;
   m.family("clupy_server_info", "gauge", "This server: its id and libclupy version (always 1).");
-  m.sample("clupy_server_info",
-           "server_id=\"" + label_value(server_id_) + "\",version=\"" +
-               label_value(common::library_version()) + "\"",
+  m.sample("clupy_server_info", {{"server_id", server_id_}, {"version", common::library_version()}},
            1);
   m.single("clupy_server_uptime_seconds", "gauge", "Seconds since this server started.",
            std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count());
@@ -132,15 +79,13 @@ std::string ServerDaemon::metrics_text() const {
            "Tasks a worker ran to the end (a value or an exception), by program image.");
   for (const auto& [sha, image] : c.images)
     m.sample("clupy_server_tasks_run_total",
-             "image=\"" + base::to_hex(sha).substr(0, 16) + "\",program=\"" +
-                 label_value(image.program) + "\"",
+             {{"image", base::to_hex(sha).substr(0, 16)}, {"program", image.program}},
              static_cast<double>(image.tasks_run));
   m.family("clupy_server_tasks_crashed_total", "counter",
            "Tasks that ended with their worker (crash, timeout, cancellation), by program image.");
   for (const auto& [sha, image] : c.images)
     m.sample("clupy_server_tasks_crashed_total",
-             "image=\"" + base::to_hex(sha).substr(0, 16) + "\",program=\"" +
-                 label_value(image.program) + "\"",
+             {{"image", base::to_hex(sha).substr(0, 16)}, {"program", image.program}},
              static_cast<double>(image.tasks_crashed));
   return m.take();
 }

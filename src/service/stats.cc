@@ -1,7 +1,6 @@
 #include "service/stats.hpp"
 
 #include <algorithm>
-#include <cstdio>
 
 namespace clupy::services {
 
@@ -9,12 +8,6 @@ namespace {
 
 std::int64_t second_of(ServiceStats::Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
-std::string number(double v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.6g", v);
-  return text;
 }
 
 }  // namespace
@@ -81,50 +74,42 @@ double ServiceStats::rate(Clock::time_point now) const {
   return static_cast<double>(sum) / 10.0;
 }
 
-std::string ServiceStats::prometheus(const std::string& service) const {
-  const std::string base = "service=\"" + service + "\"";
-  std::string text =
-      "# HELP clupy_service_requests_total Requests answered, by entry point and HTTP status.\n"
-      "# TYPE clupy_service_requests_total counter\n";
+void ServiceStats::write_metrics(const std::string& service, common::MetricsText& out) const {
+  out.family("clupy_service_requests_total", "counter",
+             "Requests answered, by entry point and HTTP status.");
   for (const auto& [entry, e] : entries_)
     for (const auto& [status, n] : e.by_status)
-      text += "clupy_service_requests_total{" + base + ",entry=\"" + entry + "\",status=\"" +
-              std::to_string(status) + "\"} " + std::to_string(n) + "\n";
-  text +=
-      "# HELP clupy_service_errors_total Requests answered with a status other than 200.\n"
-      "# TYPE clupy_service_errors_total counter\n";
+      out.sample("clupy_service_requests_total",
+                 {{"service", service}, {"entry", entry}, {"status", std::to_string(status)}},
+                 static_cast<double>(n));
+  out.family("clupy_service_errors_total", "counter",
+             "Requests answered with a status other than 200.");
   for (const auto& [entry, e] : entries_)
-    text += "clupy_service_errors_total{" + base + ",entry=\"" + entry + "\"} " +
-            std::to_string(e.errors) + "\n";
-  text +=
-      "# HELP clupy_service_request_seconds Time from a request's arrival to its answer.\n"
-      "# TYPE clupy_service_request_seconds histogram\n";
+    out.sample("clupy_service_errors_total", {{"service", service}, {"entry", entry}},
+               static_cast<double>(e.errors));
+  out.family("clupy_service_request_seconds", "histogram",
+             "Time from a request's arrival to its answer.");
   for (const auto& [entry, e] : entries_) {
-    const std::string labels = base + ",entry=\"" + entry + "\"";
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < e.buckets.size(); ++i) {
       cumulative += e.buckets[i];
-      const std::string le = i < kLatencyBuckets.size() ? number(kLatencyBuckets[i]) : "+Inf";
-      text += "clupy_service_request_seconds_bucket{" + labels + ",le=\"" + le + "\"} " +
-              std::to_string(cumulative) + "\n";
+      const std::string le =
+          i < kLatencyBuckets.size() ? common::metric_number(kLatencyBuckets[i]) : "+Inf";
+      out.sample("clupy_service_request_seconds_bucket",
+                 {{"service", service}, {"entry", entry}, {"le", le}},
+                 static_cast<double>(cumulative));
     }
-    text +=
-        "clupy_service_request_seconds_sum{" + labels + "} " + number(e.latency_sum_seconds) + "\n";
-    text +=
-        "clupy_service_request_seconds_count{" + labels + "} " + std::to_string(cumulative) + "\n";
+    out.sample("clupy_service_request_seconds_sum", {{"service", service}, {"entry", entry}},
+               e.latency_sum_seconds);
+    out.sample("clupy_service_request_seconds_count", {{"service", service}, {"entry", entry}},
+               static_cast<double>(cumulative));
   }
-  text +=
-      "# HELP clupy_service_in_flight Requests received and not yet answered.\n"
-      "# TYPE clupy_service_in_flight gauge\n"
-      "clupy_service_in_flight{" +
-      base + "} " + std::to_string(in_flight_) +
-      "\n"
-      "# HELP clupy_service_replica_restarts_total Replica processes that died and were "
-      "replaced.\n"
-      "# TYPE clupy_service_replica_restarts_total counter\n"
-      "clupy_service_replica_restarts_total{" +
-      base + "} " + std::to_string(replica_restarts_) + "\n";
-  return text;
+  out.family("clupy_service_in_flight", "gauge", "Requests received and not yet answered.");
+  out.sample("clupy_service_in_flight", {{"service", service}}, static_cast<double>(in_flight_));
+  out.family("clupy_service_replica_restarts_total", "counter",
+             "Replica processes that died and were replaced.");
+  out.sample("clupy_service_replica_restarts_total", {{"service", service}},
+             static_cast<double>(replica_restarts_));
 }
 
 }  // namespace clupy::services

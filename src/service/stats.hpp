@@ -9,6 +9,8 @@
 #include <map>
 #include <string>
 
+#include "common/metrics_text.hpp"
+
 namespace clupy::services {
 
 // Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
@@ -44,8 +46,8 @@ class ServiceStats {
   // Answers per second over the last 10 seconds.
   double rate(Clock::time_point now) const;
 
-  // The Prometheus text of these counters, each series labelled service="<service>".
-  std::string prometheus(const std::string& service) const;
+  // These counters in the Prometheus text, each series labelled service="<service>".
+  void write_metrics(const std::string& service, common::MetricsText& out) const;
 
  private:
   std::map<std::string, EntryStats> entries_;

@@ -14,6 +14,7 @@ leftovers() {
     ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' |
       grep -E "^($BED_BRIDGE|$BED_VETH_PREFIX)" || true
     if [ -e "$BED_STATE" ]; then echo "$BED_STATE"; fi
+    if grep -q " $BED_STATE " /proc/self/mountinfo; then echo "the tmpfs on $BED_STATE"; fi
   } | tr '\n' ' '
 }
 

@@ -88,4 +88,6 @@ run_client() {
     2>"$BED_SHARED/logs/$log.stderr.log" {BED_LOCK_FD}>&-
 }
 
-bed_up "$BED_DEB" sudo  # sudo: the servers install packages through it (dependencies.sh)
+# sudo: the servers install packages through it (dependencies.sh); a scenario may ask for more
+# (BED_EXTRA_PACKAGES, set before sourcing this file), which makes a layer of its own.
+bed_up "$BED_DEB" sudo ${BED_EXTRA_PACKAGES:-}

@@ -73,6 +73,20 @@ labels: {gpu: "yes", zone: a}
   EXPECT_EQ(c.labels.at("zone"), "a");
 }
 
+TEST(ConfigTest, DependencyRecheckPeriodTakesADurationOrOff) {
+  EXPECT_EQ(parse_server_config("", "s.yaml").dependency_recheck_period, Millis(600'000));
+  EXPECT_EQ(
+      parse_server_config("dependency_recheck_period: 30s\n", "s.yaml").dependency_recheck_period,
+      Millis(30'000));
+  EXPECT_EQ(
+      parse_server_config("dependency_recheck_period: off\n", "s.yaml").dependency_recheck_period,
+      Millis(0));
+  const std::string message =
+      error_of([] { parse_server_config("dependency_recheck_period: often\n", "s.yaml"); });
+  EXPECT_NE(message.find("s.yaml:1"), std::string::npos) << message;
+  EXPECT_NE(message.find("dependency_recheck_period"), std::string::npos) << message;
+}
+
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
   const std::string message =
       error_of([] { parse_master_config("port: 7878\nprot: 9\n", "clupy.master.yaml"); });

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 #include <thread>
@@ -204,6 +205,83 @@ TEST_F(DepsClusterTest, ServersInstallPackagesAndFetchLibrariesThenRunTasks) {
   EXPECT_NE(log.find("server deps-a: dependencies satisfied"), std::string::npos) << log;
   EXPECT_NE(read_file(dir_.file("deps-a.log")).find("package clupy-test-libfeat installed (1.0)"),
             std::string::npos);
+}
+
+// The names in a server's library cache: the cached files (by digest) and the folders (by
+// manifest version).
+std::set<std::string> cached(const std::string& libraries) {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(libraries, ec))
+    if (entry.is_regular_file()) names.insert(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(libraries + "/sets", ec))
+    names.insert("sets/" + entry.path().filename().string());
+  return names;
+}
+
+TEST_F(DepsClusterTest, ReChecksRepairWhatWentMissingAndPruneLibrariesNoManifestNames) {
+  publish(build_deb("clupy-test-libfeat", "1.0", FEATURE_V1, {}));
+  fs::copy_file(SHIPPED_LIBRARY, dir_.file("libclupytestshipped.so.1"));
+  write_manifest(manifest("  - name: clupy-test-libfeat\n",
+                          "libraries:\n  - path: libclupytestshipped.so.1\n"));
+  start_master_with_manifest();
+  const std::string cache = dir_.file("cache-a");
+  write_file(dir_.file("a.yaml"), "cache_dir: " + cache + "\ndependency_recheck_period: 300ms\n");
+  start_server("deps-a", {"--capacity", "1", "--config", dir_.file("a.yaml")});
+  auto first = server_when(
+      "deps-a", [](const ServerStatus& s) { return s.dependency_state == "satisfied"; }, 60s,
+      "deps-a to sync");
+  ASSERT_TRUE(first);
+  auto results = results_of(run_client_program(DEPS_TASK_PROGRAM, "feature-again", {"2"}));
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& line : results) EXPECT_EQ(line, "RESULT deps-a package=1 shipped=41");
+  const std::set<std::string> before = cached(cache + "/libraries");
+  ASSERT_EQ(before.size(), 2u) << "one library file and one folder";
+
+  // The shipped library changes: a new manifest, whose folder new workers get (the idle worker
+  // of the first run is retired), and after three re-check periods the old file and folder go.
+  fs::copy_file(FEATURE_V2, dir_.file("libclupytestshipped.so.1.new"));
+  fs::rename(dir_.file("libclupytestshipped.so.1.new"), dir_.file("libclupytestshipped.so.1"));
+  ASSERT_TRUE(server_when(
+      "deps-a",
+      [&](const ServerStatus& s) {
+        return s.dependency_state == "satisfied" &&
+               s.dependency_manifest != first->dependency_manifest;
+      },
+      60s, "deps-a to sync the changed library"));
+  results = results_of(run_client_program(DEPS_TASK_PROGRAM, "feature", {"2"}));
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& line : results) EXPECT_EQ(line, "RESULT deps-a package=1 shipped=2");
+  std::set<std::string> after;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        after = cached(cache + "/libraries");
+        return after.size() == 2 && std::none_of(before.begin(), before.end(),
+                                                 [&](auto& name) { return after.contains(name); });
+      },
+      30s, "the first manifest's library and folder to be pruned"))
+      << read_file(dir_.file("deps-a.log"));
+  const std::string log = read_file(dir_.file("deps-a.log"));
+  EXPECT_NE(log.find("removed the library folder"), std::string::npos) << log;
+  EXPECT_NE(log.find("removed the cached library"), std::string::npos) << log;
+
+  // Somebody removes the package by hand: the next re-check notices and installs it again.
+  sh("dpkg --purge clupy-test-libfeat");
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return read_file(dir_.file("deps-a.log"))
+                       .find(
+                           "dependencies changed on this machine since the last sync "
+                           "(clupy-test-libfeat: failed: not installed)") != std::string::npos &&
+               deps::installed_version("clupy-test-libfeat") == "1.0";
+      },
+      60s, "deps-a to notice the removed package and install it again"))
+      << read_file(dir_.file("deps-a.log"));
+  auto repaired = server_when(
+      "deps-a", [](const ServerStatus& s) { return s.dependency_state == "satisfied"; }, 60s,
+      "deps-a to report the package installed again");
+  ASSERT_TRUE(repaired);
+  EXPECT_EQ(item(*repaired, "clupy-test-libfeat")->state, "installed");
 }
 
 TEST_F(DepsClusterTest, AManifestChangeUpgradesRunningServers) {

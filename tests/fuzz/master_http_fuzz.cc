@@ -6,15 +6,16 @@
 // input's connection is answered or closed, none hangs).
 #include <sys/socket.h>
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <string>
 #include <thread>
@@ -43,6 +44,7 @@ struct RunningMaster {
   std::unique_ptr<clupy::master::Master> master;
   std::thread thread;
   unsigned short port = 0;
+  std::string cookie;  // the dashboard's, as the master derives it from the token
 
   RunningMaster() {
     char pattern[] = "/tmp/clupy-fuzz-master-XXXXXX";
@@ -62,6 +64,16 @@ struct RunningMaster {
     master->start();
     port = master->http_port();
     thread = std::thread([this] { io.run(); });
+    // OpenSSL makes a per-thread error state at a thread's first HMAC, reachable only through a
+    // pthread key LeakSanitizer does not scan: made while an input runs, it reads as that input's
+    // leak. So both threads make theirs here, before the first input.
+    cookie = clupy::base::to_hex(clupy::common::hmac_sha256(kToken, "clupy-v1 dashboard cookie"));
+    std::promise<void> warmed;
+    asio::post(io, [&warmed] {
+      clupy::common::hmac_sha256(kToken, "warm up");
+      warmed.set_value();
+    });
+    warmed.get_future().wait();
   }
   ~RunningMaster() {
     asio::post(io, [this] { master->stop(); });
@@ -81,34 +93,43 @@ RunningMaster& running_master() {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   RunningMaster& master = running_master();
   const std::string request(reinterpret_cast<const char*>(data), size);
+  // Asynchronous operations run by io.run(): libFuzzer's -timeout alarm (SIGALRM each second)
+  // interrupts blocking connect/read calls with EINTR, which the reactor's event loop absorbs.
   asio::io_context io;
   tcp::socket socket(io);
-  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), master.port));
-  boost::system::error_code error;
-  asio::write(socket, asio::buffer(request), error);
-  socket.shutdown(tcp::socket::shutdown_send, error);
   std::string response;
-  asio::read(socket, asio::dynamic_buffer(response), error);  // until the master closes
+  boost::system::error_code error;
+  socket.async_connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), master.port),
+      [&](boost::system::error_code connected) {
+        if (connected) {
+          error = connected;
+          return;
+        }
+        asio::async_write(
+            socket, asio::buffer(request), [&](boost::system::error_code, std::size_t) {
+              boost::system::error_code ignored;
+              socket.shutdown(tcp::socket::shutdown_send, ignored);
+              asio::async_read(socket, asio::dynamic_buffer(response),  // until the master closes
+                               [&](boost::system::error_code read, std::size_t) { error = read; });
+            });
+      });
+  io.run();
   if (error && error != asio::error::eof && error != asio::error::connection_reset) {
-    // Without a byte of answer this is a connection the master dropped (an incomplete request's
-    // fate; seen once under heavy load, not reproduced); an answer cut short is a bug.
-    if (response.empty()) return 0;
-    std::fprintf(stderr, "reading the master's answer failed after %zu bytes: %s\n",
+    std::fprintf(stderr, "talking to the master failed after %zu bytes of answer: %s\n",
                  response.size(), error.message().c_str());
     std::abort();
   }
   if (response.empty()) return 0;  // closed without an answer: an incomplete request
 
   static const std::set<int> kDocumented = {200, 303, 400, 401, 404, 405, 413};
-  static const std::string kCookie =
-      clupy::base::to_hex(clupy::common::hmac_sha256(kToken, "clupy-v1 dashboard cookie"));
   if (!response.starts_with("HTTP/1.1 ") || response.size() < 12) std::abort();
   const int status = std::atoi(response.substr(9, 3).c_str());
   if (kDocumented.count(status) == 0) std::abort();
   const bool data_page = response.find("\r\nContent-Type: application/json") != std::string::npos ||
                          response.find("# HELP") != std::string::npos;
   if (status == 200 && data_page && request.find(kToken) == std::string::npos &&
-      request.find(kCookie) == std::string::npos)
+      request.find(master.cookie) == std::string::npos)
     std::abort();
   return 0;
 }

@@ -113,6 +113,24 @@ TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
   EXPECT_NE(busy.log().find("MASTERS seen=2"), std::string::npos) << busy.log();
 }
 
+// A leader that loses its ZooKeeper session stops dispatching and exits with status 75
+// (docs/operations.md), so that its supervisor restarts it as a standby: it must not hang
+// after stopping, its wait for SIGTERM still pending.
+TEST_F(StandbyMasterTest, LeaderThatLosesZooKeeperStopsAndExitsWith75) {
+  ChildProcess a = start_candidate("a");
+  ASSERT_TRUE(wait_until([&] { return logged("a", "elected master"); }, seconds(60),
+                         "the master to be elected"))
+      << read_file(dir_.file("a/master.log"));
+  zk_.stop();
+  const auto status = a.wait(seconds(30));
+  ASSERT_TRUE(status.has_value()) << "the deposed master is still running 30 s later\n"
+                                  << read_file(dir_.file("a/master.log"));
+  ASSERT_TRUE(WIFEXITED(*status)) << "status " << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), 75) << read_file(dir_.file("a/master.log"));
+  EXPECT_TRUE(logged("a", "it stops dispatching"));
+  EXPECT_TRUE(logged("a", "master stopped (leadership lost)"));
+}
+
 // Every CLI command that takes --master-url finds the elected master through zk://, as servers
 // and programs do: info, top, store and the service commands (which share one dial path).
 TEST_F(StandbyMasterTest, CommandsFindTheElectedMasterThroughZooKeeper) {

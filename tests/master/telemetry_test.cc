@@ -182,7 +182,9 @@ TEST(TelemetryTest, MetricsShowTheBusiestFunctionsAndTheRestAsOther) {
              ok_outcome(), std::chrono::milliseconds(1));
   telemetry.task_dispatched(std::chrono::microseconds(300));
   telemetry.task_dispatched(std::chrono::milliseconds(30));
-  const std::string text = telemetry.metrics_text();
+  clupy::common::MetricsText metrics;
+  telemetry.write_metrics(metrics);
+  const std::string text = metrics.take();
   EXPECT_NE(text.find("clupy_dispatch_latency_seconds_bucket{le=\"0.0005\"} 1\n"),
             std::string::npos)
       << text;
