@@ -182,6 +182,12 @@ def build_figures(data, skipped, params):
             add("7", "1 MiB tasks against a task's hops relayed", "MB/s", mb, None, None,
                 "1 MiB blocks relayed over 3 processes and 3 hops", relay_bulk,
                 ratio_of(mb, relay_bulk))
+    chain_futures = figure(data, "9", "chain", "futures_stage_us")
+    if chain_futures:
+        chain_program = figure(data, "9", "chain", "program_stage_us")
+        add("9", "chain stage through futures as arguments / through the program "
+            "(value fetched and resubmitted)", "us per stage", chain_futures, None, None,
+            "through the program", chain_program, ratio_of(chain_futures, chain_program))
     if "8" in skipped:
         rows.append({"id": "8", "figure": "Dask distributed: " + skipped["8"], "unit": "",
                      "stats": None, "target": None, "met": None, "baseline": None,

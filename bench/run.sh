@@ -5,14 +5,15 @@
 # (bench/results/latest.json). Every process it starts is stopped by PID, also on failure.
 #
 #   bench/run.sh                 the whole suite (6-12 minutes on 2 shared cores)
-#   bench/run.sh --only "1 2"    some benchmarks (ids 1-8, plus "raw" for the transport floor)
+#   bench/run.sh --only "1 2"    some benchmarks (ids 1-9, plus "raw" for the transport floor)
 #   bench/run.sh --quick         a smoke run: tiny sizes, 1 run, writes nothing into the repo
 #
 # Options: --runs N (default 5), --no-build, --build-dir DIR, --json FILE, --no-docs.
 # Sizes: BENCH_TASKS (benchmark 1, default 1000000), BENCH_ROUND_TRIPS (20000),
 # BENCH_PRIMES ("LO HI", default "20000000 20000300"), BENCH_PAYLOADS (1000),
 # BENCH_QUEUED (1000000), BENCH_SCALE_TASKS (50000), BENCH_SIM_SERVERS (1000),
-# BENCH_DASK_TASKS (10000), BENCH_DASK_ROUND_TRIPS (500).
+# BENCH_DASK_TASKS (10000), BENCH_DASK_ROUND_TRIPS (500), BENCH_CHAIN ("STAGES BYTES", default
+# "100 4194304").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -20,7 +21,7 @@ runs=5
 build=1
 quick=0
 docs=1
-only="raw 1 2 3 4 5 6 7 8"
+only="raw 1 2 3 4 5 6 7 8 9"
 build_dir="$root/build-bench"
 json="$root/bench/results/latest.json"
 while [ $# -gt 0 ]; do
@@ -49,9 +50,11 @@ sim_servers="${BENCH_SIM_SERVERS:-1000}"
 sim_seconds=4
 dask_tasks="${BENCH_DASK_TASKS:-10000}"
 dask_round_trips="${BENCH_DASK_ROUND_TRIPS:-500}"
+chain_sizes="${BENCH_CHAIN:-100 4194304}"
 if [ "$quick" = 1 ]; then
   runs=1 docs=0 json="" tasks=2000 round_trips=200 primes_range="1000000 1000020" payloads=20
   queued=5000 scale_tasks=1000 sim_servers=20 sim_seconds=1 dask_tasks=200 dask_round_trips=20
+  chain_sizes="10 65536"
 fi
 
 if [ "$build" = 1 ]; then
@@ -224,7 +227,7 @@ if wants raw; then
   done
 fi
 
-if wants 1 || wants 2 || wants 3 || wants 7; then
+if wants 1 || wants 2 || wants 3 || wants 7 || wants 9; then
   cluster main 1
   if wants 1; then
     echo "1: throughput of $tasks no-op tasks, one server with two slots"
@@ -255,6 +258,14 @@ if wants 1 || wants 2 || wants 3 || wants 7; then
     for ((r = 1; r <= runs; r++)); do
       client "$dir/b7.log" "$task_bench" payload "$payloads" "$payload_bytes"
       record 7 payload "$dir/b7.log"
+    done
+  fi
+  if wants 9; then
+    echo "9: a chain of tasks ($chain_sizes: stages, bytes), through futures vs through the program"
+    for ((r = 1; r <= runs; r++)); do
+      # shellcheck disable=SC2086
+      client "$dir/b9.log" "$task_bench" chain $chain_sizes 3
+      record 9 chain "$dir/b9.log"
     done
   fi
   stop_cluster

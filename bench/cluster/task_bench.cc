@@ -31,6 +31,12 @@ using Clock = std::chrono::steady_clock;
 int noop(int x) { return x; }
 
 std::string echo(std::string bytes) { return bytes; }
+// One stage of a chain: the previous stage's value, its first byte counting the stages.
+std::string chain_stage(const std::string& previous) {
+  std::string next = previous;
+  if (!next.empty()) ++next[0];
+  return next;
+}
 
 // The seed's example function: the prime divisors of n, by trial division (CPU-bound).
 std::vector<int> primes(int n) {
@@ -216,6 +222,40 @@ int memory(int n, const std::string& release) {
   return 0;
 }
 
+// A chain of `stages` tasks, each given the previous one's value, timed two ways in the same
+// run: through futures as arguments (values stay on the master's side) and through the program
+// (each value fetched with get() and passed again). Repeated `rounds` times, alternating.
+int chain(int stages, int bytes, int rounds) {
+  warm_up(10);
+  auto stage = clupy::parallel(chain_stage);
+  const std::string seed(static_cast<std::size_t>(bytes), '\0');
+  std::vector<double> futures_ms, program_ms;
+  for (int round = 0; round < rounds; ++round) {
+    auto start = Clock::now();
+    clupy::Future<std::string> value = stage(seed);
+    for (int i = 1; i < stages; ++i) value = stage(value);
+    if (value.get().size() != seed.size() || value.get()[0] != static_cast<char>(stages)) return 1;
+    futures_ms.push_back(seconds_since(start) * 1e3);
+    start = Clock::now();
+    std::string through = stage(seed).get();
+    for (int i = 1; i < stages; ++i) through = stage(through).get();
+    if (through.size() != seed.size() || through[0] != static_cast<char>(stages)) return 1;
+    program_ms.push_back(seconds_since(start) * 1e3);
+  }
+  std::sort(futures_ms.begin(), futures_ms.end());
+  std::sort(program_ms.begin(), program_ms.end());
+  const double futures = futures_ms[futures_ms.size() / 2];
+  const double program = program_ms[program_ms.size() / 2];
+  std::printf(
+      "RESULT stages=%d bytes=%d rounds=%d futures_ms=%.1f futures_min_ms=%.1f "
+      "futures_max_ms=%.1f program_ms=%.1f program_min_ms=%.1f program_max_ms=%.1f "
+      "futures_stage_us=%.0f program_stage_us=%.0f speedup=%.2f\n",
+      stages, bytes, rounds, futures, futures_ms.front(), futures_ms.back(), program,
+      program_ms.front(), program_ms.back(), futures * 1e3 / stages, program * 1e3 / stages,
+      program / futures);
+  return 0;
+}
+
 int first() {
   const int value = clupy::parallel(noop)(42).get();
   std::printf("RESULT first_value=%d\n", value);
@@ -236,6 +276,7 @@ int main(int argc, char** argv) {
     if (mode == "payload") return payload(arg(2, 1'000), arg(3, 1 << 20), arg(4, 32));
     if (mode == "memory" && argc > 3) return memory(arg(2, 1'000'000), argv[3]);
     if (mode == "first") return first();
+    if (mode == "chain") return chain(arg(2, 100), arg(3, 4 << 20), arg(4, 3));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "task_bench %s: %s\n", mode.c_str(), e.what());
     return 1;

@@ -20,9 +20,12 @@ enum class FailureKind : std::uint8_t {
   kLost,         // the task's server died and every retry was used up
   kUnavailable,  // the cluster could not be reached, or its master restarted: fate unknown
   kProtocol,     // bytes could not be decoded, or the code the task names is not loaded here
+  kDependency,   // a Future passed as an argument failed or was cancelled; the message names
+                 // that input's task id and its failure, and the task never ran
 };
 
-// "exception", "crash", "timeout", "cancelled", "lost", "unavailable", "protocol".
+// "exception", "crash", "timeout", "cancelled", "lost", "unavailable", "protocol",
+// "dependency".
 std::string_view to_string(FailureKind kind) noexcept;
 
 // What went wrong with one task. Fields that do not apply to a kind are left empty or zero.

@@ -77,6 +77,25 @@ class Future {
 
   // An invalid future (valid() is false); assign a real one to use it.
   Future() = default;
+  // Copies share the state. The state counts its Futures: when the program holds none of a
+  // pending task's futures (and registered no callback), the runtime need not bring its value
+  // to this process (it may still feed tasks it was passed to).
+  Future(const Future& other) : state_(other.state_) {
+    if (state_) state_->add_handle();
+  }
+  Future(Future&& other) noexcept : state_(std::move(other.state_)) {}
+  Future& operator=(const Future& other) {
+    if (this != &other) Future(other).swap(*this);
+    return *this;
+  }
+  Future& operator=(Future&& other) noexcept {
+    if (this != &other) Future(std::move(other)).swap(*this);
+    return *this;
+  }
+  ~Future() {
+    if (state_) state_->drop_handle();
+  }
+  void swap(Future& other) noexcept { state_.swap(other.state_); }
 
   bool valid() const noexcept { return state_ != nullptr; }
   // True once the task succeeded, failed or was cancelled. Never blocks.
@@ -217,7 +236,9 @@ class Future {
   using value_ref_or_void =
       std::conditional_t<std::is_void_v<T>, void, typename detail::ValueRef<T>::type>;
 
-  explicit Future(std::shared_ptr<detail::FutureState<T>> state) : state_(std::move(state)) {}
+  explicit Future(std::shared_ptr<detail::FutureState<T>> state) : state_(std::move(state)) {
+    if (state_) state_->add_handle();
+  }
 
   const std::shared_ptr<detail::FutureState<T>>& checked_state() const {
     if (!state_)

@@ -13,10 +13,13 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "clupy/detail/call.hpp"
 #include "clupy/future.hpp"
@@ -68,6 +71,38 @@ std::shared_ptr<CallSite> make_call_site(unsigned max_in_flight);
 void submit(std::string call, const std::string& function_name, const Options& options,
             const std::shared_ptr<CallSite>& site, std::shared_ptr<FutureStateBase> state);
 
+// A future passed as an argument, as the runtime sees it.
+struct CallInput {
+  std::uint32_t position = 0;  // the argument (0-based)
+  std::int32_t index = -1;     // its element in a std::vector<Future<T>> argument; -1: whole
+  std::shared_ptr<FutureStateBase> state;
+  // Appends the msgpack bytes of the input's value. Precondition: the input succeeded.
+  std::function<void(std::string&)> encode_value;
+};
+// submit() of a call whose `inputs` hold nils in `call`: it runs once every input succeeded,
+// with their values there; it fails with kDependency when one fails.
+void submit_with_inputs(std::string call, const std::string& function_name, const Options& options,
+                        const std::shared_ptr<CallSite>& site,
+                        std::shared_ptr<FutureStateBase> state, std::vector<CallInput> inputs);
+
+template <class T>
+CallInput make_call_input(std::uint32_t position, std::int32_t index, const Future<T>& future) {
+  std::shared_ptr<FutureState<T>> typed = FutureAccess::state(future);  // throws if invalid
+  return {position, index, typed,
+          [typed](std::string& out) { append_encoded(out, typed->value()); }};
+}
+template <class A>
+void collect_inputs(std::vector<CallInput>& inputs, std::uint32_t position, const A& argument) {
+  if constexpr (kIsInputArg<A>) {
+    if constexpr (InputArg<std::remove_cvref_t<A>>::kIsList) {
+      for (std::size_t i = 0; i < argument.size(); ++i)
+        inputs.push_back(make_call_input(position, static_cast<std::int32_t>(i), argument[i]));
+    } else {
+      inputs.push_back(make_call_input(position, -1, argument));
+    }
+  }
+}
+
 }  // namespace detail
 
 // A function bound to options; calling it submits a task. Copyable; copies share the
@@ -82,14 +117,32 @@ class Parallel {
 
   // Submits f(args...) and returns its future at once. Arguments that do not fit f, or a
   // closure that cannot travel, fail to compile with a "clupy:" message.
+  //
+  // An argument may be a Future<T> (or a std::vector<Future<T>>) where f takes a T (or a
+  // std::vector<T>): the task runs once those futures have succeeded, with their values, which
+  // go from task to task on the master without coming to this program unless it holds their
+  // futures. If one fails or is cancelled, this task fails with kDependency naming it
+  // (docs/api.md#futures-as-arguments). An invalid (default-constructed) future throws
+  // FutureStateError here.
   template <class... Args>
   auto operator()(Args&&... args) const {
-    detail::EncodedCall call = detail::encode_call(f_, std::forward<Args>(args)...);
     using R = detail::CallResult<F, Args...>;
-    auto pending = detail::make_pending_future<R>();
-    detail::submit(detail::serialize_call(call), call.function_name, options_, site_,
-                   pending.state);
-    return pending.future;
+    if constexpr (detail::kHasInputArgs<Args...>) {
+      std::vector<detail::CallInput> inputs;
+      std::uint32_t position = 0;
+      (detail::collect_inputs(inputs, position++, args), ...);
+      detail::EncodedCall call = detail::encode_call(f_, std::forward<Args>(args)...);
+      auto pending = detail::make_pending_future<R>();
+      detail::submit_with_inputs(detail::serialize_call(call), call.function_name, options_, site_,
+                                 pending.state, std::move(inputs));
+      return pending.future;
+    } else {
+      detail::EncodedCall call = detail::encode_call(f_, std::forward<Args>(args)...);
+      auto pending = detail::make_pending_future<R>();
+      detail::submit(detail::serialize_call(call), call.function_name, options_, site_,
+                     pending.state);
+      return pending.future;
+    }
   }
 
   const Options& options() const { return options_; }

@@ -454,37 +454,51 @@ void Runtime::keep_alive() {
 void Runtime::submit(std::string call, const std::string& function_name, const Options& options,
                      const std::shared_ptr<detail::CallSite>& site,
                      std::shared_ptr<detail::FutureStateBase> state, const std::string& service) {
+  enqueue(std::move(call), function_name, options, site, std::move(state), service, nullptr, {});
+}
+
+bool Runtime::enqueue(std::string call, const std::string& function_name, const Options& options,
+                      const std::shared_ptr<detail::CallSite>& site,
+                      std::shared_ptr<detail::FutureStateBase> state, const std::string& service,
+                      std::shared_ptr<Dependent> dependent,
+                      std::vector<std::pair<std::uint64_t, const detail::CallInput*>> references) {
   std::unique_lock lock(mu_);
+  // An input can be named only once its own spec is on its way to the master (specs leave in
+  // order), not while max_in_flight holds it here.
+  for (const auto& [input_id, input] : references) {
+    auto found = pending_.find(input_id);
+    if (found == pending_.end() || found->second.held) return false;
+  }
   // Backpressure: a client may not have more than the master's window outstanding. Not on the
   // I/O thread (a future's callback submitting more work): it alone can open the window.
   if (std::this_thread::get_id() != io_thread_.get_id())
     window_open_.wait(lock, [&] { return outstanding_ < window_ || !connected_ || stopped_; });
   const std::uint64_t id = next_task_id_++;
-  if (call.size() > max_frame_size_ / 2) {
+  auto fail_now = [&](FailureKind kind, std::string message) {
+    if (dependent) unpin_inputs(*dependent);
     lock.unlock();
     Failure f;
-    f.kind = FailureKind::kProtocol;
+    f.kind = kind;
     f.function = function_name;
     f.task_id = id;
-    f.message = "the call's arguments take " + std::to_string(call.size()) +
-                " bytes, more than half of max_frame_size (" + std::to_string(max_frame_size_) +
-                "): pass large data through clupy::cluster_store() instead";
+    f.message = std::move(message);
     state->complete_with_failure(std::move(f));
-    return;
+  };
+  if (call.size() > max_frame_size_ / 2) {
+    fail_now(FailureKind::kProtocol,
+             "the call's arguments take " + std::to_string(call.size()) +
+                 " bytes, more than half of max_frame_size (" + std::to_string(max_frame_size_) +
+                 "): pass large data through clupy::cluster_store() instead");
+    return true;
   }
   if ((!connected_ && !reconnecting_) || stopped_) {
-    lock.unlock();
-    Failure f;
-    f.kind = FailureKind::kUnavailable;
-    f.function = function_name;
-    f.task_id = id;
-    f.message = stopped_
-                    ? "clupy::shutdown() was called"
-                    : "not connected to the master at " + master_url() + ": " + disconnect_reason_;
-    state->complete_with_failure(std::move(f));
-    return;
+    fail_now(FailureKind::kUnavailable, stopped_ ? "clupy::shutdown() was called"
+                                                 : "not connected to the master at " +
+                                                       master_url() + ": " + disconnect_reason_);
+    return true;
   }
   ++outstanding_;
+  state->set_task_id(id);
   Pending& pending = pending_[id];
   pending.state = state;
   pending.site = site;
@@ -498,6 +512,13 @@ void Runtime::submit(std::string call, const std::string& function_name, const O
   o->set_retries(options.retries);
   for (const auto& [k, v] : options.labels) (*o->mutable_labels())[k] = v;
   if (!service.empty()) o->set_service(service);
+  for (const auto& [input_id, input] : references) {
+    wire::TaskInput* ref = spec.add_inputs();
+    ref->set_task_id(input_id);
+    ref->set_position(input->position);
+    ref->set_index(input->index);
+  }
+  if (dependent) pending.dependent = dependent;
   if (site && site->limit_ > 0 && site->in_flight_ >= site->limit_) {
     pending.spec = std::move(spec);
     pending.held = true;
@@ -506,10 +527,148 @@ void Runtime::submit(std::string call, const std::string& function_name, const O
     if (site) ++site->in_flight_;
     if (locator_) pending.spec = spec;  // kept to resubmit after a failover
     outbox_.push_back(std::move(spec));
+    // Named in a spec that is on its way: the master now holds the inputs for this task.
+    if (dependent) unpin_inputs(*dependent);
     schedule_flush();
   }
   lock.unlock();
   state->set_cancel_hook([this, id] { cancel(id); });
+  return true;
+}
+
+void Runtime::submit_with_inputs(std::string call, const std::string& function_name,
+                                 const Options& options,
+                                 const std::shared_ptr<detail::CallSite>& site,
+                                 std::shared_ptr<detail::FutureStateBase> state,
+                                 std::vector<detail::CallInput> inputs) {
+  auto dependent = std::make_shared<Dependent>();
+  dependent->call = std::move(call);
+  dependent->function_name = function_name;
+  dependent->options = options;
+  dependent->site = site;
+  dependent->state = std::move(state);
+  dependent->inputs = std::move(inputs);
+  {
+    std::lock_guard lock(mu_);
+    pin_inputs(*dependent);
+  }
+  // Cancelled while it waits here: dropped the next time an input completes (resolve).
+  resolve(std::move(dependent));
+}
+
+void Runtime::pin_inputs(Dependent& dependent) {
+  for (const auto& input : dependent.inputs) {
+    const std::uint64_t input_id = input.state->task_id();
+    auto found = pending_.find(input_id);
+    if (input_id == 0 || found == pending_.end()) continue;
+    ++found->second.pins;
+    dependent.pinned.push_back(input_id);
+    // The program may drop its futures of the input from now on: then its value need not come.
+    input.state->set_unobserved_hook([this, input_id] {
+      std::lock_guard lock(mu_);
+      release_if_unobserved(input_id);
+    });
+  }
+}
+
+void Runtime::unpin_inputs(Dependent& dependent) {
+  for (const std::uint64_t input_id : dependent.pinned) {
+    auto found = pending_.find(input_id);
+    if (found == pending_.end() || found->second.pins == 0) continue;
+    if (--found->second.pins == 0) release_if_unobserved(input_id);
+  }
+  dependent.pinned.clear();
+}
+
+void Runtime::release_if_unobserved(std::uint64_t task_id) {
+  auto found = pending_.find(task_id);
+  if (found == pending_.end()) return;
+  Pending& p = found->second;
+  if (p.held || p.released || p.pins > 0 || reconnecting_ || p.state->observed()) return;
+  p.released = true;
+  release_outbox_.push_back(task_id);
+  schedule_flush();
+}
+
+void Runtime::resolve(std::shared_ptr<Dependent> dependent) {
+  detail::FutureStateBase& state = *dependent->state;
+  auto give_up = [&](Failure failure) {
+    {
+      std::lock_guard lock(mu_);
+      unpin_inputs(*dependent);
+    }
+    failure.function = dependent->function_name;
+    state.complete_with_failure(std::move(failure));
+  };
+  if (state.status() != detail::FutureStateBase::Status::kPending) {  // cancelled meanwhile
+    std::lock_guard lock(mu_);
+    unpin_inputs(*dependent);
+    return;
+  }
+  std::vector<std::string> values;
+  values.reserve(dependent->inputs.size());
+  std::vector<detail::ArgumentFill> fills;
+  std::vector<std::pair<std::uint64_t, const detail::CallInput*>> references;
+  const detail::CallInput* wait_for = nullptr;
+  for (const auto& input : dependent->inputs) {
+    switch (input.state->status()) {
+      case detail::FutureStateBase::Status::kSucceeded:
+        values.emplace_back();
+        input.encode_value(values.back());
+        fills.push_back({input.position, input.index, values.back()});
+        break;
+      case detail::FutureStateBase::Status::kFailed: {
+        const std::uint64_t input_id = input.state->task_id();
+        Failure f;
+        f.kind = FailureKind::kDependency;
+        f.message = (input_id != 0 ? "input task " + std::to_string(input_id)
+                                   : std::string("an input future made in this program")) +
+                    " failed: " + input.state->failure().to_string();
+        give_up(std::move(f));
+        return;
+      }
+      case detail::FutureStateBase::Status::kPending:
+        if (dependent->wait_here || input.state->task_id() == 0) {
+          if (wait_for == nullptr) wait_for = &input;
+        } else {
+          references.emplace_back(input.state->task_id(), &input);
+        }
+        break;
+    }
+  }
+  if (wait_for == nullptr) {
+    std::string call;
+    try {
+      call =
+          fills.empty() ? dependent->call : detail::splice_call_arguments(dependent->call, fills);
+    } catch (const std::exception& e) {
+      Failure f;
+      f.kind = FailureKind::kProtocol;
+      f.message = std::string("cannot put an input's value into the call: ") + e.what();
+      give_up(std::move(f));
+      return;
+    }
+    if (enqueue(std::move(call), dependent->function_name, dependent->options, dependent->site,
+                dependent->state, "", references.empty() ? nullptr : dependent, references)) {
+      if (references.empty()) {
+        std::lock_guard lock(mu_);
+        unpin_inputs(*dependent);
+      }
+      return;
+    }
+    // An input is held back here by max_in_flight: wait for it here.
+    for (const auto& [input_id, input] : references) {
+      std::lock_guard lock(mu_);
+      auto found = pending_.find(input_id);
+      if (found == pending_.end() || found->second.held) {
+        wait_for = input;
+        break;
+      }
+    }
+    if (wait_for == nullptr) wait_for = references.front().second;
+  }
+  // Runs at once, on this thread, if the input completed meanwhile.
+  wait_for->state->add_callback([this, dependent] { resolve(dependent); });
 }
 
 void Runtime::schedule_flush() {
@@ -521,12 +680,14 @@ void Runtime::schedule_flush() {
 void Runtime::flush() {
   std::vector<wire::TaskSpec> tasks;
   std::vector<std::uint64_t> cancels;
+  std::vector<std::uint64_t> releases;
   {
     std::lock_guard lock(mu_);
     flush_posted_ = false;
     if (reconnecting_) return;  // on_reopened sends everything
     tasks.swap(outbox_);
     cancels.swap(cancel_outbox_);
+    releases.swap(release_outbox_);
   }
   if (!tasks.empty()) {
     // Everything submitted since the last flush travels as one message.
@@ -541,6 +702,12 @@ void Runtime::flush() {
     for (auto id : cancels) message.mutable_cancel_tasks()->add_task_ids(id);
     connection_->send(message);
   }
+  if (!releases.empty()) {
+    // After the tasks: a release never overtakes a task that names the released input.
+    wire::Envelope message;
+    for (auto id : releases) message.mutable_release_results()->add_task_ids(id);
+    connection_->send(message);
+  }
 }
 
 void Runtime::cancel(std::uint64_t task_id) {
@@ -551,6 +718,7 @@ void Runtime::cancel(std::uint64_t task_id) {
     // Never left this process.
     auto& held = it->second.site->held_;
     held.erase(std::find(held.begin(), held.end(), task_id));
+    if (it->second.dependent) unpin_inputs(*it->second.dependent);
     pending_.erase(it);
     --outstanding_;
     window_open_.notify_all();
@@ -598,6 +766,7 @@ void Runtime::on_results(wire::TaskResults& results) {
   for (const auto& result : results.results()) worker_output_.task_done(result.task_id());
   std::vector<Completion> done;
   done.reserve(static_cast<std::size_t>(results.results_size()));
+  std::vector<std::shared_ptr<Dependent>> resubmit;
   {
     std::lock_guard lock(mu_);
     for (auto& result : *results.mutable_results()) {
@@ -616,8 +785,19 @@ void Runtime::on_results(wire::TaskResults& results) {
             outbox_.push_back(waiting.spec);
           else
             outbox_.push_back(std::move(waiting.spec));
+          if (waiting.dependent) unpin_inputs(*waiting.dependent);
           schedule_flush();
         }
+      }
+      if (result.inputs_gone() && pending.dependent) [[unlikely]] {
+        // An input finished on the master before this task arrived there; its value came
+        // before this answer. Submitted again (a new id), with what is known here now.
+        pending.dependent->wait_here = true;
+        pin_inputs(*pending.dependent);
+        resubmit.push_back(std::move(pending.dependent));
+        pending_.erase(it);
+        --outstanding_;
+        continue;
       }
       done.push_back(
           {std::move(pending.state), std::move(result), std::move(pending.function_name)});
@@ -635,11 +815,22 @@ void Runtime::on_results(wire::TaskResults& results) {
     complete_all(done);
   }
   for (auto& c : done) c.state->wake_waiters();
+  for (auto& dependent : resubmit) resolve(std::move(dependent));
 }
 
 void Runtime::complete_all(std::vector<Completion>& done) {
   for (auto& c : done) {
     const std::uint64_t id = c.result.task_id();
+    if (c.result.value_withheld()) {
+      // Released: no Future of it is left in this program, so no one can see this.
+      Failure f;
+      f.kind = FailureKind::kCancelled;
+      f.task_id = id;
+      f.function = c.function_name;
+      f.message = "its value was not brought to this program: no Future of it was left";
+      c.state->complete_with_failure(std::move(f));
+      continue;
+    }
     if (!c.result.outcome().empty()) {
       // The result is decoded from where it lies in the message, not copied out first.
       detail::OutcomeView outcome;
@@ -776,6 +967,14 @@ void submit(std::string call, const std::string& function_name, const Options& o
             const std::shared_ptr<CallSite>& site, std::shared_ptr<FutureStateBase> state) {
   label_future(*state, function_name);
   client::Runtime::get().submit(std::move(call), function_name, options, site, std::move(state));
+}
+
+void submit_with_inputs(std::string call, const std::string& function_name, const Options& options,
+                        const std::shared_ptr<CallSite>& site,
+                        std::shared_ptr<FutureStateBase> state, std::vector<CallInput> inputs) {
+  label_future(*state, function_name);
+  client::Runtime::get().submit_with_inputs(std::move(call), function_name, options, site,
+                                            std::move(state), std::move(inputs));
 }
 
 }  // namespace detail

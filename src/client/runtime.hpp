@@ -56,6 +56,11 @@ class Runtime {
   void submit(std::string call, const std::string& function_name, const Options& options,
               const std::shared_ptr<detail::CallSite>& site,
               std::shared_ptr<detail::FutureStateBase> state, const std::string& service = "");
+  // A call with futures among its arguments (detail::submit_with_inputs).
+  void submit_with_inputs(std::string call, const std::string& function_name,
+                          const Options& options, const std::shared_ptr<detail::CallSite>& site,
+                          std::shared_ptr<detail::FutureStateBase> state,
+                          std::vector<detail::CallInput> inputs);
   // The master's address and what it announced at the handshake (store, coordination). Both
   // change when a standby master takes over (adopt(), on the I/O thread), so they are returned
   // by value; safe from any thread.
@@ -67,13 +72,44 @@ class Runtime {
   ~Runtime();
 
  private:
+  // A task with futures among its arguments, from submit_with_inputs until its spec is sent
+  // (and again when the master answers inputs_gone). docs/api.md#futures-as-arguments.
+  struct Dependent {
+    std::string call;  // nils in the inputs' places
+    std::string function_name;
+    Options options;
+    std::shared_ptr<detail::CallSite> site;
+    std::shared_ptr<detail::FutureStateBase> state;
+    std::vector<detail::CallInput> inputs;
+    // Inputs whose value this task may still need in this process: their release to the
+    // master waits until the task's spec is on its way (guarded by mu_).
+    std::vector<std::uint64_t> pinned;
+    // After inputs_gone: an input still pending here is waited for here, not named again.
+    bool wait_here = false;
+  };
   struct Pending {
     std::shared_ptr<detail::FutureStateBase> state;
     std::shared_ptr<detail::CallSite> site;
     std::string function_name;
     wire::TaskSpec spec;  // kept only while held back by max_in_flight
     bool held = false;
+    bool released = false;                 // ReleaseResults sent for it
+    std::uint32_t pins = 0;                // Dependents that may still need its value here
+    std::shared_ptr<Dependent> dependent;  // its inputs, when it has any
   };
+  // Queues the spec; false (nothing done) when `dependent` names an input that cannot be
+  // referenced on the master (not sent yet): the caller waits for it here.
+  bool enqueue(std::string call, const std::string& function_name, const Options& options,
+               const std::shared_ptr<detail::CallSite>& site,
+               std::shared_ptr<detail::FutureStateBase> state, const std::string& service,
+               std::shared_ptr<Dependent> dependent,
+               std::vector<std::pair<std::uint64_t, const detail::CallInput*>> references);
+  // Puts finished inputs' values into the call, names pending ones, or waits for one here.
+  void resolve(std::shared_ptr<Dependent> dependent);
+  void pin_inputs(Dependent& dependent);    // under mu_
+  void unpin_inputs(Dependent& dependent);  // under mu_
+  // Sends ReleaseResults for the task if no one can read its value any more (under mu_).
+  void release_if_unobserved(std::uint64_t task_id);
 
   void connect(const common::ClientConfig& config);
   void open_job();
@@ -146,6 +182,7 @@ class Runtime {
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::vector<wire::TaskSpec> outbox_;
   std::vector<std::uint64_t> cancel_outbox_;
+  std::vector<std::uint64_t> release_outbox_;
   bool flush_posted_ = false;
   bool connected_ = false;
   bool reconnecting_ = false;  // between masters: submissions wait in the outbox

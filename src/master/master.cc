@@ -418,6 +418,11 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       scheduler_.dispatch();
       return;
     }
+    case wire::Envelope::kReleaseResults: {
+      if (session.peer.role != wire::ROLE_CLIENT) break;
+      scheduler_.release_results(session_id, message.release_results());
+      return;
+    }
     case wire::Envelope::kKeepAlive: {
       scheduler_.client_seen(session_id, now);
       return;

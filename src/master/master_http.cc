@@ -121,6 +121,17 @@ std::string Master::metrics_text() {
               static_cast<double>(c.failed));
   text.single("clupy_tasks_rerun_total", "counter", "Tasks rerun after their server was lost.",
               static_cast<double>(c.rerun));
+  text.single("clupy_tasks_waiting", "gauge", "Tasks waiting for the futures passed to them.",
+              static_cast<double>(scheduler_.waiting()));
+  text.single("clupy_task_inputs_spliced_total", "counter",
+              "Values of finished tasks put into the calls of tasks they were passed to.",
+              static_cast<double>(c.inputs_spliced));
+  text.single("clupy_task_values_withheld_total", "counter",
+              "Results whose value was not sent: the program held no future of them.",
+              static_cast<double>(c.values_withheld));
+  text.single("clupy_result_bytes_delivered_total", "counter",
+              "Bytes of task outcomes sent to client programs.",
+              static_cast<double>(c.result_bytes_delivered));
   text.single("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.",
               static_cast<double>(images_.total_bytes()));
   if (store_) {

@@ -1,6 +1,10 @@
 #include "master/scheduler.hpp"
 
 #include <algorithm>
+#include <optional>
+#include <string_view>
+
+#include "clupy/detail/call.hpp"
 
 namespace clupy::master {
 
@@ -89,6 +93,8 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
       refuse_over_window(client, c, spec.task_id());
       continue;
     }
+    if (spec.inputs_size() > 0 && !inputs_known(client, c, spec)) [[unlikely]]
+      continue;
     auto [known, inserted] = c.by_client_id.try_emplace(spec.task_id(), 0);
     if (!inserted) [[unlikely]] {
       refuse_reused_id(client, c, spec.task_id());
@@ -109,10 +115,125 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
       for (const auto& [k, v] : spec.options().labels()) labels.emplace_back(k, v);
       task.labels = label_sets_.acquire(std::move(labels));
     }
+    ++counters_.submitted;
+    if (spec.inputs_size() > 0) [[unlikely]] {
+      add_waiting(c, id, task, spec);
+      continue;
+    }
     c.queue.push_back(id);
     ++queued_;
-    ++counters_.submitted;
   }
+}
+
+bool Scheduler::inputs_known(SessionId client_id, Client& client, const wire::TaskSpec& spec) {
+  for (const auto& input : spec.inputs()) {
+    if (input.task_id() != spec.task_id() && client.by_client_id.contains(input.task_id()))
+      continue;
+    // Finished (its result is on its way to the client, or there) or never submitted.
+    wire::TaskResults& batch = client.outgoing;
+    if (batch.results_size() == 0) delivering_.push_back(client_id);
+    wire::TaskResult* result = batch.add_results();
+    result->set_task_id(spec.task_id());
+    result->set_inputs_gone(true);
+    result->mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kDependency));
+    result->mutable_failure()->set_message("input task " + std::to_string(input.task_id()) +
+                                           " is not an unfinished task of this client");
+    return false;
+  }
+  return true;
+}
+
+void Scheduler::add_waiting(Client& client, TaskId id, Task& task, const wire::TaskSpec& spec) {
+  std::vector<InputSlot>& slots = waiting_[id];
+  slots.reserve(static_cast<std::size_t>(spec.inputs_size()));
+  for (const auto& input : spec.inputs()) {
+    slots.push_back({input.task_id(), input.position(), input.index(), {}, false});
+    std::vector<std::uint64_t>& waiters = client.dependents[input.task_id()];
+    // Once per input, however many places it fills.
+    if (std::find(waiters.begin(), waiters.end(), spec.task_id()) == waiters.end()) {
+      waiters.push_back(spec.task_id());
+      ++task.inputs_left;
+    }
+  }
+}
+
+void Scheduler::feed_dependents(Client& client, const Task& input, const wire::TaskResult& result) {
+  auto found = client.dependents.find(input.client_task_id);
+  if (found == client.dependents.end()) return;
+  const std::vector<std::uint64_t> waiters = std::move(found->second);
+  client.dependents.erase(found);
+  // The input's value, or why it has none.
+  std::optional<std::string_view> value;
+  Failure failure;
+  if (!result.outcome().empty()) {
+    try {
+      const auto outcome = detail::parse_outcome_view(result.outcome());
+      if (outcome.ok)
+        value = outcome.result;
+      else
+        failure = outcome.failure;
+    } catch (const std::exception& e) {
+      failure.kind = FailureKind::kProtocol;
+      failure.message = std::string("undecodable outcome: ") + e.what();
+    }
+  } else {
+    failure.kind = static_cast<FailureKind>(result.failure().kind());
+    failure.type_name = result.failure().type_name();
+    failure.message = result.failure().message();
+    failure.function = result.failure().function();
+    failure.exit_code = result.failure().exit_code();
+    failure.signal = result.failure().signal();
+  }
+  if (!value) {
+    failure.task_id = input.client_task_id;
+    if (failure.server.empty()) failure.server = result.server_id();
+  }
+  for (const std::uint64_t waiter : waiters) {
+    auto known = client.by_client_id.find(waiter);
+    if (known == client.by_client_id.end()) continue;  // cancelled or failed meanwhile
+    const TaskId id = known->second;
+    Task* task = tasks_.find(id);
+    auto slots = waiting_.find(id);
+    if (task == nullptr || slots == waiting_.end()) continue;
+    if (!value) {
+      waiting_.erase(slots);
+      fail(
+          id, FailureKind::kDependency,
+          "input task " + std::to_string(input.client_task_id) + " failed: " + failure.to_string());
+      continue;
+    }
+    for (InputSlot& slot : slots->second) {
+      if (slot.input != input.client_task_id || slot.filled) continue;
+      slot.value = std::string(*value);
+      slot.filled = true;
+      ++counters_.inputs_spliced;
+    }
+    if (--task->inputs_left > 0) continue;
+    std::vector<detail::ArgumentFill> fills;
+    fills.reserve(slots->second.size());
+    for (const InputSlot& slot : slots->second)
+      fills.push_back({slot.position, slot.index, slot.value});
+    try {
+      task->call = detail::splice_call_arguments(task->call, fills);
+    } catch (const std::exception& e) {
+      waiting_.erase(slots);
+      fail(id, FailureKind::kProtocol,
+           std::string("cannot put its inputs' values into the call: ") + e.what());
+      continue;
+    }
+    waiting_.erase(slots);
+    task->since = Clock::now();
+    client.queue.push_back(id);
+    ++queued_;
+  }
+}
+
+void Scheduler::release_results(SessionId client, const wire::ReleaseResults& release) {
+  auto it = clients_.find(client);
+  if (it == clients_.end()) return;
+  Client& c = it->second;
+  for (std::uint64_t client_task_id : release.task_ids())
+    if (c.by_client_id.contains(client_task_id)) c.released.insert(client_task_id);
 }
 
 void Scheduler::refuse_batch(SessionId client_id, Client& client, const wire::SubmitTasks& tasks) {
@@ -167,8 +288,11 @@ void Scheduler::cancel(SessionId client, const wire::CancelTasks& tasks) {
       pending_cancel_[task->server->second.session].add_task_ids(id);
       continue;
     }
-    // Its id stays in the queue and is skipped there (front_queued).
-    --queued_;
+    if (task->inputs_left > 0) {
+      waiting_.erase(id);  // its inputs' lists of dependents skip it when they finish
+    } else {
+      --queued_;  // its id stays in the queue and is skipped there (front_queued)
+    }
     fail(id, FailureKind::kCancelled, "cancelled before it ran");
   }
 }
@@ -186,8 +310,11 @@ std::optional<std::uint64_t> Scheduler::client_gone(SessionId client) {
     Task* task = tasks_.find(id);
     if (task == nullptr) continue;
     if (task->server == nullptr) {
+      if (task->inputs_left > 0)
+        waiting_.erase(id);
+      else
+        --queued_;
       forget(id, *task);
-      --queued_;
     } else {
       task->client = 0;  // its result, when it comes, frees the slot and goes nowhere
       std::string().swap(task->call);
@@ -436,6 +563,15 @@ void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
   if (observer_ != nullptr) [[likely]]
     observe_finish(task, client != clients_.end() ? &client->second : nullptr, result);
   if (client != clients_.end()) {
+    Client& owner = client->second;
+    if (!owner.dependents.empty()) feed_dependents(owner, task, result);
+    if (!owner.released.empty() && owner.released.erase(task.client_task_id) > 0 &&
+        !result.outcome().empty()) {
+      // No future of it is left in the program; the tasks that needed its value have it.
+      result.clear_outcome();
+      result.set_value_withheld(true);
+      ++counters_.values_withheld;
+    }
     result.set_task_id(task.client_task_id);
     result.set_attempts(task.attempts);
     wire::TaskResults& batch = client->second.outgoing;
@@ -529,6 +665,7 @@ void Scheduler::dispatch() {
   pending_cancel_.clear();
   for (SessionId session : delivering_) {
     wire::TaskResults& batch = clients_.at(session).outgoing;
+    for (const auto& r : batch.results()) counters_.result_bytes_delivered += r.outcome().size();
     outbox_.deliver(session, batch);
     std::size_t bytes = 0;
     for (const auto& r : batch.results()) bytes += r.outcome().size();

@@ -50,6 +50,10 @@ struct SchedulerCounters {
   std::uint64_t succeeded = 0;  // results that carry the worker's outcome (value or exception)
   std::uint64_t failed = 0;     // crashes, timeouts, cancellations, losses
   std::uint64_t rerun = 0;      // tasks requeued after their server was lost
+  // Futures as arguments (docs/protocol.md#futures-as-arguments).
+  std::uint64_t inputs_spliced = 0;          // input values put into dependents' calls
+  std::uint64_t values_withheld = 0;         // results whose value the client had released
+  std::uint64_t result_bytes_delivered = 0;  // outcome bytes sent to clients
 };
 
 // A task that finished (a result, a failure the master decided, or a cancellation), as the
@@ -102,6 +106,9 @@ class Scheduler {
   // or naming another job are refused (a kProtocol result each); the rest are queued.
   void submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_point now);
   void cancel(SessionId client, const wire::CancelTasks& tasks);
+  // The client holds no future of these tasks: when they succeed, their value is not sent
+  // (value_withheld); tasks waiting for them still get it.
+  void release_results(SessionId client, const wire::ReleaseResults& release);
   void client_seen(SessionId client, Clock::time_point now);
   // Drops the client's queued tasks and releases its servers; running tasks finish unseen.
   // Returns the client's job id, if it had opened one.
@@ -140,6 +147,8 @@ class Scheduler {
                                                               const std::string& server_id) const;
 
   std::size_t queued() const { return queued_; }
+  // Tasks waiting for their inputs (futures passed as arguments) to finish.
+  std::size_t waiting() const { return waiting_.size(); }
   // Tasks known (queued, running, or running for a client that left).
   std::size_t tasks() const { return tasks_.size(); }
   // Distinct label requirements among them.
@@ -192,6 +201,8 @@ class Scheduler {
     std::int32_t retries_left = 0;
     std::uint32_t attempts = 0;
     LabelSets::Id labels = LabelSets::kNone;
+    // Inputs (futures passed as arguments) not finished yet; queued when it reaches 0.
+    std::uint32_t inputs_left = 0;
     // While queued: when it was queued; while it runs: when it was assigned (dashboard figures).
     Clock::time_point since{};
   };
@@ -211,7 +222,26 @@ class Scheduler {
     // Servers that get none of its tasks, with the Refusal bits that keep them out.
     boost::unordered_flat_map<std::string, std::uint8_t> refused;
     wire::TaskResults outgoing;  // finished since the last dispatch; reused (see flush_batch)
+    // Client task ids of the tasks waiting for each unfinished task of this client.
+    boost::unordered_flat_map<std::uint64_t, std::vector<std::uint64_t>> dependents;
+    // Unfinished tasks whose value the client released (release_results).
+    boost::unordered_flat_set<std::uint64_t> released;
   };
+  // A task waiting for its inputs: where each input's value goes in its call.
+  struct InputSlot {
+    std::uint64_t input = 0;  // the client's task id
+    std::uint32_t position = 0;
+    std::int32_t index = -1;
+    std::string value;  // msgpack, once the input succeeded
+    bool filled = false;
+  };
+  // Whether every input of a submitted task is an unfinished task of the client; if not, the
+  // task is answered inputs_gone and not stored. add_waiting then keeps it until they finish.
+  bool inputs_known(SessionId client_id, Client& client, const wire::TaskSpec& spec);
+  void add_waiting(Client& client, TaskId id, Task& task, const wire::TaskSpec& spec);
+  // A task of `client` finished: its dependents get its value (and are queued once complete),
+  // or fail with kDependency.
+  void feed_dependents(Client& client, const Task& input, const wire::TaskResult& result);
   ServerSlot* pick_server(Client& client, const Task& task);
   void reserve(Client& client, std::size_t count);
   void release(Client& client);
@@ -247,6 +277,7 @@ class Scheduler {
   std::vector<ServerSlot*> assigning_;  // servers whose outgoing batch has tasks
   std::map<SessionId, wire::CancelAssignments> pending_cancel_;
   std::vector<SessionId> delivering_;  // clients whose outgoing batch has results
+  boost::unordered_flat_map<TaskId, std::vector<InputSlot>> waiting_;  // see add_waiting
   std::uint64_t next_job_id_ = 1;
   std::size_t running_ = 0;
   std::size_t queued_ = 0;  // tasks in clients' queues

@@ -371,5 +371,45 @@ TEST(CallTest, MalformedCallBytesThrowDecodeError) {
   EXPECT_FALSE(back.ok);
 }
 
+long sum_list(const std::vector<long>& values, long extra) {
+  long total = extra;
+  for (long v : values) total += v;
+  return total;
+}
+
+TEST(CallInputsTest, FuturesLeaveNilsThatSplicedValuesReplace) {
+  std::vector<Future<long>> parts(3);
+  EncodedCall call = encode_call(&sum_list, parts, 100L);
+  // [[nil, nil, nil], 100]
+  EXPECT_EQ(call.arguments, std::string("\x92\x93\xc0\xc0\xc0\x64"));
+  std::string one, two, three;
+  detail::append_encoded(one, 1L);
+  detail::append_encoded(two, 20L);
+  detail::append_encoded(three, 300L);
+  const std::string spliced = detail::splice_call_arguments(
+      detail::serialize_call(call), {{0, 2, three}, {0, 0, one}, {0, 1, two}});
+  const detail::CallOutcome outcome = detail::execute_serialized_call(spliced);
+  ASSERT_TRUE(outcome.ok) << outcome.failure.message;
+  std::string error;
+  EXPECT_EQ(decode_value<long>(outcome.result, error).value_or(-1), 421);
+}
+
+TEST(CallInputsTest, AWholeArgumentIsReplacedAndAMissingPlaceIsAnError) {
+  Future<int> input;
+  EncodedCall call = encode_call(&add, input, 2);
+  EXPECT_EQ(call.arguments, std::string("\x92\xc0\x02"));
+  std::string forty;
+  detail::append_encoded(forty, 40);
+  const detail::CallOutcome outcome = detail::execute_serialized_call(
+      detail::splice_call_arguments(detail::serialize_call(call), {{0, -1, forty}}));
+  ASSERT_TRUE(outcome.ok) << outcome.failure.message;
+  std::string error;
+  EXPECT_EQ(decode_value<int>(outcome.result, error).value_or(-1), 42);
+  EXPECT_THROW(detail::splice_call_arguments(detail::serialize_call(call), {{5, -1, forty}}),
+               detail::DecodeError);
+  EXPECT_THROW(detail::splice_call_arguments(detail::serialize_call(call), {{1, 0, forty}}),
+               detail::DecodeError);
+}
+
 }  // namespace
 }  // namespace clupy::test

@@ -32,6 +32,37 @@ Failure exception_failure(std::string type, std::string message) {
   return f;
 }
 
+TEST(FutureTest, DroppingTheLastHandleOfAnUnwatchedPendingFutureCallsTheUnobservedHook) {
+  auto pending = make_pending_future<int>();
+  int calls = 0;
+  pending.state->set_unobserved_hook([&] { ++calls; });
+  {
+    clupy::Future<int> copy = pending.future;
+    clupy::Future<int> moved = std::move(pending.future);
+    EXPECT_TRUE(pending.state->observed());
+  }
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(pending.state->observed());
+}
+
+TEST(FutureTest, AFutureWithACallbackOrAlreadyCompleteIsNeverUnobserved) {
+  int calls = 0;
+  {
+    auto pending = make_pending_future<int>();
+    pending.state->set_unobserved_hook([&] { ++calls; });
+    pending.future.succeed([](int) {});
+    pending.future = clupy::Future<int>();
+    EXPECT_TRUE(pending.state->observed());  // the callback still wants the value
+  }
+  {
+    auto pending = make_pending_future<int>();
+    pending.state->set_unobserved_hook([&] { ++calls; });
+    ASSERT_TRUE(pending.state->complete_with_result(encode_value(3)));
+    pending.future = clupy::Future<int>();
+  }
+  EXPECT_EQ(calls, 0);
+}
+
 TEST(FutureTest, SucceedCallbackRunsOnceWhenTheResultArrivesLater) {
   auto [future, state] = make_pending_future<int>();
   int calls = 0;

@@ -32,6 +32,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "clupy/detail/codec.hpp"
 #include "clupy/detail/future_state.hpp"
@@ -232,6 +233,125 @@ const CodeRef& invoker_ref() {
   return ref;
 }
 
+// --- Futures as arguments ---
+
+// What a Future<T> argument (or a std::vector<Future<T>> one) stands for in a call: the value it
+// will have. Any other argument type stands for itself.
+template <class A>
+struct InputArg {
+  static constexpr bool kIsInput = false;
+  static constexpr bool kIsList = false;
+  using Value = A;
+};
+template <class T>
+struct InputArg<Future<T>> {
+  static constexpr bool kIsInput = true;
+  static constexpr bool kIsList = false;
+  using Element = T;
+  using Value = T;
+};
+template <class T>
+struct InputArg<std::vector<Future<T>>> {
+  static constexpr bool kIsInput = true;
+  static constexpr bool kIsList = true;
+  using Element = T;
+  using Value = std::vector<T>;
+};
+template <class A>
+inline constexpr bool kIsInputArg = InputArg<std::remove_cvref_t<A>>::kIsInput;
+template <class... A>
+inline constexpr bool kHasInputArgs = (kIsInputArg<A> || ...);
+// The argument type a call is checked and encoded with: the input's value type for a future.
+template <class A>
+using InputValue =
+    std::conditional_t<kIsInputArg<A>, typename InputArg<std::remove_cvref_t<A>>::Value, A>;
+
+// Whether a parameter stored as S decodes an input whose value was encoded as T: the same type,
+// or numbers that msgpack converts without loss of kind (integers to integers, any number to
+// floating point). Nothing else: the value travels as its producer encoded it.
+template <class S, class T>
+constexpr bool input_fits() {
+  if constexpr (std::is_same_v<S, T>) {
+    return true;
+  } else if constexpr (std::is_arithmetic_v<S> && std::is_arithmetic_v<T> &&
+                       !std::is_same_v<S, bool> && !std::is_same_v<T, bool>) {
+    return std::is_floating_point_v<S> || std::is_integral_v<T>;
+  } else {
+    return false;
+  }
+}
+template <class S, class T>
+struct ListInputFits : std::false_type {};
+template <class S, class T>
+struct ListInputFits<std::vector<S>, T> : std::bool_constant<input_fits<S, T>()> {};
+template <class S, class T>
+constexpr bool list_input_fits() {
+  return ListInputFits<S, T>::value;
+}
+
+// The check of one future argument; a separate template so that the compiler's "required from"
+// line names the position, the parameter and the future.
+template <std::size_t kPosition, class Param, class Arg>
+constexpr bool check_input_argument() {
+  using Traits = InputArg<std::remove_cvref_t<Arg>>;
+  using T = typename Traits::Element;
+  static_assert(!std::is_void_v<T>, "clupy: a Future<void> has no value to pass as an argument");
+  if constexpr (std::is_void_v<T>) {
+    return false;
+  } else if constexpr (Traits::kIsList) {
+    constexpr bool kFits = list_input_fits<Stored<Param>, T>();
+    static_assert(kFits,
+                  "clupy: a std::vector<Future<T>> argument needs a parameter of type "
+                  "std::vector<T> (or const std::vector<T>&); the check_input_argument<position, "
+                  "parameter, argument> instantiation names them");
+    return kFits;
+  } else {
+    constexpr bool kFits = input_fits<Stored<Param>, T>();
+    static_assert(kFits,
+                  "clupy: a Future<T> argument needs a parameter of type T (or const T&): its "
+                  "value is passed as it was produced; the check_input_argument<position, "
+                  "parameter, argument> instantiation names them");
+    return kFits;
+  }
+}
+
+template <std::size_t kPosition, class Param, class Arg>
+constexpr bool check_if_input() {
+  if constexpr (kIsInputArg<Arg>) {
+    return check_input_argument<kPosition, Param, Arg>();
+  } else {
+    return true;
+  }
+}
+
+template <class Params, class... Args>
+struct InputChecks;
+template <class... P, class... Args>
+struct InputChecks<std::tuple<P...>, Args...> {
+  static constexpr bool ok() {
+    if constexpr (sizeof...(P) != sizeof...(Args)) {
+      return true;  // CallChecks says so
+    } else {
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return (check_if_input<I + 1, P, std::tuple_element_t<I, std::tuple<Args...>>>() && ...);
+      }
+      (std::index_sequence_for<P...>{});
+    }
+  }
+};
+
+// One place of a call's arguments to fill with an input's value: argument `position` (0-based),
+// or element `index` of it when index >= 0 (a std::vector<Future<T>> argument).
+struct ArgumentFill {
+  std::uint32_t position = 0;
+  std::int32_t index = -1;
+  std::string_view value;  // msgpack bytes of the value
+};
+// The serialized call `call` with each fill's value in its place (which holds a nil, put there
+// by encode_call for a future argument). Throws DecodeError when `call` is not a call, or a
+// place does not exist.
+std::string splice_call_arguments(std::string_view call, const std::vector<ArgumentFill>& fills);
+
 // --- Signatures ---
 
 template <class T>
@@ -372,7 +492,15 @@ std::string encode_arguments(std::tuple<P...>*, Args&&... args) {
   msgpack::packer<StringSink> packer(sink);
   packer.pack_array(static_cast<std::uint32_t>(sizeof...(P)));
   [[maybe_unused]] auto pack_one = [&]<class S, class A>(std::type_identity<S>, A&& arg) {
-    if constexpr (std::is_same_v<std::decay_t<A>, S>) {
+    if constexpr (kIsInputArg<A>) {
+      // A future's place: the master or the runtime puts its value here (ArgumentFill).
+      if constexpr (InputArg<std::remove_cvref_t<A>>::kIsList) {
+        packer.pack_array(static_cast<std::uint32_t>(arg.size()));
+        for (std::size_t i = 0; i < arg.size(); ++i) packer.pack_nil();
+      } else {
+        packer.pack_nil();
+      }
+    } else if constexpr (std::is_same_v<std::decay_t<A>, S>) {
       packer.pack(arg);
     } else {
       packer.pack(S(std::forward<A>(arg)));
@@ -411,10 +539,12 @@ constexpr bool closure_ok() {
 }
 
 // The result type a call of `F` with `Args` produces (decayed; void stays void).
+// A future argument counts as its value's type.
 template <class F, class... Args>
-using CallResult = std::decay_t<
-    typename CallChecks<std::decay_t<F>, typename ParamsOf<std::decay_t<F>, Args...>::type,
-                        Args...>::ResultTrait::type>;
+using CallResult =
+    std::decay_t<typename CallChecks<std::decay_t<F>,
+                                     typename ParamsOf<std::decay_t<F>, InputValue<Args>...>::type,
+                                     InputValue<Args>...>::ResultTrait::type>;
 
 // Encodes f(args...). Compile errors with "clupy:" messages explain what cannot travel.
 // Throws EncodeError for what only shows at run time (see errors.hpp).
@@ -424,11 +554,12 @@ EncodedCall encode_call(F&& f, Args&&... args) {
   static_assert(!std::is_member_pointer_v<D>,
                 "clupy: member function pointers cannot be called remotely: wrap the call in a "
                 "lambda that takes the object as an argument");
-  using Params = typename ParamsOf<D, Args...>::type;
-  using Checks = CallChecks<D, Params, Args...>;
+  // A future argument is checked as its value; encode_arguments leaves a nil in its place.
+  using Params = typename ParamsOf<D, InputValue<Args>...>::type;
+  using Checks = CallChecks<D, Params, InputValue<Args>...>;
   constexpr bool kIsFunction = std::is_pointer_v<D> && std::is_function_v<std::remove_pointer_t<D>>;
   EncodedCall call;
-  if constexpr (closure_ok<D>() && Checks::ok()) {
+  if constexpr (closure_ok<D>() && InputChecks<Params, Args...>::ok() && Checks::ok()) {
     using R = typename Checks::ResultTrait::type;
     Params* params = nullptr;
     call.arguments = encode_arguments(params, std::forward<Args>(args)...);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -88,6 +89,24 @@ class FutureStateBase {
   void set_label(const std::string* interned) { label_ = interned; }
   const std::string& label() const;
 
+  // --- Handles: who can still read the value (futures passed as arguments) ---
+
+  // Counted by Future<T>'s constructors and destructor.
+  void add_handle() noexcept { handles_.fetch_add(1, std::memory_order_relaxed); }
+  // When the last handle goes while the state is pending and nothing is registered on it (no
+  // callback, no waiter), no one can ever read its value: the unobserved hook runs, on this
+  // thread, outside the state's lock.
+  void drop_handle();
+  // True while a Future refers to the state or a callback or waiter is registered on it.
+  bool observed() const;
+  // The runtime's "its value is wanted by no one" (it stops the value's trip to this process).
+  // Kept for the state's life; it may run more than once.
+  void set_unobserved_hook(std::function<void()> hook);
+  // The runtime's id of the task behind the state, set once at submission; 0: none (a future
+  // made in this process, or one not submitted yet).
+  void set_task_id(std::uint64_t id) noexcept { task_id_.store(id, std::memory_order_release); }
+  std::uint64_t task_id() const noexcept { return task_id_.load(std::memory_order_acquire); }
+
   // --- Batch completion (the runtime completing a TaskResults batch) ---
 
   // While a DeferredWakeups object lives on a thread, states completed on that thread settle
@@ -140,6 +159,9 @@ class FutureStateBase {
   std::function<void()> cancel_hook_;
   bool wake_deferred_ = false;  // settled under DeferredWakeups; wake_waiters() still to come
   const std::string* label_ = nullptr;
+  std::atomic<std::int64_t> handles_{0};
+  std::atomic<std::uint64_t> task_id_{0};
+  std::function<void()> unobserved_hook_;  // guarded by mu_
 };
 
 // The one copy of `name` kept for the life of the process (labels of futures). Thread-safe.

@@ -388,7 +388,7 @@ OutcomeView parse_outcome_view(std::string_view bytes) {
     outcome.result = bin(element(o, 2));
     const msgpack::object& f = expect_array(element(o, 3), 8, "failure");
     const auto kind = element(f, 0).as<std::uint8_t>();
-    if (kind > static_cast<std::uint8_t>(FailureKind::kProtocol)) {
+    if (kind > static_cast<std::uint8_t>(FailureKind::kDependency)) {
       throw DecodeError("unknown failure kind " + std::to_string(kind));
     }
     outcome.failure.kind = static_cast<FailureKind>(kind);
@@ -410,6 +410,104 @@ CallOutcome parse_outcome(std::string_view bytes) {
   outcome.result = std::string(view.result);
   outcome.failure = std::move(view.failure);
   return outcome;
+}
+
+namespace {
+
+// The number of elements of the msgpack array starting at `offset`; advances past its header.
+std::uint32_t read_array_header(std::string_view bytes, std::size_t& offset) {
+  if (offset >= bytes.size()) throw DecodeError("arguments end before an array");
+  const auto byte = static_cast<unsigned char>(bytes[offset]);
+  auto big_endian = [&](std::size_t width) {
+    if (offset + 1 + width > bytes.size())
+      throw DecodeError("arguments end inside an array header");
+    std::uint32_t value = 0;
+    for (std::size_t i = 0; i < width; ++i)
+      value = (value << 8) | static_cast<unsigned char>(bytes[offset + 1 + i]);
+    offset += 1 + width;
+    return value;
+  };
+  if ((byte & 0xf0) == 0x90) {
+    ++offset;
+    return byte & 0x0f;
+  }
+  if (byte == 0xdc) return big_endian(2);
+  if (byte == 0xdd) return big_endian(4);
+  throw DecodeError("a future's place in the arguments is not an array");
+}
+
+// The bytes of the msgpack value starting at `offset`; advances past it.
+std::string_view next_element(std::string_view bytes, std::size_t& offset) {
+  const std::size_t start = offset;
+  try {
+    msgpack::unpack(bytes.data(), bytes.size(), offset);
+  } catch (const std::exception& e) {
+    throw DecodeError(std::string("arguments do not parse: ") + e.what());
+  }
+  return bytes.substr(start, offset - start);
+}
+
+void append_array_header(std::string& out, std::uint32_t count) {
+  StringSink sink{&out};
+  msgpack::packer<StringSink>(sink).pack_array(count);
+}
+
+}  // namespace
+
+std::string splice_call_arguments(std::string_view call_bytes,
+                                  const std::vector<ArgumentFill>& fills) {
+  EncodedCall call = parse_call(call_bytes);
+  const std::string_view args = call.arguments;
+  std::size_t offset = 0;
+  const std::uint32_t count = read_array_header(args, offset);
+  std::string out;
+  out.reserve(args.size() + [&] {
+    std::size_t total = 0;
+    for (const auto& f : fills) total += f.value.size();
+    return total;
+  }());
+  append_array_header(out, count);
+  std::size_t used = 0;
+  for (std::uint32_t position = 0; position < count; ++position) {
+    const std::string_view element = next_element(args, offset);
+    const ArgumentFill* whole = nullptr;
+    bool by_element = false;
+    for (const auto& f : fills) {
+      if (f.position != position) continue;
+      if (f.index < 0)
+        whole = &f;
+      else
+        by_element = true;
+    }
+    if (whole != nullptr) {
+      out += whole->value;
+      ++used;
+      continue;
+    }
+    if (!by_element) {
+      out += element;
+      continue;
+    }
+    std::size_t inner = 0;
+    const std::uint32_t size = read_array_header(element, inner);
+    append_array_header(out, size);
+    for (std::uint32_t index = 0; index < size; ++index) {
+      const std::string_view item = next_element(element, inner);
+      const ArgumentFill* fill = nullptr;
+      for (const auto& f : fills)
+        if (f.position == position && f.index == static_cast<std::int32_t>(index)) fill = &f;
+      if (fill != nullptr) {
+        out += fill->value;
+        ++used;
+      } else {
+        out += item;
+      }
+    }
+  }
+  if (used != fills.size())
+    throw DecodeError("a future argument's place (position or element) is not in the call");
+  call.arguments = std::move(out);
+  return serialize_call(call);
 }
 
 }  // namespace clupy::detail

@@ -22,6 +22,8 @@ std::string_view to_string(FailureKind kind) noexcept {
       return "unavailable";
     case FailureKind::kProtocol:
       return "protocol";
+    case FailureKind::kDependency:
+      return "dependency";
   }
   return "unknown";
 }

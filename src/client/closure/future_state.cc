@@ -122,6 +122,28 @@ bool FutureStateBase::add_waiter(Waiter* waiter, std::size_t index) {
   return true;
 }
 
+void FutureStateBase::drop_handle() {
+  if (handles_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  std::function<void()> hook;
+  {
+    std::lock_guard lock(mu_);
+    if (status_ != Status::kPending || !callbacks_.empty() || !waiters_.empty()) return;
+    hook = unobserved_hook_;
+  }
+  if (hook) hook();
+}
+
+bool FutureStateBase::observed() const {
+  if (handles_.load(std::memory_order_acquire) > 0) return true;
+  std::lock_guard lock(mu_);
+  return !callbacks_.empty() || !waiters_.empty();
+}
+
+void FutureStateBase::set_unobserved_hook(std::function<void()> hook) {
+  std::lock_guard lock(mu_);
+  unobserved_hook_ = std::move(hook);
+}
+
 const std::string& FutureStateBase::label() const {
   static const std::string kNone;
   return label_ != nullptr ? *label_ : kNone;
