@@ -121,14 +121,14 @@ struct JsonExportOf<Fn, std::tuple<P...>> {
     nlohmann::json parameters = nlohmann::json::array();
     std::size_t i = 0;
     (parameters.push_back({{"name", names[i++]},
-                           {"cpp_type", type_name<Stored<P>>()},
+                           {"cpp_type", readable_type_name<Stored<P>>()},
                            {"schema", json_schema<Stored<P>>()}}),
      ...);
     nlohmann::json result;
     if constexpr (std::is_void_v<R>) {
       result = {{"cpp_type", "void"}, {"schema", {{"type", "null"}}}};
     } else {
-      result = {{"cpp_type", type_name<std::decay_t<R>>()},
+      result = {{"cpp_type", readable_type_name<std::decay_t<R>>()},
                 {"schema", json_schema<std::decay_t<R>>()}};
     }
     return {{"name", name}, {"parameters", parameters}, {"result", result}};

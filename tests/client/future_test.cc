@@ -6,10 +6,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "clupy/detail/call.hpp"
@@ -328,6 +332,20 @@ TEST(FailureTest, ToStringNamesKindTypeMessageFunctionTaskAndServer) {
   out << crash;
   EXPECT_EQ(out.str(), crash.to_string());
   EXPECT_EQ(to_string(FailureKind::kUnavailable), "unavailable");
+}
+
+TEST(ReadableTypeNameTest, DropsTheAbiNamespaceAndDefaultTemplateArguments) {
+  using detail::readable_type_name;
+  EXPECT_EQ(readable_type_name<std::string>(), "std::string");
+  EXPECT_EQ(readable_type_name<std::vector<std::string>>(), "std::vector<std::string>");
+  EXPECT_EQ(readable_type_name<std::vector<std::vector<long>>>(), "std::vector<std::vector<long>>");
+  EXPECT_EQ((readable_type_name<std::unordered_map<std::string, std::vector<int>>>()),
+            "std::unordered_map<std::string, std::vector<int>>");
+  EXPECT_EQ(readable_type_name<std::optional<double>>(), "std::optional<double>");
+  // Not a default: kept.
+  EXPECT_EQ((readable_type_name<std::map<int, int, std::greater<int>>>()),
+            "std::map<int, int, std::greater<int>>");
+  EXPECT_EQ(detail::readable_type_name("int"), "int");
 }
 
 }  // namespace

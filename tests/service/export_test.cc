@@ -186,6 +186,12 @@ TEST(ServiceExport, DescriptionsCarryNamesTypesAndSchemas) {
   EXPECT_EQ(by_name.at("greet")["parameters"][0]["schema"]["oneOf"][1]["type"], "null");
   EXPECT_EQ(by_name.at("label")["result"]["schema"]["type"], "array");
   EXPECT_EQ(by_name.at("nothing")["result"]["cpp_type"], "void");
+  // C++ types as a programmer writes them, not as the compiler spells them.
+  EXPECT_EQ(count["parameters"][0]["cpp_type"], "std::string");
+  EXPECT_EQ(count["result"]["cpp_type"], "std::map<std::string, int>");
+  EXPECT_EQ(by_name.at("greet")["parameters"][0]["cpp_type"], "std::optional<std::string>");
+  EXPECT_EQ(by_name.at("label")["parameters"][0]["cpp_type"], "std::vector<unsigned int>");
+  EXPECT_EQ(by_name.at("label")["parameters"][1]["cpp_type"], "std::map<int, std::string>");
   // An export is a CLUPY_REMOTE name too.
   EXPECT_EQ(clupy::detail::registered_name(reinterpret_cast<std::uintptr_t>(&count_words)),
             "count_words");

@@ -176,6 +176,15 @@ template <class T>
 std::string type_name() {
   return demangle(typeid(T).name());
 }
+// A demangled type name as a programmer writes it: std::string for the library's basic_string
+// of char, no inline ABI namespace, and no template arguments that are the standard defaults
+// (allocators, std::less, std::hash, std::equal_to, std::char_traits):
+// "std::map<std::string, int>", not "std::map<std::__cxx11::basic_string<char, ...", ...
+std::string readable_type_name(std::string demangled);
+template <class T>
+std::string readable_type_name() {
+  return readable_type_name(type_name<T>());
+}
 
 // A Failure describing the exception in `error`: kException, its demangled dynamic type and
 // what() (or an empty message for a type that is not a std::exception).

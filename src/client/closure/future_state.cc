@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string_view>
 #include <unordered_set>
 
 namespace clupy::detail {
@@ -208,6 +209,41 @@ std::string demangle(const char* mangled) {
   std::unique_ptr<char, void (*)(void*)> text(
       abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
   return status == 0 && text ? std::string(text.get()) : std::string(mangled);
+}
+
+namespace {
+
+// The end (one past) of the template argument list opened at `open` ('<'), or npos.
+std::size_t matching_close(const std::string& text, std::size_t open) {
+  int depth = 0;
+  for (std::size_t i = open; i < text.size(); ++i) {
+    if (text[i] == '<') ++depth;
+    if (text[i] == '>' && --depth == 0) return i + 1;
+  }
+  return std::string::npos;
+}
+
+void replace_all(std::string& text, std::string_view from, std::string_view to) {
+  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+    text.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+std::string readable_type_name(std::string name) {
+  for (std::string_view abi : {"std::__cxx11::", "std::__1::"}) replace_all(name, abi, "std::");
+  // Arguments that are the standard's defaults wherever they appear in a demangled name.
+  for (std::string_view defaulted : {", std::char_traits<", ", std::allocator<", ", std::less<",
+                                     ", std::hash<", ", std::equal_to<"}) {
+    for (auto at = name.find(defaulted); at != std::string::npos; at = name.find(defaulted, at)) {
+      const std::size_t end = matching_close(name, at + defaulted.size() - 1);
+      if (end == std::string::npos) break;
+      name.erase(at, end - at);
+    }
+  }
+  replace_all(name, " >", ">");
+  replace_all(name, "std::basic_string<char>", "std::string");
+  return name;
 }
 
 Failure failure_from_exception(std::exception_ptr error) {
