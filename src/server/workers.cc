@@ -22,8 +22,9 @@ std::string host_name() {
 }  // namespace
 
 WorkerPool::WorkerPool(asio::io_context& io, std::string server_id, unsigned capacity,
-                       std::string cache_dir, Callbacks callbacks)
+                       std::string cache_dir, Callbacks callbacks, const base::Clock& clock)
     : io_(io),
+      clock_(clock),
       server_id_(std::move(server_id)),
       callbacks_(std::move(callbacks)),
       images_(std::move(cache_dir)),
@@ -45,7 +46,7 @@ void WorkerPool::run(wire::Assignment&& task) {
   if (sha.size() == 32) {
     switch (images_.need(sha)) {
       case worker::ImageCache::Need::kReady:
-        dispatcher_.image_ready(sha, worker::Clock::now());
+        dispatcher_.image_ready(sha, clock_.now());
         break;
       case worker::ImageCache::Need::kFetch:
         callbacks_.fetch_image(sha);
@@ -54,7 +55,7 @@ void WorkerPool::run(wire::Assignment&& task) {
         break;
     }
   }
-  dispatcher_.add(std::move(task), worker::Clock::now());
+  dispatcher_.add(std::move(task), clock_.now());
 }
 
 void WorkerPool::image_chunk(const wire::ImageChunk& chunk) {
@@ -62,7 +63,7 @@ void WorkerPool::image_chunk(const wire::ImageChunk& chunk) {
   switch (
       images_.add_chunk(chunk.image_sha256(), chunk.offset(), chunk.data(), chunk.last(), error)) {
     case worker::ImageCache::ChunkResult::kReady:
-      dispatcher_.image_ready(chunk.image_sha256(), worker::Clock::now());
+      dispatcher_.image_ready(chunk.image_sha256(), clock_.now());
       break;
     case worker::ImageCache::ChunkResult::kFailed:
       image_failed(chunk.image_sha256(), error);
@@ -87,7 +88,7 @@ void WorkerPool::abandon_all() {
 void WorkerPool::set_worker_environment(std::vector<std::string> entries) {
   if (entries == worker_environment_) return;
   worker_environment_ = std::move(entries);
-  dispatcher_.environment_changed(worker::Clock::now());
+  dispatcher_.environment_changed(clock_.now());
 }
 
 std::shared_ptr<worker::WorkerProcess> WorkerPool::spawn(const std::string& image_sha256,
@@ -100,11 +101,11 @@ std::shared_ptr<worker::WorkerProcess> WorkerPool::spawn(const std::string& imag
   options.block_sigterm = block_sigterm_;
   worker::SpawnedWorker::Handlers handlers;
   handlers.on_message = [this](worker::SpawnedWorker& w, wire::Envelope& message) {
-    dispatcher_.worker_message(w, message, worker::Clock::now());
+    dispatcher_.worker_message(w, message, clock_.now());
   };
   handlers.on_closing = [this](worker::SpawnedWorker& w) { dispatcher_.worker_closing(w); };
   handlers.on_exited = [this](worker::SpawnedWorker& w, const worker::WorkerExit& exit) {
-    dispatcher_.worker_exited(w, exit, worker::Clock::now());
+    dispatcher_.worker_exited(w, exit, clock_.now());
   };
   handlers.on_output = callbacks_.on_output;
   auto process = worker::SpawnedWorker::spawn(io_, options, std::move(handlers));

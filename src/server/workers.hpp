@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "clupy.pb.h"
 #include "worker/dispatch.hpp"
 #include "worker/image_cache.hpp"
@@ -37,8 +38,9 @@ class WorkerPool final : private worker::DispatchOutbox {
     std::function<void(const std::string& image_sha256)> fetch_image;
   };
 
+  // Time is read from `clock` (the workers' pace, timeouts' grace, start retries).
   WorkerPool(asio::io_context& io, std::string server_id, unsigned capacity, std::string cache_dir,
-             Callbacks callbacks);
+             Callbacks callbacks, const base::Clock& clock = base::Clock::real());
   ~WorkerPool();
 
   void run(wire::Assignment&& task);
@@ -89,6 +91,7 @@ class WorkerPool final : private worker::DispatchOutbox {
                     std::chrono::milliseconds after);
 
   asio::io_context& io_;
+  const base::Clock& clock_;
   std::string server_id_;
   Callbacks callbacks_;
   worker::ImageCache images_;
