@@ -263,8 +263,12 @@ void SpawnedWorker::stop_now() {
 
 void SpawnedWorker::arm_deadline(std::chrono::milliseconds timeout, std::function<void()> expired) {
   deadline_.expires_after(timeout);
-  deadline_.async_wait([expired = std::move(expired)](boost::system::error_code ec) {
-    if (!ec) expired();
+  std::weak_ptr<SpawnedWorker> weak = weak_from_this();
+  // An expiry already queued when the worker is stopped must not reach its owner, which may be
+  // gone (the server stopping).
+  deadline_.async_wait([weak, expired = std::move(expired)](boost::system::error_code ec) {
+    auto w = weak.lock();
+    if (!ec && w && !w->stopped_) expired();
   });
 }
 

@@ -58,7 +58,7 @@ class SpawnedWorker : public WorkerProcess, public std::enable_shared_from_this<
 
   // The task whose output is read now when the worker keeps no progress page.
   void set_output_owner(std::uint64_t task_id) { output_owner_ = task_id; }
-  // Calls `expired` after `timeout` unless disarmed or rearmed first.
+  // Calls `expired` after `timeout` unless disarmed, rearmed or stopped first.
   void arm_deadline(std::chrono::milliseconds timeout, std::function<void()> expired);
   void disarm_deadline() { deadline_.cancel(); }
 
