@@ -43,6 +43,7 @@ run_suite() {  # name, build dir, ctest exclusion regex (or ""), extra cmake fla
 # parallel_test cases whose paths shorter ones already cover. The rest of the suite repeats
 # those paths single-threaded and would only add time.
 tsan_targets=(clupy_cli common_test master_test clupy_future_test clupy_worker_output_test
+              clupy_submission_window_test
               store_service_test store_test cluster_test parallel_test standby_master_test
               dataplane_test)
 tsan_skip='^ParallelTest\.(TenThousandTasks|BigPayloads|ATaskPrintingMuch|BurstsLargerThanAFrame|CrashesAmongBatchedQuickTasks|KilledClientFrees|ShortTasksDoNotQueue|ServerCountTwo)'

@@ -352,7 +352,7 @@ void Runtime::on_reopened(const wire::JobOpened& job) {
   std::vector<std::shared_ptr<Dependent>> resolve_here;
   {
     std::lock_guard lock(mu_);
-    window_ = std::max<std::size_t>(1, job.window());
+    window_.set_size(job.window());
     // Every task without a result goes to the new master (at-least-once: it may have run on a
     // server of the old one). Tasks held back by max_in_flight stay held.
     std::vector<std::uint64_t> ids;
@@ -436,7 +436,7 @@ void Runtime::open_job() {
   }
   {
     std::lock_guard lock(mu_);
-    window_ = std::max<std::size_t>(1, job.window());
+    window_.set_size(job.window());
   }
   keepalive_interval_ =
       std::chrono::milliseconds(std::max<std::uint32_t>(100, job.keepalive_interval_ms()));
@@ -495,7 +495,7 @@ bool Runtime::enqueue(std::string call, const std::string& function_name, const 
   // Backpressure: a client may not have more than the master's window outstanding. Not on the
   // I/O thread (a future's callback submitting more work): it alone can open the window.
   if (std::this_thread::get_id() != io_thread_.get_id())
-    window_open_.wait(lock, [&] { return outstanding_ < window_ || !connected_ || stopped_; });
+    window_.wait_for_room(lock, [&] { return !connected_ || stopped_; });
   const std::uint64_t id = next_task_id_++;
   auto fail_now = [&](FailureKind kind, std::string message) {
     if (dependent) unpin_inputs(*dependent);
@@ -520,7 +520,7 @@ bool Runtime::enqueue(std::string call, const std::string& function_name, const 
                                                        master_url() + ": " + disconnect_reason_);
     return true;
   }
-  ++outstanding_;
+  window_.add();
   state->set_task_id(id);
   Pending& pending = pending_[id];
   pending.state = state;
@@ -744,8 +744,7 @@ void Runtime::cancel(std::uint64_t task_id) {
     held.erase(std::find(held.begin(), held.end(), task_id));
     if (it->second.dependent) unpin_inputs(*it->second.dependent);
     pending_.erase(it);
-    --outstanding_;
-    window_open_.notify_all();
+    window_.resolve_now();
     return;
   }
   cancel_outbox_.push_back(task_id);
@@ -822,17 +821,15 @@ void Runtime::on_results(wire::TaskResults& results) {
         pin_inputs(*pending.dependent);
         resubmit.push_back(std::move(pending.dependent));
         pending_.erase(it);
-        --outstanding_;
+        window_.resolve();
         continue;
       }
       done.push_back(
           {std::move(pending.state), std::move(result), std::move(pending.function_name)});
       pending_.erase(it);
-      --outstanding_;
+      window_.resolve();
     }
-    // A submitter blocked on a full window wakes once a slice of it is free, not per result
-    // batch: it then submits a burst (one SubmitTasks) instead of a task or two per wake-up.
-    if (outstanding_ + window_slack() <= window_) window_open_.notify_all();
+    window_.settle();
   }
   // Futures complete outside the lock: their callbacks may submit more tasks. Their waiting
   // threads are woken after the whole batch has settled (see DeferredWakeups).
@@ -913,9 +910,9 @@ void Runtime::fail_everything(const std::string& why) {
     lost.swap(pending_);
     outbox_.clear();
     reconnecting_ = false;
-    outstanding_ = 0;
+    window_.clear();
   }
-  window_open_.notify_all();
+  window_.wake_all();
   for (auto& [id, pending] : lost) {
     Failure f;
     f.kind = FailureKind::kUnavailable;
@@ -932,7 +929,7 @@ void Runtime::stop() {
     if (stopped_) return;
     stopped_ = true;
   }
-  window_open_.notify_all();
+  window_.wake_all();
   if (io_thread_.joinable()) {
     asio::post(io_, [this] {
       keepalive_timer_.cancel();

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "client/embedded.hpp"
+#include "client/submission_window.hpp"
 #include "client/worker_output.hpp"
 #include "clupy.pb.h"
 #include "clupy/parallel.hpp"
@@ -130,9 +131,6 @@ class Runtime {
   // A task of a max_in_flight call site has left the wire: its slot goes to the next held one.
   void free_slot(Pending& pending);  // under mu_
   void complete_all(std::vector<Completion>& done);
-  // How far below the window the outstanding count must fall before a blocked submitter is
-  // woken: 1/16 of a large window, none for a small one (a program may need every slot).
-  std::size_t window_slack() const { return window_ >= 1024 ? window_ / 16 : 1; }
   void print_output(const wire::TaskOutput& output);
   void cancel(std::uint64_t task_id);
   void schedule_flush();  // under mu_
@@ -183,7 +181,6 @@ class Runtime {
   }};
 
   std::mutex mu_;
-  std::condition_variable window_open_;
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::vector<wire::TaskSpec> outbox_;
   std::vector<std::uint64_t> cancel_outbox_;
@@ -193,9 +190,8 @@ class Runtime {
   bool reconnecting_ = false;  // between masters: submissions wait in the outbox
   std::string disconnect_reason_;
   std::uint64_t next_task_id_ = 1;
-  std::size_t window_ = 65536;
+  SubmissionWindow window_;  // outstanding tasks, at most the master's client_window
   std::size_t max_frame_size_ = common::kDefaultMaxFrameSize;
-  std::size_t outstanding_ = 0;  // submitted (or held) and not yet resolved
   // Set under mu_ by stop(); read without it on the I/O thread (fail_over, on_closed).
   std::atomic<bool> stopped_{false};
 };

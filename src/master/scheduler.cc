@@ -33,8 +33,9 @@ void flush_batch(Batch& batch, std::size_t payload_bytes) {
 
 }  // namespace
 
-Scheduler::Scheduler(Registry& registry, Outbox& outbox, SchedulerConfig config)
-    : registry_(registry), outbox_(outbox), config_(config) {}
+Scheduler::Scheduler(Registry& registry, Outbox& outbox, SchedulerConfig config,
+                     const base::Clock& clock)
+    : registry_(registry), outbox_(outbox), clock_(clock), config_(config) {}
 
 std::uint64_t Scheduler::open_job(SessionId client, const std::string& client_name,
                                   const std::string& image_sha256, const std::string& image_name,
@@ -222,7 +223,7 @@ void Scheduler::feed_dependents(Client& client, const Task& input, const wire::T
       continue;
     }
     waiting_.erase(slots);
-    task->since = Clock::now();
+    task->since = clock_.now();
     client.queue.push_back(id);
     ++queued_;
   }
@@ -335,7 +336,7 @@ void Scheduler::server_available(const std::string& server_id, SessionId session
   server.base_slots = std::max<std::uint32_t>(1, record->description.capacity()) *
                       std::max<std::uint32_t>(1, config_.assign_ahead);
   server.slots = server.base_slots;
-  server.rate_since = Clock::now();
+  server.rate_since = clock_.now();
   server.finished_since = 0;
   server.labels.clear();
   for (const auto& [k, v] : record->description.labels()) server.labels[k] = v;
@@ -385,7 +386,7 @@ void Scheduler::server_lost(const std::string& server_id) {
                           client.reserved.end());
   // Ahead of what is still queued (at-least-once: the lost server may have finished some of
   // them; their late results are ignored).
-  const auto requeued_at = Clock::now();
+  const auto requeued_at = clock_.now();
   for (auto entry = lost.rbegin(); entry != lost.rend(); ++entry) {
     const TaskId id = entry->second;
     Task& task = *tasks_.find(id);
@@ -440,7 +441,7 @@ bool Scheduler::server_draining(const std::string& server_id,
     if (const Task* task = tasks_.find(id)) back.emplace_back(task->client_task_id, id);
   }
   std::sort(back.begin(), back.end());
-  const auto requeued_at = Clock::now();
+  const auto requeued_at = clock_.now();
   for (auto entry = back.rbegin(); entry != back.rend(); ++entry) {
     Task& task = *tasks_.find(entry->second);
     task.server = nullptr;
@@ -479,7 +480,7 @@ void Scheduler::results(const std::string& server_id, wire::TaskResults& results
 
 void Scheduler::adapt_slots(Server& server, std::size_t finished) {
   server.finished_since += static_cast<std::uint32_t>(finished);
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   const auto elapsed = now - server.rate_since;
   if (elapsed < kRateWindow) return;
   // Idle time counts in the measurement: a server that was idle gets fewer slots, not more.
@@ -537,7 +538,7 @@ void Scheduler::reserve(Client& client, std::size_t count) {
     if (a->second.holders != b->second.holders) return a->second.holders < b->second.holders;
     return a->second.base_slots > b->second.base_slots;
   });
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   for (ServerSlot* slot : candidates) {
     if (client.reserved.size() >= count) break;
     client.reserved.push_back(slot);
@@ -590,7 +591,7 @@ void Scheduler::observe_finish(const Task& task, const Client* client,
   observer_->task_finished(
       FinishedTask{client != nullptr ? client->job_id : 0, task.client_task_id,
                    client != nullptr ? client->name : kNone, task.call, server_id,
-                   task.server != nullptr ? Clock::now() - task.since : Clock::duration{}, result});
+                   task.server != nullptr ? clock_.now() - task.since : Clock::duration{}, result});
 }
 
 void Scheduler::forget(TaskId task_id, Task& task) {
@@ -617,7 +618,7 @@ void Scheduler::fail(TaskId task_id, FailureKind kind, const std::string& messag
 }
 
 void Scheduler::dispatch() {
-  const auto now = observer_ != nullptr ? Clock::now() : Clock::time_point{};
+  const auto now = observer_ != nullptr ? clock_.now() : Clock::time_point{};
   bool progress = true;
   while (progress && !servers_.empty()) {
     progress = false;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "clupy.pb.h"
 #include "clupy/errors.hpp"
 #include "master/label_sets.hpp"
@@ -93,7 +94,10 @@ struct ClientSummary {
 
 class Scheduler {
  public:
-  Scheduler(Registry& registry, Outbox& outbox, SchedulerConfig config);
+  // Time is read from `clock` (measured rates, how long tasks waited and ran) and, where a
+  // caller has it at hand, given as `now`.
+  Scheduler(Registry& registry, Outbox& outbox, SchedulerConfig config,
+            const base::Clock& clock = base::Clock::real());
 
   // ---- clients ----
   std::uint64_t open_job(SessionId client, const std::string& client_name,
@@ -276,6 +280,7 @@ class Scheduler {
 
   Registry& registry_;
   Outbox& outbox_;
+  const base::Clock& clock_;
   SchedulerConfig config_;
   SlotTable<Task> tasks_;
   LabelSets label_sets_;
