@@ -371,7 +371,7 @@ void Runtime::on_reopened(const wire::JobOpened& job) {
         resolve_here.push_back(std::move(pending.dependent));
         free_slot(pending);
         pending_.erase(id);
-        --outstanding_;
+        window_.resolve_now();
         continue;
       }
       outbox_.push_back(pending.spec);
