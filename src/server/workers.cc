@@ -160,6 +160,7 @@ struct WorkerPool::Worker {
   std::uint64_t arena_head = 0, arena_tail = 0;  // ring positions, counted from its start
   std::deque<std::pair<std::uint64_t, std::uint64_t>> arena_calls;  // task, end of its call
   std::string image;
+  std::string library_set;  // the job's shipped libraries (Assignment.library_set); "": none
   std::string out_buffer, err_buffer;  // before the streams: they must outlive pending reads
   std::shared_ptr<common::Connection> link;
   std::unique_ptr<asio::posix::stream_descriptor> out, err;
@@ -349,7 +350,9 @@ void WorkerPool::pump() {
       ++task;
       continue;
     }
-    if (!image.start_error.empty()) {
+    // A start error holds for workers with the same shipped libraries only: another set (a job
+    // shipping what was missing) may well start.
+    if (!image.start_error.empty() && image.start_error_library_set == task->library_set()) {
       if (std::chrono::steady_clock::now() - image.start_failed_at < kStartRetryAfter) {
         fail_task(task->task_id(), static_cast<std::uint32_t>(FailureKind::kCrash),
                   image.start_error, 127);
@@ -363,18 +366,19 @@ void WorkerPool::pump() {
     std::shared_ptr<Worker> chosen;
     for (auto& w : workers_)
       if (!w->gone && !w->retired && w->image == task->image_sha256() &&
-          w->queue.size() < w->pipeline_limit() &&
+          w->library_set == task->library_set() && w->queue.size() < w->pipeline_limit() &&
           w->environment_generation == environment_generation_ &&
           (!chosen || w->queue.size() < chosen->queue.size()))
         chosen = w;
     if ((!chosen || !chosen->queue.empty()) && workers_.size() < capacity_) {
-      if (auto fresh = spawn(task->image_sha256(), task->image_name())) chosen = fresh;
+      if (auto fresh = spawn(task->image_sha256(), task->image_name(), task->library_set()))
+        chosen = fresh;
     }
     if (!chosen && workers_.size() >= capacity_) {
       // Make room: an idle worker of another program gives way (pump runs again once it is gone).
       for (auto& w : workers_)
         if (w->queue.empty() && !w->gone && !w->retired &&
-            (w->image != task->image_sha256() ||
+            (w->image != task->image_sha256() || w->library_set != task->library_set() ||
              w->environment_generation != environment_generation_)) {
           retire(w);
           break;
@@ -390,7 +394,8 @@ void WorkerPool::pump() {
 }
 
 std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
-                                                      const std::string& name) {
+                                                      const std::string& name,
+                                                      const std::string& library_set) {
   const std::string& path = images_[sha256].path;
   int link[2], out[2], err[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) != 0) return nullptr;
@@ -444,6 +449,17 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
         !(sets_library_path && std::strncmp(*e, "LD_LIBRARY_PATH=", 16) == 0))
       env_storage.emplace_back(*e);
   for (const auto& entry : worker_environment_) env_storage.push_back(entry);
+  if (!library_set.empty() && callbacks_.library_directory) {
+    // The job's shipped libraries come first, before the manifest's and the server's own.
+    const std::string folder = callbacks_.library_directory(library_set);
+    auto search = std::find_if(env_storage.begin(), env_storage.end(), [](const std::string& e) {
+      return e.starts_with("LD_LIBRARY_PATH=");
+    });
+    if (search == env_storage.end())
+      env_storage.push_back("LD_LIBRARY_PATH=" + folder);
+    else
+      search->insert(16, folder + ":");
+  }
   env_storage.push_back("CLUPY_WORKER_FD=3");
   env_storage.push_back("CLUPY_WORKER_SERVER=" + server_id_);
   std::vector<char*> envp;
@@ -474,6 +490,7 @@ std::shared_ptr<WorkerPool::Worker> WorkerPool::spawn(const std::string& sha256,
   worker->progress = progress;
   worker->arena = arena;
   worker->image = sha256;
+  worker->library_set = library_set;
   common::local_socket socket(io_);
   socket.assign(asio::local::stream_protocol(), link[0]);
   worker->link = std::make_shared<common::Connection>(common::Transport(std::move(socket)),
@@ -829,6 +846,7 @@ void WorkerPool::cannot_start(const std::shared_ptr<Worker>& worker) {
   image.start_error =
       "cannot start the program on server " + server_id_ + " (host " + host + "): " + why;
   image.start_failed_at = std::chrono::steady_clock::now();
+  image.start_error_library_set = worker->library_set;
   log()->error("{}", image.start_error);
   for (auto& task : worker->queue)
     if (cancelled_.erase(task.task_id()) == 0)

@@ -36,6 +36,9 @@ class WorkerPool {
     std::function<void(wire::TaskResult&& result)> on_result;
     std::function<void(std::uint64_t task_id, bool is_stderr, std::string text)> on_output;
     std::function<void(const std::string& image_sha256)> fetch_image;
+    // The folder of a job's shipped libraries (Assignment.library_set, not empty): its workers
+    // get it first on their library path, and only its workers do.
+    std::function<std::string(const std::string& library_set)> library_directory;
   };
 
   WorkerPool(asio::io_context& io, std::string server_id, unsigned capacity, std::string cache_dir,
@@ -103,11 +106,13 @@ class WorkerPool {
     // with this message, without starting workers, until kStartRetryAfter has passed.
     std::string start_error;
     std::chrono::steady_clock::time_point start_failed_at;
+    std::string start_error_library_set;  // the workers' Assignment.library_set
   };
 
   void pump();
   bool image_usable(const std::string& sha256, const std::string& name);
-  std::shared_ptr<Worker> spawn(const std::string& sha256, const std::string& name);
+  std::shared_ptr<Worker> spawn(const std::string& sha256, const std::string& name,
+                                const std::string& library_set);
   void start_task(const std::shared_ptr<Worker>& worker, wire::Assignment&& task);
   // The worker's front task has started: attribute output to it, arm its timeout.
   void front_started(const std::shared_ptr<Worker>& worker);
