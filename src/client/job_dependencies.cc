@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "base/hex.hpp"
@@ -142,6 +143,22 @@ void Runtime::upload_libraries(const wire::LibraryUploadRequest& request) {
     log()->info("uploaded {} ({} bytes) to the master", library->description.name(), bytes.size());
   }
   last_package_progress_ms_ = steady_ms();
+}
+
+std::string Runtime::shipping_hint(const wire::ProgramVerdicts& verdicts) {
+  std::set<std::string> sonames;
+  for (const auto& server : verdicts.servers())
+    for (const auto& difference : server.differences())
+      // Missing and owned by no package here (a packaged one is better brought as a package).
+      if (difference.fatal() && difference.text() == difference.soname() + " is missing" &&
+          deps::loaded_library_path(difference.soname()))
+        sonames.insert(difference.soname());
+  if (sonames.empty()) return "";
+  std::string hint =
+      "\nthis machine has them: to ship them with the job, add to clupy.client.dependency.yaml "
+      "(with allow_client_libraries: true in the master's manifest):\nlibraries:";
+  for (const auto& soname : sonames) hint += "\n  - soname: " + soname;
+  return hint;
 }
 
 void Runtime::report_job_packages(const wire::JobPackagesState& state) {

@@ -353,7 +353,8 @@ void Runtime::open_job() {
   if (job.has_verdicts()) {
     report_verdicts(job.verdicts());
     // Before any task is sent: a program no server can start fails here, saying why.
-    if (job.verdicts().no_server_can_run()) throw Error(job.verdicts().message());
+    if (job.verdicts().no_server_can_run())
+      throw Error(job.verdicts().message() + shipping_hint(job.verdicts()));
   }
   {
     std::lock_guard lock(mu_);

@@ -166,6 +166,9 @@ class Runtime {
   void load_job_libraries(const std::vector<deps::ClientLibrary>& libraries);
   void upload_libraries(const wire::LibraryUploadRequest& request);
   void report_job_packages(const wire::JobPackagesState& state);
+  // For a program no server can start: how to ship the missing libraries this machine has and
+  // no package provides (clupy.client.dependency.yaml's libraries:); "" when there are none.
+  static std::string shipping_hint(const wire::ProgramVerdicts& verdicts);
   // Logs what the master says of the servers against this program's needs.
   void report_verdicts(const wire::ProgramVerdicts& verdicts);
   std::shared_ptr<common::Connection> connection_;

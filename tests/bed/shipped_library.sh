@@ -49,7 +49,8 @@ cached="$BED_SHARED/cached.ms"
 : >"$cached"
 for run in 1 2 3 4 5; do
   for server in s1 s2; do
-    bed_exec "$server" find /var/lib/clupy/server-cache/libraries -maxdepth 1 -type f -delete
+    bed_exec "$server" sh -c 'cache=/var/lib/clupy/server-cache/libraries
+      [ ! -d "$cache" ] || find "$cache" -maxdepth 1 -type f -delete'
   done
   run_shipped "cold-$run" "$fetched"
   run_shipped "warm-$run" "$cached"

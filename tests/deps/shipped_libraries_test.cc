@@ -108,6 +108,13 @@ TEST_F(ShippedLibrariesTest, AProgramNeedingALibraryOnlyTheClientHasRunsWhenItSh
             std::string::npos)
       << out;
   EXPECT_TRUE(lines_starting(out, "RESULT").empty()) << out;
+  // And how to ship them: this machine has both, from no package.
+  EXPECT_NE(out.find("this machine has them: to ship them with the job, add to "
+                     "clupy.client.dependency.yaml (with allow_client_libraries: true in the "
+                     "master's manifest):\nlibraries:\n  - soname: libclupytestprivate.so.1\n  - "
+                     "soname: libclupytestver.so.1"),
+            std::string::npos)
+      << out;
 
   // Shipped by soname: the files this program loaded (the build tree's) travel to the master,
   // then to the server, and the job's workers load them from the job's folder there.
