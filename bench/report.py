@@ -188,6 +188,8 @@ def build_figures(data, skipped, params):
         add("9", "chain stage through futures as arguments / through the program "
             "(value fetched and resubmitted)", "us per stage", chain_futures, None, None,
             "through the program", chain_program, ratio_of(chain_futures, chain_program))
+    network_rows(data, skipped, params, add, ratio_of, t1,
+                 figure(data, "6", "servers=8", "tasks_per_s"), mb)
     if "8" in skipped:
         rows.append({"id": "8", "figure": "Dask distributed: " + skipped["8"], "unit": "",
                      "stats": None, "target": None, "met": None, "baseline": None,
@@ -203,6 +205,60 @@ def build_figures(data, skipped, params):
                 ratio_of(figure(data, "2", "roundtrip", f"{q}_us"),
                          figure(data, "8", "dask-roundtrip", f"{q}_us")))
     return rows
+
+
+def network_rows(data, skipped, params, add, ratio_of, loopback_tps, loopback_8, loopback_mb):
+    """The network section (bench/network.sh): the same measures between bed hosts, each beside
+    its loopback figure or the bed's own figure without delay from the same run."""
+    if "net" in skipped:
+        add("net", "network section: " + skipped["net"], "", None)
+        return
+    tasks = params.get("net_tasks")
+    direct = figure(data, "net", "rtt=0", "tasks_per_s")
+    if direct is None:
+        return
+    add("net", f"no-op throughput between hosts ({tasks} tasks, 1 server host x 2 slots)",
+        "tasks/s", direct, None, None, "loopback (1)", loopback_tps,
+        ratio_of(direct, loopback_tps))
+    relay = figure(data, "net", "rtt=0-relay", "tasks_per_s")
+    add("net", "no-op throughput through the delaying relay, no delay", "tasks/s", relay, None,
+        None, "between hosts, direct", direct, ratio_of(relay, direct))
+    for rtt in ("0.5", "2"):
+        st = figure(data, "net", f"rtt={rtt}", "tasks_per_s")
+        add("net", f"no-op throughput with {rtt} ms more RTT on the master's links", "tasks/s",
+            st, ">= 85% of no delay",
+            lambda m: relay is not None and m >= 0.85 * relay["median"],
+            "relay, no delay", relay, ratio_of(st, relay))
+    seq_direct = figure(data, "net", "rtt=0", "p50_us")
+    add("net", "sequential round trip p50 between hosts", "us", seq_direct, None, None,
+        "loopback (2)", figure(data, "2", "roundtrip", "p50_us"),
+        ratio_of(seq_direct, figure(data, "2", "roundtrip", "p50_us")))
+    seq_relay = figure(data, "net", "rtt=0-relay", "p50_us")
+    add("net", "sequential round trip p50 through the relay, no delay", "us", seq_relay, None,
+        None, "between hosts, direct", seq_direct, ratio_of(seq_relay, seq_direct))
+    raw_relay = figure(data, "net", "raw-rtt=0-relay", "p50_us")
+    for rtt in ("0.5", "2"):
+        st = figure(data, "net", f"rtt={rtt}", "p50_us")
+        raw = figure(data, "net", f"raw-rtt={rtt}", "p50_us")
+        if st is None or seq_relay is None or raw is None or raw_relay is None:
+            continue
+        # A call crosses both delayed links (client-master, master-server): what the delay adds
+        # to a raw ping-pong over the same relays is the network's share; the rest is CluPy's.
+        network = raw["median"] - raw_relay["median"]
+        beyond = stats([v - seq_relay["median"] - network for v in st["runs"]])
+        add("net", f"sequential round trip p50 with {rtt} ms more RTT, beyond what the delay "
+            f"adds to a raw ping-pong over the same relays ({network:,.0f} us)", "us", beyond,
+            "<= 150", lambda m: m <= 150, "raw ping-pong over the relays", raw)
+    eight = figure(data, "net", "servers=8", "tasks_per_s")
+    add("net", f"no-op throughput over 8 server hosts x 2 slots ({tasks} tasks)", "tasks/s",
+        eight, None, None, "loopback, 8 servers (6)", loopback_8, ratio_of(eight, loopback_8))
+    cpu8 = figure(data, "net", "servers=8", "master_us_per_task")
+    cpu1 = figure(data, "net", "rtt=0", "master_us_per_task")
+    add("net", "master CPU per task, 8 server hosts", "us", cpu8, None, None,
+        "1 server host", cpu1, ratio_of(cpu8, cpu1))
+    mb = figure(data, "net", "payload", "mb_per_s")
+    add("net", f"{params.get('net_payloads')} tasks of 1 MiB in and out between hosts", "MB/s",
+        mb, None, None, "loopback (7)", loopback_mb, ratio_of(mb, loopback_mb))
 
 
 def table(rows):

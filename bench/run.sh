@@ -5,7 +5,8 @@
 # (bench/results/latest.json). Every process it starts is stopped by PID, also on failure.
 #
 #   bench/run.sh                 the whole suite (6-12 minutes on 2 shared cores)
-#   bench/run.sh --only "1 2"    some benchmarks (ids 1-9, plus "raw" for the transport floor)
+#   bench/run.sh --only "1 2"    some benchmarks (ids 1-9, "raw" for the transport floor, "net"
+#                                for the network section on the test bed: bench/network.sh, root)
 #   bench/run.sh --quick         a smoke run: tiny sizes, 1 run, writes nothing into the repo
 #
 # Options: --runs N (default 5), --no-build, --build-dir DIR, --json FILE, --no-docs.
@@ -21,7 +22,7 @@ runs=5
 build=1
 quick=0
 docs=1
-only="raw 1 2 3 4 5 6 7 8 9"
+only="raw 1 2 3 4 5 6 7 8 9 net"
 build_dir="$root/build-bench"
 json="$root/bench/results/latest.json"
 while [ $# -gt 0 ]; do
@@ -61,7 +62,8 @@ if [ "$build" = 1 ]; then
   # Warnings are not errors here: GCC 12 at -O3 reports a false -Wrestrict in libclupy.
   cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCLUPY_BUILD_BENCH=ON \
     -DCLUPY_BUILD_TESTS=OFF -DCLUPY_WERROR=OFF >/dev/null
-  ninja -C "$build_dir" -j2 clupy_cli task_bench raw_transport heartbeat_sim >/dev/null
+  ninja -C "$build_dir" -j2 clupy_cli task_bench raw_transport heartbeat_sim clupy_testbed_relay \
+    >/dev/null
 fi
 clupy="$build_dir/tools/clupy"
 task_bench="$build_dir/bench/cluster/task_bench"
@@ -363,11 +365,25 @@ if wants 8; then
   fi
 fi
 
+if wants net; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "net: SKIPPED: the test bed needs root (network namespaces, mounts)"
+    echo "net skipped reason=needs_root" >>"$results"
+  elif [ "$quick" = 1 ]; then
+    BENCH_NET_TASKS=2000 BENCH_NET_ROUND_TRIPS=100 BENCH_NET_PAYLOADS=10 \
+      "$root/bench/network.sh" "$build_dir" "$results" 1
+  else
+    "$root/bench/network.sh" "$build_dir" "$results" "$runs"
+  fi
+fi
+
 report_args=(--results "$results" --cores "$(nproc)" --runs "$runs" --load-start "$load_start"
   --param "tasks=$tasks" --param "round_trips=$round_trips" --param "primes=$primes_range"
   --param "payloads=$payloads" --param "payload_bytes=$payload_bytes" --param "queued=$queued"
   --param "scale_tasks=$scale_tasks" --param "sim_servers=$sim_servers"
-  --param "dask_tasks=$dask_tasks" --param "dask_round_trips=$dask_round_trips")
+  --param "dask_tasks=$dask_tasks" --param "dask_round_trips=$dask_round_trips"
+  --param "net_tasks=${BENCH_NET_TASKS:-100000}" --param "net_round_trips=${BENCH_NET_ROUND_TRIPS:-2000}"
+  --param "net_payloads=${BENCH_NET_PAYLOADS:-300}")
 [ -z "$json" ] || report_args+=(--json "$json")
 [ "$docs" = 0 ] || report_args+=(--docs "$root/docs/benchmarks.md")
 echo

@@ -25,6 +25,7 @@
 #include "common/image_transfer.hpp"
 #include "common/log.hpp"
 #include "common/master_locator.hpp"
+#include "common/version.hpp"
 #include "deps/manifest.hpp"
 #include "deps/program_check.hpp"
 #include "worker/worker_loop.hpp"
@@ -164,18 +165,18 @@ void Runtime::connect(const common::ClientConfig& config) {
     }
     dialed = try_dial(url, common::resolve_token(config.token_file));
     master_token_ = std::max(master_token_, dialed.master.fencing_token);
-    set_master(dial.address.to_string(), dialed.master.services);
+    set_master(dial.address.to_string(), dialed.master);
   } else {
     try {
       dialed = try_dial("clupy://localhost:7878", common::resolve_token(config.token_file));
-      set_master(dial.address.to_string(), dialed.master.services);
+      set_master(dial.address.to_string(), dialed.master);
     } catch (const ConnectionError& nobody_there) {
       log()->debug("no master on localhost:7878 ({}); starting an embedded cluster",
                    nobody_there.what());
       embedded_ = std::make_unique<EmbeddedCluster>();
       dial.tls = common::TlsConfig{};
       dialed = try_dial(embedded_->master_url(), common::read_token_file(embedded_->token_file()));
-      set_master(embedded_->master_url(), dialed.master.services);
+      set_master(embedded_->master_url(), dialed.master);
     }
   }
   connection_ = dialed.connection;
@@ -199,10 +200,15 @@ void Runtime::connect(const common::ClientConfig& config) {
   open_job();
 }
 
-void Runtime::set_master(std::string url, wire::ClusterServices services) {
+void Runtime::set_master(std::string url, const common::PeerIdentity& master) {
+  const bool takes_inputs = master.build.protocol_minor() >= common::kTaskInputsMinor;
+  if (!takes_inputs)
+    log()->info("the master at {} speaks {}: futures given as arguments are waited for here", url,
+                common::describe(master.build));
+  master_takes_inputs_.store(takes_inputs, std::memory_order_release);
   std::lock_guard lock(master_mu_);
   master_url_ = std::move(url);
-  services_ = std::move(services);
+  services_ = master.services;
 }
 
 std::string Runtime::master_url() const {
@@ -255,7 +261,7 @@ asio::awaitable<void> Runtime::fail_over(std::string reason) {
 
 void Runtime::adopt(common::Dialed dialed) {
   connection_ = dialed.connection;
-  set_master(dial_options_.address.to_string(), dialed.master.services);
+  set_master(dial_options_.address.to_string(), dialed.master);
   connection_->start(
       [this](wire::Envelope& message) {
         if (message.has_job_opened())
@@ -287,6 +293,7 @@ void Runtime::send_open_job() {
 void Runtime::on_reopened(const wire::JobOpened& job) {
   if (job.need_image()) upload_image();
   std::size_t resubmitted = 0;
+  std::vector<std::shared_ptr<Dependent>> resolve_here;
   {
     std::lock_guard lock(mu_);
     window_ = std::max<std::size_t>(1, job.window());
@@ -297,8 +304,23 @@ void Runtime::on_reopened(const wire::JobOpened& job) {
       if (!pending.held) ids.push_back(id);
     std::sort(ids.begin(), ids.end());
     outbox_.clear();
-    for (auto id : ids) outbox_.push_back(pending_.at(id).spec);
-    resubmitted = ids.size();
+    const bool takes_inputs = master_takes_inputs_.load(std::memory_order_acquire);
+    for (auto id : ids) {
+      Pending& pending = pending_.at(id);
+      if (pending.dependent && !takes_inputs) {
+        // This master would run the task without its inputs: they are waited for here, and
+        // the task is submitted again (a new id) with their values in it.
+        pending.dependent->wait_here = true;
+        pin_inputs(*pending.dependent);
+        resolve_here.push_back(std::move(pending.dependent));
+        free_slot(pending);
+        pending_.erase(id);
+        --outstanding_;
+        continue;
+      }
+      outbox_.push_back(pending.spec);
+      ++resubmitted;
+    }
     connected_ = true;
     reconnecting_ = false;
     flush_posted_ = false;
@@ -306,6 +328,7 @@ void Runtime::on_reopened(const wire::JobOpened& job) {
   }
   log()->warn("reconnected to the new master at {}; resubmitted {} unfinished task(s)",
               master_url(), resubmitted);
+  for (auto& dependent : resolve_here) resolve(std::move(dependent));
   keep_alive();
 }
 
@@ -573,7 +596,8 @@ void Runtime::resolve(std::shared_ptr<Dependent> dependent) {
         return;
       }
       case detail::FutureStateBase::Status::kPending:
-        if (dependent->wait_here || input.state->task_id() == 0) {
+        if (dependent->wait_here || input.state->task_id() == 0 ||
+            !master_takes_inputs_.load(std::memory_order_acquire)) {
           if (wait_for == nullptr) wait_for = &input;
         } else {
           references.emplace_back(input.state->task_id(), &input);
@@ -709,6 +733,23 @@ void Runtime::report_verdicts(const wire::ProgramVerdicts& verdicts) {
   }
 }
 
+void Runtime::free_slot(Pending& pending) {
+  if (!pending.site || pending.site->limit_ == 0) return;
+  --pending.site->in_flight_;
+  if (pending.site->held_.empty()) return;
+  const std::uint64_t next = pending.site->held_.front();
+  pending.site->held_.pop_front();
+  Pending& waiting = pending_.at(next);
+  waiting.held = false;
+  ++pending.site->in_flight_;
+  if (locator_)
+    outbox_.push_back(waiting.spec);
+  else
+    outbox_.push_back(std::move(waiting.spec));
+  if (waiting.dependent) unpin_inputs(*waiting.dependent);
+  schedule_flush();
+}
+
 void Runtime::on_results(wire::TaskResults& results) {
   // A task's output all arrives before its result: its last line is complete now.
   for (const auto& result : results.results()) worker_output_.task_done(result.task_id());
@@ -721,22 +762,7 @@ void Runtime::on_results(wire::TaskResults& results) {
       auto it = pending_.find(result.task_id());
       if (it == pending_.end()) continue;
       Pending& pending = it->second;
-      if (pending.site && pending.site->limit_ > 0) {
-        --pending.site->in_flight_;
-        if (!pending.site->held_.empty()) {
-          const std::uint64_t next = pending.site->held_.front();
-          pending.site->held_.pop_front();
-          Pending& waiting = pending_.at(next);
-          waiting.held = false;
-          ++pending.site->in_flight_;
-          if (locator_)
-            outbox_.push_back(waiting.spec);
-          else
-            outbox_.push_back(std::move(waiting.spec));
-          if (waiting.dependent) unpin_inputs(*waiting.dependent);
-          schedule_flush();
-        }
-      }
+      free_slot(pending);
       if (result.inputs_gone() && pending.dependent) [[unlikely]] {
         // An input finished on the master before this task arrived there; its value came
         // before this answer. Submitted again (a new id), with what is known here now.

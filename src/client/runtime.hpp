@@ -128,6 +128,8 @@ class Runtime {
     std::string function_name;
   };
   void on_results(wire::TaskResults& results);
+  // A task of a max_in_flight call site has left the wire: its slot goes to the next held one.
+  void free_slot(Pending& pending);  // under mu_
   void complete_all(std::vector<Completion>& done);
   // How far below the window the outstanding count must fall before a blocked submitter is
   // woken: 1/16 of a large window, none for a small one (a program may need every slot).
@@ -173,10 +175,13 @@ class Runtime {
   void report_verdicts(const wire::ProgramVerdicts& verdicts);
   std::shared_ptr<common::Connection> connection_;
   // The master we talk to; set at connect() and by adopt() on the I/O thread, read by any.
-  void set_master(std::string url, wire::ClusterServices services);
+  void set_master(std::string url, const common::PeerIdentity& master);
   mutable std::mutex master_mu_;
   std::string master_url_;          // guarded by master_mu_
   wire::ClusterServices services_;  // guarded by master_mu_
+  // The master holds tasks for their inputs (protocol 1.3): false, this client waits for every
+  // input itself and sends the call with the values in it.
+  std::atomic<bool> master_takes_inputs_{true};
   // With a zk:// master URL: where the elected master is published, how to dial it again, and
   // the fencing token of the master we are connected to.
   std::unique_ptr<common::MasterLocator> locator_;

@@ -11,12 +11,10 @@
 
 namespace clupy::common {
 
-// Keeps buffers below `heap_limit` bytes on the heap and returns the heap's free top to the
+// Keeps buffers below 32 MiB on the heap and returns the heap's free top to the
 // kernel only past 64 MiB. Does nothing when GLIBC_TUNABLES names a malloc setting (the user's
-// choice wins). The master passes a lower limit than the default: its task tables grow past a
-// few MiB while tasks queue, and those tables must go back to the kernel when they are
-// replaced by larger ones, or they stay in its resident memory (benchmark 5: 424 bytes per
-// queued task with a 4 MiB limit, 457 with 32 MiB).
-void tune_malloc_for_payloads(int heap_limit = 32 << 20);
+// choice wins). Memory that must go back to the kernel when freed (the master's task tables,
+// replaced by larger ones while tasks queue) is mapped by its owner (master::TableAllocator).
+void tune_malloc_for_payloads();
 
 }  // namespace clupy::common

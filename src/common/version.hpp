@@ -13,10 +13,15 @@ namespace clupy::common {
 // each other. Minor versions add fields that older peers ignore, or features a peer uses only
 // once the other side has announced a minor version that has them.
 inline constexpr unsigned kProtocolMajor = 1;
-// 1.1: fencing tokens, coordination service. 1.2: frame attachments.
-inline constexpr unsigned kProtocolMinor = 2;
+// 1.1: fencing tokens, coordination service. 1.2: frame attachments. 1.3: dependencies,
+// services, futures as arguments.
+inline constexpr unsigned kProtocolMinor = 3;
 // The first minor version whose peers read frame attachments (common/frame.hpp).
 inline constexpr unsigned kAttachmentsMinor = 2;
+// The first minor version whose masters hold a task until its inputs (TaskSpec.inputs, futures
+// given as arguments) are done and put their values into the call. An older master would run
+// the task with the inputs missing: a client resolves inputs itself before it sends to one.
+inline constexpr unsigned kTaskInputsMinor = 3;
 
 // libclupy's version ("0.1.0").
 const char* library_version();

@@ -757,7 +757,7 @@ void Master::close_idle_sessions(Clock::time_point now) {
 
 int run_master(const common::MasterConfig& config) {
   // A daemon process of its own: calls pass through it. Its task tables grow past 4 MiB.
-  common::tune_malloc_for_payloads(4 << 20);
+  common::tune_malloc_for_payloads();  // its task tables map their own memory (TableAllocator)
   asio::io_context io(1);
   Master master(io, config);
   // SIGHUP reads the dependency manifest again (as the file changing does).

@@ -19,6 +19,7 @@
 #include "master/label_sets.hpp"
 #include "master/registry.hpp"
 #include "master/slot_table.hpp"
+#include "master/table_allocator.hpp"
 
 namespace clupy::master {
 
@@ -173,6 +174,13 @@ class Scheduler {
 
  private:
   using TaskId = std::uint64_t;  // a SlotTable id
+  // Tables that grow with the tasks held (see TableAllocator).
+  template <class Key, class Value>
+  using TaskMap = boost::unordered_flat_map<Key, Value, boost::hash<Key>, std::equal_to<Key>,
+                                            TableAllocator<std::pair<const Key, Value>>>;
+  template <class Key>
+  using TaskSet =
+      boost::unordered_flat_set<Key, boost::hash<Key>, std::equal_to<Key>, TableAllocator<Key>>;
   struct Server {
     SessionId session = 0;
     std::uint32_t base_slots = 1;  // capacity x assign_ahead
@@ -181,7 +189,7 @@ class Scheduler {
     std::uint32_t slots = 1;
     Clock::time_point rate_since{};  // the current rate measurement began
     std::uint32_t finished_since = 0;
-    boost::unordered_flat_set<TaskId> running;
+    TaskSet<TaskId> running;
     std::map<std::string, std::string> labels;
     std::uint32_t holders = 0;   // clients holding a reservation
     bool draining = false;       // takes no new tasks (server_draining)
@@ -221,15 +229,15 @@ class Scheduler {
     // would cost a scan); ids of tasks no longer queued are skipped when they reach the front.
     std::deque<TaskId> queue;
     std::vector<ServerSlot*> reserved;  // in order of reservation
-    boost::unordered_flat_map<std::uint64_t, TaskId> by_client_id;
+    TaskMap<std::uint64_t, TaskId> by_client_id;
     Clock::time_point last_seen;
     // Servers that get none of its tasks, with the Refusal bits that keep them out.
     boost::unordered_flat_map<std::string, std::uint8_t> refused;
     wire::TaskResults outgoing;  // finished since the last dispatch; reused (see flush_batch)
     // Client task ids of the tasks waiting for each unfinished task of this client.
-    boost::unordered_flat_map<std::uint64_t, std::vector<std::uint64_t>> dependents;
+    TaskMap<std::uint64_t, std::vector<std::uint64_t>> dependents;
     // Unfinished tasks whose value the client released (release_results).
-    boost::unordered_flat_set<std::uint64_t> released;
+    TaskSet<std::uint64_t> released;
   };
   // A task waiting for its inputs: where each input's value goes in its call.
   struct InputSlot {
@@ -280,8 +288,8 @@ class Scheduler {
   std::deque<SessionId> round_robin_;
   std::vector<ServerSlot*> assigning_;  // servers whose outgoing batch has tasks
   std::map<SessionId, wire::CancelAssignments> pending_cancel_;
-  std::vector<SessionId> delivering_;  // clients whose outgoing batch has results
-  boost::unordered_flat_map<TaskId, std::vector<InputSlot>> waiting_;  // see add_waiting
+  std::vector<SessionId> delivering_;                // clients whose outgoing batch has results
+  TaskMap<TaskId, std::vector<InputSlot>> waiting_;  // see add_waiting
   std::uint64_t next_job_id_ = 1;
   std::size_t running_ = 0;
   std::size_t queued_ = 0;  // tasks in clients' queues

@@ -7,14 +7,15 @@
 
 namespace clupy::test {
 
-void ClusterFixture::start_master(std::vector<std::string> extra_args, int port) {
+void ClusterFixture::start_master(std::vector<std::string> extra_args, int port,
+                                  std::map<std::string, std::string> env) {
   const std::string port_file = dir_.file("master.port");
   std::filesystem::remove(port_file);
   std::vector<std::string> argv = {CLUPY_BINARY,  "--master", "--port",       std::to_string(port),
                                    "--port-file", port_file,  "--token-file", token_file(),
                                    "--log-level", "debug"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  master_ = ChildProcess({argv, {}, dir_.path(), dir_.file("master.log")});
+  master_ = ChildProcess({argv, std::move(env), dir_.path(), dir_.file("master.log")});
   ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(port_file) || !master_.running(); },
                          std::chrono::seconds(30), "the master to listen"));
   ASSERT_TRUE(master_.running()) << "master exited:\n" << master_.log();

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -17,7 +18,8 @@ namespace clupy::test {
 class ClusterFixture : public testing::Test {
  protected:
   // Starts the master and waits until it listens. `port` 0 picks a free one.
-  void start_master(std::vector<std::string> extra_args = {}, int port = 0);
+  void start_master(std::vector<std::string> extra_args = {}, int port = 0,
+                    std::map<std::string, std::string> env = {});
   // Starts a server with a fixed id that heartbeats every 200 ms.
   ChildProcess& start_server(const std::string& id, std::vector<std::string> extra_args = {},
                              std::map<std::string, std::string> env = {});

@@ -14,9 +14,10 @@ using std::chrono::seconds;
 
 class DataPlaneTest : public ClusterFixture {
  protected:
-  void start_cluster(int servers) {
+  void start_cluster(int servers, std::map<std::string, std::string> master_env = {}) {
     http_port_ = free_loopback_port();
-    start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)});
+    start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)}, 0,
+                 std::move(master_env));
     std::set<std::string> ids;
     for (int i = 1; i <= servers; ++i) {
       start_server("s" + std::to_string(i), {"--capacity", "2"});
@@ -84,6 +85,18 @@ TEST_F(DataPlaneTest, TreeReductionOfSixtyFourMappedFuturesAndAVectorOfFutures) 
   EXPECT_EQ(line_starting(out, "MIXED"), "MIXED value 1009") << out;
   // 63 additions of two inputs, one sum of 64, one addition with one remote input.
   EXPECT_EQ(metric("clupy_task_inputs_spliced_total"), 63 * 2 + 64 + 1);
+}
+
+TEST_F(DataPlaneTest, AMasterOlderThanFuturesAsArgumentsGetsValuesTheProgramWaitedFor) {
+  // A master of protocol 1.2 would run a task with its inputs missing: the program waits for
+  // each input itself and sends calls with the values in them.
+  start_cluster(2, {{"CLUPY_TEST_PROTOCOL_MINOR", "2"}});
+  const std::string out = run_program("tree-old-master", {"tree", "64"});
+  EXPECT_EQ(line_starting(out, "TREE"), "TREE value 85344") << out;
+  EXPECT_EQ(line_starting(out, "LIST"), "LIST value 85344") << out;
+  EXPECT_EQ(line_starting(out, "MIXED"), "MIXED value 1009") << out;
+  EXPECT_EQ(metric("clupy_task_inputs_spliced_total"), 0);
+  EXPECT_EQ(metric("clupy_tasks_waiting"), 0);
 }
 
 TEST_F(DataPlaneTest, FailingInputFailsItsDependentsWithDependencyNamingIt) {

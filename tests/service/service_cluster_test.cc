@@ -430,13 +430,14 @@ struct Load {
 };
 
 TEST_F(ServiceClusterTest, PublishShowsReplicasComingUp) {
-  // Two servers whose replicas take 0.4 s and 1.6 s to start, one slot each: one replica each.
+  // Two servers whose replicas take 0.4 s and 3 s to start, one slot each: one replica each (the
+  // gap is wide enough that a loaded machine still reports them one at a time).
   for (const char* id : {"s1", "s2"}) {
     servers_[id].signal(SIGTERM);
     ASSERT_TRUE(servers_[id].wait(10s));
   }
   start_server("quick", {"--capacity", "1"}, {{"SERVICE_START_DELAY_MS", "400"}});
-  start_server("slow", {"--capacity", "1"}, {{"SERVICE_START_DELAY_MS", "1600"}});
+  start_server("slow", {"--capacity", "1"}, {{"SERVICE_START_DELAY_MS", "3000"}});
   ASSERT_TRUE(servers_become({"quick", "slow"}));
   std::string output;
   ASSERT_EQ(
