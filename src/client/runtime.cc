@@ -200,66 +200,6 @@ void Runtime::connect(const common::ClientConfig& config) {
   open_job();
 }
 
-void Runtime::load_job_packages(const common::ClientConfig& config) {
-  std::string path = config.dependency_file;
-  if (path.empty()) {
-    std::error_code ec;
-    if (!std::filesystem::exists("clupy.client.dependency.yaml", ec)) return;
-    path = "clupy.client.dependency.yaml";
-  }
-  const deps::ClientDependencies dependencies = deps::load_client_dependencies(path);
-  if (embedded_) {
-    if (!dependencies.packages.empty())
-      log()->warn(
-          "{}: the local cluster runs on this machine, which must have these packages "
-          "itself; they are not installed for it",
-          path);
-    return;
-  }
-  for (const auto& p : dependencies.packages) {
-    wire::DependencyPackage package;
-    package.set_name(p.name);
-    package.set_relation(p.relation);
-    package.set_version(p.version);
-    job_packages_.push_back(std::move(package));
-  }
-}
-
-void Runtime::report_job_packages(const wire::JobPackagesState& state) {
-  // Called on the I/O thread. Init may be waiting for these installs: it goes on waiting while
-  // they progress, and the program's user sees what is happening (at most once a second per
-  // server while an installer runs).
-  const auto now = std::chrono::steady_clock::now();
-  last_package_progress_ms_ =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  const auto& report = state.report();
-  if (!report.in_progress()) {
-    package_progress_logged_.erase(state.server_id());
-    if (report.satisfied()) {
-      log()->info("server {} has this job's packages", state.server_id());
-      return;
-    }
-    // Each failed item whole, with the installer's output tail: the program's user cannot look
-    // at the server.
-    std::string why;
-    for (const auto& item : report.items())
-      if (item.state() == wire::DependencyItem::FAILED)
-        why += (why.empty() ? "" : "; ") + item.name() + ": " + item.detail();
-    log()->warn("server {} cannot install this job's packages and gets none of its tasks: {}",
-                state.server_id(), why.empty() ? report.summary() : why);
-    return;
-  }
-  auto& last = package_progress_logged_[state.server_id()];
-  if (now - last < std::chrono::seconds(1)) return;
-  last = now;
-  for (const auto& item : report.items())
-    if (item.state() == wire::DependencyItem::INSTALLING) {
-      log()->warn("server {} is installing this job's packages: {}", state.server_id(),
-                  item.detail());
-      return;
-    }
-}
-
 void Runtime::set_master(std::string url, const common::PeerIdentity& master) {
   const bool takes_inputs = master.build.protocol_minor() >= common::kTaskInputsMinor;
   if (!takes_inputs)
@@ -343,6 +283,10 @@ void Runtime::send_open_job() {
   job->set_client_name(common::self_description());
   if (needs_) *job->mutable_needs() = *needs_;
   for (const auto& package : job_packages_) *job->add_packages() = package;
+  for (const auto& library : job_libraries_) *job->add_libraries() = library.description;
+  open_job_sent_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
   connection_->send(open);
 }
 
@@ -432,7 +376,8 @@ void Runtime::open_job() {
   if (job.has_verdicts()) {
     report_verdicts(job.verdicts());
     // Before any task is sent: a program no server can start fails here, saying why.
-    if (job.verdicts().no_server_can_run()) throw Error(job.verdicts().message());
+    if (job.verdicts().no_server_can_run())
+      throw Error(job.verdicts().message() + shipping_hint(job.verdicts()));
   }
   {
     std::lock_guard lock(mu_);
@@ -768,6 +713,9 @@ void Runtime::on_message(wire::Envelope& message) {
       break;
     case wire::Envelope::kJobPackagesState:
       report_job_packages(message.job_packages_state());
+      break;
+    case wire::Envelope::kLibraryUploadRequest:
+      upload_libraries(message.library_upload_request());
       break;
     default:
       log()->debug("ignoring message {} from the master", static_cast<int>(message.body_case()));

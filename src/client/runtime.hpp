@@ -27,6 +27,7 @@
 #include "common/connection.hpp"
 #include "common/dial.hpp"
 #include "common/master_locator.hpp"
+#include "deps/manifest.hpp"
 
 namespace clupy::detail {
 
@@ -149,10 +150,25 @@ class Runtime {
   // The job's own packages (clupy.client.dependency.yaml), sent with OpenJob; init waits while
   // servers install them, as long as they report progress.
   std::vector<wire::DependencyPackage> job_packages_;
+  // The libraries it ships (the same file's libraries:), read whole at init so that the bytes
+  // sent are the bytes hashed; uploaded when the master asks (LibraryUploadRequest).
+  struct ShippedLibrary {
+    wire::DependencyLibrary description;  // name, SHA-256, size
+    std::string source;                   // the file it was read from
+    std::string bytes;
+  };
+  std::vector<ShippedLibrary> job_libraries_;
   std::atomic<std::int64_t> last_package_progress_ms_{0};  // steady clock; 0: none yet
+  std::int64_t open_job_sent_ms_ = 0;                      // steady clock; on the I/O thread
   std::map<std::string, std::chrono::steady_clock::time_point> package_progress_logged_;
+  // In job_dependencies.cc.
   void load_job_packages(const common::ClientConfig& config);
+  void load_job_libraries(const std::vector<deps::ClientLibrary>& libraries);
+  void upload_libraries(const wire::LibraryUploadRequest& request);
   void report_job_packages(const wire::JobPackagesState& state);
+  // For a program no server can start: how to ship the missing libraries this machine has and
+  // no package provides (clupy.client.dependency.yaml's libraries:); "" when there are none.
+  static std::string shipping_hint(const wire::ProgramVerdicts& verdicts);
   // Logs what the master says of the servers against this program's needs.
   void report_verdicts(const wire::ProgramVerdicts& verdicts);
   std::shared_ptr<common::Connection> connection_;

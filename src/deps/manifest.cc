@@ -178,8 +178,7 @@ Manifest parse_manifest(const std::string& yaml, const std::string& source_name,
           if (path.is_relative()) path = fs::path(base_dir) / path;
           library.path = path.lexically_normal().string();
           if (library.name.empty()) library.name = path.filename().string();
-          if (library.name.empty() || library.name == "." || library.name == ".." ||
-              library.name.find('/') != std::string::npos)
+          if (!is_library_file_name(library.name))
             throw ConfigError("'" + library.name + "' is not a file name");
           if (!seen.insert(library.name).second)
             throw ConfigError("two libraries are named '" + library.name + "'");
@@ -204,6 +203,8 @@ Manifest parse_manifest(const std::string& yaml, const std::string& source_name,
     });
     table.add("install_timeout", common::duration_key(manifest.install_timeout));
     table.add("allow_client_packages", common::bool_key(manifest.allow_client_packages));
+    table.add("allow_client_libraries", common::bool_key(manifest.allow_client_libraries));
+    table.add("client_library_max_size", common::size_key(manifest.client_library_max_size));
     table.apply(root);
   }
   if (manifest.install_timeout.count() > 0xffffffffLL)
@@ -218,7 +219,8 @@ Manifest load_manifest(const std::string& path) {
 }
 
 ClientDependencies parse_client_dependencies(const std::string& yaml,
-                                             const std::string& source_name) {
+                                             const std::string& source_name,
+                                             const std::string& base_dir) {
   const YAML::Node root = load_yaml(yaml, source_name);
   ClientDependencies dependencies;
   if (root.IsNull()) return dependencies;
@@ -226,17 +228,67 @@ ClientDependencies parse_client_dependencies(const std::string& yaml,
   table.add("packages", [&](const YAML::Node& list) {
     dependencies.packages = parse_package_list(list, source_name);
   });
-  table.add("libraries", [](const YAML::Node&) {
-    throw ConfigError(
-        "shipping libraries from the client is not supported yet; the master's dependency "
-        "manifest can ship them (its libraries: key)");
+  table.add("libraries", [&](const YAML::Node& list) {
+    if (!list.IsSequence() && !list.IsNull())
+      throw ConfigError("expected a list of {soname} or {path, name}");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const YAML::Node item = list[i];
+      const std::string key = "libraries[" + std::to_string(i) + "]";
+      ClientLibrary library;
+      KeyTable entry(source_name, key);
+      entry.add("soname", common::string_key(library.soname));
+      entry.add("path", common::string_key(library.path));
+      entry.add("name", common::string_key(library.name));
+      entry.apply(item);
+      try {
+        if (library.soname.empty() == library.path.empty())
+          throw ConfigError(
+              "a library is named by exactly one of soname (as this program loaded it) or path");
+        if (!library.soname.empty()) {
+          if (!library.name.empty())
+            throw ConfigError("name goes with path; a library named by soname keeps its soname");
+          if (!is_library_file_name(library.soname))
+            throw ConfigError("'" + library.soname + "' is not a soname");
+          library.name = library.soname;
+        } else {
+          fs::path path(library.path);
+          if (path.is_relative()) path = fs::path(base_dir) / path;
+          library.path = path.lexically_normal().string();
+          if (!library.name.empty() && !is_library_file_name(library.name))
+            throw ConfigError("'" + library.name + "' is not a file name");
+        }
+      } catch (const ConfigError& e) {
+        throw located_error(source_name, item, key, e.what());
+      }
+      dependencies.libraries.push_back(std::move(library));
+    }
   });
   table.apply(root);
   return dependencies;
 }
 
 ClientDependencies load_client_dependencies(const std::string& path) {
-  return parse_client_dependencies(read_whole(path, "dependency file"), path);
+  const std::string dir = fs::absolute(fs::path(path)).parent_path().string();
+  return parse_client_dependencies(read_whole(path, "dependency file"), path, dir);
+}
+
+std::string library_set_digest(
+    const google::protobuf::RepeatedPtrField<wire::DependencyLibrary>& libraries) {
+  if (libraries.empty()) return "";
+  std::vector<std::string> lines;
+  for (const auto& library : libraries)
+    lines.push_back(library.name() + '\t' + base::to_hex(library.sha256()) + '\n');
+  std::sort(lines.begin(), lines.end());
+  std::string text;
+  for (const auto& line : lines) text += line;
+  return base::sha256(text);
+}
+
+bool is_library_file_name(const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name.size() > 255) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return c != '/' && static_cast<unsigned char>(c) > ' ' && c != 0x7f;
+  });
 }
 
 void to_wire(const Manifest& manifest, wire::DependencyManifest& out) {

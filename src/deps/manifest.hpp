@@ -42,6 +42,9 @@ struct Manifest {
   std::string install_command = kDefaultInstallCommand;
   std::chrono::milliseconds install_timeout{600'000};
   bool allow_client_packages = false;
+  // Whether a job may ship libraries from its client's machine, and the largest it may ship.
+  bool allow_client_libraries = false;
+  std::size_t client_library_max_size = std::size_t{64} << 20;
   // Hex SHA-256 of the content that matters to servers (packages, libraries by their hashes,
   // the install command and timeout): a comment or a reordered key does not change it, a new
   // library build does. Empty for "no manifest".
@@ -63,18 +66,39 @@ Manifest load_manifest(const std::string& path);
 void check_package_name(const std::string& name);
 PackageRequirement parse_requirement(const std::string& name, const std::string& constraint);
 
+// A library a job ships from its client's machine: by `soname` (the file this process loaded
+// for it) or by `path` (relative to the dependency file's folder), exactly one of them. `name`
+// is what workers load it by: the soname, or for a path the file's DT_SONAME (else its name).
+struct ClientLibrary {
+  std::string soname;
+  std::string path;
+  std::string name;
+};
+
 // A job's own needs (clupy.client.dependency.yaml, docs/dependencies.md): packages that the
-// servers running its tasks install first, when the master's manifest allows it.
+// servers running its tasks install first, and libraries shipped from the client, when the
+// master's manifest allows it.
 struct ClientDependencies {
   std::vector<PackageRequirement> packages;
+  std::vector<ClientLibrary> libraries;
 };
 // The same rules and messages as the manifest's `packages:`. Throw ConfigError.
+// Paths of `libraries:` are made absolute against `base_dir`.
 ClientDependencies parse_client_dependencies(const std::string& yaml,
-                                             const std::string& source_name);
+                                             const std::string& source_name,
+                                             const std::string& base_dir = ".");
 ClientDependencies load_client_dependencies(const std::string& path);
 
 // The manifest as the master announces it to servers.
 void to_wire(const Manifest& manifest, wire::DependencyManifest& out);
 std::vector<PackageRequirement> packages_of(const wire::DependencyManifest& manifest);
+
+// The SHA-256 (32 bytes) naming a job's set of shipped libraries, computed alike by the master
+// (Assignment.library_set) and servers (the set's folder): names and digests, in name order.
+// Empty for no libraries.
+std::string library_set_digest(
+    const google::protobuf::RepeatedPtrField<wire::DependencyLibrary>& libraries);
+// Whether `name` can be a library's file name on a server (no '/', not "." or "..", printable).
+bool is_library_file_name(const std::string& name);
 
 }  // namespace clupy::deps

@@ -168,6 +168,20 @@ std::string soname_base(const std::string& soname) {
 
 }  // namespace
 
+std::optional<std::string> loaded_library_path(const std::string& soname) {
+  const auto loaded = loaded_libraries();
+  if (auto it = loaded.find(soname); it != loaded.end()) return it->second;
+  // Loaded under another file name (a versioned file a link pointed to): its DT_SONAME says.
+  for (const auto& [name, path] : loaded) {
+    try {
+      if (read_elf_dependencies(path).soname == soname) return path;
+    } catch (const std::exception&) {
+      // Not an ELF file we can read (the vDSO has no file): not it.
+    }
+  }
+  return std::nullopt;
+}
+
 int compare_debian_versions(const std::string& a, const std::string& b) {
   const Parsed left = parse(a);
   const Parsed right = parse(b);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -34,6 +35,10 @@ wire::ProgramNeeds read_program_needs(const std::string& path);
 // machine), so a program run again skips it. Without a usable cache folder it reads every time.
 wire::ProgramNeeds read_program_needs_cached(const std::string& path,
                                              const std::string& image_sha256);
+
+// The file this process loaded for `soname` (dl_iterate_phdr: the path the loader opened, or a
+// loaded file whose DT_SONAME is `soname`); nullopt when none is loaded.
+std::optional<std::string> loaded_library_path(const std::string& soname);
 
 // What this machine's loader offers: every soname in the ld.so cache (ldconfig -p), in
 // `extra_directories` (the manifest's library folder) and loaded by this process (libclupy),

@@ -382,6 +382,8 @@ void ServerSync::prune_library_cache() {
   if (!fs::is_directory(cache_dir_, ec)) return;
   const auto now = fs::file_time_type::clock::now();
   if (!library_directory_.empty()) fs::last_write_time(library_directory_, now, ec);  // in use
+  if (callbacks_.folders_in_use)
+    for (const auto& folder : callbacks_.folders_in_use()) fs::last_write_time(folder, now, ec);
   const auto unused_since = now - 3 * recheck_period_;
   std::set<std::string> linked;  // file names of the libraries the remaining folders link to
   for (const auto& set : fs::directory_iterator(sets, ec)) {
@@ -413,13 +415,19 @@ void ServerSync::prune_library_cache() {
 }
 
 std::string ServerSync::make_library_set(const wire::DependencyManifest& manifest) {
+  return make_library_folder(cache_dir_, manifest.version().substr(0, 32), manifest.libraries());
+}
+
+std::string make_library_folder(
+    const std::string& cache_dir, const std::string& folder_name,
+    const google::protobuf::RepeatedPtrField<wire::DependencyLibrary>& libraries) {
   // Links, not copies: a set costs nothing, and a file is stored once for all versions.
-  const fs::path final_dir = fs::path(cache_dir_) / "sets" / manifest.version().substr(0, 32);
+  const fs::path final_dir = fs::path(cache_dir) / "sets" / folder_name;
   if (fs::is_directory(final_dir)) return final_dir.string();
   const fs::path staging =
-      fs::path(cache_dir_) / "sets" / (".staging-" + base::to_hex(common::random_bytes(6)));
+      fs::path(cache_dir) / "sets" / (".staging-" + base::to_hex(common::random_bytes(6)));
   fs::create_directories(staging);
-  for (const auto& library : manifest.libraries())
+  for (const auto& library : libraries)
     fs::create_symlink(fs::path("../..") / base::to_hex(library.sha256()),
                        staging / library.name());
   std::error_code ec;

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "clupy.pb.h"
 
@@ -30,6 +31,9 @@ class ServerSync {
     // The manifest's libraries are all in place: workers started from now on get `directory`
     // (absolute; empty when the manifest has no libraries) on their library path.
     std::function<void(const std::string& directory)> libraries_ready;
+    // Other library folders in this cache that are in use (jobs' shipped libraries): pruning
+    // keeps them as it keeps the current one.
+    std::function<std::vector<std::string>()> folders_in_use;
   };
 
   // Every `recheck_period` (zero: never) a satisfied server checks again, quietly, that what the
@@ -121,5 +125,13 @@ class ServerSync {
   // Handlers posted by the installer's thread check this before touching the object.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
+
+// Builds (once: an existing one is used as it is) `cache_dir`/sets/`folder_name`/, a folder of
+// links named as the libraries are to their files `cache_dir`/<hex SHA-256>, atomically (servers
+// sharing the cache may build the same folder at once). Returns its path; throws
+// std::runtime_error when it cannot be made.
+std::string make_library_folder(
+    const std::string& cache_dir, const std::string& folder_name,
+    const google::protobuf::RepeatedPtrField<wire::DependencyLibrary>& libraries);
 
 }  // namespace clupy::deps

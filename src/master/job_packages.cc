@@ -7,7 +7,17 @@ namespace clupy::master {
 namespace {
 auto log() { return common::logger("master"); }
 constexpr auto kPackages = Scheduler::Refusal::kPackages;
+
+std::string brought_by(const wire::JobPackagesRequest& request) {
+  if (request.libraries_size() == 0) return "packages";
+  return request.packages_size() == 0 ? "libraries" : "packages and libraries";
+}
 }  // namespace
+
+std::string JobPackages::brought(SessionId session) const {
+  auto it = jobs_.find(session);
+  return it == jobs_.end() ? "packages" : brought_by(it->second.request);
+}
 
 void JobPackages::ask(const std::string& server_id, SessionId server_session, SessionId session,
                       Job& job) {
@@ -64,12 +74,12 @@ std::vector<SessionId> JobPackages::report(const std::string& server_id,
     env_.scheduler.set_refused(session, server_id, !ready, kPackages);
     if (!state.in_progress()) {
       if (ready)
-        log()->info("job {}: server {} has the job's packages", report.job_id(), server_id);
+        log()->info("job {}: server {} has the job's {}", report.job_id(), server_id,
+                    brought_by(job.request));
       else
         log()->warn(
-            "job {}: server {} cannot install the job's packages, it gets none of the "
-            "job's tasks: {}",
-            report.job_id(), server_id, state.summary());
+            "job {}: server {} cannot install the job's {}, it gets none of the job's tasks: {}",
+            report.job_id(), server_id, brought_by(job.request), state.summary());
     }
     job.reports[server_id] = state;
     if (job.tell_client) {

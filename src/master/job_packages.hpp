@@ -45,6 +45,9 @@ class JobPackages {
   // Every connected server has finished with the session's packages (satisfied or failed).
   bool settled(SessionId session) const;
   std::vector<std::string> ready_servers(SessionId session) const;
+  // What the session's job brings, for messages: "packages", "libraries" or "packages and
+  // libraries".
+  std::string brought(SessionId session) const;
   // "server s1: clupy-test-x: failed: <why, with the installer's output tail>; server s2: ..."
   // for the servers that failed.
   std::string failures(SessionId session) const;

@@ -509,6 +509,7 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
     if (job) telemetry_->job_ended(*job);
     if (job && store_) store_->job_ended(std::to_string(*job));
     if (session.image_pinned) images_.unpin(session.image_sha256);
+    release_job_libraries(session);
   }
   // An upload this client began and did not finish is discarded, so the next run uploads the
   // image again; jobs waiting for it are told (after this session is gone).
@@ -520,6 +521,8 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
                 name, reason);
     image_unavailable(sha, "the upload of this program's image by another run of it (" + name +
                                ") was interrupted; run the program again to upload it");
+    library_unavailable(sha, "its upload by " + name + " was interrupted (" + reason +
+                                 "); run the program again to upload it");
   }
   scheduler_.dispatch();
 }
@@ -630,8 +633,8 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
   opened->set_window(static_cast<std::uint32_t>(config_.client_window));
   opened->set_keepalive_interval_ms(
       static_cast<std::uint32_t>(std::max<std::int64_t>(100, config_.reservation_ttl.count() / 3)));
-  if (job.packages_size() > 0) {
-    if (auto refused = open_job_packages(session_id, job_id, job); !refused.empty()) {
+  if (job.packages_size() > 0 || job.libraries_size() > 0) {
+    if (auto refused = open_job_packages(session_id, session, job_id, job); !refused.empty()) {
       log()->warn("job {} of {} refused: {}", job_id, client_name, refused);
       reply.clear_job_opened();
       reply.mutable_error()->set_message(refused);
@@ -648,7 +651,7 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
   // install_timeout): init waits for both, so that it learns of every server that cannot run
   // the program before it returns.
   const bool wait_for_offers = job.has_needs() && !offers_known();
-  const bool wait_for_packages = !job_packages_.settled(session_id);
+  const bool wait_for_packages = !job_packages_.settled(session_id) || session.deferred;
   if (wait_for_offers || wait_for_packages) {
     session.pending_opened = std::make_unique<wire::Envelope>(std::move(reply));
     session.pending_until =
@@ -661,6 +664,10 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
 
 void Master::store_chunk(std::uint64_t session_id, Session& session,
                          const wire::ImageChunk& chunk) {
+  if (session.library_uploads.contains(chunk.image_sha256())) {
+    library_chunk(session_id, chunk);
+    return;
+  }
   if (chunk.image_sha256() != session.image_sha256) return;
   auto outcome = images_.add_chunk(chunk.image_sha256(), session_id, chunk.offset(), chunk.data(),
                                    chunk.last());

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,15 @@ class Master : private Outbox {
     // init learns of every server that cannot run the program before it returns.
     std::unique_ptr<wire::Envelope> pending_opened;
     Clock::time_point pending_until{};
+    // Libraries its job ships (master_libraries.cc): the uploads it makes, those it waits for
+    // (its own or another job's uploads), and those pinned in the store while it is open. The
+    // servers are asked for its packages and libraries (`deferred`, for job `deferred_job`)
+    // once none is awaited.
+    std::set<std::string> library_uploads;
+    std::set<std::string> libraries_awaited;
+    std::vector<std::string> library_pins;
+    std::unique_ptr<wire::JobPackagesRequest> deferred;
+    std::uint64_t deferred_job = 0;
     // The last complete message (idle_timeout); bytes of an unfinished frame do not count.
     Clock::time_point last_message{};
   };
@@ -113,9 +123,20 @@ class Master : private Outbox {
   bool offers_known() const;
   // Checks a job's own packages against the manifest's policy and starts their installs;
   // returns why the job is refused, or "".
-  std::string open_job_packages(std::uint64_t session_id, std::uint64_t job_id,
+  std::string open_job_packages(std::uint64_t session_id, Session& session, std::uint64_t job_id,
                                 const wire::OpenJob& job);
   void job_packages_report(Session& server, const wire::JobPackagesReport& report);
+  // Libraries shipped from a job's client (master_libraries.cc): checks them against the
+  // manifest's policy, pins those the store has and asks the client for the others; returns
+  // why the job is refused, or "". The servers are asked once all are stored.
+  std::string open_job_libraries(std::uint64_t session_id, Session& session,
+                                 const wire::OpenJob& job, wire::JobPackagesRequest& request);
+  void library_chunk(std::uint64_t session_id, const wire::ImageChunk& chunk);
+  // A library's upload failed or was interrupted: jobs waiting for it are refused, saying why.
+  void library_unavailable(const std::string& sha256, const std::string& reason);
+  // Refuses a job whose JobOpened is held, with `message`, and closes its connection.
+  void refuse_pending_job(Session& session, const std::string& message);
+  void release_job_libraries(Session& session);
   // Sends a JobOpened, or refuses the job when no connected server could install its packages.
   void send_job_opened(SessionId id, Session& session, wire::Envelope&& reply);
   // Every HTTP request: the dashboard's (dashboard_http.cc), else http_get's.

@@ -187,7 +187,8 @@ void Master::release_pending_jobs(Clock::time_point now) {
   const bool all_known = offers_known();
   for (auto& [id, session] : sessions_) {
     if (!session->pending_opened) continue;
-    const bool ready = (!session->needs || all_known) && job_packages_.settled(id);
+    const bool ready =
+        (!session->needs || all_known) && job_packages_.settled(id) && !session->deferred;
     if (!ready && (now == Clock::time_point{} || now < session->pending_until)) continue;
     wire::Envelope reply = std::move(*session->pending_opened);
     session->pending_opened.reset();
@@ -197,6 +198,13 @@ void Master::release_pending_jobs(Clock::time_point now) {
 }
 
 void Master::send_job_opened(SessionId id, Session& session, wire::Envelope&& reply) {
+  if (session.deferred) {
+    // Its deadline passed with libraries not uploaded yet (another job's upload of them stalled).
+    session.pending_opened = std::make_unique<wire::Envelope>(std::move(reply));
+    refuse_pending_job(session,
+                       "the job's libraries were not uploaded to the master in time; run it again");
+    return;
+  }
   if (job_packages_.has(id) && job_packages_.ready_servers(id).empty()) {
     // With servers connected and none able to install the job's packages, its tasks could only
     // wait: the job is refused, naming each server's reason.
@@ -207,7 +215,7 @@ void Master::send_job_opened(SessionId id, Session& session, wire::Envelope&& re
     if (connected > 0) {
       const std::string failures = job_packages_.failures(id);
       const std::string message =
-          "no server can install this job's packages" +
+          "no server can install this job's " + job_packages_.brought(id) +
           (failures.empty() ? std::string(" within install_timeout") : ": " + failures);
       log()->warn("job of {} refused: {}", session.peer.name, message);
       const std::uint64_t request_id = reply.request_id();
@@ -224,8 +232,8 @@ void Master::send_job_opened(SessionId id, Session& session, wire::Envelope&& re
 
 // ---- a job's own packages (docs/dependencies.md#a-jobs-own-packages) -------------------------
 
-std::string Master::open_job_packages(std::uint64_t session_id, std::uint64_t job_id,
-                                      const wire::OpenJob& job) {
+std::string Master::open_job_packages(std::uint64_t session_id, Session& session,
+                                      std::uint64_t job_id, const wire::OpenJob& job) {
   const deps::Manifest& manifest = manifest_->manifest();
   wire::JobPackagesRequest request;
   std::string not_in_manifest;
@@ -249,6 +257,17 @@ std::string Master::open_job_packages(std::uint64_t session_id, std::uint64_t jo
            "true";
   request.set_install_command(manifest.install_command);
   request.set_install_timeout_ms(static_cast<std::uint32_t>(manifest.install_timeout.count()));
+  if (job.libraries_size() > 0) {
+    if (auto refused = open_job_libraries(session_id, session, job, request); !refused.empty())
+      return refused;
+    scheduler_.set_library_set(session_id, deps::library_set_digest(request.libraries()));
+  }
+  if (!session.libraries_awaited.empty()) {
+    // Servers fetch the libraries from the master: they are asked once it has them all.
+    session.deferred = std::make_unique<wire::JobPackagesRequest>(std::move(request));
+    session.deferred_job = job_id;
+    return "";
+  }
   job_packages_.open(session_id, job_id, std::move(request), true);
   return "";
 }

@@ -47,9 +47,15 @@ std::uint64_t Scheduler::open_job(SessionId client, const std::string& client_na
   c.name = client_name;
   c.image_sha256 = image_sha256;
   c.image_name = image_name;
+  c.library_set.clear();
   c.image_ready = image_ready;
   c.last_seen = now;
   return c.job_id;
+}
+
+void Scheduler::set_library_set(SessionId client, std::string digest) {
+  if (auto it = clients_.find(client); it != clients_.end())
+    it->second.library_set = std::move(digest);
 }
 
 void Scheduler::image_ready(const std::string& image_sha256) {
@@ -649,6 +655,7 @@ void Scheduler::dispatch() {
       a->set_task_id(*id);
       a->set_image_sha256(client.image_sha256);
       a->set_image_name(client.image_name);
+      if (!client.library_set.empty()) a->set_library_set(client.library_set);
       a->set_call(task.call);
       a->set_timeout_ms(task.timeout_ms);
       progress = true;

@@ -103,6 +103,9 @@ class Scheduler {
   std::uint64_t open_job(SessionId client, const std::string& client_name,
                          const std::string& image_sha256, const std::string& image_name,
                          bool image_ready, Clock::time_point now);
+  // The job ships libraries from its client: its assignments name their set
+  // (Assignment.library_set), so that servers start its workers with that set's folder.
+  void set_library_set(SessionId client, std::string digest);
   // The image arrived (or was already there): jobs waiting for it may run.
   void image_ready(const std::string& image_sha256);
   // The image cannot be had: fail every queued task of jobs that need it.
@@ -223,6 +226,7 @@ class Scheduler {
     std::string name;
     std::string image_sha256;
     std::string image_name;
+    std::string library_set;  // deps::library_set_digest of the libraries it ships; "": none
     bool image_ready = false;
     std::string image_error;  // set when the image cannot be had: new tasks fail at once
     // Queued tasks in order. A task cancelled while queued leaves its id behind (removing it

@@ -77,6 +77,9 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     fetch.mutable_fetch_image()->set_image_sha256(sha256);
     send_to_master(fetch);
   };
+  callbacks.library_directory = [this](const std::string& library_set) {
+    return job_packages_->library_directory(library_set);
+  };
   pool_ = std::make_unique<WorkerPool>(io_, server_id_, capacity_, config_.cache_dir,
                                        std::move(callbacks));
   deps::ServerSync::Callbacks sync;
@@ -99,15 +102,20 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     update_worker_environment();
     if (changed && offers_->last()) offers_->refresh({directory});
   };
+  const auto fetch_library = sync.fetch_library;
+  sync.folders_in_use = [this] { return job_packages_->folders_in_use(); };
   deps_ = std::make_unique<deps::ServerSync>(io_, config_.cache_dir, std::move(sync),
                                              config_.dependency_recheck_period);
+  deps::JobDependencies::Callbacks job_callbacks;
+  job_callbacks.report = [this](const wire::JobPackagesReport& report) {
+    if (!registered_) return;  // a new master asks again
+    wire::Envelope message;
+    *message.mutable_job_packages_report() = report;
+    send_to_master(message);
+  };
+  job_callbacks.fetch_library = fetch_library;
   job_packages_ =
-      std::make_unique<deps::JobPackageSync>(io_, [this](const wire::JobPackagesReport& report) {
-        if (!registered_) return;  // a new master asks again
-        wire::Envelope message;
-        *message.mutable_job_packages_report() = report;
-        send_to_master(message);
-      });
+      std::make_unique<deps::JobDependencies>(io_, config_.cache_dir, std::move(job_callbacks));
   offers_ =
       std::make_unique<deps::OfferReader>(io_, [this](const wire::ServerOffer&) { send_offer(); });
   if (config_.http_port > 0)
@@ -426,11 +434,15 @@ void ServerDaemon::handle(wire::Envelope& message) {
       for (std::uint64_t id : message.cancel_assignments().task_ids()) pool_->cancel(id);
       break;
     case wire::Envelope::kImageChunk:
-      if (!deps_->library_chunk(message.image_chunk())) pool_->image_chunk(message.image_chunk());
+      if (!deps_->library_chunk(message.image_chunk()) &&
+          !job_packages_->library_chunk(message.image_chunk()))
+        pool_->image_chunk(message.image_chunk());
       break;
     case wire::Envelope::kImageFailed:
       if (!deps_->library_failed(message.image_failed().image_sha256(),
-                                 message.image_failed().reason()))
+                                 message.image_failed().reason()) &&
+          !job_packages_->library_failed(message.image_failed().image_sha256(),
+                                         message.image_failed().reason()))
         pool_->image_failed(message.image_failed().image_sha256(), message.image_failed().reason());
       break;
     case wire::Envelope::kOfferRequest:

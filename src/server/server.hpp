@@ -14,7 +14,7 @@
 #include "common/http_server.hpp"
 #include "common/master_locator.hpp"
 #include "common/url.hpp"
-#include "deps/job_package_sync.hpp"
+#include "deps/job_dependencies.hpp"
 #include "deps/offer_reader.hpp"
 #include "deps/server_sync.hpp"
 #include "server/workers.hpp"
@@ -83,7 +83,7 @@ class ServerDaemon {
   std::shared_ptr<common::Connection> connection_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<deps::ServerSync> deps_;
-  std::unique_ptr<deps::JobPackageSync> job_packages_;  // jobs' own packages
+  std::unique_ptr<deps::JobDependencies> job_packages_;  // jobs' own packages and libraries
   std::unique_ptr<deps::OfferReader> offers_;  // what this machine's loader offers programs
   bool offer_on_registration_ = true;
   bool offer_wanted_ = false;  // the master asked before this connection's registration ended

@@ -92,8 +92,11 @@ void WorkerPool::set_worker_environment(std::vector<std::string> entries) {
 }
 
 std::shared_ptr<worker::WorkerProcess> WorkerPool::spawn(const std::string& image_sha256,
-                                                         const std::string& image_name) {
+                                                         const std::string& image_name,
+                                                         const std::string& library_set) {
   worker::SpawnOptions options;
+  if (!library_set.empty() && callbacks_.library_directory)
+    options.library_directory = callbacks_.library_directory(library_set);
   options.path = images_.path(image_sha256);
   options.name = image_name;
   options.server_id = server_id_;

@@ -36,6 +36,9 @@ class WorkerPool final : private worker::DispatchOutbox {
     std::function<void(wire::TaskResult&& result)> on_result;
     std::function<void(std::uint64_t task_id, bool is_stderr, std::string text)> on_output;
     std::function<void(const std::string& image_sha256)> fetch_image;
+    // The folder of a job's shipped libraries (Assignment.library_set, not empty): its workers
+    // get it first on their library path, and only its workers do.
+    std::function<std::string(const std::string& library_set)> library_directory;
   };
 
   // Time is read from `clock` (the workers' pace, timeouts' grace, start retries).
@@ -84,7 +87,8 @@ class WorkerPool final : private worker::DispatchOutbox {
   // worker::DispatchOutbox
   void report(wire::TaskResult&& result) override { callbacks_.on_result(std::move(result)); }
   std::shared_ptr<worker::WorkerProcess> spawn(const std::string& image_sha256,
-                                               const std::string& image_name) override;
+                                               const std::string& image_name,
+                                               const std::string& library_set) override;
   void front_changed(worker::WorkerProcess& worker, const wire::Assignment* front) override;
 
   void arm_deadline(const std::shared_ptr<worker::SpawnedWorker>& worker, std::uint64_t task_id,

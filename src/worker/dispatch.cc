@@ -129,7 +129,8 @@ void Dispatcher::dispatch(Clock::time_point now) {
       ++task;
       continue;
     }
-    if (auto error = start_errors_.find(image); error != start_errors_.end()) {
+    const std::string& library_set = task->library_set();
+    if (auto error = start_errors_.find({image, library_set}); error != start_errors_.end()) {
       if (now - error->second.at < kStartRetryAfter) {
         fail_task(task->task_id(), FailureKind::kCrash, error->second.message, 127);
         task = waiting_.erase(task);
@@ -141,15 +142,17 @@ void Dispatcher::dispatch(Clock::time_point now) {
     // one while slots are free.
     Worker* chosen = nullptr;
     for (auto& w : workers_)
-      if (w->usable() && w->image == image && w->queue.size() < w->pace.pipeline_limit() &&
+      if (w->usable() && w->image == image && w->library_set == library_set &&
+          w->queue.size() < w->pace.pipeline_limit() &&
           w->environment_generation == environment_generation_ &&
           (!chosen || w->queue.size() < chosen->queue.size()))
         chosen = w.get();
     if ((!chosen || !chosen->queue.empty()) && workers_.size() < capacity_) {
-      if (auto process = outbox_.spawn(image, task->image_name())) {
+      if (auto process = outbox_.spawn(image, task->image_name(), library_set)) {
         auto fresh = std::make_unique<Worker>();
         fresh->process = std::move(process);
         fresh->image = image;
+        fresh->library_set = library_set;
         fresh->environment_generation = environment_generation_;
         chosen = fresh.get();
         workers_.push_back(std::move(fresh));
@@ -165,7 +168,8 @@ void Dispatcher::dispatch(Clock::time_point now) {
       // gone).
       for (auto& w : workers_)
         if (w->queue.empty() && w->usable() &&
-            (w->image != image || w->environment_generation != environment_generation_)) {
+            (w->image != image || w->library_set != library_set ||
+             w->environment_generation != environment_generation_)) {
           retire(*w);
           break;
         }
@@ -308,7 +312,7 @@ void Dispatcher::cannot_start(Worker& worker, const WorkerExit& exit, Clock::tim
   std::string why = exit.early_stderr;
   while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
   if (why.empty()) why = "the worker exited with code 127 before it started";
-  StartError& error = start_errors_[worker.image];
+  StartError& error = start_errors_[{worker.image, worker.library_set}];
   error.message =
       "cannot start the program on server " + server_id_ + " (host " + host_ + "): " + why;
   error.at = now;

@@ -92,9 +92,11 @@ class DispatchOutbox {
  public:
   // A task's end, for the master: its outcome, or a failure decided here.
   virtual void report(wire::TaskResult&& result) = 0;
-  // Starts a worker of the image (ready in the cache); null when it cannot be started now.
+  // Starts a worker of the image (ready in the cache) with the job's shipped libraries
+  // (Assignment.library_set; "": none); null when it cannot be started now.
   virtual std::shared_ptr<WorkerProcess> spawn(const std::string& image_sha256,
-                                               const std::string& image_name) = 0;
+                                               const std::string& image_name,
+                                               const std::string& library_set) = 0;
   // The worker's front task changed: `front` has started (its output is attributed to it, its
   // timeout runs from now), or null: it holds nothing. The timeout, when it passes, comes back
   // as Dispatcher::deadline_passed.
@@ -177,6 +179,7 @@ class Dispatcher {
   struct Worker {
     std::shared_ptr<WorkerProcess> process;
     std::string image;
+    std::string library_set;  // the job's shipped libraries (Assignment.library_set); "": none
     // Tasks sent to this worker and not reported yet, in order. The worker runs them in order
     // and reports them in batches: the front one is running, or done with its result on the
     // way; the progress page says which one runs.
@@ -219,7 +222,8 @@ class Dispatcher {
     std::string message;
     Clock::time_point at;
   };
-  std::map<std::string, StartError> start_errors_;  // by image
+  // By image and library set: another set (a job shipping what was missing) may well start.
+  std::map<std::pair<std::string, std::string>, StartError> start_errors_;
   // Reported cancelled, possibly still queued in a worker.
   std::unordered_set<std::uint64_t> cancelled_;
   bool stopped_ = false;

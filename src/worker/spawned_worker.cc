@@ -86,6 +86,15 @@ std::vector<std::string> worker_environment(const SpawnOptions& options) {
         !(sets_library_path && std::strncmp(*e, "LD_LIBRARY_PATH=", 16) == 0))
       env.emplace_back(*e);
   for (const auto& entry : options.environment) env.push_back(entry);
+  if (!options.library_directory.empty()) {
+    auto search = std::find_if(env.begin(), env.end(), [](const std::string& e) {
+      return e.starts_with("LD_LIBRARY_PATH=");
+    });
+    if (search == env.end())
+      env.push_back("LD_LIBRARY_PATH=" + options.library_directory);
+    else
+      search->insert(16, options.library_directory + ":");
+  }
   env.push_back("CLUPY_WORKER_FD=3");
   env.push_back("CLUPY_WORKER_SERVER=" + options.server_id);
   return env;

@@ -31,6 +31,9 @@ struct SpawnOptions {
   // "NAME=value" entries added to the server's environment (without its CLUPY_WORKER_* and
   // CLUPY_STORE_*, and without its LD_LIBRARY_PATH when one is given here).
   std::vector<std::string> environment;
+  // A job's shipped libraries (absolute; "": none): first on the worker's library path, before
+  // the manifest's and the server's own.
+  std::string library_directory;
   bool block_sigterm = false;  // see WorkerPool::set_workers_block_sigterm
 };
 

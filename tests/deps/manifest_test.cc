@@ -53,7 +53,9 @@ TEST(ManifestTest, ParsesEveryKey) {
       "    name: libfeatures.so\n"
       "install_command: \"apt-get install -y {packages}\"\n"
       "install_timeout: 90s\n"
-      "allow_client_packages: true\n",
+      "allow_client_packages: true\n"
+      "allow_client_libraries: true\n"
+      "client_library_max_size: 16MiB\n",
       "deps.yaml", dir.path());
   ASSERT_EQ(m.packages.size(), 4u);
   EXPECT_EQ(m.packages[0], (PackageRequirement{"libopenblas0", ">=", "0.3"}));
@@ -70,6 +72,8 @@ TEST(ManifestTest, ParsesEveryKey) {
   EXPECT_EQ(m.install_command, "apt-get install -y {packages}");
   EXPECT_EQ(m.install_timeout, std::chrono::seconds(90));
   EXPECT_TRUE(m.allow_client_packages);
+  EXPECT_TRUE(m.allow_client_libraries);
+  EXPECT_EQ(m.client_library_max_size, std::size_t{16} << 20);
   EXPECT_EQ(m.version.size(), 64u);
 
   wire::DependencyManifest announced;
@@ -88,6 +92,8 @@ TEST(ManifestTest, DefaultsAndEmptyFileMeanNothingRequired) {
   EXPECT_EQ(m.install_command, kDefaultInstallCommand);
   EXPECT_EQ(m.install_timeout, std::chrono::minutes(10));
   EXPECT_FALSE(m.allow_client_packages);
+  EXPECT_FALSE(m.allow_client_libraries);
+  EXPECT_EQ(m.client_library_max_size, std::size_t{64} << 20);
   wire::DependencyManifest announced;
   to_wire(m, announced);
   EXPECT_EQ(announced.version(), "");
@@ -263,11 +269,59 @@ TEST(ClientDependenciesTest, PackagesFollowTheManifestsRules) {
   EXPECT_EQ(client_error_of("install_command: \"sh x {packages}\"\n"),
             "clupy.client.dependency.yaml:1: key 'install_command': unknown key (known keys: "
             "packages, libraries)");
-  // Said plainly rather than ignored.
-  EXPECT_EQ(client_error_of("libraries:\n  - path: libx.so.1\n"),
-            "clupy.client.dependency.yaml:2: key 'libraries': shipping libraries from the client "
-            "is not supported yet; the master's dependency manifest can ship them (its "
-            "libraries: key)");
+}
+
+TEST(ClientDependenciesTest, LibrariesAreNamedBySonameOrByPath) {
+  const ClientDependencies d = parse_client_dependencies(
+      "libraries:\n"
+      "  - soname: libonly_here.so.1\n"
+      "  - path: build/libextra.so.2.1\n"
+      "  - path: /opt/lib/libmodel.so\n"
+      "    name: libmodel.so.3\n",
+      "clupy.client.dependency.yaml", "/work/app");
+  ASSERT_EQ(d.libraries.size(), 3u);
+  EXPECT_EQ(d.libraries[0].soname, "libonly_here.so.1");
+  EXPECT_EQ(d.libraries[0].name, "libonly_here.so.1");
+  EXPECT_EQ(d.libraries[0].path, "");
+  EXPECT_EQ(d.libraries[1].path, "/work/app/build/libextra.so.2.1");  // the file's folder
+  EXPECT_EQ(d.libraries[1].name, "");  // its DT_SONAME, read when the client loads it
+  EXPECT_EQ(d.libraries[2].path, "/opt/lib/libmodel.so");
+  EXPECT_EQ(d.libraries[2].name, "libmodel.so.3");
+
+  EXPECT_EQ(client_error_of("libraries:\n  - soname: libx.so.1\n    path: libx.so.1\n"),
+            "clupy.client.dependency.yaml:2: key 'libraries[0]': a library is named by exactly "
+            "one of soname (as this program loaded it) or path");
+  EXPECT_EQ(client_error_of("libraries:\n  - name: libx.so.1\n"),
+            "clupy.client.dependency.yaml:2: key 'libraries[0]': a library is named by exactly "
+            "one of soname (as this program loaded it) or path");
+  EXPECT_EQ(client_error_of("libraries:\n  - soname: ../libx.so.1\n"),
+            "clupy.client.dependency.yaml:2: key 'libraries[0]': '../libx.so.1' is not a soname");
+  EXPECT_EQ(client_error_of("libraries:\n  - path: a.so\n    name: sub/a.so\n"),
+            "clupy.client.dependency.yaml:2: key 'libraries[0]': 'sub/a.so' is not a file name");
+  EXPECT_EQ(client_error_of("libraries:\n  - soname: libx.so.1\n    sonme: y\n"),
+            "clupy.client.dependency.yaml:3: key 'libraries[0].sonme': unknown key (known keys: "
+            "soname, path, name)");
+}
+
+TEST(ClientDependenciesTest, TheLibrarySetDigestIgnoresOrder) {
+  wire::JobPackagesRequest a;
+  auto add = [](wire::JobPackagesRequest& r, const std::string& name, const std::string& bytes) {
+    auto* l = r.add_libraries();
+    l->set_name(name);
+    l->set_sha256(base::sha256(bytes));
+  };
+  add(a, "liba.so.1", "A");
+  add(a, "libb.so.1", "B");
+  wire::JobPackagesRequest b;
+  add(b, "libb.so.1", "B");
+  add(b, "liba.so.1", "A");
+  wire::JobPackagesRequest c;
+  add(c, "liba.so.1", "A");
+  add(c, "libb.so.1", "B2");
+  EXPECT_EQ(library_set_digest(a.libraries()).size(), 32u);
+  EXPECT_EQ(library_set_digest(a.libraries()), library_set_digest(b.libraries()));
+  EXPECT_NE(library_set_digest(a.libraries()), library_set_digest(c.libraries()));
+  EXPECT_EQ(library_set_digest(wire::JobPackagesRequest().libraries()), "");
 }
 
 TEST(CommandTest, ReportsLinesExitCodeAndTail) {

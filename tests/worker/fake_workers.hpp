@@ -38,7 +38,8 @@ class FakeProcess : public WorkerProcess {
 class RecordingOutbox : public DispatchOutbox {
  public:
   void report(wire::TaskResult&& result) override { reports.push_back(std::move(result)); }
-  std::shared_ptr<WorkerProcess> spawn(const std::string& image, const std::string&) override {
+  std::shared_ptr<WorkerProcess> spawn(const std::string& image, const std::string&,
+                                       const std::string&) override {
     if (refuse_spawn) return nullptr;
     auto process = std::make_shared<FakeProcess>(1000 + static_cast<pid_t>(spawned.size()), image);
     spawned.push_back(process);
