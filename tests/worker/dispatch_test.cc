@@ -151,6 +151,41 @@ TEST_F(WorkerDispatchTest, IdleWorkerOfAnotherProgramGivesWayWhenSlotsAreFull) {
   EXPECT_EQ(dispatcher_.counters().workers_crashed, 0u);      // retired, not crashed
 }
 
+TEST_F(WorkerDispatchTwoSlotsTest, WorkersOfOneProgramAreKeptPerJobLibrarySet) {
+  // Two jobs of the same program, one shipping libraries: a worker of one never runs the
+  // other's task, and a start failure of one set leaves the other's tasks alone.
+  dispatcher_.image_ready(kImageA, now_);
+  wire::Assignment plain = task(1);
+  wire::Assignment shipped = task(2);
+  shipped.set_library_set("job-libs");
+  dispatcher_.add(std::move(plain), now_);
+  dispatcher_.add(std::move(shipped), now_);
+  ASSERT_EQ(outbox_.spawned.size(), 2u);
+  EXPECT_THAT(worker(0).sent, ElementsAre(1u));
+  EXPECT_THAT(worker(1).sent, ElementsAre(2u));
+  EXPECT_EQ(outbox_.library_sets, (std::vector<std::string>{"", "job-libs"}));
+  WorkerExit cannot_load;
+  cannot_load.known = true;
+  cannot_load.exit_code = 127;
+  cannot_load.early_stderr = "libonly_here.so.1: cannot open shared object file";
+  dies(worker(1), cannot_load);
+  auto reports = outbox_.take_reports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].task_id(), 2u);
+  wire::Assignment again = task(3);
+  again.set_library_set("job-libs");
+  dispatcher_.add(std::move(again), now_);  // fails at once: its set cannot start here
+  dispatcher_.add(task(4), now_);           // runs: the plain set is not blamed
+  reports = outbox_.take_reports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].task_id(), 3u);
+  EXPECT_NE(reports[0].failure().message().find("libonly_here.so.1"), std::string::npos);
+  // A new worker of the plain set, rather than queueing behind the busy one.
+  ASSERT_EQ(outbox_.spawned.size(), 3u);
+  EXPECT_EQ(outbox_.library_sets.back(), "");
+  EXPECT_THAT(worker(2).sent, ElementsAre(4u));
+}
+
 TEST_F(WorkerDispatchTest, BusyWorkerOfAnotherProgramDoesNotGiveWay) {
   add({1}, kImageA);
   add({2}, kImageB);

@@ -39,8 +39,9 @@ class RecordingOutbox : public DispatchOutbox {
  public:
   void report(wire::TaskResult&& result) override { reports.push_back(std::move(result)); }
   std::shared_ptr<WorkerProcess> spawn(const std::string& image, const std::string&,
-                                       const std::string&) override {
+                                       const std::string& library_set) override {
     if (refuse_spawn) return nullptr;
+    library_sets.push_back(library_set);
     auto process = std::make_shared<FakeProcess>(1000 + static_cast<pid_t>(spawned.size()), image);
     spawned.push_back(process);
     return process;
@@ -54,6 +55,7 @@ class RecordingOutbox : public DispatchOutbox {
 
   std::vector<wire::TaskResult> reports;
   std::vector<std::shared_ptr<FakeProcess>> spawned;
+  std::vector<std::string> library_sets;                        // of each spawned worker, in order
   std::map<WorkerProcess*, std::vector<std::uint64_t>> fronts;  // 0: none
   bool refuse_spawn = false;
 };
