@@ -67,15 +67,21 @@ void ManifestKeeper::install(deps::Manifest manifest) {
 bool ManifestKeeper::reload(const std::string& why) {
   if (path_ == "none") return false;
   const std::string before = manifest_.version;
+  // The file's stamp as it was before it was read: a file still being written when it was read
+  // (a truncated YAML, or an empty one) differs from it once the writer is done, and is read
+  // again at the next poll; a stamp taken after the read would match the finished file.
+  const Stamp file_stamp = stamp_of(path_);
   try {
     if (!explicit_path_ && !fs::exists(path_)) {
       install(deps::Manifest{});
     } else {
       install(deps::load_manifest(path_));
     }
+    stamps_.front() = file_stamp;
   } catch (const std::exception& e) {
     // Retried at the next change of the files, not at every poll.
     stamps_ = stamps();
+    stamps_.front() = file_stamp;
     if (last_error_ != e.what())
       log()->error("dependency manifest {} not reloaded ({}): {}; keeping version {}", path_, why,
                    e.what(), before.empty() ? "(none)" : before.substr(0, 12));
