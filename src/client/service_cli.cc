@@ -142,7 +142,9 @@ awaitable<void> watch_rollout(common::DialOptions dial, std::string name,
       for (const auto& text : reply.services_reply().status_json()) {
         const nlohmann::json status = nlohmann::json::parse(text, nullptr, false);
         if (!status.is_object() || status.value("name", "") != name) continue;
-        const nlohmann::json& rollout = status["rollout"];
+        // A service listed without a rollout (a kept one that failed, an older master's)
+        // has nothing to show.
+        const nlohmann::json rollout = status.value("rollout", nlohmann::json());
         if (!rollout.is_object()) continue;
         const int replicas = rollout.value("replicas", 0);
         const int ready = rollout.value("ready", 0);

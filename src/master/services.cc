@@ -702,6 +702,7 @@ void ServiceHost::list(wire::ServicesReply& reply) {
         {"name", name},
         {"state", "failed"},
         {"error", unserved.error},
+        {"rollout", nullptr},
         {"url", ""},
         {"version", unserved.record ? unserved.record->version() : 0},
         {"replicas", def.replicas()},
