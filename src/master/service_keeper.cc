@@ -32,9 +32,11 @@ bool write_atomically(const std::string& path, const std::string& bytes, std::st
       return false;
     }
   }
+  // The record may hold a service key: readable by the master's user only.
   std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) error = "cannot rename " + tmp + ": " + ec.message();
+  fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write, ec);
+  if (!ec) fs::rename(tmp, path, ec);
+  if (ec) error = "cannot make " + path + " from " + tmp + ": " + ec.message();
   return !ec;
 }
 
