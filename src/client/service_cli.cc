@@ -325,6 +325,8 @@ int services_command(const ConnectOptions& options, bool json) {
                 static_cast<unsigned long long>(s["errors"].get<std::uint64_t>()),
                 s["p99_ms"].get<double>());
     std::printf("%-16s servers: %s\n", "", s["servers"].dump().c_str());
+    if (s.contains("error"))
+      std::printf("%-16s error: %s\n", "", s["error"].get<std::string>().c_str());
   }
   return 0;
 }

@@ -124,6 +124,38 @@ void ImageStore::abort_upload(const std::string& sha256) {
   uploads_.erase(it);
 }
 
+std::string ImageStore::add_file(const std::string& sha256, const std::string& source) {
+  auto refuse = [&](const std::string& why) {
+    std::error_code ignored;
+    fs::remove(source, ignored);
+    return why;
+  };
+  if (sha256.size() != 32) return refuse("bad image digest");
+  std::ifstream in(source, std::ios::binary);
+  if (!in) return refuse("cannot read " + source);
+  base::Sha256 digest;
+  std::uint64_t size = 0;
+  std::string buffer(1 << 16, '\0');
+  while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0) {
+    digest.update(std::string_view(buffer.data(), static_cast<std::size_t>(in.gcount())));
+    size += static_cast<std::uint64_t>(in.gcount());
+  }
+  in.close();
+  if (digest.finish() != sha256)
+    return refuse("its SHA-256 is not " + hex_of(sha256) +
+                  " (the copy is damaged or another file)");
+  if (has(sha256)) return refuse("");
+  std::error_code ec;
+  fs::rename(source, path_of(sha256), ec);
+  if (ec) return refuse("cannot move it into " + directory_ + ": " + ec.message());
+  Entry& entry = entries_[hex_of(sha256)];
+  entry.size = size;
+  entry.last_used = std::chrono::steady_clock::now();
+  total_bytes_ += size;
+  evict(hex_of(sha256));
+  return "";
+}
+
 void ImageStore::pin(const std::string& sha256) {
   auto it = entries_.find(hex_of(sha256));
   if (it == entries_.end()) return;

@@ -43,6 +43,10 @@ class ImageStore {
   // Discards the uploads `uploader` began and did not finish; returns their digests.
   std::vector<std::string> abort_uploads_of(std::uint64_t uploader);
 
+  // Moves the file at `source` (on the same file system) into the store as the image `sha256`
+  // after checking its digest. Returns "" or why it was refused (the file is then removed).
+  std::string add_file(const std::string& sha256, const std::string& source);
+
   // Open jobs pin their image so eviction leaves it alone.
   void pin(const std::string& sha256);
   void unpin(const std::string& sha256);

@@ -91,10 +91,12 @@ void Master::start() {
               bound.address().to_string(), bound.port(), tls_ ? "TLS" : "plain TCP",
               token_ ? ", token required" : ", no authentication");
   asio::co_spawn(io_, accept_loop(), asio::detached);
+  service_keeper_ = make_service_keeper();
   published_ = std::make_unique<ServiceHost>(ServiceHost::Env{
       io_, scheduler_, registry_, images_, token_, config_.bind,
       [this](SessionId session, const wire::Envelope& message) { send_to(session, message); },
-      job_packages_});
+      job_packages_, service_keeper_.get()});
+  restore_services();
   if (config_.http_port > 0)
     http_ = std::make_unique<common::HttpServer>(
         io_, config_.bind, config_.http_port,

@@ -99,6 +99,10 @@ class Master : private Outbox {
   // told why and their tasks fail.
   void image_unavailable(const std::string& sha256, const std::string& reason);
   void lose_server(Session& session);
+  // At start (or election): opens the keeper of published services and serves again those
+  // it kept (master_services.cc). Blocks while it reads ZooKeeper and fetches images.
+  std::unique_ptr<ServiceKeeper> make_service_keeper() const;
+  void restore_services();
   // Hands the tasks of `tasks` that name a published service to it (ServiceHost::client_call).
   void route_service_calls(std::uint64_t session_id, wire::SubmitTasks& tasks);
   // Dependencies (master_deps.cc): the manifest to one server or all, a server's report, and
@@ -176,7 +180,10 @@ class Master : private Outbox {
   ImageStore images_;
   Scheduler scheduler_;
   std::unique_ptr<common::HttpServer> http_;
-  std::unique_ptr<StoreService> store_;     // when the configuration has a store: section
+  std::unique_ptr<StoreService> store_;  // when the configuration has a store: section
+  // Published services kept across restarts and failovers (master_services.cc); outlives
+  // published_, which hands it records.
+  std::unique_ptr<ServiceKeeper> service_keeper_;
   std::unique_ptr<ServiceHost> published_;  // services published with clupy --publish
   std::unique_ptr<ManifestKeeper> manifest_;
   std::unique_ptr<Telemetry> telemetry_;  // the dashboard's figures; observes scheduler_

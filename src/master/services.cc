@@ -72,6 +72,7 @@ struct ServiceVersion {
   std::uint64_t job_id = 0;
   std::uint32_t number = 0;
   std::string image_sha256;
+  std::string image_name;
   std::string exports_json;
   std::string openapi;
   std::size_t in_flight = 0;
@@ -82,6 +83,7 @@ struct ServiceVersion {
   std::uint64_t publish_request = 0;
   std::string output_tail;
   Clock::time_point published_at;
+  bool restored = false;  // served again from a kept record: no publisher waits for it
 };
 
 class PublishedService : public services::FrontHandler {
@@ -290,20 +292,9 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
   auto it = services_.find(def.name());
   PublishedService* service = nullptr;
   if (it == services_.end()) {
-    auto created = std::make_unique<PublishedService>(*this, def);
-    services::FrontOptions options;
-    options.bind = def.bind().empty() ? env_.default_bind : def.bind();
-    options.port = static_cast<int>(def.port());
-    options.max_body = def.max_body();
-    options.timeout = std::chrono::milliseconds(def.timeout_ms());
-    try {
-      created->front = std::make_unique<services::Front>(env_.io, options, *created);
-    } catch (const ConfigError& e) {
-      return refuse(std::string("service ") + def.name() + ": " + e.what());
-    }
-    const std::string host =
-        options.bind == "0.0.0.0" || options.bind == "::" ? host_name() : options.bind;
-    created->url = "http://" + host + ":" + std::to_string(created->front->port()) + "/";
+    std::string error;
+    auto created = open_front(def, error);
+    if (!created) return refuse(error);
     service = created.get();
     services_.emplace(def.name(), std::move(created));
   } else {
@@ -321,32 +312,97 @@ void ServiceHost::publish(SessionId publisher, std::uint64_t request_id,
   // becomes current: until then the old version answers under the old one.
   version->definition = def;
   version->definition.set_port(service->front->port());
-  version->session = next_session_++;
   version->number = service->current ? service->current->number + 1 : 1;
   version->image_sha256 = image_sha256;
   version->exports_json = request.exports_json();
-  version->openapi = services::openapi_document(
-      def.name(), std::to_string(version->number), request.exports_json(),
-      {def.entry_points().begin(), def.entry_points().end()},
-      def.auth() == "public" ? services::AuthMode::kPublic : services::AuthMode::kToken);
   version->publisher = publisher;
   version->publish_request = request_id;
+  start_version(*service, std::move(version), image_name);
+  env_.job_packages.adopt(publisher, service->next->session, service->next->job_id);
+}
+
+std::unique_ptr<PublishedService> ServiceHost::open_front(const wire::ServiceDefinition& def,
+                                                          std::string& error) {
+  auto created = std::make_unique<PublishedService>(*this, def);
+  services::FrontOptions options;
+  options.bind = def.bind().empty() ? env_.default_bind : def.bind();
+  options.port = static_cast<int>(def.port());
+  options.max_body = def.max_body();
+  options.timeout = std::chrono::milliseconds(def.timeout_ms());
+  try {
+    created->front = std::make_unique<services::Front>(env_.io, options, *created);
+  } catch (const ConfigError& e) {
+    error = std::string("service ") + def.name() + ": " + e.what();
+    return nullptr;
+  }
+  const std::string host =
+      options.bind == "0.0.0.0" || options.bind == "::" ? host_name() : options.bind;
+  created->url = "http://" + host + ":" + std::to_string(created->front->port()) + "/";
+  return created;
+}
+
+void ServiceHost::start_version(PublishedService& service, std::unique_ptr<ServiceVersion> version,
+                                const std::string& image_name) {
+  const auto& def = version->definition;
+  version->session = next_session_++;
+  version->image_name = image_name;
+  version->openapi = services::openapi_document(
+      def.name(), std::to_string(version->number), version->exports_json,
+      {def.entry_points().begin(), def.entry_points().end()},
+      def.auth() == "public" ? services::AuthMode::kPublic : services::AuthMode::kToken);
   version->published_at = Clock::now();
-  env_.images.pin(image_sha256);
+  env_.images.pin(version->image_sha256);
   version->job_id = env_.scheduler.open_job(
       version->session, "service:" + def.name() + "/v" + std::to_string(version->number),
-      image_sha256, image_name, true, Clock::now());
-  env_.job_packages.adopt(publisher, version->session, version->job_id);
-  by_session_[version->session] = {service, version.get()};
+      version->image_sha256, image_name, true, Clock::now());
+  by_session_[version->session] = {&service, version.get()};
   ServiceVersion& v = *version;
-  service->next = std::move(version);
+  service.next = std::move(version);
   log()->info("service {} version {}: starting {} replica(s) of {}", def.name(), v.number,
               def.replicas(), image_name);
   v.ready_pending = def.replicas();
   for (std::uint32_t i = 0; i < def.replicas(); ++i)
-    submit(v, "clupy.ready", "[]", [this, service, &v](const wire::TaskResult& result) {
+    submit(v, "clupy.ready", "[]", [this, service = &service, &v](const wire::TaskResult& result) {
       ready_check_done(*service, v, result);
     });
+}
+
+void ServiceHost::restore(const wire::KeptService& record) {
+  const auto& def = record.definition();
+  auto unserved = unserved_.find(def.name());
+  const bool retrying = unserved != unserved_.end() && unserved->second.record;
+  if (unserved != unserved_.end()) unserved_.erase(unserved);
+  if (services_.count(def.name())) return;  // published again meanwhile
+  std::string error;
+  auto created = open_front(def, error);
+  if (!created) {
+    // Perhaps a former master (frozen, or not yet exited) still holds the port: tried again.
+    if (!retrying)
+      log()->warn("kept service {} not served yet: {} (trying again every second)", def.name(),
+                  error);
+    restore_failed(def.name(), error, record);
+    return;
+  }
+  PublishedService& service = *created;
+  services_.emplace(def.name(), std::move(created));
+  auto version = std::make_unique<ServiceVersion>();
+  version->definition = def;
+  version->number = record.version();
+  version->image_sha256 = record.image_sha256();
+  version->exports_json = record.exports_json();
+  version->restored = true;
+  log()->info("service {} version {} kept from before: serving it again at {}", def.name(),
+              record.version(), service.url);
+  start_version(service, std::move(version), record.image_name());
+}
+
+void ServiceHost::restore_failed(const std::string& name, const std::string& error,
+                                 std::optional<wire::KeptService> record) {
+  if (!record) log()->error("kept service {} cannot be served: {}", name, error);
+  auto& unserved = unserved_[name];
+  unserved.error = error;
+  unserved.record = std::move(record);
+  unserved.next_try = Clock::now() + std::chrono::seconds(1);
 }
 
 void ServiceHost::submit(ServiceVersion& version, const std::string& entry, std::string body,
@@ -471,7 +527,11 @@ void ServiceHost::finish_publish(PublishedService& service, ServiceVersion& vers
       service.front->stop();
       services_.erase(name);  // `service` is gone
     }
-    env_.send(publisher, reply);
+    if (failed->restored)
+      restore_failed(name, "version " + std::to_string(failed->number) +
+                               " kept from before did not start again: " + error);
+    else
+      env_.send(publisher, reply);
     return;
   }
   version.ready = true;
@@ -482,6 +542,20 @@ void ServiceHost::finish_publish(PublishedService& service, ServiceVersion& vers
   service.current = std::move(service.next);
   log()->info("service {} version {} ready at {} on {} server(s)", name, version.number,
               service.url, version.servers.size());
+  unserved_.erase(name);
+  if (env_.keeper && !version.restored) {
+    wire::KeptService record;
+    *record.mutable_definition() = version.definition;
+    record.set_exports_json(version.exports_json);
+    record.set_image_sha256(version.image_sha256);
+    record.set_image_name(version.image_name);
+    record.set_version(version.number);
+    env_.keeper->keep(record, env_.images.path_of(version.image_sha256));
+  }
+  if (version.restored) {
+    retire_drained(service);
+    return;
+  }
   auto* published = reply.mutable_service_published();
   published->set_url(service.url);
   published->set_version(version.number);
@@ -549,10 +623,19 @@ void ServiceHost::unpublish(SessionId from, std::uint64_t request_id, const std:
   reply.set_request_id(request_id);
   auto it = services_.find(name);
   if (it == services_.end()) {
-    reply.mutable_error()->set_message("no service named '" + name + "' is published");
+    if (unserved_.erase(name) > 0) {
+      // Kept but not served (its record or image unusable): forgetting it is all there is.
+      if (env_.keeper) env_.keeper->forget(name);
+      log()->info("service {} unpublished (it was not served: its kept definition is removed)",
+                  name);
+      reply.mutable_service_unpublished()->set_name(name);
+    } else {
+      reply.mutable_error()->set_message("no service named '" + name + "' is published");
+    }
     env_.send(from, reply);
     return;
   }
+  if (env_.keeper) env_.keeper->forget(name);
   PublishedService& service = *it->second;
   service.front->stop();  // the port is free from here on
   std::vector<ServiceVersion*> versions;
@@ -586,11 +669,39 @@ void ServiceHost::unpublish(SessionId from, std::uint64_t request_id, const std:
 }
 
 void ServiceHost::list(wire::ServicesReply& reply) {
-  for (const auto& [name, service] : services_) reply.add_status_json(service->status().dump());
+  std::map<std::string, std::string> all;
+  for (const auto& [name, service] : services_) all[name] = service->status().dump();
+  for (const auto& [name, unserved] : unserved_) {
+    if (all.count(name)) continue;
+    const wire::ServiceDefinition def =
+        unserved.record ? unserved.record->definition() : wire::ServiceDefinition{};
+    all[name] = nlohmann::json{
+        {"name", name},
+        {"state", "failed"},
+        {"error", unserved.error},
+        {"url", ""},
+        {"version", unserved.record ? unserved.record->version() : 0},
+        {"replicas", def.replicas()},
+        {"servers", nlohmann::json::array()},
+        {"requests_per_s", 0.0},
+        {"requests", 0},
+        {"errors", 0},
+        {"p99_ms",
+         0.0}}.dump();
+  }
+  for (auto& [name, json] : all) reply.add_status_json(std::move(json));
 }
 
 void ServiceHost::maintain(Clock::time_point now) {
   for (const auto& [session, owner] : by_session_) env_.scheduler.client_seen(session, now);
+  // Kept services whose port was held elsewhere: tried again.
+  std::vector<wire::KeptService> retry;
+  for (auto& [name, unserved] : unserved_)
+    if (unserved.record && now >= unserved.next_try) {
+      retry.push_back(*unserved.record);
+      unserved.next_try = now + std::chrono::seconds(1);
+    }
+  for (const auto& record : retry) restore(record);
 }
 
 void ServiceHost::stop() {

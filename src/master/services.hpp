@@ -17,6 +17,7 @@
 #include "master/job_packages.hpp"
 #include "master/registry.hpp"
 #include "master/scheduler.hpp"
+#include "master/service_keeper.hpp"
 
 namespace clupy::master {
 
@@ -40,6 +41,9 @@ class ServiceHost {
     // The service file's packages arrive as its publisher's job packages; each version's job
     // adopts them, so its replicas go only where they are installed.
     JobPackages& job_packages;
+    // Where published services are kept across restarts and failovers; may be null (nothing
+    // is kept).
+    ServiceKeeper* keeper = nullptr;
   };
 
   explicit ServiceHost(Env env);
@@ -53,6 +57,15 @@ class ServiceHost {
   // sends the result to the client under the client's task id.
   void client_call(SessionId client, wire::TaskSpec& task);
   void unpublish(SessionId from, std::uint64_t request_id, const std::string& name);
+  // Serves a kept service again (a restarted or newly elected master): re-opens its front on
+  // its port and starts its replicas once servers register. Its image must be in the images.
+  // Problems (the port taken, the replicas failing their checks) are reported by list() and in
+  // the log; the kept record stays until the service is unpublished.
+  void restore(const wire::KeptService& record);
+  // A kept service that cannot be served (its record corrupt, its image gone): listed by
+  // list() with `error` until it is published again or unpublished.
+  void restore_failed(const std::string& name, const std::string& error,
+                      std::optional<wire::KeptService> record = std::nullopt);
   void list(wire::ServicesReply& reply);
   // The outcomes of calls (the Outbox's deliver for service sessions).
   void deliver(SessionId session, wire::TaskResults& results);
@@ -78,9 +91,21 @@ class ServiceHost {
   void retire(ServiceVersion& version);
   void retire_drained(PublishedService& service);
   std::size_t connected_servers() const;
+  // Opens the service's front; returns nullptr and sets `error` when its port cannot be had.
+  std::unique_ptr<PublishedService> open_front(const wire::ServiceDefinition& def,
+                                               std::string& error);
+  // Opens a version's job and sends its readiness checks.
+  void start_version(PublishedService& service, std::unique_ptr<ServiceVersion> version,
+                     const std::string& image_name);
 
   Env env_;
   std::map<std::string, std::unique_ptr<PublishedService>> services_;
+  struct Unserved {
+    std::string error;
+    std::optional<wire::KeptService> record;  // set: retried (a port still held elsewhere)
+    Clock::time_point next_try{};
+  };
+  std::map<std::string, Unserved> unserved_;  // kept services not served, and why
   std::map<SessionId, std::pair<PublishedService*, ServiceVersion*>> by_session_;
   struct Pending {
     SessionId session = 0;

@@ -52,6 +52,22 @@ TEST_F(ImageStoreTest, BytesThatDoNotMatchTheDigestAreDiscarded) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_.path()), fs::directory_iterator()), 0);
 }
 
+TEST_F(ImageStoreTest, AFetchedFileIsAddedOnlyWhenItsDigestMatches) {
+  ImageStore images(dir_.path() + "/images", 1000);
+  const std::string good = dir_.file("good.fetch");
+  const std::string bad = dir_.file("bad.fetch");
+  test::write_file(good, a_);
+  test::write_file(bad, b_);
+  EXPECT_NE(images.add_file(base::sha256(a_), bad).find("SHA-256"), std::string::npos);
+  EXPECT_FALSE(images.has(base::sha256(a_)));
+  EXPECT_FALSE(fs::exists(bad));  // a refused file is removed
+  EXPECT_EQ(images.add_file(base::sha256(a_), good), "");
+  EXPECT_TRUE(images.has(base::sha256(a_)));
+  EXPECT_TRUE(on_disk(images, a_));
+  EXPECT_FALSE(fs::exists(good));  // moved, not copied
+  EXPECT_EQ(images.total_bytes(), 400u);
+}
+
 TEST_F(ImageStoreTest, LeastRecentlyUsedUnpinnedImageIsEvictedForANewOne) {
   ImageStore images(dir_.path(), 1000);
   ASSERT_EQ(store(images, a_), "");
