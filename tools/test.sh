@@ -58,7 +58,18 @@ run_tsan() {
     ctest -j "$jobs" --output-on-failure --timeout 600 -L tsan -E "$tsan_skip")
 }
 
-run_suite "release" "$root/build" "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLUPY_BUILD_BENCH=ON
+# timed NAME CMD...: runs CMD and records how long it took, for the summary at the end (the
+# project notes say what each part of CI costs).
+timings=()
+timed() {
+  local name="$1" started=$SECONDS
+  shift
+  "$@"
+  timings+=("$name $((SECONDS - started)) s")
+}
+
+timed "release build and tests" \
+  run_suite "release" "$root/build" "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLUPY_BUILD_BENCH=ON
 if [ "${1:-}" != "--no-sanitizers" ]; then
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -67,9 +78,11 @@ if [ "${1:-}" != "--no-sanitizers" ]; then
   # scenarios ~4, the one-host Slurm test ~1.5) run in the release pass only:
   # they test packaging and machines; the daemons' code paths they reach run under the
   # sanitizers in the cluster tests.
-  run_suite "asan+ubsan" "$root/build-asan" '^(packaging|install|bed|slurm)' \
+  timed "asan+ubsan build and tests" \
+    run_suite "asan+ubsan" "$root/build-asan" '^(packaging|install|bed|slurm)' \
     -DCMAKE_BUILD_TYPE=Debug -DCLUPY_SANITIZE=ON
-  run_tsan
-  "$root/tools/fuzz.sh" --seconds "${CLUPY_FUZZ_SECONDS:-30}"
+  timed "tsan build and tests" run_tsan
+  timed "fuzzing" "$root/tools/fuzz.sh" --seconds "${CLUPY_FUZZ_SECONDS:-30}"
 fi
-echo "== all test suites passed"
+echo "== all test suites passed (whole run $SECONDS s)"
+printf '   %s\n' "${timings[@]}"

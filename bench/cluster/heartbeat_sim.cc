@@ -33,6 +33,8 @@ namespace {
 
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
+// A simulated server gives up after this many refused dials (about a minute of retries).
+constexpr int kMaxDials = 300;
 
 struct Settings {
   clupy::common::MasterAddress master;
@@ -46,6 +48,7 @@ struct Counters {
   int heartbeats = 0;
   int errors = 0;
   int closed = 0;
+  int redials = 0;  // dials the master refused (max_pending_connections) and that were retried
 };
 
 // utime + stime of a process, in seconds.
@@ -73,8 +76,22 @@ asio::awaitable<void> simulated_server(int index, const Settings& settings, Coun
   options.role = clupy::wire::ROLE_SERVER;
   options.token = settings.token;
   options.timeout = std::chrono::seconds(60);
-  auto dialed = co_await clupy::common::dial_master(options);
-  auto connection = dialed.connection;
+  // As a real server does (failure_retry_interval): a master at its max_pending_connections
+  // closes further connections at once, and they dial again a little later.
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  std::minstd_rand jitter(static_cast<unsigned>(index));
+  std::shared_ptr<clupy::common::Connection> connection;
+  for (int attempt = 1; !connection; ++attempt) {
+    try {
+      connection = (co_await clupy::common::dial_master(options)).connection;
+    } catch (const std::exception&) {
+      if (attempt == kMaxDials) throw;
+    }
+    if (connection) break;
+    ++counters.redials;
+    timer.expires_after(std::chrono::milliseconds(100 + jitter() % 200));
+    co_await timer.async_wait(asio::use_awaitable);
+  }
   auto open = std::make_shared<bool>(true);
   connection->start(
       [&counters](clupy::wire::Envelope& message) {
@@ -103,7 +120,6 @@ asio::awaitable<void> simulated_server(int index, const Settings& settings, Coun
   connection->send(hello);
 
   // Real servers start at random moments; spread the beats the same way.
-  asio::steady_timer timer(co_await asio::this_coro::executor);
   timer.expires_after(phase);
   while (*open) {
     boost::system::error_code ec;
@@ -189,9 +205,10 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "RESULT servers=%d interval_ms=%lld register_s=%.3f heartbeats_per_s=%.1f "
-        "master_cpu_percent=%.3f master_idle_cpu_percent=%.3f simulator_cpu_percent=%.2f\n",
+        "master_cpu_percent=%.3f master_idle_cpu_percent=%.3f simulator_cpu_percent=%.2f "
+        "redials=%d\n",
         settings.servers, static_cast<long long>(settings.interval.count()), register_s,
-        beats / elapsed, 100.0 * busy, 100.0 * idle_cpu, 100.0 * self);
+        beats / elapsed, 100.0 * busy, 100.0 * idle_cpu, 100.0 * self, counters.redials);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "heartbeat_sim: %s\n", e.what());

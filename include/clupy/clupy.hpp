@@ -6,3 +6,4 @@
 #include "clupy/future.hpp"
 #include "clupy/parallel.hpp"
 #include "clupy/progress.hpp"
+#include "clupy/this_task.hpp"

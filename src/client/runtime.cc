@@ -25,6 +25,7 @@
 #include "common/image_transfer.hpp"
 #include "common/log.hpp"
 #include "common/master_locator.hpp"
+#include "common/task_result.hpp"
 #include "common/version.hpp"
 #include "deps/manifest.hpp"
 #include "deps/program_check.hpp"
@@ -42,20 +43,6 @@ std::mutex& instance_mutex() {
 Runtime*& instance() {
   static Runtime* runtime = nullptr;
   return runtime;
-}
-
-Failure failure_from_wire(const wire::TaskFailure& wire, std::uint64_t task_id,
-                          const std::string& function, const std::string& server) {
-  Failure f;
-  f.kind = static_cast<FailureKind>(wire.kind());
-  f.type_name = wire.type_name();
-  f.message = wire.message();
-  f.function = wire.function().empty() ? function : wire.function();
-  f.server = wire.server().empty() ? server : wire.server();
-  f.task_id = task_id;
-  f.exit_code = wire.exit_code();
-  f.signal = wire.signal();
-  return f;
 }
 
 }  // namespace
@@ -802,29 +789,16 @@ void Runtime::complete_all(std::vector<Completion>& done) {
       c.state->complete_with_failure(std::move(f));
       continue;
     }
-    if (!c.result.outcome().empty()) {
-      // The result is decoded from where it lies in the message, not copied out first.
-      detail::OutcomeView outcome;
-      try {
-        outcome = detail::parse_outcome_view(c.result.outcome());
-      } catch (const std::exception& e) {
-        outcome.ok = false;
-        outcome.failure.kind = FailureKind::kProtocol;
-        outcome.failure.message = std::string("undecodable outcome: ") + e.what();
-      }
-      if (outcome.ok) {
-        c.state->complete_with_result(outcome.result);
-        continue;
-      }
-      Failure f = std::move(outcome.failure);
-      f.task_id = id;
-      if (f.server.empty()) f.server = c.result.server_id();
-      if (f.function.empty()) f.function = c.function_name;
-      c.state->complete_with_failure(std::move(f));
-    } else {
-      c.state->complete_with_failure(
-          failure_from_wire(c.result.failure(), id, c.function_name, c.result.server_id()));
+    // The result is decoded from where it lies in the message, not copied out first.
+    detail::OutcomeView outcome = common::read_task_result(c.result);
+    if (outcome.ok) {
+      c.state->complete_with_result(outcome.result);
+      continue;
     }
+    Failure f = std::move(outcome.failure);
+    f.task_id = id;
+    if (f.function.empty()) f.function = c.function_name;
+    c.state->complete_with_failure(std::move(f));
   }
 }
 

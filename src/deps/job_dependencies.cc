@@ -1,11 +1,8 @@
 #include "deps/job_dependencies.hpp"
 
 #include <filesystem>
-#include <fstream>
 
 #include "base/hex.hpp"
-#include "base/sha256.hpp"
-#include "common/auth.hpp"
 #include "common/log.hpp"
 #include "deps/manifest.hpp"
 #include "deps/package_sync.hpp"
@@ -22,13 +19,6 @@ bool final_state(const wire::DependencyItem& item) {
          item.state() == wire::DependencyItem::INSTALLED ||
          item.state() == wire::DependencyItem::FAILED;
 }
-
-bool file_has_digest(const std::string& path, const std::string& sha256) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return false;
-  auto digest = base::sha256_file(path);
-  return digest && *digest == sha256;
-}
 }  // namespace
 
 JobDependencies::JobDependencies(boost::asio::io_context& io, std::string cache_dir,
@@ -36,18 +26,11 @@ JobDependencies::JobDependencies(boost::asio::io_context& io, std::string cache_
     : io_(io),
       cache_dir_(fs::absolute(fs::path(cache_dir) / "libraries").string()),
       callbacks_(std::move(callbacks)),
+      libraries_(
+          cache_dir_,
+          [this](const std::string& sha256, bool ok, const std::string& detail,
+                 std::uint64_t received) { library_finished(sha256, ok, detail, received); }),
       packages_(io, [this](const wire::JobPackagesReport& report) { packages_report(report); }) {}
-
-JobDependencies::~JobDependencies() {
-  for (auto& [sha, fetch] : fetches_) {
-    std::error_code ignored;  // a partial download is worthless
-    fs::remove(fetch.partial, ignored);
-  }
-}
-
-std::string JobDependencies::library_path(const std::string& sha256) const {
-  return cache_dir_ + "/" + base::to_hex(sha256);
-}
 
 std::string JobDependencies::folder_of(const std::string& library_set) const {
   return cache_dir_ + "/sets/job-" + base::to_hex(library_set).substr(0, 32);
@@ -80,7 +63,7 @@ void JobDependencies::request(const wire::JobPackagesRequest& request) {
     if (!is_library_file_name(library.name()) || library.sha256().size() != 32) {
       item.set_state(wire::DependencyItem::FAILED);
       item.set_detail("not a library's file name with a SHA-256");
-    } else if (file_has_digest(library_path(library.sha256()), library.sha256())) {
+    } else if (libraries_.present(library.sha256())) {
       item.set_state(wire::DependencyItem::PRESENT);
     } else if (ec) {
       item.set_state(wire::DependencyItem::FAILED);
@@ -88,13 +71,8 @@ void JobDependencies::request(const wire::JobPackagesRequest& request) {
     } else {
       item.set_state(wire::DependencyItem::INSTALLING);
       item.set_detail("fetching " + std::to_string(library.size()) + " bytes from the master");
-      if (!fetches_.contains(library.sha256())) {
-        Fetch& fetch = fetches_[library.sha256()];
-        fetch.partial =
-            library_path(library.sha256()) + ".part-" + base::to_hex(common::random_bytes(6));
-        std::ofstream(fetch.partial, std::ios::binary | std::ios::trunc);
-        if (callbacks_.fetch_library) callbacks_.fetch_library(library.sha256());
-      }
+      if (libraries_.start(library.sha256()) && callbacks_.fetch_library)
+        callbacks_.fetch_library(library.sha256());
     }
     job.libraries.push_back(std::move(item));
   }
@@ -111,63 +89,21 @@ void JobDependencies::packages_report(const wire::JobPackagesReport& report) {
 }
 
 bool JobDependencies::library_chunk(const wire::ImageChunk& chunk) {
-  auto it = fetches_.find(chunk.image_sha256());
-  if (it == fetches_.end()) return false;
-  Fetch& fetch = it->second;
-  if (chunk.offset() != fetch.received) {
-    library_finished(chunk.image_sha256(), false, "the master sent the library out of order");
-    return true;
-  }
-  {
-    std::ofstream out(fetch.partial, std::ios::binary | std::ios::app);
-    out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
-    if (!out) {
-      library_finished(chunk.image_sha256(), false, "cannot write " + fetch.partial);
-      return true;
-    }
-  }
-  fetch.received += chunk.data().size();
-  if (!chunk.last()) return true;
-  if (!file_has_digest(fetch.partial, chunk.image_sha256())) {
-    library_finished(chunk.image_sha256(), false,
-                     "the fetched bytes do not match the library's SHA-256");
-    return true;
-  }
-  std::error_code ec;
-  fs::permissions(fetch.partial,
-                  fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read |
-                      fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
-                  ec);
-  fs::rename(fetch.partial, library_path(chunk.image_sha256()), ec);
-  library_finished(chunk.image_sha256(), !ec, ec ? "cannot store it: " + ec.message() : "");
-  return true;
+  return libraries_.chunk(chunk);
 }
 
 bool JobDependencies::library_failed(const std::string& sha256, const std::string& reason) {
-  if (!fetches_.contains(sha256)) return false;
-  library_finished(sha256, false, "the master cannot send it: " + reason);
-  return true;
+  return libraries_.failed(sha256, reason);
 }
 
 void JobDependencies::connection_lost() {
   packages_.connection_lost();
-  std::vector<std::string> pending;
-  for (const auto& [sha, fetch] : fetches_) pending.push_back(sha);
-  for (const auto& sha : pending)
-    library_finished(sha, false, "the connection to the master was lost while fetching it");
+  libraries_.connection_lost();
   jobs_.clear();  // a new master asks again
 }
 
 void JobDependencies::library_finished(const std::string& sha256, bool ok,
-                                       const std::string& detail) {
-  auto it = fetches_.find(sha256);
-  if (it == fetches_.end()) return;
-  const Fetch fetch = it->second;
-  fetches_.erase(it);
-  if (!ok) {
-    std::error_code ignored;  // the partial file is garbage either way
-    fs::remove(fetch.partial, ignored);
-  }
+                                       const std::string& detail, std::uint64_t received) {
   std::vector<std::uint64_t> changed;
   for (auto& [job_id, job] : jobs_) {
     bool touched = false;
@@ -180,7 +116,7 @@ void JobDependencies::library_finished(const std::string& sha256, bool ok,
       item.set_detail(detail);
       touched = true;
       if (ok)
-        log()->info("job {}: library {} fetched ({} bytes)", job_id, item.name(), fetch.received);
+        log()->info("job {}: library {} fetched ({} bytes)", job_id, item.name(), received);
       else
         log()->warn("job {}: library {} not fetched: {}", job_id, item.name(), detail);
     }

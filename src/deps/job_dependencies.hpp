@@ -17,6 +17,7 @@
 
 #include "clupy.pb.h"
 #include "deps/job_package_sync.hpp"
+#include "deps/library_fetches.hpp"
 
 namespace clupy::deps {
 
@@ -28,7 +29,6 @@ class JobDependencies {
     std::function<void(const std::string& sha256)> fetch_library;
   };
   JobDependencies(boost::asio::io_context& io, std::string cache_dir, Callbacks callbacks);
-  ~JobDependencies();
   JobDependencies(const JobDependencies&) = delete;
   JobDependencies& operator=(const JobDependencies&) = delete;
 
@@ -56,22 +56,18 @@ class JobDependencies {
     std::vector<wire::DependencyItem> libraries;  // in the order of request.libraries()
     std::string folder_error;
   };
-  struct Fetch {
-    std::string partial;  // the file the bytes go to
-    std::uint64_t received = 0;
-  };
   void packages_report(const wire::JobPackagesReport& report);
-  void library_finished(const std::string& sha256, bool ok, const std::string& detail);
+  void library_finished(const std::string& sha256, bool ok, const std::string& detail,
+                        std::uint64_t received);
   // Sends the job's state; once everything is final, builds its library folder first.
   void send(std::uint64_t job_id);
-  std::string library_path(const std::string& sha256) const;
   std::string folder_of(const std::string& library_set) const;
 
   boost::asio::io_context& io_;
   std::string cache_dir_;  // cache_dir/libraries
   Callbacks callbacks_;
-  std::map<std::uint64_t, Job> jobs_;     // by job id; until their final report
-  std::map<std::string, Fetch> fetches_;  // by SHA-256
+  std::map<std::uint64_t, Job> jobs_;  // by job id; until their final report
+  LibraryFetches libraries_;           // in cache_dir_
   std::map<std::string, std::chrono::steady_clock::time_point> folders_;  // when last used
   JobPackageSync packages_;
 };

@@ -4,11 +4,9 @@
 
 #include <boost/asio/post.hpp>
 #include <filesystem>
-#include <fstream>
 #include <set>
 
 #include "base/hex.hpp"
-#include "base/sha256.hpp"
 #include "common/auth.hpp"
 #include "common/log.hpp"
 #include "deps/manifest.hpp"
@@ -25,13 +23,6 @@ bool final_state(const wire::DependencyItem& item) {
          item.state() == wire::DependencyItem::INSTALLED ||
          item.state() == wire::DependencyItem::FAILED;
 }
-
-bool file_has_digest(const std::string& path, const std::string& sha256) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return false;
-  auto digest = base::sha256_file(path);
-  return digest && *digest == sha256;
-}
 }  // namespace
 
 ServerSync::ServerSync(boost::asio::io_context& io, std::string cache_dir, Callbacks callbacks,
@@ -39,6 +30,10 @@ ServerSync::ServerSync(boost::asio::io_context& io, std::string cache_dir, Callb
     : io_(io),
       cache_dir_(fs::absolute(fs::path(cache_dir) / "libraries").string()),
       callbacks_(std::move(callbacks)),
+      libraries_(
+          cache_dir_,
+          [this](const std::string& sha256, bool ok, const std::string& detail,
+                 std::uint64_t received) { library_finished(sha256, ok, detail, received); }),
       recheck_period_(recheck_period),
       recheck_timer_(io) {
   arm_recheck();
@@ -49,10 +44,6 @@ ServerSync::~ServerSync() {
   cancel_ = true;
   join_installer();
   *alive_ = false;
-  for (auto& [sha, fetch] : fetches_) {
-    std::error_code ignored;  // a partial download is worthless; nothing is lost
-    fs::remove(fetch.partial, ignored);
-  }
 }
 
 void ServerSync::join_installer() {
@@ -111,12 +102,11 @@ void ServerSync::start(const wire::DependencyManifest& manifest) {
   std::error_code ec;
   fs::create_directories(cache_dir_, ec);
   for (const auto& library : manifest.libraries()) {
-    const std::size_t index = static_cast<std::size_t>(report_.items_size());
     auto* item = report_.add_items();
     item->set_kind(wire::DependencyItem::LIBRARY);
     item->set_name(library.name());
     item->set_required("sha256:" + base::to_hex(library.sha256()).substr(0, 16));
-    if (file_has_digest(library_path(library.sha256()), library.sha256())) {
+    if (libraries_.present(library.sha256())) {
       item->set_state(wire::DependencyItem::PRESENT);
       continue;
     }
@@ -127,16 +117,8 @@ void ServerSync::start(const wire::DependencyManifest& manifest) {
     }
     item->set_state(wire::DependencyItem::INSTALLING);
     item->set_detail("fetching " + std::to_string(library.size()) + " bytes from the master");
-    if (fetches_.contains(library.sha256())) {
-      fetches_[library.sha256()].item = index;  // already asked for; the bytes are on their way
-      continue;
-    }
-    Fetch& fetch = fetches_[library.sha256()];
-    fetch.item = index;
-    fetch.partial =
-        library_path(library.sha256()) + ".part-" + base::to_hex(common::random_bytes(6));
-    std::ofstream(fetch.partial, std::ios::binary | std::ios::trunc);
-    if (callbacks_.fetch_library) callbacks_.fetch_library(library.sha256());
+    if (libraries_.start(library.sha256()) && callbacks_.fetch_library)
+      callbacks_.fetch_library(library.sha256());
   }
   packages_running_ = manifest.packages_size() > 0;
   if (packages_running_) {
@@ -183,61 +165,16 @@ void ServerSync::packages_done(std::uint64_t run, std::vector<wire::DependencyIt
   finish_if_done();
 }
 
-bool ServerSync::library_chunk(const wire::ImageChunk& chunk) {
-  auto it = fetches_.find(chunk.image_sha256());
-  if (it == fetches_.end()) return false;
-  Fetch& fetch = it->second;
-  if (chunk.offset() != fetch.received) {
-    library_finished(chunk.image_sha256(), false, "the master sent the library out of order");
-    return true;
-  }
-  {
-    std::ofstream out(fetch.partial, std::ios::binary | std::ios::app);
-    out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
-    if (!out) {
-      library_finished(chunk.image_sha256(), false, "cannot write " + fetch.partial);
-      return true;
-    }
-  }
-  fetch.received += chunk.data().size();
-  if (!chunk.last()) return true;
-  if (!file_has_digest(fetch.partial, chunk.image_sha256())) {
-    library_finished(chunk.image_sha256(), false,
-                     "the fetched bytes do not match the library's SHA-256");
-    return true;
-  }
-  std::error_code ec;
-  fs::permissions(fetch.partial,
-                  fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read |
-                      fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
-                  ec);
-  fs::rename(fetch.partial, library_path(chunk.image_sha256()), ec);
-  library_finished(chunk.image_sha256(), !ec, ec ? "cannot store it: " + ec.message() : "");
-  return true;
-}
+bool ServerSync::library_chunk(const wire::ImageChunk& chunk) { return libraries_.chunk(chunk); }
 
 bool ServerSync::library_failed(const std::string& sha256, const std::string& reason) {
-  if (!fetches_.contains(sha256)) return false;
-  library_finished(sha256, false, "the master cannot send it: " + reason);
-  return true;
+  return libraries_.failed(sha256, reason);
 }
 
-void ServerSync::connection_lost() {
-  std::vector<std::string> pending;
-  for (const auto& [sha, fetch] : fetches_) pending.push_back(sha);
-  for (const auto& sha : pending)
-    library_finished(sha, false, "the connection to the master was lost while fetching it");
-}
+void ServerSync::connection_lost() { libraries_.connection_lost(); }
 
-void ServerSync::library_finished(const std::string& sha256, bool ok, const std::string& detail) {
-  auto it = fetches_.find(sha256);
-  if (it == fetches_.end()) return;
-  const Fetch fetch = it->second;
-  fetches_.erase(it);
-  if (!ok) {
-    std::error_code ignored;  // the partial file is garbage either way
-    fs::remove(fetch.partial, ignored);
-  }
+void ServerSync::library_finished(const std::string& sha256, bool ok, const std::string& detail,
+                                  std::uint64_t received) {
   // The item is the library of the current manifest with this digest (if it still is one).
   for (auto& item : *report_.mutable_items()) {
     if (item.kind() != wire::DependencyItem::LIBRARY ||
@@ -248,7 +185,7 @@ void ServerSync::library_finished(const std::string& sha256, bool ok, const std:
       item.set_state(ok ? wire::DependencyItem::INSTALLED : wire::DependencyItem::FAILED);
       item.set_detail(detail);
       if (ok)
-        log()->info("library {} fetched ({} bytes)", item.name(), fetch.received);
+        log()->info("library {} fetched ({} bytes)", item.name(), received);
       else
         log()->warn("library {} not fetched: {}", item.name(), detail);
     }
@@ -301,10 +238,6 @@ void ServerSync::send_report() {
   if (callbacks_.report) callbacks_.report(report_);
 }
 
-std::string ServerSync::library_path(const std::string& sha256) const {
-  return cache_dir_ + "/" + base::to_hex(sha256);
-}
-
 void ServerSync::stop() {
   stopped_ = true;
   recheck_timer_.cancel();
@@ -343,7 +276,7 @@ void ServerSync::recheck() {
   for (const auto& library : manifest_.libraries())
     libraries.emplace_back(library.name(), library.sha256());
   std::vector<std::string> paths;
-  for (const auto& [name, sha] : libraries) paths.push_back(library_path(sha));
+  for (const auto& [name, sha] : libraries) paths.push_back(libraries_.path(sha));
   const std::uint64_t run = run_;
   std::weak_ptr<bool> alive = alive_;
   installer_ = std::thread([this, run, alive, packages = packages_of(manifest_),

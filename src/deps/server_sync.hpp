@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "clupy.pb.h"
+#include "deps/library_fetches.hpp"
 
 namespace clupy::deps {
 
@@ -83,18 +84,13 @@ class ServerSync {
   void prune_library_cache();
 
  private:
-  struct Fetch {
-    std::size_t item = 0;  // index in report_.items()
-    std::string partial;   // file the bytes go to
-    std::uint64_t received = 0;
-  };
   void start(const wire::DependencyManifest& manifest);
   void packages_progress(std::uint64_t run, std::vector<wire::DependencyItem> items);
   void packages_done(std::uint64_t run, std::vector<wire::DependencyItem> items);
-  void library_finished(const std::string& sha256, bool ok, const std::string& detail);
+  void library_finished(const std::string& sha256, bool ok, const std::string& detail,
+                        std::uint64_t received);
   void finish_if_done();
   void send_report();
-  std::string library_path(const std::string& sha256) const;
   // Builds (once per manifest version, shared by servers with one cache) the folder of links
   // named as the libraries are to their cached files.
   std::string make_library_set(const wire::DependencyManifest& manifest);
@@ -113,7 +109,7 @@ class ServerSync {
   bool running_ = false;
   bool packages_running_ = false;
   std::uint64_t run_ = 0;
-  std::map<std::string, Fetch> fetches_;  // by SHA-256
+  LibraryFetches libraries_;  // in cache_dir_
   std::string library_directory_;
   std::thread installer_;
   std::chrono::milliseconds recheck_period_;

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "clupy/detail/call.hpp"
+#include "common/task_result.hpp"
 
 namespace clupy::master {
 
@@ -171,30 +172,12 @@ void Scheduler::feed_dependents(Client& client, const Task& input, const wire::T
   client.dependents.erase(found);
   // The input's value, or why it has none.
   std::optional<std::string_view> value;
-  Failure failure;
-  if (!result.outcome().empty()) {
-    try {
-      const auto outcome = detail::parse_outcome_view(result.outcome());
-      if (outcome.ok)
-        value = outcome.result;
-      else
-        failure = outcome.failure;
-    } catch (const std::exception& e) {
-      failure.kind = FailureKind::kProtocol;
-      failure.message = std::string("undecodable outcome: ") + e.what();
-    }
-  } else {
-    failure.kind = static_cast<FailureKind>(result.failure().kind());
-    failure.type_name = result.failure().type_name();
-    failure.message = result.failure().message();
-    failure.function = result.failure().function();
-    failure.exit_code = result.failure().exit_code();
-    failure.signal = result.failure().signal();
-  }
-  if (!value) {
+  auto outcome = common::read_task_result(result);
+  Failure failure = std::move(outcome.failure);
+  if (outcome.ok)
+    value = outcome.result;
+  else
     failure.task_id = input.client_task_id;
-    if (failure.server.empty()) failure.server = result.server_id();
-  }
   for (const std::uint64_t waiter : waiters) {
     auto known = client.by_client_id.find(waiter);
     if (known == client.by_client_id.end()) continue;  // cancelled or failed meanwhile

@@ -12,6 +12,7 @@
 #include "clupy/service.hpp"
 #include "common/auth.hpp"
 #include "common/log.hpp"
+#include "common/task_result.hpp"
 #include "service/front.hpp"
 #include "service/openapi.hpp"
 
@@ -32,38 +33,14 @@ std::string error_body(const std::string& message, const std::string& type = "")
 }
 
 Failure failure_of(const wire::TaskResult& result) {
-  if (!result.outcome().empty()) {
-    try {
-      auto outcome = detail::parse_outcome_view(result.outcome());
-      if (!outcome.ok) return outcome.failure;
-    } catch (const std::exception& e) {
-      Failure f;
-      f.kind = FailureKind::kProtocol;
-      f.message = std::string("undecodable outcome: ") + e.what();
-      return f;
-    }
-    return Failure{};
-  }
-  Failure f;
-  f.kind = static_cast<FailureKind>(result.failure().kind());
-  f.type_name = result.failure().type_name();
-  f.message = result.failure().message();
-  f.function = result.failure().function();
-  f.server = result.failure().server();
-  f.exit_code = result.failure().exit_code();
-  f.signal = result.failure().signal();
-  return f;
+  auto outcome = common::read_task_result(result);
+  return outcome.ok ? Failure{} : std::move(outcome.failure);
 }
 
 bool succeeded(const wire::TaskResult& result, std::string* value) {
-  if (result.outcome().empty()) return false;
-  try {
-    auto outcome = detail::parse_outcome_view(result.outcome());
-    if (outcome.ok && value) *value = std::string(outcome.result);
-    return outcome.ok;
-  } catch (const std::exception&) {
-    return false;
-  }
+  const auto outcome = common::read_task_result(result);
+  if (outcome.ok && value) *value = std::string(outcome.result);
+  return outcome.ok;
 }
 
 // What an HTTP caller of the same entry point would have been answered.

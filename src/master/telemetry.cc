@@ -7,6 +7,7 @@
 
 #include "clupy/detail/call.hpp"
 #include "common/log.hpp"
+#include "common/task_result.hpp"
 #include "master/call_name.hpp"
 
 namespace clupy::master {
@@ -115,23 +116,11 @@ void Telemetry::task_finished(const FinishedTask& task) {
   record.function = std::string(name);
   record.server = task.server_id;
   record.attempts = task.result.attempts();
-  if (task.result.outcome().empty()) {
-    const auto& f = task.result.failure();
-    record.kind = std::string(to_string(static_cast<FailureKind>(f.kind())));
-    record.type_name = f.type_name();
-    record.message = f.message();
-    if (record.server.empty()) record.server = f.server();
-  } else {
-    try {
-      const Failure thrown = detail::parse_outcome_view(task.result.outcome()).failure;
-      record.kind = std::string(to_string(thrown.kind));
-      record.type_name = thrown.type_name;
-      record.message = thrown.message;
-    } catch (const std::exception& e) {
-      record.kind = "exception";
-      record.message = std::string("(its outcome could not be read: ") + e.what() + ")";
-    }
-  }
+  const Failure failure = common::read_task_result(task.result).failure;
+  record.kind = std::string(to_string(failure.kind));
+  record.type_name = failure.type_name;
+  record.message = failure.message;
+  if (record.server.empty()) record.server = failure.server;
   if (record.message.size() > 4096) record.message.resize(4096);
   if (auto kept = outputs_.find(task.job_id, task.client_task_id); kept && task.job_id != 0)
     record.output = TaskOutputs::as_text(kept->second, kFailedOutputBytes);

@@ -427,8 +427,10 @@ void ServerDaemon::handle(wire::Envelope& message) {
         hand_back(std::move(ids));
         break;
       }
-      for (auto& task : *message.mutable_assign_tasks()->mutable_tasks())
+      for (auto& task : *message.mutable_assign_tasks()->mutable_tasks()) {
+        task.set_master_fencing_token(message.assign_tasks().fencing_token());
         pool_->run(std::move(task));
+      }
       break;
     case wire::Envelope::kCancelAssignments:
       for (std::uint64_t id : message.cancel_assignments().task_ids()) pool_->cancel(id);

@@ -221,6 +221,7 @@ void SpawnedWorker::start(int link_fd, int out_fd, int err_fd) {
 void SpawnedWorker::send(const wire::Assignment& task) {
   wire::Envelope run;
   run.mutable_run_task()->set_task_id(task.task_id());
+  run.mutable_run_task()->set_master_fencing_token(task.master_fencing_token());
   const std::uint32_t features =
       progress_ ? progress_->worker_features.load(std::memory_order_acquire) : 0;
   // The call is copied, not moved: the assignment is kept to rerun the task elsewhere should

@@ -26,6 +26,7 @@
 #include "clupy/detail/call.hpp"
 #include "common/frame.hpp"
 #include "common/malloc_tuning.hpp"
+#include "worker/current_task.hpp"
 #include "worker/progress_page.hpp"
 
 namespace clupy::worker {
@@ -280,7 +281,9 @@ void run_worker_loop(int fd) {
     if (progress) progress->running_task.store(task_id, std::memory_order_release);
     done.mutable_task_done()->set_task_id(task_id);
     if (const auto call = call_of(message.run_task(), arena)) {
+      set_current_task(task_id, message.run_task().master_fencing_token());
       done.mutable_task_done()->set_outcome(run_one(*call));
+      clear_current_task();
     } else {
       detail::CallOutcome refused;
       refused.failure.kind = FailureKind::kProtocol;

@@ -89,8 +89,9 @@ int sequential_round_trips(long count) {
   return 0;
 }
 
-// Sleeps ms, then appends "task host pid start_us end_us" to the shared history (one write of
-// one line with O_APPEND: lines from many hosts never interleave) and returns where it ran.
+// Sleeps ms, then appends "task host pid start_us end_us master_token" to the shared history
+// (one write of one line with O_APPEND: lines from many hosts never interleave) and returns where
+// it ran. master_token: the fencing token of the master that dispatched this execution.
 struct SlowArgs {
   long task;
   int ms;
@@ -101,8 +102,10 @@ Placed slow_recorded(SlowArgs args) {
   const long long end = now_us();
   const std::string host = hostname();
   char line[256];
-  const int n = std::snprintf(line, sizeof line, "%ld %s %d %lld %lld\n", args.task, host.c_str(),
-                              static_cast<int>(::getpid()), start, end);
+  const auto task = clupy::this_task();
+  const long long master_token = task ? static_cast<long long>(task->master_fencing_token) : -1;
+  const int n = std::snprintf(line, sizeof line, "%ld %s %d %lld %lld %lld\n", args.task,
+                              host.c_str(), static_cast<int>(::getpid()), start, end, master_token);
   if (const char* history = std::getenv("BED_HISTORY")) {
     const int fd = ::open(history, O_WRONLY | O_APPEND | O_CREAT, 0666);
     if (fd >= 0) {

@@ -8,10 +8,11 @@
 #   2. ma comes back as a standby; the new leader mb is cut off from ZooKeeper only (it still
 #      reaches the servers and the client) mid-job: mb stops dispatching and exits (status 75:
 #      "leadership lost") before ma is elected, the servers follow ma, every future once and right.
-# In both, the workers' history (/shared/logs/history: task, host, pid, start, end) has no
-# execution that started before the old leader stopped and ended after the new one was elected:
-# no task ran for two masters at once. The history has no master token (workers are not told
-# their master's fencing token); the masters' own log times stand in for it.
+# In both, the workers' history (/shared/logs/history: task, host, pid, start, end, and the
+# fencing token of the master that dispatched the execution, from clupy::this_task()) holds
+# exactly the two masters' tokens, and every execution of the old master's ended before the first
+# of the new master's began: no task ran for two masters at once. Also by the masters' log times:
+# no execution started before the old leader stopped and ended after the new one was elected.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 session_timeout_s=3
@@ -113,10 +114,37 @@ tasks=300
 now_us() { date +%s%6N; }
 history_has_at_least() { [ "$(wc -l <"$history" 2>/dev/null || echo 0)" -ge "$1" ]; }
 
-# check_job LOG OLD_STOP_US NEW_ELECTED_US: every future once and right; no execution spans the
-# handover; prints the reruns.
+# The fencing token MASTER_LOG's master logged when it was elected.
+elected_token() {
+  local token
+  token="$(grep -m1 -o 'elected master (fencing token [0-9]*' "$(master_log "$1")" | grep -o '[0-9]*$')"
+  [ -n "$token" ] || scenario_fail "$1.log names no fencing token"
+  echo "$token"
+}
+
+# check_job LOG OLD_STOP_US NEW_ELECTED_US OLD_MASTER NEW_MASTER: every future once and right;
+# the history's executions by master token: only the two masters' tokens, the old one's all
+# ended before the new one's first began; no execution spans the handover; prints the reruns.
 check_job() {
-  local log="$1" old_stop="$2" new_elected="$3"
+  local log="$1" old_stop="$2" new_elected="$3" old_token new_token by_token
+  old_token="$(elected_token "$4")"
+  new_token="$(elected_token "$5")"
+  [ "$new_token" -gt "$old_token" ] ||
+    scenario_fail "$log: the new master's token $new_token is not above the old one's $old_token"
+  # token executions first_start last_end, for each token in the history
+  by_token="$(awk '{ n[$6]++
+                     if (!($6 in first) || $4 < first[$6]) first[$6] = $4
+                     if ($5 > last[$6]) last[$6] = $5 }
+                   END { for (t in n) print t, n[t], first[t], last[t] }' "$history" | sort -n)"
+  echo "$log: executions by master token (token count first_start_us last_end_us):"
+  echo "$by_token"
+  [ "$(echo "$by_token" | awk '{print $1}' | tr '\n' ' ')" = "$old_token $new_token " ] ||
+    scenario_fail "$log: the history's master tokens are not exactly $old_token then $new_token"
+  local old_last_end new_first_start
+  old_last_end="$(echo "$by_token" | awk -v t="$old_token" '$1 == t {print $4}')"
+  new_first_start="$(echo "$by_token" | awk -v t="$new_token" '$1 == t {print $3}')"
+  [ "$old_last_end" -le "$new_first_start" ] ||
+    scenario_fail "$log: an execution for master $old_token ended at $old_last_end, after one for master $new_token began at $new_first_start"
   cat "$BED_SHARED/logs/$log.log"
   grep -q "^OUTCOMES $tasks 0 0 0 0\$" "$BED_SHARED/logs/$log.log" ||
     scenario_fail "$log: not every future completed exactly once with its value"
@@ -128,7 +156,7 @@ check_job() {
     scenario_fail "$log: $spanning execution(s) began under the old master and ended after the new one was elected"
   twice="$(awk '{n[$1]++} END {c = 0; for (t in n) if (n[t] > 1) c++; print c}' "$history")"
   echo "$log: $tasks futures once and right; $(wc -l <"$history") executions, $twice task(s) ran" \
-    "twice (resubmitted at the failover); none spans the handover"
+    "twice (resubmitted at the failover); none for two masters at once"
 }
 
 # 1. SIGKILL of the leader mid-job.
@@ -142,7 +170,7 @@ bed_signal ma KILL
 bed_wait_for "mb elected after ma's session expired" 30 log_has master-mb "elected master"
 elected_us="$(log_time_us master-mb "elected master")"
 wait "$client" || true
-check_job killed "$killed_us" "$elected_us"
+check_job killed "$killed_us" "$elected_us" master-ma master-mb
 bed_wait_for "the servers registered with mb" 30 registered_with master-mb
 bed_wait_for "three servers connected to mb" 30 three_connected_to mb
 takeover_ms=$(((elected_us - killed_us) / 1000))
@@ -169,7 +197,7 @@ elected_us="$(log_time_us master-ma-2 "elected master")"
 [ "$stopped_us" -lt "$elected_us" ] ||
   scenario_fail "mb stopped dispatching at $stopped_us, after ma was elected at $elected_us"
 wait "$client" || true
-check_job cut "$stopped_us" "$elected_us"
+check_job cut "$stopped_us" "$elected_us" master-mb master-ma-2
 bed_wait_for "the servers registered with ma" 30 registered_with master-ma-2
 bed_wait_for "three servers connected to ma" 30 three_connected_to ma
 bed_heal mb zk

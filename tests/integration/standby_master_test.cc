@@ -41,6 +41,26 @@ class StandbyMasterTest : public ClusterFixture {
   bool logged(const std::string& name, const std::string& text) {
     return read_file(dir_.file(name + "/master.log")).find(text) != std::string::npos;
   }
+  // The fencing token the master logged when it was elected; "" before.
+  std::string elected_token(const std::string& name) {
+    const std::string log = read_file(dir_.file(name + "/master.log"));
+    const std::string mark = "elected master (fencing token ";
+    const auto at = log.find(mark);
+    if (at == std::string::npos) return "";
+    const auto start = at + mark.size();
+    return log.substr(start, log.find(')', start) - start);
+  }
+  // What tasks dispatched by the elected master report of themselves (scenario whoami).
+  std::string whoami_line(const std::string& out) {
+    ChildProcess client({{TASK_PROGRAM, "whoami", "20"},
+                         {{"CLUPY_MASTER_URL", zk_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
+                         dir_.path(),
+                         dir_.file(out)});
+    EXPECT_TRUE(client.wait(seconds(120))) << client.log();
+    const std::string log = client.log();
+    const auto at = log.find("WHOAMI ");
+    return at == std::string::npos ? log : log.substr(at, log.find('\n', at) - at);
+  }
   std::set<std::string> servers_at(const std::string& url) {
     std::set<std::string> ids;
     try {
@@ -88,6 +108,11 @@ TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
                        dir_.file("client.out")});
   ASSERT_TRUE(client.wait(seconds(120)));
   EXPECT_NE(client.log().find("TYPES ok=4"), std::string::npos) << client.log();
+  // Each task knows its server and the token of the master that dispatched it.
+  const std::string token_a = elected_token("a");
+  ASSERT_FALSE(token_a.empty());
+  EXPECT_EQ(whoami_line("whoami-a.out"),
+            "WHOAMI outside=none ids=20 servers=follower tokens=" + token_a);
 
   // A client in the middle of a wait_all when the leader dies: its unfinished tasks go to the
   // new master and every future completes, none twice.
@@ -111,6 +136,12 @@ TEST_F(StandbyMasterTest, OneMasterLeadsTheOtherTakesOverAndTheServerFollows) {
   EXPECT_NE(busy.log().find("resubmitted"), std::string::npos) << busy.log();
   // The program's thread read the master's address throughout and saw it change.
   EXPECT_NE(busy.log().find("MASTERS seen=2"), std::string::npos) << busy.log();
+  // Tasks dispatched by the new master carry its token, a larger one.
+  const std::string token_b = elected_token("b");
+  ASSERT_FALSE(token_b.empty());
+  EXPECT_GT(std::stoll(token_b), std::stoll(token_a));
+  EXPECT_EQ(whoami_line("whoami-b.out"),
+            "WHOAMI outside=none ids=20 servers=follower tokens=" + token_b);
 }
 
 // A leader that loses its ZooKeeper session stops dispatching and exits with status 75

@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -491,6 +492,39 @@ int scenario_progress(int n, int ms) {
 
 }  // namespace
 
+// Where this execution runs and who dispatched it, as clupy::this_task() says.
+std::string who_runs_me() {
+  const auto info = clupy::this_task();
+  if (!info) return "none";
+  return info->server_id + " " + std::to_string(info->master_fencing_token) + " " +
+         std::to_string(info->task_id);
+}
+
+// `n` tasks report their this_task(); prints the distinct servers, master tokens and task ids
+// they saw, and what the program's own thread sees (nothing: it is not a task).
+int scenario_whoami(int n) {
+  std::vector<clupy::Future<std::string>> futures;
+  for (int i = 0; i < n; ++i) futures.push_back(clupy::parallel(who_runs_me)());
+  std::set<std::string> servers, tokens, ids;
+  for (auto& f : futures) {
+    std::istringstream fields(f.value());
+    std::string server, token, id;
+    fields >> server >> token >> id;
+    servers.insert(server);
+    tokens.insert(token);
+    if (!id.empty() && id != "0") ids.insert(id);
+  }
+  auto joined = [](const std::set<std::string>& items) {
+    std::string text;
+    for (const auto& item : items) text += (text.empty() ? "" : ",") + item;
+    return text;
+  };
+  std::printf("WHOAMI outside=%s ids=%zu servers=%s tokens=%s\n",
+              clupy::this_task() ? "task" : "none", ids.size(), joined(servers).c_str(),
+              joined(tokens).c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "no-init") {
     try {
@@ -522,6 +556,7 @@ int main(int argc, char** argv) {
     if (mode == "bigecho") return scenario_big_echo();
     if (mode == "bigcrash") return scenario_big_crash();
     if (mode == "progress") return scenario_progress(arg(2, 20), arg(3, 100));
+    if (mode == "whoami") return scenario_whoami(arg(2, 20));
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
     return 1;
