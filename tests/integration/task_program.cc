@@ -507,7 +507,7 @@ int scenario_whoami(int n) {
   for (int i = 0; i < n; ++i) futures.push_back(clupy::parallel(who_runs_me)());
   std::set<std::string> servers, tokens, ids;
   for (auto& f : futures) {
-    std::istringstream fields(f.value());
+    std::istringstream fields(f.get());
     std::string server, token, id;
     fields >> server >> token >> id;
     servers.insert(server);
