@@ -150,6 +150,23 @@ TEST_F(HeldResultsTest, DroppingTheLastFuturesFreesTheServersMemory) {
   ASSERT_TRUE(program.wait(seconds(30))) << program.log();
 }
 
+TEST_F(HeldResultsTest, ResultsPastResultMemoryAreSpilledToDiskAndStillServed) {
+  start_cluster(1, "data_bind: 127.0.0.1\nresult_memory: 1MiB\n");
+  ChildProcess program = start_program("spill", {"hold", "4", std::to_string(1 << 20)});
+  ASSERT_TRUE(wait_until([&] { return program.log().find("HELD ") != std::string::npos; },
+                         seconds(60), "the results to be fetched"))
+      << program.log();
+  EXPECT_EQ(line_starting(program.log(), "HELD "), "HELD 30") << program.log();
+  // Four results of 1 MiB and some bytes against 1 MiB of memory: all but the newest on disk.
+  EXPECT_GE(server_metric("s1", "clupy_server_held_result_bytes_spilled"), 3LL << 20);
+  EXPECT_GE(server_metric("s1", "clupy_server_result_bytes_spilled_total"), 3LL << 20);
+  write_file(dir_.file("drop"), "");
+  EXPECT_TRUE(held_bytes_drain());
+  EXPECT_EQ(server_metric("s1", "clupy_server_held_result_bytes_spilled"), 0);
+  write_file(dir_.file("exit"), "");
+  ASSERT_TRUE(program.wait(seconds(30))) << program.log();
+}
+
 TEST_F(HeldResultsTest, AClientThatDisconnectsHasItsResultsFreed) {
   start_cluster(2);
   ChildProcess program = start_program("hold-killed", {"hold", "4", std::to_string(1 << 20)});
