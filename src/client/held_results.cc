@@ -7,8 +7,9 @@
 
 #include "client/runtime.hpp"
 #include "clupy/detail/call.hpp"
+#include "common/dial.hpp"
 #include "common/log.hpp"
-#include "common/result_fetch.hpp"
+#include "common/url.hpp"
 
 namespace clupy::client {
 
@@ -42,26 +43,81 @@ void Runtime::complete_held(Completion& completion) {
 
 asio::awaitable<void> Runtime::fetch_held(Completion completion) {
   const wire::ResultRef& ref = completion.result.held();
-  std::string why;
   if (ref.data_address().empty()) {
-    why = "server " + ref.server_id() + " takes no data connections";
-  } else {
-    common::ResultFetch fetch;
-    fetch.address = ref.data_address();
-    fetch.result_id = ref.result_id();
-    fetch.role = wire::ROLE_CLIENT;
-    fetch.token = dial_options_.token;
-    fetch.max_frame_size = max_frame_size_;
-    fetch.timeout = kDirectFetchTimeout;
-    try {
-      const std::string outcome = co_await common::fetch_held_result(fetch);
-      finish_held(completion, outcome);
-      co_return;
-    } catch (const std::exception& e) {
-      why = e.what();
-    }
+    fetch_held_through_master(std::move(completion),
+                              "server " + ref.server_id() + " takes no data connections");
+    co_return;
   }
-  fetch_held_through_master(std::move(completion), std::move(why));
+  const std::string address = ref.data_address();
+  std::shared_ptr<DataLink>& slot = data_links_[address];
+  if (!slot) slot = std::make_shared<DataLink>();
+  const std::shared_ptr<DataLink> link = slot;
+  if (link->connection) {
+    send_fetch(*link, std::move(completion));
+    co_return;
+  }
+  link->queued.push_back(std::move(completion));
+  if (link->dialing) co_return;  // the dial under way sends it
+  link->dialing = true;
+  common::DialOptions options;
+  options.role = wire::ROLE_CLIENT;
+  options.token = dial_options_.token;
+  options.max_frame_size = max_frame_size_;
+  options.timeout = kDirectFetchTimeout;
+  std::string why;
+  try {
+    options.address = common::parse_master_url(address);
+    common::Dialed dialed = co_await common::dial_master(options);
+    link->connection = dialed.connection;
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  link->dialing = false;
+  if (!link->connection) {
+    if (auto it = data_links_.find(address); it != data_links_.end() && it->second == link)
+      data_links_.erase(it);
+    for (auto& queued : link->queued) fetch_held_through_master(std::move(queued), why);
+    link->queued.clear();
+    co_return;
+  }
+  link->connection->start(
+      [this, link](wire::Envelope& message) { on_data_message(link, message); },
+      [this, address, link](const std::string& reason) { on_data_closed(address, link, reason); });
+  std::vector<Completion> queued = std::move(link->queued);
+  link->queued.clear();
+  for (auto& c : queued) send_fetch(*link, std::move(c));
+}
+
+void Runtime::send_fetch(DataLink& link, Completion completion) {
+  const std::uint64_t request_id = next_master_request_++;
+  wire::Envelope request;
+  request.set_request_id(request_id);
+  request.mutable_fetch_result()->set_result_id(completion.result.held().result_id());
+  link.requests.emplace(request_id, std::move(completion));
+  link.connection->send(request);
+}
+
+void Runtime::on_data_message(const std::shared_ptr<DataLink>& link, wire::Envelope& message) {
+  auto it = link->requests.find(message.request_id());
+  if (it == link->requests.end() || !message.has_result_bytes()) return;
+  Completion completion = std::move(it->second);
+  link->requests.erase(it);
+  const wire::ResultBytes& bytes = message.result_bytes();
+  if (bytes.has_failure()) {
+    fetch_held_through_master(std::move(completion), bytes.failure().message());
+    return;
+  }
+  finish_held(completion, bytes.outcome());
+}
+
+void Runtime::on_data_closed(const std::string& address, const std::shared_ptr<DataLink>& link,
+                             const std::string& reason) {
+  if (auto it = data_links_.find(address); it != data_links_.end() && it->second == link)
+    data_links_.erase(it);
+  auto requests = std::move(link->requests);
+  link->requests.clear();
+  for (auto& [id, completion] : requests)
+    fetch_held_through_master(std::move(completion), "the data connection closed: " + reason);
 }
 
 void Runtime::fetch_held_through_master(Completion completion, std::string why) {

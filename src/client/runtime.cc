@@ -938,6 +938,11 @@ void Runtime::stop() {
   if (io_thread_.joinable()) {
     asio::post(io_, [this] {
       keepalive_timer_.cancel();
+      // Data connections too: their reads would keep the I/O thread running.
+      auto links = std::move(data_links_);
+      data_links_.clear();
+      for (auto& [address, link] : links)
+        if (link->connection) link->connection->close("client shutting down");
       if (connection_) connection_->close("client shutting down");
     });
     work_.reset();

@@ -146,6 +146,19 @@ class Runtime {
   // (under mu_).
   void release_held_if_unused(std::uint64_t task_id);
   std::unordered_map<std::uint64_t, HeldEntry> held_;  // by task id; guarded by mu_
+  // One data connection per holding server, kept open and shared by the fetches (on the I/O
+  // thread): dialled by the first fetch, the others queue until it is up.
+  struct DataLink {
+    std::shared_ptr<common::Connection> connection;
+    bool dialing = false;
+    std::vector<Completion> queued;                // waiting for the dial
+    std::map<std::uint64_t, Completion> requests;  // sent, by request id
+  };
+  std::map<std::string, std::shared_ptr<DataLink>> data_links_;
+  void send_fetch(DataLink& link, Completion completion);
+  void on_data_message(const std::shared_ptr<DataLink>& link, wire::Envelope& message);
+  void on_data_closed(const std::string& address, const std::shared_ptr<DataLink>& link,
+                      const std::string& reason);
   // Requests to the master awaiting a reply, by request id (on the I/O thread).
   std::map<std::uint64_t, std::function<void(wire::Envelope&)>> master_requests_;
   std::uint64_t next_master_request_ = 1000;

@@ -8,6 +8,7 @@
 #include "clupy/errors.hpp"
 #include "common/handshake.hpp"
 #include "common/log.hpp"
+#include "common/transport.hpp"
 
 namespace clupy::server {
 
@@ -27,6 +28,7 @@ DataPort::DataPort(asio::io_context& io, const std::string& bind, int port,
     const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(bind),
                                            static_cast<unsigned short>(port));
     acceptor_.open(endpoint.protocol());
+    common::set_close_on_exec(acceptor_.native_handle());  // workers must not inherit it
     acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
     acceptor_.bind(endpoint);
     acceptor_.listen();
