@@ -573,7 +573,9 @@ void Scheduler::dispatch() {
       if (!client.library_set.empty()) a->set_library_set(client.library_set);
       a->set_call(task.call);
       a->set_timeout_ms(task.timeout_ms);
-      if (client.hold_threshold != 0) a->set_hold_threshold(client.hold_threshold);
+      // Only a server that announced held results keeps them (an older one would ignore it).
+      if (client.hold_threshold != 0 && server->minor >= common::kHeldResultsMinor)
+        a->set_hold_threshold(client.hold_threshold);
       if (task.held_inputs) [[unlikely]]
         add_held_inputs(client, *id, *a);
       progress = true;

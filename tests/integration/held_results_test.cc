@@ -213,6 +213,20 @@ TEST_F(HeldResultsTest, AnOlderClientGetsItsValuesThroughTheMasterAsBefore) {
   EXPECT_GE(metric("clupy_result_bytes_delivered_total"), 1 << 20);
 }
 
+TEST_F(HeldResultsTest, AServerOlderThanHeldResultsIsNotAskedToHoldAny) {
+  write_file(dir_.file("clupy.server.yaml"), "data_bind: 127.0.0.1\n");
+  http_port_ = free_loopback_port();
+  start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)});
+  start_server("old", {"--capacity", "2"}, {{"CLUPY_TEST_PROTOCOL_MINOR", "3"}});
+  ASSERT_TRUE(servers_become({"old"}));
+  const std::string out = run_program("old-server", {"tree", "8", std::to_string(1 << 20)});
+  // 0+1+4+...+49: every value through the master, as with a 1.3 server.
+  EXPECT_EQ(line_starting(out, "TREE "), "TREE value 140 size " + std::to_string(1 << 20)) << out;
+  EXPECT_EQ(metric("clupy_results_held_total"), 0);
+  EXPECT_EQ(metric("clupy_task_inputs_spliced_total"), 7 * 2);
+  EXPECT_GE(metric("clupy_result_bytes_received_total"), 15LL << 20);
+}
+
 TEST_F(HeldResultsTest, AHeldInputLostWithItsServerFailsItsDependentWithLost) {
   start_cluster(2);
   ChildProcess program = start_program("lost", {"lost", std::to_string(1 << 20)});
