@@ -39,6 +39,7 @@ void Scheduler::add_waiting(Client& client, TaskId id, Task& task, const wire::T
     slots.push_back({input.task_id(), input.position(), input.index(), {}, held, held});
     if (held) {
       bind_held_input(client, id, task, slots.back());
+      ++counters_.inputs_referenced;
       continue;
     }
     std::vector<std::uint64_t>& waiters = client.dependents[input.task_id()];

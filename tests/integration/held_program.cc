@@ -122,6 +122,17 @@ int scenario_one(long size) {
   return 0;
 }
 
+// A dependent given a Future whose value this program already fetched: it names the held
+// result, and the value does not travel back.
+int scenario_after(long size) {
+  clupy::Future<std::string> a = clupy::parallel(piece)(2L, size);
+  a.wait(seconds(60));
+  clupy::Future<std::string> b = clupy::parallel(combine)(a, a);
+  b.wait(seconds(60));
+  print_outcome("AFTER", b);
+  return 0;
+}
+
 // A dependent waits for a slow input while its other input is held by a server the test kills.
 int scenario_lost(long size) {
   clupy::Future<std::string> held = clupy::parallel(announced_piece)(size);
@@ -145,6 +156,7 @@ int main(int argc, char** argv) {
     if (mode == "hold") return scenario_hold(static_cast<int>(arg(2, 4)), arg(3, 1 << 20));
     if (mode == "one") return scenario_one(arg(2, 1 << 20));
     if (mode == "lost") return scenario_lost(arg(2, 1 << 20));
+    if (mode == "after") return scenario_after(arg(2, 1 << 20));
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
     return 1;

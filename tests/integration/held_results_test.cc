@@ -213,6 +213,18 @@ TEST_F(HeldResultsTest, AnOlderClientGetsItsValuesThroughTheMasterAsBefore) {
   EXPECT_GE(metric("clupy_result_bytes_delivered_total"), 1 << 20);
 }
 
+TEST_F(HeldResultsTest, AFutureFetchedAlreadyIsPassedOnByItsReference) {
+  start_cluster(1);
+  const std::string out = run_program("after", {"after", std::to_string(1 << 20)});
+  EXPECT_EQ(line_starting(out, "AFTER "), "AFTER value 8 size " + std::to_string(1 << 20)) << out;
+  EXPECT_EQ(metric("clupy_results_held_total"), 2);
+  EXPECT_EQ(metric("clupy_task_inputs_spliced_total"), 0);
+  EXPECT_EQ(metric("clupy_task_inputs_referenced_total"), 2);
+  // Both places were filled on the server, from what it held.
+  EXPECT_EQ(server_metric("s1", "clupy_server_inputs_read_locally_total"), 2);
+  EXPECT_LT(metric("clupy_result_bytes_received_total"), kThreshold);
+}
+
 TEST_F(HeldResultsTest, AServerOlderThanHeldResultsIsNotAskedToHoldAny) {
   write_file(dir_.file("clupy.server.yaml"), "data_bind: 127.0.0.1\n");
   http_port_ = free_loopback_port();
