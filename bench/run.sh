@@ -158,10 +158,10 @@ stop_cluster() {
   done
   server_pids=()
 }
-# cluster NAME SERVERS: a master and SERVERS servers of two slots, all registered.
+# cluster NAME SERVERS [MASTER_YAML]: a master and SERVERS servers of two slots, all registered.
 cluster() {
   local i
-  start_master "$1"
+  start_master "$1" "${3:-}"
   for ((i = 1; i <= $2; i++)); do start_server "s$i"; done
   wait_for 60 "$2 servers to register" servers_registered "$2"
 }
@@ -271,6 +271,24 @@ if wants 1 || wants 2 || wants 3 || wants 7 || wants 9; then
     done
   fi
   stop_cluster
+  if wants 7 || wants 9; then
+    # The same with every result through the master (result_threshold: 0), for same-run ratios
+    # against held results (docs/protocol.md#held-results).
+    cluster via-master 1 "result_threshold: 0"
+    echo "7 and 9 again, every result through the master (result_threshold: 0)"
+    for ((r = 1; r <= runs; r++)); do
+      if wants 7; then
+        client "$dir/b7.log" "$task_bench" payload "$payloads" "$payload_bytes"
+        record 7 payload-via-master "$dir/b7.log"
+      fi
+      if wants 9; then
+        # shellcheck disable=SC2086
+        client "$dir/b9.log" "$task_bench" chain $chain_sizes 3
+        record 9 chain-via-master "$dir/b9.log"
+      fi
+    done
+    stop_cluster
+  fi
 fi
 
 if wants 4; then

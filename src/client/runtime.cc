@@ -284,6 +284,9 @@ void Runtime::on_reopened(const wire::JobOpened& job) {
   {
     std::lock_guard lock(mu_);
     window_.set_size(job.window());
+    // The new master knows nothing of the results the old one's servers held (they freed
+    // them): values already fetched are in their futures; dependents carry them from here.
+    held_.clear();
     // Every task without a result goes to the new master (at-least-once: it may have run on a
     // server of the old one). Tasks held back by max_in_flight stay held.
     std::vector<std::uint64_t> ids;
@@ -422,7 +425,7 @@ bool Runtime::enqueue(std::string call, const std::string& function_name, const 
   // order), not while max_in_flight holds it here.
   for (const auto& [input_id, input] : references) {
     auto found = pending_.find(input_id);
-    if (found == pending_.end() || found->second.held) return false;
+    if (found == pending_.end() ? !held_.contains(input_id) : found->second.held) return false;
   }
   // Backpressure: a client may not have more than the master's window outstanding. Not on the
   // I/O thread (a future's callback submitting more work): it alone can open the window.
@@ -472,6 +475,8 @@ bool Runtime::enqueue(std::string call, const std::string& function_name, const 
     ref->set_task_id(input_id);
     ref->set_position(input->position);
     ref->set_index(input->index);
+    // Finished, its result held by a server: the master knows where (protocol 1.4).
+    if (!pending_.contains(input_id)) ref->set_held(true);
   }
   if (dependent) pending.dependent = dependent;
   if (site && site->limit_ > 0 && site->in_flight_ >= site->limit_) {
@@ -515,7 +520,15 @@ void Runtime::pin_inputs(Dependent& dependent) {
   for (const auto& input : dependent.inputs) {
     const std::uint64_t input_id = input.state->task_id();
     auto found = pending_.find(input_id);
-    if (input_id == 0 || found == pending_.end()) continue;
+    if (input_id == 0) continue;
+    if (found == pending_.end()) {
+      // Finished and held by a server: kept there while this task may still name it.
+      if (auto held = held_.find(input_id); held != held_.end()) {
+        ++held->second.pins;
+        dependent.pinned.push_back(input_id);
+      }
+      continue;
+    }
     ++found->second.pins;
     dependent.pinned.push_back(input_id);
     // The program may drop its futures of the input from now on: then its value need not come.
@@ -529,7 +542,12 @@ void Runtime::pin_inputs(Dependent& dependent) {
 void Runtime::unpin_inputs(Dependent& dependent) {
   for (const std::uint64_t input_id : dependent.pinned) {
     auto found = pending_.find(input_id);
-    if (found == pending_.end() || found->second.pins == 0) continue;
+    if (found == pending_.end()) {
+      if (auto held = held_.find(input_id); held != held_.end() && held->second.pins > 0)
+        if (--held->second.pins == 0) release_held_if_unused(input_id);
+      continue;
+    }
+    if (found->second.pins == 0) continue;
     if (--found->second.pins == 0) release_if_unobserved(input_id);
   }
   dependent.pinned.clear();
@@ -537,7 +555,13 @@ void Runtime::unpin_inputs(Dependent& dependent) {
 
 void Runtime::release_if_unobserved(std::uint64_t task_id) {
   auto found = pending_.find(task_id);
-  if (found == pending_.end()) return;
+  if (found == pending_.end()) {
+    if (auto held = held_.find(task_id); held != held_.end()) {
+      held->second.dropped = true;
+      release_held_if_unused(task_id);
+    }
+    return;
+  }
   Pending& p = found->second;
   if (p.held || p.released || p.pins > 0 || reconnecting_ || p.state->observed()) return;
   p.released = true;
@@ -568,6 +592,15 @@ void Runtime::resolve(std::shared_ptr<Dependent> dependent) {
   for (const auto& input : dependent->inputs) {
     switch (input.state->status()) {
       case detail::FutureStateBase::Status::kSucceeded:
+        if (!dependent->wait_here && input.state->task_id() != 0 &&
+            master_takes_inputs_.load(std::memory_order_acquire)) {
+          std::lock_guard lock(mu_);
+          if (held_.contains(input.state->task_id())) {
+            // Its bytes stay on the server that holds them; the master names it there.
+            references.emplace_back(input.state->task_id(), &input);
+            break;
+          }
+        }
         values.emplace_back();
         input.encode_value(values.back());
         fills.push_back({input.position, input.index, values.back()});
@@ -691,6 +724,14 @@ void Runtime::on_message(wire::Envelope& message) {
     case wire::Envelope::kTaskOutput:
       print_output(message.task_output());
       break;
+    case wire::Envelope::kResultBytes:
+      if (auto request = master_requests_.find(message.request_id());
+          request != master_requests_.end()) {
+        auto handler = std::move(request->second);
+        master_requests_.erase(request);
+        handler(message);
+      }
+      break;
     case wire::Envelope::kImageFailed:
       log()->error("the master could not store this program's image: {}",
                    message.image_failed().reason());
@@ -759,6 +800,8 @@ void Runtime::on_results(wire::TaskResults& results) {
         window_.resolve();
         continue;
       }
+      if (result.has_held()) [[unlikely]]
+        held_[result.task_id()] = HeldEntry{result.held(), pending.pins, false};
       done.push_back(
           {std::move(pending.state), std::move(result), std::move(pending.function_name)});
       pending_.erase(it);
@@ -779,6 +822,10 @@ void Runtime::on_results(wire::TaskResults& results) {
 void Runtime::complete_all(std::vector<Completion>& done) {
   for (auto& c : done) {
     const std::uint64_t id = c.result.task_id();
+    if (c.result.has_held()) [[unlikely]] {
+      complete_held(c);
+      continue;
+    }
     if (c.result.value_withheld()) {
       // Released: no Future of it is left in this program, so no one can see this.
       Failure f;
@@ -808,6 +855,16 @@ void Runtime::print_output(const wire::TaskOutput& output) {
 
 void Runtime::on_closed(const std::string& reason) {
   keepalive_timer_.cancel();
+  // Fetches relayed by the master end with it.
+  auto requests = std::move(master_requests_);
+  master_requests_.clear();
+  for (auto& [id, handler] : requests) {
+    wire::Envelope lost;
+    auto* failure = lost.mutable_result_bytes()->mutable_failure();
+    failure->set_kind(static_cast<std::uint32_t>(FailureKind::kUnavailable));
+    failure->set_message("lost the connection to the master (" + reason + ")");
+    handler(lost);
+  }
   worker_output_.flush_all();
   if (locator_ && !stopped_) {
     {
@@ -855,6 +912,11 @@ void Runtime::stop() {
   if (io_thread_.joinable()) {
     asio::post(io_, [this] {
       keepalive_timer_.cancel();
+      // Data connections too: their reads would keep the I/O thread running.
+      auto links = std::move(data_links_);
+      data_links_.clear();
+      for (auto& [address, link] : links)
+        if (link->connection) link->connection->close("client shutting down");
       if (connection_) connection_->close("client shutting down");
     });
     work_.reset();

@@ -129,6 +129,39 @@ class Runtime {
     std::string function_name;
   };
   void on_results(wire::TaskResults& results);
+  // Held results (protocol 1.4; held_results.cc, docs/protocol.md#held-results).
+  struct HeldEntry {
+    wire::ResultRef ref;
+    std::uint32_t pins = 0;  // Dependents that may still name it (pin_inputs)
+    bool dropped = false;    // the program holds no Future of it any more
+  };
+  // A task's result stayed on its server: its bytes are fetched for a Future the program still
+  // holds (directly from the server, else through the master), or it is let go.
+  void complete_held(Completion& completion);
+  asio::awaitable<void> fetch_held(Completion completion);
+  // The direct fetch failed: the master asks the holding server (FetchResult by task id).
+  void fetch_held_through_master(Completion completion, std::string why);
+  void finish_held(Completion& completion, const std::string& outcome);
+  // Lets the server free the held result once no Future and no unsent Dependent needs it
+  // (under mu_).
+  void release_held_if_unused(std::uint64_t task_id);
+  std::unordered_map<std::uint64_t, HeldEntry> held_;  // by task id; guarded by mu_
+  // One data connection per holding server, kept open and shared by the fetches (on the I/O
+  // thread): dialled by the first fetch, the others queue until it is up.
+  struct DataLink {
+    std::shared_ptr<common::Connection> connection;
+    bool dialing = false;
+    std::vector<Completion> queued;                // waiting for the dial
+    std::map<std::uint64_t, Completion> requests;  // sent, by request id
+  };
+  std::map<std::string, std::shared_ptr<DataLink>> data_links_;
+  void send_fetch(DataLink& link, Completion completion);
+  void on_data_message(const std::shared_ptr<DataLink>& link, wire::Envelope& message);
+  void on_data_closed(const std::string& address, const std::shared_ptr<DataLink>& link,
+                      const std::string& reason);
+  // Requests to the master awaiting a reply, by request id (on the I/O thread).
+  std::map<std::uint64_t, std::function<void(wire::Envelope&)>> master_requests_;
+  std::uint64_t next_master_request_ = 1000;
   // A task of a max_in_flight call site has left the wire: its slot goes to the next held one.
   void free_slot(Pending& pending);  // under mu_
   void complete_all(std::vector<Completion>& done);

@@ -150,6 +150,7 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
     t.add("default_retries", int_key(c.default_retries, 0, 1000));
     t.add("assign_ahead", int_key(c.assign_ahead, 1, 1024));
     t.add("max_frame_size", size_key(c.max_frame_size));
+    t.add("result_threshold", size_key(c.result_threshold));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
     t.add("store", section_key(t.source(), c.store, &parse_store_section));
@@ -179,6 +180,18 @@ ServerConfig parse_server_config(const std::string& yaml, const std::string& sou
       const std::string value = scalar(node);
       c.dependency_recheck_period =
           value == "off" || value == "0" ? Millis(0) : parse_duration(value);
+    });
+    t.add("data_port", [&c](const YAML::Node& node) {
+      const std::string value = scalar(node);
+      c.data_port = value == "off" ? -1 : 0;
+      if (value != "off") int_key(c.data_port, 0, 65535)(node);
+    });
+    t.add("data_bind", string_key(c.data_bind));
+    t.add("result_memory", size_key(c.result_memory));
+    t.add("result_threshold", [&c](const YAML::Node& node) {
+      std::size_t threshold = 0;
+      size_key(threshold)(node);
+      c.result_threshold = threshold;
     });
   });
 }

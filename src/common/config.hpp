@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "common/coord_config.hpp"
@@ -59,6 +60,9 @@ struct MasterConfig {
   int task_output_tasks_per_job = 1000;                   // a job's oldest task's lines go first
   std::size_t task_output_bytes = std::size_t{16} << 20;  // in total; the oldest task's go first
   std::size_t max_frame_size = kDefaultMaxFrameSize;
+  // Successful outcomes of at least this many bytes stay on the server that made them (held
+  // results, protocol 1.4); 0: every outcome comes through the master.
+  std::size_t result_threshold = std::size_t{64} << 10;
   std::string log_level = "info";
   TlsConfig tls;
   StoreSection store;                // the Redis file store (docs/store.md); off unless configured
@@ -85,6 +89,14 @@ struct ServerConfig {
   // How often a synced server checks its dependencies again and prunes its library cache
   // (docs/dependencies.md); 0 ("off"): never.
   Millis dependency_recheck_period{600'000};
+  // Held results (docs/configuration.md#held-results): the data port other programs and
+  // servers fetch them from (0: any free port, announced at registration; -1: none), its
+  // address, the memory they may take before they are spilled to cache_dir, and this server's
+  // own threshold (unset: the master's).
+  int data_port = 0;
+  std::string data_bind = "127.0.0.1";
+  std::size_t result_memory = std::size_t{1} << 30;
+  std::optional<std::size_t> result_threshold;
 };
 
 // What a client does when its program's libraries differ from a server's (docs/dependencies.md).

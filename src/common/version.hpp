@@ -14,14 +14,19 @@ namespace clupy::common {
 // once the other side has announced a minor version that has them.
 inline constexpr unsigned kProtocolMajor = 1;
 // 1.1: fencing tokens, coordination service. 1.2: frame attachments. 1.3: dependencies,
-// services, futures as arguments.
-inline constexpr unsigned kProtocolMinor = 3;
+// services, futures as arguments. 1.4: held results (results kept where they were made).
+inline constexpr unsigned kProtocolMinor = 4;
 // The first minor version whose peers read frame attachments (common/frame.hpp).
 inline constexpr unsigned kAttachmentsMinor = 2;
 // The first minor version whose masters hold a task until its inputs (TaskSpec.inputs, futures
 // given as arguments) are done and put their values into the call. An older master would run
 // the task with the inputs missing: a client resolves inputs itself before it sends to one.
 inline constexpr unsigned kTaskInputsMinor = 3;
+// The first minor version that keeps large results on the server that made them
+// (TaskResult.held, Assignment.hold_threshold, FetchResult). A master asks a server to hold a
+// client's results only when that client announced it; servers of older minors get no
+// assignment whose inputs are held, and an older master never asks.
+inline constexpr unsigned kHeldResultsMinor = 4;
 
 // libclupy's version ("0.1.0").
 const char* library_version();

@@ -425,6 +425,16 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       scheduler_.release_results(session_id, message.release_results());
       return;
     }
+    case wire::Envelope::kFetchResult: {
+      if (session.peer.role != wire::ROLE_CLIENT) break;
+      fetch_for_client(session_id, message);
+      return;
+    }
+    case wire::Envelope::kResultBytes: {
+      if (session.peer.role != wire::ROLE_SERVER) break;
+      relay_result(session_id, message);
+      return;
+    }
     case wire::Envelope::kKeepAlive: {
       scheduler_.client_seen(session_id, now);
       return;
@@ -504,6 +514,7 @@ void Master::on_session_closed(std::uint64_t session_id, const std::string& reas
   if (session.peer.role == wire::ROLE_SERVER) {
     registry_.connection_lost(session_id);
     lose_server(session);
+    fail_relays_through(session_id);
   }
   if (session.peer.role == wire::ROLE_CLIENT) {
     job_packages_.close(session_id);
@@ -627,6 +638,8 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
   }
   const std::uint64_t job_id = scheduler_.open_job(session_id, client_name, job.image_sha256(),
                                                    image_name, ready, Clock::now());
+  if (session.peer.build.protocol_minor() >= common::kHeldResultsMinor)
+    scheduler_.set_hold_threshold(session_id, config_.result_threshold);
   log()->info("job {} opened by {} ({}, image {}{})", job_id, client_name, image_name,
               hex_of(job.image_sha256()).substr(0, 16), need ? ", uploading" : "");
   auto* opened = reply.mutable_job_opened();

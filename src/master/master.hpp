@@ -88,9 +88,26 @@ class Master : private Outbox {
   void assign(SessionId server, wire::AssignTasks& tasks) override;
   void cancel(SessionId server, wire::CancelAssignments&& tasks) override;
   void deliver(SessionId client, wire::TaskResults& results) override;
+  void free_results(SessionId server, wire::FreeResults&& results) override;
   void send_to(SessionId session, const wire::Envelope& message);
   // Moves large calls and outcomes out of `message` into frame attachments.
   void send_to(SessionId session, wire::Envelope&& message);
+
+  // Held results a client could not fetch from their servers directly (held_relay.cc): the
+  // master asks the holding server over its link and passes the answer on.
+  void fetch_for_client(SessionId client, const wire::Envelope& message);
+  void relay_result(SessionId server, wire::Envelope& message);
+  // The server's link closed: the fetches relayed through it fail kLost.
+  void fail_relays_through(SessionId server);
+  struct Relay {
+    SessionId client = 0;
+    std::uint64_t request_id = 0;  // the client's
+    SessionId server = 0;
+    std::uint64_t task_id = 0;  // the client's
+  };
+  std::map<std::uint64_t, Relay> relays_;  // by the request id sent to the server
+  std::uint64_t next_relay_id_ = 1;
+  std::uint64_t result_bytes_relayed_ = 0;
 
   void open_job(std::uint64_t session_id, Session& session, wire::Envelope& message);
   void store_chunk(std::uint64_t session_id, Session& session, const wire::ImageChunk& chunk);

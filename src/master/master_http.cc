@@ -132,6 +132,26 @@ std::string Master::metrics_text() {
   text.single("clupy_result_bytes_delivered_total", "counter",
               "Bytes of task outcomes sent to client programs.",
               static_cast<double>(c.result_bytes_delivered));
+  text.single("clupy_result_bytes_received_total", "counter",
+              "Bytes of task outcomes received from servers (held results excluded).",
+              static_cast<double>(c.result_bytes_received));
+  text.single("clupy_results_held_total", "counter",
+              "Results that stayed on the servers that made them (result_threshold).",
+              static_cast<double>(c.results_held));
+  text.single("clupy_held_result_bytes", "gauge",
+              "Bytes of held results the master knows of now (on their servers).",
+              static_cast<double>(scheduler_.held_bytes()));
+  text.single("clupy_task_inputs_referenced_total", "counter",
+              "Held results named in dependents' assignments instead of their values.",
+              static_cast<double>(c.inputs_referenced));
+  text.single("clupy_results_freed_total", "counter",
+              "Held results servers were told to drop (no Future, no queued task needed them).",
+              static_cast<double>(c.results_freed));
+  text.single("clupy_results_lost_total", "counter", "Held results lost with their servers.",
+              static_cast<double>(c.results_lost));
+  text.single("clupy_result_bytes_relayed_total", "counter",
+              "Bytes of held results fetched through the master (a client's fallback).",
+              static_cast<double>(result_bytes_relayed_));
   text.single("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.",
               static_cast<double>(images_.total_bytes()));
   if (store_) {

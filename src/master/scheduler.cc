@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "clupy/detail/call.hpp"
-#include "common/task_result.hpp"
+#include "common/version.hpp"
 
 namespace clupy::master {
 
@@ -133,99 +133,6 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
   }
 }
 
-bool Scheduler::inputs_known(SessionId client_id, Client& client, const wire::TaskSpec& spec) {
-  for (const auto& input : spec.inputs()) {
-    if (input.task_id() != spec.task_id() && client.by_client_id.contains(input.task_id()))
-      continue;
-    // Finished (its result is on its way to the client, or there) or never submitted.
-    wire::TaskResults& batch = client.outgoing;
-    if (batch.results_size() == 0) delivering_.push_back(client_id);
-    wire::TaskResult* result = batch.add_results();
-    result->set_task_id(spec.task_id());
-    result->set_inputs_gone(true);
-    result->mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kDependency));
-    result->mutable_failure()->set_message("input task " + std::to_string(input.task_id()) +
-                                           " is not an unfinished task of this client");
-    return false;
-  }
-  return true;
-}
-
-void Scheduler::add_waiting(Client& client, TaskId id, Task& task, const wire::TaskSpec& spec) {
-  std::vector<InputSlot>& slots = waiting_[id];
-  slots.reserve(static_cast<std::size_t>(spec.inputs_size()));
-  for (const auto& input : spec.inputs()) {
-    slots.push_back({input.task_id(), input.position(), input.index(), {}, false});
-    std::vector<std::uint64_t>& waiters = client.dependents[input.task_id()];
-    // Once per input, however many places it fills.
-    if (std::find(waiters.begin(), waiters.end(), spec.task_id()) == waiters.end()) {
-      waiters.push_back(spec.task_id());
-      ++task.inputs_left;
-    }
-  }
-}
-
-void Scheduler::feed_dependents(Client& client, const Task& input, const wire::TaskResult& result) {
-  auto found = client.dependents.find(input.client_task_id);
-  if (found == client.dependents.end()) return;
-  const std::vector<std::uint64_t> waiters = std::move(found->second);
-  client.dependents.erase(found);
-  // The input's value, or why it has none.
-  std::optional<std::string_view> value;
-  auto outcome = common::read_task_result(result);
-  Failure failure = std::move(outcome.failure);
-  if (outcome.ok)
-    value = outcome.result;
-  else
-    failure.task_id = input.client_task_id;
-  for (const std::uint64_t waiter : waiters) {
-    auto known = client.by_client_id.find(waiter);
-    if (known == client.by_client_id.end()) continue;  // cancelled or failed meanwhile
-    const TaskId id = known->second;
-    Task* task = tasks_.find(id);
-    auto slots = waiting_.find(id);
-    if (task == nullptr || slots == waiting_.end()) continue;
-    if (!value) {
-      waiting_.erase(slots);
-      fail(
-          id, FailureKind::kDependency,
-          "input task " + std::to_string(input.client_task_id) + " failed: " + failure.to_string());
-      continue;
-    }
-    for (InputSlot& slot : slots->second) {
-      if (slot.input != input.client_task_id || slot.filled) continue;
-      slot.value = std::string(*value);
-      slot.filled = true;
-      ++counters_.inputs_spliced;
-    }
-    if (--task->inputs_left > 0) continue;
-    std::vector<detail::ArgumentFill> fills;
-    fills.reserve(slots->second.size());
-    for (const InputSlot& slot : slots->second)
-      fills.push_back({slot.position, slot.index, slot.value});
-    try {
-      task->call = detail::splice_call_arguments(task->call, fills);
-    } catch (const std::exception& e) {
-      waiting_.erase(slots);
-      fail(id, FailureKind::kProtocol,
-           std::string("cannot put its inputs' values into the call: ") + e.what());
-      continue;
-    }
-    waiting_.erase(slots);
-    task->since = clock_.now();
-    client.queue.push_back(id);
-    ++queued_;
-  }
-}
-
-void Scheduler::release_results(SessionId client, const wire::ReleaseResults& release) {
-  auto it = clients_.find(client);
-  if (it == clients_.end()) return;
-  Client& c = it->second;
-  for (std::uint64_t client_task_id : release.task_ids())
-    if (c.by_client_id.contains(client_task_id)) c.released.insert(client_task_id);
-}
-
 void Scheduler::refuse_batch(SessionId client_id, Client& client, const wire::SubmitTasks& tasks) {
   const bool unavailable = !client.image_error.empty();
   const std::string reason =
@@ -311,6 +218,8 @@ std::optional<std::uint64_t> Scheduler::client_gone(SessionId client) {
     }
   }
   release(c);
+  free_all_held(c);
+  flush_frees();
   clients_.erase(it);
   round_robin_.erase(std::find(round_robin_.begin(), round_robin_.end(), client));
   delivering_.erase(std::remove(delivering_.begin(), delivering_.end(), client), delivering_.end());
@@ -322,6 +231,7 @@ void Scheduler::server_available(const std::string& server_id, SessionId session
   if (record == nullptr) return;
   Server& server = servers_[server_id];
   server.session = session;
+  server.minor = record->description.build().protocol_minor();
   server.base_slots = std::max<std::uint32_t>(1, record->description.capacity()) *
                       std::max<std::uint32_t>(1, config_.assign_ahead);
   server.slots = server.base_slots;
@@ -403,6 +313,7 @@ void Scheduler::server_lost(const std::string& server_id) {
   }
   // Last: the tasks and clients above pointed at this entry.
   servers_.erase(it);
+  held_results_lost(server_id);
 }
 
 bool Scheduler::server_draining(const std::string& server_id,
@@ -451,6 +362,7 @@ void Scheduler::results(const std::string& server_id, wire::TaskResults& results
   if (server != servers_.end())
     adapt_slots(server->second, static_cast<std::size_t>(results.results_size()));
   for (auto& result : *results.mutable_results()) {
+    counters_.result_bytes_received += result.outcome().size();
     const std::uint64_t id = result.task_id();
     // Only the server the task is assigned to may finish it: a result from a server that was
     // declared lost arrives after the task moved on and is dropped.
@@ -459,6 +371,7 @@ void Scheduler::results(const std::string& server_id, wire::TaskResults& results
     Task* task = tasks_.find(id);
     if (task == nullptr) continue;
     if (task->client == 0) {
+      if (result.has_held()) free_on_server(result.held());  // no one will ask for it
       forget(id, *task);
       continue;
     }
@@ -487,17 +400,26 @@ void Scheduler::expire_reservations(Clock::time_point now, std::chrono::millisec
     if (!client.reserved.empty() && now - client.last_seen > ttl) release(client);
 }
 
-Scheduler::ServerSlot* Scheduler::pick_server(Client& client, const Task& task) {
+Scheduler::ServerSlot* Scheduler::pick_server(Client& client, TaskId task_id, const Task& task) {
   const std::size_t wanted =
       task.server_count != 0 ? task.server_count : config_.default_server_count;
   auto fits = [&](const Server& s) {
     if (s.draining || s.held || s.running.size() >= s.slots) return false;
+    // Only a server that reads held inputs may run a task that has them.
+    if (task.held_inputs && s.minor < common::kHeldResultsMinor) return false;
     for (const auto& [k, v] : label_sets_.get(task.labels)) {
       auto label = s.labels.find(k);
       if (label == s.labels.end() || label->second != v) return false;
     }
     return true;
   };
+  if (task.held_inputs) [[unlikely]] {
+    // Where its inputs lie, when that server has room: they need not travel.
+    ServerSlot* holder = holder_of_inputs(client, task_id);
+    if (holder != nullptr && fits(holder->second) &&
+        (client.refused.empty() || !client.refused.contains(holder->first)))
+      return holder;
+  }
   ServerSlot* best = nullptr;
   auto consider = [&](ServerSlot& slot) {
     if (fits(slot.second) && (client.refused.empty() || !client.refused.contains(slot.first)) &&
@@ -548,19 +470,27 @@ void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
   Task* found = tasks_.find(task_id);
   if (found == nullptr) return;
   Task& task = *found;
-  ++(result.outcome().empty() ? counters_.failed : counters_.succeeded);
+  ++(result.outcome().empty() && !result.has_held() ? counters_.failed : counters_.succeeded);
   auto client = clients_.find(task.client);
   if (observer_ != nullptr) [[likely]]
     observe_finish(task, client != clients_.end() ? &client->second : nullptr, result);
   if (client != clients_.end()) {
     Client& owner = client->second;
+    if (result.has_held()) [[unlikely]]
+      keep_held(owner, task, result);
     if (!owner.dependents.empty()) feed_dependents(owner, task, result);
     if (!owner.released.empty() && owner.released.erase(task.client_task_id) > 0 &&
-        !result.outcome().empty()) {
+        (!result.outcome().empty() || result.has_held())) {
       // No future of it is left in the program; the tasks that needed its value have it.
       result.clear_outcome();
       result.set_value_withheld(true);
       ++counters_.values_withheld;
+      if (result.has_held()) {
+        result.clear_held();
+        auto held = owner.held.find(task.client_task_id);
+        held->second.client_holds = false;
+        free_if_unused(owner, held);
+      }
     }
     result.set_task_id(task.client_task_id);
     result.set_attempts(task.attempts);
@@ -584,6 +514,8 @@ void Scheduler::observe_finish(const Task& task, const Client* client,
 }
 
 void Scheduler::forget(TaskId task_id, Task& task) {
+  if (task.held_inputs) [[unlikely]]
+    unbind_held_inputs(task_id);
   label_sets_.release(task.labels);
   tasks_.erase(task_id);
 }
@@ -620,7 +552,7 @@ void Scheduler::dispatch() {
       const std::optional<TaskId> id = front_queued(client);
       if (!id) continue;
       Task& task = *tasks_.find(*id);
-      ServerSlot* slot = pick_server(client, task);
+      ServerSlot* slot = pick_server(client, *id, task);
       if (slot == nullptr) continue;
       Server* server = &slot->second;
       client.queue.pop_front();
@@ -641,6 +573,11 @@ void Scheduler::dispatch() {
       if (!client.library_set.empty()) a->set_library_set(client.library_set);
       a->set_call(task.call);
       a->set_timeout_ms(task.timeout_ms);
+      // Only a server that announced held results keeps them (an older one would ignore it).
+      if (client.hold_threshold != 0 && server->minor >= common::kHeldResultsMinor)
+        a->set_hold_threshold(client.hold_threshold);
+      if (task.held_inputs) [[unlikely]]
+        add_held_inputs(client, *id, *a);
       progress = true;
     }
   }
@@ -654,6 +591,7 @@ void Scheduler::dispatch() {
   assigning_.clear();
   for (auto& [session, batch] : pending_cancel_) outbox_.cancel(session, std::move(batch));
   pending_cancel_.clear();
+  flush_frees();
   for (SessionId session : delivering_) {
     wire::TaskResults& batch = clients_.at(session).outgoing;
     for (const auto& r : batch.results()) counters_.result_bytes_delivered += r.outcome().size();

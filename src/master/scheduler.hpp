@@ -41,6 +41,8 @@ class Outbox {
   virtual void assign(SessionId server, wire::AssignTasks& tasks) = 0;
   virtual void cancel(SessionId server, wire::CancelAssignments&& tasks) = 0;
   virtual void deliver(SessionId client, wire::TaskResults& results) = 0;
+  // Held results nothing needs any more (protocol 1.4): the server may drop them.
+  virtual void free_results(SessionId /*server*/, wire::FreeResults&& /*results*/) {}
 
  protected:
   virtual ~Outbox() = default;
@@ -56,6 +58,12 @@ struct SchedulerCounters {
   std::uint64_t inputs_spliced = 0;          // input values put into dependents' calls
   std::uint64_t values_withheld = 0;         // results whose value the client had released
   std::uint64_t result_bytes_delivered = 0;  // outcome bytes sent to clients
+  // Held results (docs/protocol.md#held-results).
+  std::uint64_t result_bytes_received = 0;  // outcome bytes that came from servers
+  std::uint64_t results_held = 0;           // results that stayed on their servers
+  std::uint64_t inputs_referenced = 0;      // held results named in dependents' assignments
+  std::uint64_t results_freed = 0;          // held results the master told servers to drop
+  std::uint64_t results_lost = 0;           // held results lost with their servers
 };
 
 // A task that finished (a result, a failure the master decided, or a cancellation), as the
@@ -117,6 +125,16 @@ class Scheduler {
   // The client holds no future of these tasks: when they succeed, their value is not sent
   // (value_withheld); tasks waiting for them still get it.
   void release_results(SessionId client, const wire::ReleaseResults& release);
+  // Successful outcomes of the client's tasks of at least `bytes` stay on their servers (the
+  // client speaks protocol 1.4; 0: never). Set after open_job.
+  void set_hold_threshold(SessionId client, std::uint64_t bytes);
+  // Where a held result of the client's task lies: the holding server's session and the
+  // reference; nullopt when it is not held (freed, or lost with its server).
+  struct HeldLocation {
+    SessionId server = 0;
+    wire::ResultRef ref;
+  };
+  std::optional<HeldLocation> held_result(SessionId client, std::uint64_t client_task_id) const;
   void client_seen(SessionId client, Clock::time_point now);
   // Drops the client's queued tasks and releases its servers; running tasks finish unseen.
   // Returns the client's job id, if it had opened one.
@@ -162,6 +180,8 @@ class Scheduler {
   // Distinct label requirements among them.
   std::size_t label_sets() const { return label_sets_.size(); }
   const SchedulerCounters& counters() const { return counters_; }
+  // Bytes of the held results the master knows of now (on their servers).
+  std::uint64_t held_bytes() const { return held_bytes_; }
   std::size_t running() const { return running_; }
   std::size_t clients() const { return clients_.size(); }
   const SchedulerConfig& config() const { return config_; }
@@ -196,6 +216,7 @@ class Scheduler {
     TaskSet<TaskId> running;
     std::map<std::string, std::string> labels;
     std::uint32_t holders = 0;   // clients holding a reservation
+    std::uint32_t minor = 0;     // its protocol minor version
     bool draining = false;       // takes no new tasks (server_draining)
     bool held = false;           // takes no new tasks until released (set_server_held)
     wire::AssignTasks outgoing;  // assigned by this dispatch; reused (see flush_batch)
@@ -218,8 +239,15 @@ class Scheduler {
     LabelSets::Id labels = LabelSets::kNone;
     // Inputs (futures passed as arguments) not finished yet; queued when it reaches 0.
     std::uint32_t inputs_left = 0;
+    bool held_inputs = false;  // some inputs are held results (held_inputs_)
     // While queued: when it was queued; while it runs: when it was assigned (dashboard figures).
     Clock::time_point since{};
+  };
+  // A result a server holds for a finished task of a client.
+  struct HeldResult {
+    wire::ResultRef ref;
+    std::uint32_t users = 0;   // tasks bound to it (bind_held_input) that have not ended
+    bool client_holds = true;  // the program has a Future of it (no ReleaseResults yet)
   };
   struct Client {
     std::uint64_t job_id = 0;
@@ -242,15 +270,43 @@ class Scheduler {
     TaskMap<std::uint64_t, std::vector<std::uint64_t>> dependents;
     // Unfinished tasks whose value the client released (release_results).
     TaskSet<std::uint64_t> released;
+    // Held results (protocol 1.4): bytes from which outcomes stay on their servers (0: none),
+    // and the finished tasks whose results are held, by client task id.
+    std::uint64_t hold_threshold = 0;
+    TaskMap<std::uint64_t, HeldResult> held;
   };
   // A task waiting for its inputs: where each input's value goes in its call.
   struct InputSlot {
     std::uint64_t input = 0;  // the client's task id
     std::uint32_t position = 0;
     std::int32_t index = -1;
-    std::string value;  // msgpack, once the input succeeded
+    std::string value;  // msgpack, once the input succeeded (and is not held)
     bool filled = false;
+    bool held = false;  // its value is a held result: the server that runs the task puts it in
   };
+  // A held input of a task: put into its call by the server that runs it.
+  struct HeldSlot {
+    std::uint64_t input = 0;  // the client's task id, a key of Client::held
+    std::uint32_t position = 0;
+    std::int32_t index = -1;
+  };
+  // Binds a waiting task's slot to the held result it names (counts a user of it).
+  void bind_held_input(Client& client, TaskId id, Task& task, const InputSlot& slot);
+  // Every input of a waiting task is there: the values go into the call and it is queued.
+  // False when it failed instead.
+  bool inputs_complete(Client& client, TaskId id, Task& task);
+  void keep_held(Client& client, const Task& task, const wire::TaskResult& result);
+  void free_if_unused(Client& client, TaskMap<std::uint64_t, HeldResult>::iterator held);
+  void free_on_server(const wire::ResultRef& ref);
+  void flush_frees();
+  // The task no longer needs its held inputs (it finished, failed or was dropped).
+  void unbind_held_inputs(TaskId id);
+  void free_all_held(Client& client);
+  // The server that holds most of the task's held input bytes, if it is connected.
+  ServerSlot* holder_of_inputs(Client& client, TaskId id);
+  void add_held_inputs(Client& client, TaskId id, wire::Assignment& assignment);
+  // The server's held results are gone: the tasks that need them and do not run fail kLost.
+  void held_results_lost(const std::string& server_id);
   // Whether every input of a submitted task is an unfinished task of the client; if not, the
   // task is answered inputs_gone and not stored. add_waiting then keeps it until they finish.
   bool inputs_known(SessionId client_id, Client& client, const wire::TaskSpec& spec);
@@ -258,7 +314,7 @@ class Scheduler {
   // A task of `client` finished: its dependents get its value (and are queued once complete),
   // or fail with kDependency.
   void feed_dependents(Client& client, const Task& input, const wire::TaskResult& result);
-  ServerSlot* pick_server(Client& client, const Task& task);
+  ServerSlot* pick_server(Client& client, TaskId task_id, const Task& task);
   void reserve(Client& client, std::size_t count);
   void release(Client& client);
   void finish(TaskId task_id, wire::TaskResult&& result);
@@ -293,8 +349,11 @@ class Scheduler {
   std::deque<SessionId> round_robin_;
   std::vector<ServerSlot*> assigning_;  // servers whose outgoing batch has tasks
   std::map<SessionId, wire::CancelAssignments> pending_cancel_;
-  std::vector<SessionId> delivering_;                // clients whose outgoing batch has results
-  TaskMap<TaskId, std::vector<InputSlot>> waiting_;  // see add_waiting
+  std::vector<SessionId> delivering_;                    // clients whose outgoing batch has results
+  TaskMap<TaskId, std::vector<InputSlot>> waiting_;      // see add_waiting
+  TaskMap<TaskId, std::vector<HeldSlot>> held_inputs_;   // tasks' held inputs (bind_held_input)
+  std::map<SessionId, wire::FreeResults> pending_free_;  // by server session (flush_frees)
+  std::uint64_t held_bytes_ = 0;
   std::uint64_t next_job_id_ = 1;
   std::size_t running_ = 0;
   std::size_t queued_ = 0;  // tasks in clients' queues

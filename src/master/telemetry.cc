@@ -71,8 +71,8 @@ void Telemetry::task_dispatched(Clock::duration waited) {
 
 void Telemetry::task_finished(const FinishedTask& task) {
   // A result that carries the worker's outcome may still be an exception the function threw.
-  bool failed = task.result.outcome().empty();
-  if (!failed) {
+  bool failed = task.result.outcome().empty() && !task.result.has_held();
+  if (!failed && !task.result.has_held()) {
     try {
       failed = !outcome_is_value(task.result.outcome());
     } catch (const std::exception&) {

@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <filesystem>
 #include <thread>
 
 #include "base/hex.hpp"
@@ -126,6 +127,10 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
         });
   if (http_)
     log()->info("HTTP: /metrics and /healthz on http://{}:{}/", config_.http_bind, http_->port());
+  held_ = std::make_unique<ResultHolder>(
+      (std::filesystem::path(config_.cache_dir) / "results" / server_id_).string(),
+      config_.result_memory);
+  start_data_port();
 }
 
 void ServerDaemon::send_offer() {
@@ -181,6 +186,7 @@ void ServerDaemon::send_to_master(wire::Envelope&& message) {
 }
 
 void ServerDaemon::queue_result(wire::TaskResult&& result) {
+  if (!hold_thresholds_.empty()) hold_if_large(result);
   // Results produced in one turn of the event loop travel as one message, or several turns'
   // worth when more tasks are still running here (see send_results_when_due).
   *pending_results_.mutable_task_results()->add_results() = std::move(result);
@@ -270,6 +276,7 @@ void ServerDaemon::stop() {
   wake_timer_.cancel();
   drain_timer_.cancel();
   pool_->shutdown();
+  if (data_port_) data_port_->stop();
   deps_->stop();
   locator_.reset();
   if (http_) http_->stop();
@@ -367,6 +374,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
   for (const auto& [k, v] : config_.labels) (*description->mutable_labels())[k] = v;
   common::fill_build_info(*description->mutable_build());
   description->set_pid(static_cast<std::uint32_t>(::getpid()));
+  description->set_data_address(data_address_);
   bytes_to_master_ += hello.ByteSizeLong();
   connection->send(hello);
 
@@ -385,6 +393,9 @@ asio::awaitable<void> ServerDaemon::serve_connection(
     log()->warn("lost the master at {}: {}", master_.to_string(), link->reason);
     // A new master knows nothing of these tasks: stop them and free the slots.
     pool_->abandon_all();
+    // The master that knew of the results held here is gone; a new one knows nothing of them.
+    held_->clear();
+    hold_thresholds_.clear();
     deps_->connection_lost();
     job_packages_->connection_lost();
     pending_results_.Clear();
@@ -429,8 +440,14 @@ void ServerDaemon::handle(wire::Envelope& message) {
       }
       for (auto& task : *message.mutable_assign_tasks()->mutable_tasks()) {
         task.set_master_fencing_token(message.assign_tasks().fencing_token());
-        pool_->run(std::move(task));
+        run_assignment(std::move(task));
       }
+      break;
+    case wire::Envelope::kFetchResult:
+      answer_fetch(message);
+      break;
+    case wire::Envelope::kFreeResults:
+      for (std::uint64_t id : message.free_results().result_ids()) held_->free(id);
       break;
     case wire::Envelope::kCancelAssignments:
       for (std::uint64_t id : message.cancel_assignments().task_ids()) pool_->cancel(id);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "common/config.hpp"
 #include "common/connection.hpp"
@@ -17,6 +18,8 @@
 #include "deps/job_dependencies.hpp"
 #include "deps/offer_reader.hpp"
 #include "deps/server_sync.hpp"
+#include "server/data_port.hpp"
+#include "server/result_holder.hpp"
 #include "server/workers.hpp"
 
 namespace clupy::server {
@@ -70,6 +73,15 @@ class ServerDaemon {
   std::string deposed_message(std::int64_t token) const;
   // The cluster's services and the manifest's library folder, in workers' environment.
   void update_worker_environment();
+  // Held results (held_inputs.cc, docs/protocol.md#held-results).
+  // Starts the task, once the values of its held inputs are in its call.
+  void run_assignment(wire::Assignment&& task);
+  asio::awaitable<void> pull_inputs_then_run(wire::Assignment task);
+  // Keeps a large successful outcome here and puts its reference in the result instead.
+  void hold_if_large(wire::TaskResult& result);
+  // The master asks for a held result's bytes (a client's fetch that did not reach us directly).
+  void answer_fetch(const wire::Envelope& message);
+  void start_data_port();
   // The HTTP side (server_http.cc): /metrics and /healthz for those http_auth lets in.
   int http_get(const common::HttpRequest& request, std::string& body, std::string& content_type);
 
@@ -112,6 +124,16 @@ class ServerDaemon {
   std::uint64_t bytes_to_master_ = 0;
   std::uint64_t master_connections_ = 0;  // registrations completed, for /metrics
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
+  // Held results: what this server keeps, where others fetch it, and the threshold the master
+  // gave each task still running here (master task id -> bytes).
+  std::unique_ptr<ResultHolder> held_;
+  std::unique_ptr<DataPort> data_port_;
+  std::string data_address_;  // "host:port" announced at registration; "": none
+  std::unordered_map<std::uint64_t, std::uint64_t> hold_thresholds_;
+  std::uint64_t input_bytes_pulled_ = 0;  // held inputs fetched from other servers
+  std::uint64_t inputs_pulled_ = 0;
+  std::uint64_t input_pulls_failed_ = 0;
+  std::uint64_t inputs_read_locally_ = 0;  // held inputs this server held itself
 };
 
 // `clupy --serve`: runs until SIGINT or SIGTERM. Returns the process exit code.

@@ -87,6 +87,38 @@ std::string ServerDaemon::metrics_text() const {
     m.sample("clupy_server_tasks_crashed_total",
              {{"image", base::to_hex(sha).substr(0, 16)}, {"program", image.program}},
              static_cast<double>(image.tasks_crashed));
+  const ResultHolder::Counters& h = held_->counters();
+  m.single("clupy_server_held_results", "gauge",
+           "Results held here for their programs (outcomes of at least the threshold).",
+           static_cast<double>(h.held));
+  m.single("clupy_server_held_result_bytes", "gauge", "Bytes of the results held here.",
+           static_cast<double>(h.bytes_held));
+  m.single("clupy_server_held_result_bytes_spilled", "gauge",
+           "Bytes of held results in files under cache_dir (past result_memory).",
+           static_cast<double>(h.bytes_spilled));
+  m.single("clupy_server_results_held_total", "counter", "Results kept here since start.",
+           static_cast<double>(h.results_kept_total));
+  m.single("clupy_server_results_freed_total", "counter",
+           "Held results freed (no Future and no queued task needed them, or the master left).",
+           static_cast<double>(h.results_freed_total));
+  m.single("clupy_server_result_bytes_spilled_total", "counter",
+           "Bytes of held results written to disk since start.",
+           static_cast<double>(h.bytes_spilled_total));
+  m.single("clupy_server_result_bytes_served_total", "counter",
+           "Bytes of held results sent on the data port (to programs and servers).",
+           static_cast<double>(data_port_ ? data_port_->bytes_served() : 0));
+  m.single("clupy_server_input_bytes_pulled_total", "counter",
+           "Bytes of held inputs fetched from other servers' data ports.",
+           static_cast<double>(input_bytes_pulled_));
+  m.single("clupy_server_inputs_pulled_total", "counter",
+           "Held inputs of tasks run here fetched from other servers.",
+           static_cast<double>(inputs_pulled_));
+  m.single("clupy_server_inputs_read_locally_total", "counter",
+           "Held inputs of tasks run here that this server held itself.",
+           static_cast<double>(inputs_read_locally_));
+  m.single("clupy_server_input_pulls_failed_total", "counter",
+           "Held inputs that could not be fetched (their task failed kLost).",
+           static_cast<double>(input_pulls_failed_));
   return m.take();
 }
 

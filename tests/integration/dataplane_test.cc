@@ -61,6 +61,8 @@ class DataPlaneTest : public ClusterFixture {
 };
 
 TEST_F(DataPlaneTest, HundredStageChainKeepsItsIntermediateValuesOffTheProgram) {
+  // Values through the master (held_results_test covers values kept on the servers).
+  write_file(dir_.file("clupy.master.yaml"), "result_threshold: 0\n");
   start_cluster(2);
   constexpr long kValueBytes = 256 * 1024;
   const std::string out = run_program("chain", {"chain", "100", std::to_string(kValueBytes)});

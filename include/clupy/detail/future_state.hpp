@@ -102,6 +102,10 @@ class FutureStateBase {
   // The runtime's "its value is wanted by no one" (it stops the value's trip to this process).
   // Kept for the state's life; it may run more than once.
   void set_unobserved_hook(std::function<void()> hook);
+  // Runs when the last handle of a completed state goes (on that thread, outside the lock):
+  // the runtime then lets the server that holds the result free it. Set once completed or
+  // about to be.
+  void set_dropped_hook(std::function<void()> hook);
   // The runtime's id of the task behind the state, set once at submission; 0: none (a future
   // made in this process, or one not submitted yet).
   void set_task_id(std::uint64_t id) noexcept { task_id_.store(id, std::memory_order_release); }
@@ -162,6 +166,7 @@ class FutureStateBase {
   std::atomic<std::int64_t> handles_{0};
   std::atomic<std::uint64_t> task_id_{0};
   std::function<void()> unobserved_hook_;  // guarded by mu_
+  std::function<void()> dropped_hook_;     // guarded by mu_
 };
 
 // The one copy of `name` kept for the life of the process (labels of futures). Thread-safe.

@@ -128,8 +128,10 @@ void FutureStateBase::drop_handle() {
   std::function<void()> hook;
   {
     std::lock_guard lock(mu_);
-    if (status_ != Status::kPending || !callbacks_.empty() || !waiters_.empty()) return;
-    hook = unobserved_hook_;
+    if (status_ != Status::kPending)
+      hook = dropped_hook_;
+    else if (callbacks_.empty() && waiters_.empty())
+      hook = unobserved_hook_;
   }
   if (hook) hook();
 }
@@ -138,6 +140,11 @@ bool FutureStateBase::observed() const {
   if (handles_.load(std::memory_order_acquire) > 0) return true;
   std::lock_guard lock(mu_);
   return !callbacks_.empty() || !waiters_.empty();
+}
+
+void FutureStateBase::set_dropped_hook(std::function<void()> hook) {
+  std::lock_guard lock(mu_);
+  dropped_hook_ = std::move(hook);
 }
 
 void FutureStateBase::set_unobserved_hook(std::function<void()> hook) {

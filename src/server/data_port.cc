@@ -1,0 +1,120 @@
+#include "server/data_port.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "clupy/errors.hpp"
+#include "common/handshake.hpp"
+#include "common/log.hpp"
+#include "common/transport.hpp"
+
+namespace clupy::server {
+
+namespace {
+auto log() { return common::logger("server"); }
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+}  // namespace
+
+DataPort::DataPort(asio::io_context& io, const std::string& bind, int port,
+                   std::optional<std::string> token, std::size_t max_frame_size, Lookup lookup)
+    : io_(io),
+      acceptor_(io),
+      token_(std::move(token)),
+      max_frame_size_(max_frame_size),
+      lookup_(std::move(lookup)) {
+  try {
+    const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(bind),
+                                           static_cast<unsigned short>(port));
+    acceptor_.open(endpoint.protocol());
+    common::set_close_on_exec(acceptor_.native_handle());  // workers must not inherit it
+    acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen();
+    port_ = acceptor_.local_endpoint().port();
+  } catch (const std::exception& e) {
+    throw ConfigError("cannot listen for data connections on " + bind + ":" + std::to_string(port) +
+                      ": " + e.what());
+  }
+  asio::co_spawn(io_, accept_loop(), asio::detached);
+}
+
+DataPort::~DataPort() { stop(); }
+
+void DataPort::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  auto connections = std::move(connections_);
+  for (const auto& connection : connections) connection->close("server stopping");
+}
+
+asio::awaitable<void> DataPort::accept_loop() {
+  while (!stopped_) {
+    asio::ip::tcp::socket socket(io_);
+    try {
+      co_await acceptor_.async_accept(socket, asio::use_awaitable);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() == asio::error::operation_aborted || stopped_) co_return;
+      log()->error("data port: accept failed: {}", e.code().message());
+      continue;
+    }
+    auto connection =
+        std::make_shared<common::Connection>(common::Transport(std::move(socket)), max_frame_size_);
+    asio::co_spawn(io_, serve(std::move(connection)), asio::detached);
+  }
+}
+
+asio::awaitable<void> DataPort::serve(std::shared_ptr<common::Connection> connection) {
+  asio::steady_timer deadline(io_, kHandshakeTimeout);
+  std::weak_ptr<common::Connection> weak = connection;
+  deadline.async_wait([weak](boost::system::error_code ec) {
+    if (auto c = weak.lock(); c && !ec) c->close("handshake timed out");
+  });
+  connection->limit_incoming_frames(common::kHandshakeMaxFrameSize);
+  const common::AcceptorAuth auth{token_, "server", {}, 0};
+  try {
+    co_await common::accept_handshake(*connection, auth);
+  } catch (const std::exception& e) {
+    log()->warn("data port: closing connection from {}: {}", connection->peer(), e.what());
+    connection->close("handshake failed");
+    co_return;
+  }
+  deadline.cancel();
+  if (stopped_) {
+    connection->close("server stopping");
+    co_return;
+  }
+  connections_.insert(connection);
+  common::Connection* raw = connection.get();
+  connection->start([this, raw](wire::Envelope& message) { answer(*raw, message); },
+                    [this, weak](const std::string&) {
+                      if (auto c = weak.lock()) connections_.erase(c);
+                    });
+}
+
+void DataPort::answer(common::Connection& connection, const wire::Envelope& message) {
+  wire::Envelope reply;
+  reply.set_request_id(message.request_id());
+  if (!message.has_fetch_result()) {
+    reply.mutable_error()->set_message("a data port answers FetchResult only");
+    connection.send(reply);
+    connection.close_after_flush("unexpected message");
+    return;
+  }
+  const std::uint64_t id = message.fetch_result().result_id();
+  if (auto outcome = lookup_(id)) {
+    bytes_served_ += outcome->size();
+    ++fetches_served_;
+    reply.mutable_result_bytes()->set_outcome(std::move(*outcome));
+  } else {
+    auto* failure = reply.mutable_result_bytes()->mutable_failure();
+    failure->set_kind(static_cast<std::uint32_t>(FailureKind::kLost));
+    failure->set_message("result " + std::to_string(id) + " is not held here (freed)");
+  }
+  connection.send(reply);
+}
+
+}  // namespace clupy::server

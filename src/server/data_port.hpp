@@ -1,0 +1,52 @@
+// A server's data port (protocol 1.4): clients and other servers connect here, with the same
+// handshake and token as the master's port, to fetch results this server holds
+// (FetchResult -> ResultBytes). Owned by the server's io_context thread.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "common/connection.hpp"
+
+namespace clupy::server {
+
+namespace asio = boost::asio;
+
+class DataPort {
+ public:
+  // The outcome of a held result; nullopt when it is not held.
+  using Lookup = std::function<std::optional<std::string>(std::uint64_t result_id)>;
+  // Binds `bind`:`port` (0: any free port). Throws clupy::ConfigError when it cannot.
+  DataPort(asio::io_context& io, const std::string& bind, int port,
+           std::optional<std::string> token, std::size_t max_frame_size, Lookup lookup);
+  ~DataPort();
+  unsigned short port() const { return port_; }
+  void stop();
+  std::uint64_t bytes_served() const { return bytes_served_; }
+  std::uint64_t fetches_served() const { return fetches_served_; }
+
+ private:
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> serve(std::shared_ptr<common::Connection> connection);
+  void answer(common::Connection& connection, const wire::Envelope& message);
+
+  asio::io_context& io_;
+  asio::ip::tcp::acceptor acceptor_;
+  unsigned short port_ = 0;
+  std::optional<std::string> token_;
+  std::size_t max_frame_size_;
+  Lookup lookup_;
+  std::set<std::shared_ptr<common::Connection>> connections_;
+  bool stopped_ = false;
+  std::uint64_t bytes_served_ = 0;
+  std::uint64_t fetches_served_ = 0;
+};
+
+}  // namespace clupy::server

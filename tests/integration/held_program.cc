@@ -1,0 +1,166 @@
+// The client program of the held-results tests (held_results_test.cc): results of at least the
+// master's result_threshold stay on the servers that made them. argv[1] selects a scenario; it
+// prints the lines the test reads.
+#include <chrono>
+#include <clupy/clupy.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// A value of `size` bytes that says `number`: "<number>|" and padding.
+std::string padded(long number, std::size_t size) {
+  std::string value = std::to_string(number) + "|";
+  if (value.size() < size) value.resize(size, 'x');
+  return value;
+}
+long number_of(const std::string& value) { return std::stol(value.substr(0, value.find('|'))); }
+
+std::string seed(int delay_ms, long size) {
+  // The delay lets the whole chain reach the master before its first value exists.
+  std::this_thread::sleep_for(milliseconds(delay_ms));
+  return padded(0, static_cast<std::size_t>(size));
+}
+std::string step(const std::string& previous) {
+  return padded(number_of(previous) + 1, previous.size());
+}
+std::string piece(long i, long size) { return padded(i * i, static_cast<std::size_t>(size)); }
+std::string combine(const std::string& a, const std::string& b) {
+  return padded(number_of(a) + number_of(b), a.size());
+}
+// Says where it runs (the program prints a task's output prefixed with its server).
+std::string announced_piece(long size) {
+  std::printf("PIECE_RUNNING\n");
+  std::fflush(stdout);
+  return padded(7, static_cast<std::size_t>(size));
+}
+std::string slow_piece(int ms, long size) {
+  std::this_thread::sleep_for(milliseconds(ms));
+  return padded(1, static_cast<std::size_t>(size));
+}
+
+void print_outcome(const char* label, const clupy::Future<std::string>& f) {
+  if (!f.completed()) {
+    std::printf("%s pending\n", label);
+  } else if (f.successful()) {
+    std::printf("%s value %ld size %zu\n", label, number_of(f.value()), f.value().size());
+  } else {
+    const clupy::Failure& e = f.failure();
+    std::printf("%s %s|%llu|%s\n", label, std::string(clupy::to_string(e.kind)).c_str(),
+                static_cast<unsigned long long>(e.task_id), e.message.c_str());
+  }
+}
+
+// Waits (at most a minute) for the test to create `name` in the working directory.
+bool wait_for_file(const char* name) {
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (!std::filesystem::exists(name)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return true;
+}
+
+int scenario_chain(int stages, long size) {
+  const auto started = std::chrono::steady_clock::now();
+  clupy::Future<std::string> value = clupy::parallel(seed)(300, size);
+  for (int i = 0; i < stages; ++i) value = clupy::parallel(step)(value);
+  value.wait(seconds(200));
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  print_outcome("CHAIN", value);
+  std::printf("CHAIN_MS %.1f\n", ms);
+  return 0;
+}
+
+int scenario_tree(int n, long size) {
+  std::vector<clupy::Future<std::string>> level;
+  for (long i = 0; i < n; ++i) level.push_back(clupy::parallel(piece)(i, size));
+  while (level.size() > 1) {
+    std::vector<clupy::Future<std::string>> next;
+    for (std::size_t i = 0; i + 1 < level.size(); i += 2)
+      next.push_back(clupy::parallel(combine)(level[i], level[i + 1]));
+    if (level.size() % 2 == 1) next.push_back(level.back());
+    level = std::move(next);  // the program drops the inputs' futures: they are released
+  }
+  level.front().wait(seconds(200));
+  print_outcome("TREE", level.front());
+  return 0;
+}
+
+// Holds `n` results while the test reads the servers' metrics, then drops them.
+int scenario_hold(int n, long size) {
+  std::vector<clupy::Future<std::string>> results;
+  for (long i = 0; i < n; ++i) results.push_back(clupy::parallel(piece)(i + 1, size));
+  long total = 0;
+  for (auto& f : results) {
+    if (!f.wait(seconds(60)) || !f.successful()) {
+      print_outcome("HOLD_FAILED", f);
+      return 1;
+    }
+    total += number_of(f.value());
+  }
+  std::printf("HELD %ld\n", total);
+  if (!wait_for_file("drop")) return 1;
+  results.clear();
+  std::printf("DROPPED\n");
+  if (!wait_for_file("exit")) return 1;
+  return 0;
+}
+
+int scenario_one(long size) {
+  clupy::Future<std::string> f = clupy::parallel(piece)(3L, size);
+  f.wait(seconds(60));
+  print_outcome("ONE", f);
+  return 0;
+}
+
+// A dependent given a Future whose value this program already fetched: it names the held
+// result, and the value does not travel back.
+int scenario_after(long size) {
+  clupy::Future<std::string> a = clupy::parallel(piece)(2L, size);
+  a.wait(seconds(60));
+  clupy::Future<std::string> b = clupy::parallel(combine)(a, a);
+  b.wait(seconds(60));
+  print_outcome("AFTER", b);
+  return 0;
+}
+
+// A dependent waits for a slow input while its other input is held by a server the test kills.
+int scenario_lost(long size) {
+  clupy::Future<std::string> held = clupy::parallel(announced_piece)(size);
+  clupy::Future<std::string> slow = clupy::parallel(slow_piece)(4000, 16L);
+  clupy::Future<std::string> both = clupy::parallel(combine)(held, slow);
+  both.wait(seconds(60));
+  print_outcome("LOST", both);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  clupy::init(argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const std::string mode = argc > 1 ? argv[1] : "";
+  auto arg = [&](int i, long fallback) { return argc > i ? std::atol(argv[i]) : fallback; };
+  try {
+    if (mode == "chain") return scenario_chain(static_cast<int>(arg(2, 100)), arg(3, 4 << 20));
+    if (mode == "tree") return scenario_tree(static_cast<int>(arg(2, 64)), arg(3, 1 << 20));
+    if (mode == "hold") return scenario_hold(static_cast<int>(arg(2, 4)), arg(3, 1 << 20));
+    if (mode == "one") return scenario_one(arg(2, 1 << 20));
+    if (mode == "lost") return scenario_lost(arg(2, 1 << 20));
+    if (mode == "after") return scenario_after(arg(2, 1 << 20));
+  } catch (const std::exception& e) {
+    std::printf("ERROR %s\n", e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "unknown scenario '%s'\n", mode.c_str());
+  return 2;
+}

@@ -1,0 +1,274 @@
+// Held results end to end (docs/protocol.md#held-results): results of at least the master's
+// result_threshold stay on the servers that made them. Real master and server processes and a
+// real client program (held_program) whose own image the workers run; the master's and the
+// servers' /metrics prove which path the bytes took.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <sstream>
+
+#include "cluster_fixture.hpp"
+
+namespace clupy::test {
+namespace {
+
+using std::chrono::seconds;
+
+constexpr long long kThreshold = 64 * 1024;
+
+class HeldResultsTest : public ClusterFixture {
+ protected:
+  // `server_yaml`: clupy.server.yaml in the daemons' working directory (every server reads it).
+  void start_cluster(int servers, const std::string& server_yaml = "data_bind: 127.0.0.1\n") {
+    write_file(dir_.file("clupy.server.yaml"), server_yaml);
+    http_port_ = free_loopback_port();
+    start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)});
+    std::set<std::string> ids;
+    for (int i = 1; i <= servers; ++i) {
+      const std::string id = "s" + std::to_string(i);
+      server_http_[id] = free_loopback_port();
+      start_server(id, {"--capacity", "2", "--http-port", std::to_string(server_http_[id])});
+      ids.insert(id);
+    }
+    ASSERT_TRUE(servers_become(ids));
+  }
+  ChildProcess start_program(const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), HELD_PROGRAM);
+    return ChildProcess({args,
+                         {{"CLUPY_MASTER_URL", master_url()}, {"CLUPY_TOKEN_FILE", token_file()}},
+                         dir_.path(),
+                         dir_.file(name + ".out")});
+  }
+  std::string run_program(const std::string& name, std::vector<std::string> args) {
+    ChildProcess program = start_program(name, std::move(args));
+    auto status = program.wait(seconds(300));
+    EXPECT_TRUE(status) << name << " did not finish:\n" << program.log();
+    if (status) {
+      EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << program.log();
+    }
+    return program.log();
+  }
+  static std::string line_starting(const std::string& output, const std::string& prefix) {
+    std::istringstream in(output);
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind(prefix, 0) == 0) return line;
+    return "";
+  }
+  static long long metric_in(const std::string& page, const std::string& name) {
+    const std::string key = "\n" + name + " ";
+    const auto at = page.find(key);
+    if (at == std::string::npos) return -1;
+    return std::stoll(page.substr(at + key.size()));
+  }
+  long long metric(const std::string& name) {
+    return metric_in(
+        tcp_exchange(http_port_, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", seconds(10)), name);
+  }
+  long long server_metric(const std::string& id, const std::string& name) {
+    return metric_in(
+        tcp_exchange(server_http_.at(id), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", seconds(10)),
+        name);
+  }
+  long long servers_total(const std::string& name) {
+    long long total = 0;
+    for (const auto& [id, port] : server_http_) total += std::max(0LL, server_metric(id, name));
+    return total;
+  }
+  // Every server's held bytes reach 0 within `timeout`.
+  testing::AssertionResult held_bytes_drain(seconds timeout = seconds(30)) {
+    if (wait_until([&] { return servers_total("clupy_server_held_result_bytes") == 0; }, timeout,
+                   "the servers to free their held results"))
+      return testing::AssertionSuccess();
+    return testing::AssertionFailure()
+           << "held bytes still " << servers_total("clupy_server_held_result_bytes");
+  }
+  int http_port_ = 0;
+  std::map<std::string, int> server_http_;
+};
+
+TEST_F(HeldResultsTest, HundredStageChainOfFourMebibyteValuesNeverCrossesTheMaster) {
+  start_cluster(2);
+  constexpr long kValueBytes = 4 << 20;
+  const std::string out = run_program("chain", {"chain", "100", std::to_string(kValueBytes)});
+  EXPECT_EQ(line_starting(out, "CHAIN "), "CHAIN value 100 size " + std::to_string(kValueBytes))
+      << out;
+  // 101 results (the seed and 100 stages), each held where it was made; each stage got the
+  // previous value by reference, and no outcome above the threshold went through the master.
+  EXPECT_EQ(metric("clupy_results_held_total"), 101);
+  EXPECT_EQ(metric("clupy_task_inputs_referenced_total"), 100);
+  EXPECT_EQ(metric("clupy_task_inputs_spliced_total"), 0);
+  EXPECT_LT(metric("clupy_result_bytes_received_total"), kThreshold);
+  EXPECT_LT(metric("clupy_result_bytes_delivered_total"), kThreshold);
+  EXPECT_EQ(metric("clupy_result_bytes_relayed_total"), 0);
+  // Each stage read its input where it ran (placed on the holder) or pulled it from the other.
+  EXPECT_EQ(servers_total("clupy_server_inputs_read_locally_total") +
+                servers_total("clupy_server_inputs_pulled_total"),
+            100);
+  EXPECT_EQ(servers_total("clupy_server_input_pulls_failed_total"), 0);
+  EXPECT_GE(servers_total("clupy_server_inputs_read_locally_total"), 90);
+  // The program fetched the last value straight from its server.
+  EXPECT_GE(servers_total("clupy_server_result_bytes_served_total"), kValueBytes);
+  // The program is gone: nothing stays held.
+  EXPECT_TRUE(held_bytes_drain());
+  EXPECT_EQ(metric("clupy_held_result_bytes"), 0);
+}
+
+TEST_F(HeldResultsTest, MapOfSixtyFourAndTreeReductionKeepResultsOnTheServers) {
+  start_cluster(2);
+  constexpr long kValueBytes = 1 << 20;
+  const std::string out = run_program("tree", {"tree", "64", std::to_string(kValueBytes)});
+  // The sum of i*i for i in 0..63.
+  EXPECT_EQ(line_starting(out, "TREE "), "TREE value 85344 size " + std::to_string(kValueBytes))
+      << out;
+  EXPECT_EQ(metric("clupy_results_held_total"), 64 + 63);
+  EXPECT_EQ(metric("clupy_task_inputs_referenced_total"), 63 * 2);
+  EXPECT_LT(metric("clupy_result_bytes_received_total"), kThreshold);
+  EXPECT_LT(metric("clupy_result_bytes_delivered_total"), kThreshold);
+  EXPECT_EQ(metric("clupy_tasks_waiting"), 0);
+  EXPECT_TRUE(held_bytes_drain());
+}
+
+TEST_F(HeldResultsTest, DroppingTheLastFuturesFreesTheServersMemory) {
+  start_cluster(2);
+  ChildProcess program = start_program("hold", {"hold", "4", std::to_string(1 << 20)});
+  ASSERT_TRUE(wait_until([&] { return program.log().find("HELD ") != std::string::npos; },
+                         seconds(60), "the results to be fetched"))
+      << program.log();
+  // 1+4+9+16: the values came from the servers, which still hold them for the futures.
+  EXPECT_EQ(line_starting(program.log(), "HELD "), "HELD 30") << program.log();
+  EXPECT_GE(servers_total("clupy_server_held_result_bytes"), 4LL << 20);
+  EXPECT_EQ(servers_total("clupy_server_held_results"), 4);
+  EXPECT_GE(servers_total("clupy_server_result_bytes_served_total"), 4LL << 20);
+  EXPECT_EQ(metric("clupy_result_bytes_relayed_total"), 0);
+  write_file(dir_.file("drop"), "");
+  ASSERT_TRUE(wait_until([&] { return program.log().find("DROPPED") != std::string::npos; },
+                         seconds(30), "the program to drop its futures"));
+  // Freed while the program still runs: by the release of its last futures.
+  EXPECT_TRUE(held_bytes_drain());
+  EXPECT_EQ(metric("clupy_results_freed_total"), 4);
+  write_file(dir_.file("exit"), "");
+  ASSERT_TRUE(program.wait(seconds(30))) << program.log();
+}
+
+TEST_F(HeldResultsTest, ResultsPastResultMemoryAreSpilledToDiskAndStillServed) {
+  start_cluster(1, "data_bind: 127.0.0.1\nresult_memory: 1MiB\n");
+  ChildProcess program = start_program("spill", {"hold", "4", std::to_string(1 << 20)});
+  ASSERT_TRUE(wait_until([&] { return program.log().find("HELD ") != std::string::npos; },
+                         seconds(60), "the results to be fetched"))
+      << program.log();
+  EXPECT_EQ(line_starting(program.log(), "HELD "), "HELD 30") << program.log();
+  // Four results of 1 MiB and some bytes against 1 MiB of memory: all but the newest on disk.
+  EXPECT_GE(server_metric("s1", "clupy_server_held_result_bytes_spilled"), 3LL << 20);
+  EXPECT_GE(server_metric("s1", "clupy_server_result_bytes_spilled_total"), 3LL << 20);
+  write_file(dir_.file("drop"), "");
+  EXPECT_TRUE(held_bytes_drain());
+  EXPECT_EQ(server_metric("s1", "clupy_server_held_result_bytes_spilled"), 0);
+  write_file(dir_.file("exit"), "");
+  ASSERT_TRUE(program.wait(seconds(30))) << program.log();
+}
+
+TEST_F(HeldResultsTest, AClientThatDisconnectsHasItsResultsFreed) {
+  start_cluster(2);
+  ChildProcess program = start_program("hold-killed", {"hold", "4", std::to_string(1 << 20)});
+  ASSERT_TRUE(wait_until([&] { return program.log().find("HELD ") != std::string::npos; },
+                         seconds(60), "the results to be fetched"))
+      << program.log();
+  EXPECT_EQ(servers_total("clupy_server_held_results"), 4);
+  program.signal(SIGKILL);
+  program.wait(seconds(10));
+  EXPECT_TRUE(held_bytes_drain());
+  EXPECT_EQ(metric("clupy_held_result_bytes"), 0);
+}
+
+TEST_F(HeldResultsTest, WithoutADataPortTheValueComesThroughTheMaster) {
+  start_cluster(1, "data_port: off\n");
+  const std::string out = run_program("one", {"one", std::to_string(1 << 20)});
+  EXPECT_EQ(line_starting(out, "ONE "), "ONE value 9 size " + std::to_string(1 << 20)) << out;
+  EXPECT_EQ(metric("clupy_results_held_total"), 1);
+  EXPECT_GE(metric("clupy_result_bytes_relayed_total"), 1 << 20);
+  EXPECT_EQ(servers_total("clupy_server_result_bytes_served_total"), 0);
+}
+
+TEST_F(HeldResultsTest, AThresholdOfZeroSendsEveryResultThroughTheMaster) {
+  write_file(dir_.file("clupy.master.yaml"), "result_threshold: 0\n");
+  start_cluster(1);
+  const std::string out = run_program("one-unheld", {"one", std::to_string(1 << 20)});
+  EXPECT_EQ(line_starting(out, "ONE "), "ONE value 9 size " + std::to_string(1 << 20)) << out;
+  EXPECT_EQ(metric("clupy_results_held_total"), 0);
+  EXPECT_GE(metric("clupy_result_bytes_delivered_total"), 1 << 20);
+}
+
+TEST_F(HeldResultsTest, AnOlderClientGetsItsValuesThroughTheMasterAsBefore) {
+  start_cluster(1);
+  ChildProcess program = ChildProcess({{HELD_PROGRAM, "one", std::to_string(1 << 20)},
+                                       {{"CLUPY_MASTER_URL", master_url()},
+                                        {"CLUPY_TOKEN_FILE", token_file()},
+                                        {"CLUPY_TEST_PROTOCOL_MINOR", "3"}},
+                                       dir_.path(),
+                                       dir_.file("old-client.out")});
+  ASSERT_TRUE(program.wait(seconds(120))) << program.log();
+  EXPECT_EQ(line_starting(program.log(), "ONE "), "ONE value 9 size " + std::to_string(1 << 20))
+      << program.log();
+  EXPECT_EQ(metric("clupy_results_held_total"), 0);
+  EXPECT_GE(metric("clupy_result_bytes_delivered_total"), 1 << 20);
+}
+
+TEST_F(HeldResultsTest, AFutureFetchedAlreadyIsPassedOnByItsReference) {
+  start_cluster(1);
+  const std::string out = run_program("after", {"after", std::to_string(1 << 20)});
+  EXPECT_EQ(line_starting(out, "AFTER "), "AFTER value 8 size " + std::to_string(1 << 20)) << out;
+  EXPECT_EQ(metric("clupy_results_held_total"), 2);
+  EXPECT_EQ(metric("clupy_task_inputs_spliced_total"), 0);
+  EXPECT_EQ(metric("clupy_task_inputs_referenced_total"), 2);
+  // Both places were filled on the server, from what it held.
+  EXPECT_EQ(server_metric("s1", "clupy_server_inputs_read_locally_total"), 2);
+  EXPECT_LT(metric("clupy_result_bytes_received_total"), kThreshold);
+}
+
+TEST_F(HeldResultsTest, AServerOlderThanHeldResultsIsNotAskedToHoldAny) {
+  write_file(dir_.file("clupy.server.yaml"), "data_bind: 127.0.0.1\n");
+  http_port_ = free_loopback_port();
+  start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)});
+  start_server("old", {"--capacity", "2"}, {{"CLUPY_TEST_PROTOCOL_MINOR", "3"}});
+  ASSERT_TRUE(servers_become({"old"}));
+  const std::string out = run_program("old-server", {"tree", "8", std::to_string(1 << 20)});
+  // 0+1+4+...+49: every value through the master, as with a 1.3 server.
+  EXPECT_EQ(line_starting(out, "TREE "), "TREE value 140 size " + std::to_string(1 << 20)) << out;
+  EXPECT_EQ(metric("clupy_results_held_total"), 0);
+  EXPECT_EQ(metric("clupy_task_inputs_spliced_total"), 7 * 2);
+  EXPECT_GE(metric("clupy_result_bytes_received_total"), 15LL << 20);
+}
+
+TEST_F(HeldResultsTest, AHeldInputLostWithItsServerFailsItsDependentWithLost) {
+  start_cluster(2);
+  ChildProcess program = start_program("lost", {"lost", std::to_string(1 << 20)});
+  // The worker's line comes prefixed with its server and task: "(s1 task 1) PIECE_RUNNING".
+  std::string server, task;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const std::string log = program.log();
+        const auto at = log.find(") PIECE_RUNNING");
+        if (at == std::string::npos) return false;
+        const std::string prefix = log.substr(log.rfind('(', at) + 1, at - log.rfind('(', at) - 1);
+        server = prefix.substr(0, prefix.find(' '));
+        task = prefix.substr(prefix.rfind(' ') + 1);
+        return true;
+      },
+      seconds(60), "the held input to run"))
+      << program.log();
+  ASSERT_TRUE(wait_until([&] { return metric("clupy_results_held_total") >= 1; }, seconds(30),
+                         "its result to be held"));
+  ASSERT_TRUE(servers_.count(server)) << "unknown server '" << server << "':\n" << program.log();
+  servers_[server].signal(SIGKILL);
+  ASSERT_TRUE(program.wait(seconds(120))) << program.log();
+  const std::string lost = line_starting(program.log(), "LOST ");
+  EXPECT_EQ(lost.rfind("LOST lost|", 0), 0u) << program.log();
+  EXPECT_NE(lost.find("input task " + task + "'s result was held by server " + server +
+                      ", which was lost"),
+            std::string::npos)
+      << program.log();
+  EXPECT_EQ(metric("clupy_results_lost_total"), 1);
+}
+
+}  // namespace
+}  // namespace clupy::test
