@@ -89,11 +89,16 @@ std::string ClusterFixture::run_client_program(const std::string& program, const
   return child.log();
 }
 
-std::string ClusterFixture::line_after(const std::string& output, const std::string& prefix) {
+std::string ClusterFixture::line_starting(const std::string& output, const std::string& prefix) {
   std::istringstream in(output);
   for (std::string line; std::getline(in, line);)
-    if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
+    if (line.rfind(prefix, 0) == 0) return line;
   return "";
+}
+
+std::string ClusterFixture::line_after(const std::string& output, const std::string& prefix) {
+  const std::string line = line_starting(output, prefix);
+  return line.empty() ? "" : line.substr(prefix.size());
 }
 
 int ClusterFixture::run_cli(std::vector<std::string> args, std::string& output,

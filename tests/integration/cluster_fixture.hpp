@@ -37,7 +37,9 @@ class ClusterFixture : public testing::Test {
   // 240 s); returns its stdout+stderr, also kept in <name>.out.
   std::string run_client_program(const std::string& program, const std::string& name,
                                  std::vector<std::string> args);
-  // The rest of the first line of `output` that starts with `prefix`; "" when none does.
+  // The first line of `output` that starts with `prefix`, whole; "" when none does.
+  static std::string line_starting(const std::string& output, const std::string& prefix);
+  // The rest of that line after `prefix`.
   static std::string line_after(const std::string& output, const std::string& prefix);
 
   // Runs the clupy CLI to completion; returns its exit code and fills `output` (stdout+stderr).

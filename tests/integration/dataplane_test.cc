@@ -42,12 +42,6 @@ class DataPlaneTest : public ClusterFixture {
     }
     return program.log();
   }
-  static std::string line_starting(const std::string& output, const std::string& prefix) {
-    std::istringstream in(output);
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind(prefix, 0) == 0) return line;
-    return "";
-  }
   // A counter or gauge of the master's /metrics; -1 when it is not there.
   long long metric(const std::string& name) {
     const std::string page =

@@ -48,12 +48,6 @@ class HeldResultsTest : public ClusterFixture {
     }
     return program.log();
   }
-  static std::string line_starting(const std::string& output, const std::string& prefix) {
-    std::istringstream in(output);
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind(prefix, 0) == 0) return line;
-    return "";
-  }
   static long long metric_in(const std::string& page, const std::string& name) {
     const std::string key = "\n" + name + " ";
     const auto at = page.find(key);

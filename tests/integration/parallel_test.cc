@@ -36,12 +36,6 @@ class ParallelTest : public ClusterFixture {
     if (exit_code && status) *exit_code = WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
     return program.log();
   }
-  static std::string line_starting(const std::string& output, const std::string& prefix) {
-    std::istringstream in(output);
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind(prefix, 0) == 0) return line;
-    return "";
-  }
   void start_cluster(int servers, std::vector<std::string> server_args = {"--capacity", "2"}) {
     start_master({"--registration-ttl", "3s"});
     std::set<std::string> ids;
