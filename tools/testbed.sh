@@ -153,16 +153,37 @@ bed_make_layer() {
   rm -rf "$dir" "$dir.log"
 }
 
+# A process is its pid and its start time (field 22 of /proc/PID/stat): pid_max here is 32768,
+# so under load a pid can be given to a new process within seconds.
+bed_process_identity() {
+  sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk -v pid="$1" '{print pid ":" $20}'
+}
+# bed_process_alive PID:START: that process still runs (a zombie has finished: only its parent's
+# wait is left, which for a host's processes is the machine's init).
+bed_process_alive() {
+  local pid="${1%%:*}" state
+  state="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)"
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$(bed_process_identity "$pid")" = "$1" ]
+}
+
 # Removes everything a bed made: processes in its namespaces, the namespaces (and so their veths
 # and mounts), the bridge, the run's folders. Safe when nothing is there.
 bed_clean() {
-  local ns pid deadline
+  local ns pid process deadline killed=""
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$BED_NS_PREFIX" || true); do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-    deadline=$((SECONDS + 10))
-    while [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do
-      sleep 0.05
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do
+      process="$(bed_process_identity "$pid")" || continue  # it has ended already
+      killed="$killed $process"
+      kill -KILL "$pid" 2>/dev/null || true
     done
+  done
+  # A dying process leaves its namespace's listing before it has finished exiting (a host's
+  # init waits there for the rest of its pid namespace): wait for the processes themselves.
+  deadline=$((SECONDS + 10))
+  for process in $killed; do
+    while bed_process_alive "$process" && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+  done
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$BED_NS_PREFIX" || true); do
     ip netns del "$ns" 2>/dev/null || true
   done
   ip link del "$BED_BRIDGE" 2>/dev/null || true

@@ -24,12 +24,9 @@ bash -c 'source "$BED_SOURCE_DIR/tools/testbed.sh"; bed_up "$BED_DEB"; bed_host 
 left="$(leftovers)"
 [ -n "$left" ] || fail "the killed run left nothing behind: it did not run"
 echo "a killed run left: $left"
-# A process is its pid and its start time (field 22 of /proc/PID/stat): this machine's pid_max
-# is 32768, so under load a pid of the killed run can be given to a new process within seconds.
-identity() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk -v pid="$1" '{print pid ":" $20}'; }
 pids="$(for ns in $(ip netns list | awk '{print $1}' | grep "^$BED_NS_PREFIX"); do ip netns pids "$ns"; done | tr '\n' ' ')"
 [ -n "$pids" ] || fail "the killed run left no processes behind: it did not run"
-identities="$(for pid in $pids; do identity "$pid"; done | tr '\n' ' ')"
+identities="$(for pid in $pids; do bed_process_identity "$pid" || true; done | tr '\n' ' ')"
 
 # The next run cleans all of it at its start, and its own end leaves nothing.
 (
@@ -40,15 +37,9 @@ identities="$(for pid in $pids; do identity "$pid"; done | tr '\n' ' ')"
   done
   bed_host c 23
 )
-# Running, that is: the same process (pid and start time), not a zombie (a killed process stays
-# one until the machine's init reaps it, which may take a moment after its namespace is gone).
-running() {
-  local pid="${1%%:*}" state
-  state="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)"
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$(identity "$pid")" = "$1" ]
-}
+# bed_up waited for each of them to end (not only to leave its namespace's listing).
 for process in $identities; do
-  if running "$process"; then fail "process ${process%%:*} of the killed run survived"; fi
+  if bed_process_alive "$process"; then fail "process ${process%%:*} of the killed run survived"; fi
 done
 left="$(leftovers)"
 [ -z "$left" ] || fail "left after a normal end: $left"
