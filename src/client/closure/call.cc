@@ -207,25 +207,35 @@ int hex_value(char c) {
   return -1;
 }
 
-// "build-id:<hex>" and "sha256:<hex>" as a tag byte and the raw bytes; anything else as it is.
-void pack_segment_id(Packer& p, const std::string& id) {
+// "build-id:<hex>" as a tag byte and the raw bytes (the same for "sha256:<hex>"); anything else
+// as it is. Empty when `id` is not of those forms.
+std::string raw_segment_id(const std::string& id) {
   const bool build_id = id.starts_with(kBuildIdPrefix);
-  if (build_id || id.starts_with(kSha256Prefix)) {
-    const std::string_view hex =
-        std::string_view(id).substr((build_id ? kBuildIdPrefix : kSha256Prefix).size());
-    std::string raw(1, static_cast<char>(build_id ? kBuildIdTag : kSha256Tag));
-    bool valid = !hex.empty() && hex.size() % 2 == 0;
-    for (std::size_t i = 0; valid && i < hex.size(); i += 2) {
-      const int high = hex_value(hex[i]), low = hex_value(hex[i + 1]);
-      valid = high >= 0 && low >= 0;
-      raw += static_cast<char>(high * 16 + low);
-    }
-    if (valid) {
-      pack_bin(p, raw);
-      return;
-    }
+  if (!build_id && !id.starts_with(kSha256Prefix)) return {};
+  const std::string_view hex =
+      std::string_view(id).substr((build_id ? kBuildIdPrefix : kSha256Prefix).size());
+  if (hex.empty() || hex.size() % 2 != 0) return {};
+  std::string raw(1 + hex.size() / 2, static_cast<char>(build_id ? kBuildIdTag : kSha256Tag));
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int high = hex_value(hex[i]), low = hex_value(hex[i + 1]);
+    if (high < 0 || low < 0) return {};
+    raw[1 + i / 2] = static_cast<char>(high * 16 + low);
   }
-  p.pack(id);
+  return raw;
+}
+
+// A program calls few functions, from one or two objects: the last id's raw form is kept per
+// thread, so that a call costs a comparison instead of decoding 40-64 hex digits.
+void pack_segment_id(Packer& p, const std::string& id) {
+  thread_local std::string last_id, last_raw;
+  if (id != last_id) {
+    last_raw = raw_segment_id(id);
+    last_id = id;
+  }
+  if (last_raw.empty())
+    p.pack(id);
+  else
+    pack_bin(p, last_raw);
 }
 
 std::string segment_id(const msgpack::object& o) {
