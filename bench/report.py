@@ -34,9 +34,10 @@ def load(path):
             runs = data.setdefault(bench, {}).setdefault(config, {})
             for key, value in values.items():
                 try:
-                    runs.setdefault(key, []).append(float(value))
+                    number = float(value)
                 except ValueError:
-                    pass
+                    continue  # a label such as path=direct
+                runs.setdefault(key, []).append(number)
     return data, skipped
 
 
@@ -182,12 +183,23 @@ def build_figures(data, skipped, params):
             add("7", "1 MiB tasks against a task's hops relayed", "MB/s", mb, None, None,
                 "1 MiB blocks relayed over 3 processes and 3 hops", relay_bulk,
                 ratio_of(mb, relay_bulk))
+        via_master = figure(data, "7", "payload-via-master", "mb_per_s")
+        if via_master:
+            add("7", "1 MiB tasks, results held on their server / every result through the "
+                "master", "MB/s", mb, None, None, "result_threshold: 0", via_master,
+                ratio_of(mb, via_master))
     chain_futures = figure(data, "9", "chain", "futures_stage_us")
     if chain_futures:
         chain_program = figure(data, "9", "chain", "program_stage_us")
         add("9", "chain stage through futures as arguments / through the program "
             "(value fetched and resubmitted)", "us per stage", chain_futures, None, None,
             "through the program", chain_program, ratio_of(chain_futures, chain_program))
+        chain_via_master = figure(data, "9", "chain-via-master", "futures_stage_us")
+        if chain_via_master:
+            add("9", "chain stage through futures as arguments, held on their server / every "
+                "value through the master", "us per stage", chain_futures, None, None,
+                "result_threshold: 0", chain_via_master,
+                ratio_of(chain_futures, chain_via_master))
     network_rows(data, skipped, params, add, ratio_of, t1,
                  figure(data, "6", "servers=8", "tasks_per_s"), mb)
     if "8" in skipped:
