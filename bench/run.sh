@@ -81,10 +81,11 @@ dir="$work" url="" token="" master_pid=""
 
 # Stops one process we started: SIGTERM (servers then stop their workers and say goodbye),
 # SIGKILL after 10 s.
+# stop_pid PID [GRACE_SECONDS]: SIGTERM, then SIGKILL after the grace (10 s by default).
 stop_pid() {
   local pid="$1" i
   kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 1000; i++)); do
+  for ((i = 0; i < ${2:-10} * 100; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.01
   done
@@ -93,7 +94,9 @@ stop_pid() {
 }
 cleanup() {
   local pid
-  for pid in "${pids[@]}"; do stop_pid "$pid"; done
+  # network.sh ends its current step before its trap removes the test bed: give it time, since
+  # a SIGKILL would leave the bed to the next run's start.
+  for pid in "${pids[@]}"; do stop_pid "$pid" "$([ "$pid" = "${net_pid:-}" ] && echo 180 || echo 10)"; done
   pids=()
   rm -rf "$work"
 }
@@ -387,11 +390,20 @@ if wants net; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "net: SKIPPED: the test bed needs root (network namespaces, mounts)"
     echo "net skipped reason=needs_root" >>"$results"
-  elif [ "$quick" = 1 ]; then
-    BENCH_NET_TASKS=2000 BENCH_NET_ROUND_TRIPS=100 BENCH_NET_PAYLOADS=10 \
-      "$root/bench/network.sh" "$build_dir" "$results" 1
   else
-    "$root/bench/network.sh" "$build_dir" "$results" "$runs"
+    # In the background and waited for, so that a signal to this script stops it (and so its
+    # test bed, which its EXIT trap removes) at once: bash runs a trap only after the command
+    # in the foreground has ended.
+    net_sizes=()
+    [ "$quick" = 0 ] || net_sizes=(BENCH_NET_TASKS=2000 BENCH_NET_ROUND_TRIPS=100 BENCH_NET_PAYLOADS=10)
+    env "${net_sizes[@]}" "$root/bench/network.sh" "$build_dir" "$results" \
+      "$([ "$quick" = 1 ] && echo 1 || echo "$runs")" &
+    net_pid=$!
+    pids+=("$net_pid")
+    status=0
+    wait "$net_pid" || status=$?
+    forget_pid "$net_pid"
+    [ "$status" -eq 0 ] || fail "bench/network.sh exited with status $status"
   fi
 fi
 

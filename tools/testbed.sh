@@ -205,6 +205,9 @@ bed_clean() {
 bed_down() {
   local status=$?
   set +e
+  # A second signal (the one that ended the run, sent again to its group) must not cut the
+  # cleaning short: it would leave hosts running until the next run's start.
+  trap '' INT TERM
   if [ -n "$BED_ON_EXIT" ]; then eval "$BED_ON_EXIT"; fi
   if [ -n "$BED_LOGS_OUT" ] && [ -d "$BED_SHARED/logs" ]; then
     mkdir -p "$BED_LOGS_OUT" && cp -r "$BED_SHARED/logs/." "$BED_LOGS_OUT/"
