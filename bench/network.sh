@@ -35,7 +35,9 @@ for exe in "$BED_CLIENT" "$BED_RELAY" "$build_dir/tools/clupy"; do
   [ -x "$exe" ] || { echo "network.sh: $exe is missing (build it first)" >&2; exit 1; }
 done
 if [ ! -s "$BED_DEB" ] || [ "$BED_DEB" -ot "$build_dir/tools/clupy" ]; then
-  (cd "$build_dir" && cpack -G DEB -B "$build_dir/packages" >"$build_dir/cpack.log" 2>&1) ||
+  # The package holds every installed file: all targets, not only those run.sh needs.
+  (cd "$build_dir" && cmake --build . >"$build_dir/cpack.log" 2>&1 &&
+    cpack -G DEB -B "$build_dir/packages" >>"$build_dir/cpack.log" 2>&1) ||
     { cat "$build_dir/cpack.log" >&2; echo "network.sh: cpack -G DEB failed" >&2; exit 1; }
 fi
 touch "$results"
