@@ -427,7 +427,7 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     }
     case wire::Envelope::kFetchResult: {
       if (session.peer.role != wire::ROLE_CLIENT) break;
-      fetch_for_client(session_id, message);
+      fetch_for_client(session_id, message.request_id(), message.fetch_result().task_id());
       return;
     }
     case wire::Envelope::kResultBytes: {
