@@ -100,7 +100,11 @@ bool Scheduler::inputs_complete(Client& client, TaskId id, Task& task) {
   }
   waiting_.erase(slots);
   task.since = clock_.now();
-  client.queue.push_back(id);
+  // A rerun that makes a lost result again goes first: tasks submitted earlier wait for it.
+  if (task.remakes) [[unlikely]]
+    client.queue.push_front(id);
+  else
+    client.queue.push_back(id);
   ++queued_;
   return true;
 }
