@@ -33,7 +33,8 @@ Master::Master(asio::io_context& io, common::MasterConfig config)
                  SchedulerConfig{static_cast<std::uint32_t>(config_.default_server_request_count),
                                  static_cast<std::uint32_t>(config_.client_window),
                                  config_.default_retries,
-                                 static_cast<std::uint32_t>(config_.assign_ahead)}),
+                                 static_cast<std::uint32_t>(config_.assign_ahead),
+                                 config_.lineage_memory}),
       job_packages_({scheduler_, registry_,
                      [this](SessionId session, const wire::Envelope& message) {
                        send_to(session, message);

@@ -304,7 +304,7 @@ class Scheduler {
     std::uint32_t lineage_users = 0;  // recipes of other entries that name it
     std::string gone;                 // why it is not present ("" while it is, or freed)
     std::unique_ptr<Recipe> recipe;   // nullptr: it cannot be made again (no_recipe says why)
-    const char* no_recipe = "";
+    const char* no_recipe = "its call was not kept";
     std::vector<std::uint64_t> fetches;  // program fetches waiting for the rerun
   };
   struct Client {

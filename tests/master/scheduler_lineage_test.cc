@@ -337,6 +337,35 @@ TEST_F(SchedulerLineageTest, AProgramsFetchOfALostResultWaitsForItsRerun) {
   EXPECT_EQ(delivered(1).size(), 1u);
 }
 
+TEST_F(SchedulerLineageTest, ANewTaskGivenAFutureOfALostResultWaitsForItsRerun) {
+  submit(1);
+  const auto [holder, a1] = assignments_of(1).front();
+  hold(holder, a1, 11);
+  lose(server_name(holder));
+  EXPECT_EQ(scheduler_.counters().results_recomputed, 0u);
+  submit(2, {{1, 1, true}});  // the program has 1's value and names its held result
+  EXPECT_EQ(scheduler_.counters().results_recomputed, 1u);
+  EXPECT_EQ(scheduler_.waiting(), 1u);
+  const auto rerun = assignments_of(1).back();
+  hold(rerun.first, rerun.second, 21);
+  const auto a2 = bound_to(1);
+  ASSERT_EQ(a2.size(), 1u);
+  EXPECT_EQ(a2.front().second.held_inputs(0).ref().result_id(), 21u);
+}
+
+TEST_F(SchedulerLineageTest, ANewTaskGivenAFutureOfALostResultWithNoRetriesFailsLost) {
+  submit(1, {}, 0);
+  const auto [holder, a1] = assignments_of(1).front();
+  hold(holder, a1, 11);
+  lose(server_name(holder));
+  submit(2, {{1, 1, true}});
+  const auto failed = delivered(2);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].failure().kind(), static_cast<std::uint32_t>(FailureKind::kLost));
+  EXPECT_EQ(scheduler_.tasks(), 0u);
+  EXPECT_EQ(scheduler_.waiting(), 0u);
+}
+
 TEST_F(SchedulerLineageTest, AFetchOfALostResultWithNoRetriesFailsNamingWhy) {
   submit(1, {}, 0);
   const auto [holder, a1] = assignments_of(1).front();
