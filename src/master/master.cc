@@ -30,11 +30,10 @@ Master::Master(asio::io_context& io, common::MasterConfig config)
       maintenance_timer_(io),
       images_(config_.data_dir + "/images", config_.image_store_size),
       scheduler_(registry_, *this,
-                 SchedulerConfig{static_cast<std::uint32_t>(config_.default_server_request_count),
-                                 static_cast<std::uint32_t>(config_.client_window),
-                                 config_.default_retries,
-                                 static_cast<std::uint32_t>(config_.assign_ahead),
-                                 config_.lineage_memory}),
+                 SchedulerConfig{
+                     static_cast<std::uint32_t>(config_.default_server_request_count),
+                     static_cast<std::uint32_t>(config_.client_window), config_.default_retries,
+                     static_cast<std::uint32_t>(config_.assign_ahead), config_.lineage_memory}),
       job_packages_({scheduler_, registry_,
                      [this](SessionId session, const wire::Envelope& message) {
                        send_to(session, message);
