@@ -4,6 +4,10 @@
 // it once the program holds no Future of it and no unsent task names it.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdlib>
+#include <filesystem>
 
 #include "client/runtime.hpp"
 #include "clupy/detail/call.hpp"
@@ -42,6 +46,18 @@ void Runtime::complete_held(Completion& completion) {
 }
 
 asio::awaitable<void> Runtime::fetch_held(Completion completion) {
+  // Test only (tests/integration/lineage_test.cc): fetch once this file exists, so that a test
+  // can lose the holding server between a held result's arrival and its fetch.
+  if (const char* gate = std::getenv("CLUPY_TEST_HELD_FETCH_GATE"); gate != nullptr && *gate) {
+    asio::steady_timer pause(io_);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!stopped_ && !std::filesystem::exists(gate) &&
+           std::chrono::steady_clock::now() < deadline) {
+      pause.expires_after(std::chrono::milliseconds(20));
+      boost::system::error_code ignored;
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+  }
   const wire::ResultRef& ref = completion.result.held();
   if (ref.data_address().empty()) {
     fetch_held_through_master(std::move(completion),

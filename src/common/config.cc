@@ -151,6 +151,7 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
     t.add("assign_ahead", int_key(c.assign_ahead, 1, 1024));
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("result_threshold", size_key(c.result_threshold));
+    t.add("lineage_memory", size_key(c.lineage_memory));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
     t.add("store", section_key(t.source(), c.store, &parse_store_section));

@@ -63,6 +63,9 @@ struct MasterConfig {
   // Successful outcomes of at least this many bytes stay on the server that made them (held
   // results, protocol 1.4); 0: every outcome comes through the master.
   std::size_t result_threshold = std::size_t{64} << 10;
+  // Bytes of producers' calls kept to make lost held results again (lineage); past it, new held
+  // results keep none (their loss fails what needs them with kLost).
+  std::size_t lineage_memory = std::size_t{256} << 20;
   std::string log_level = "info";
   TlsConfig tls;
   StoreSection store;                // the Redis file store (docs/store.md); off unless configured

@@ -19,23 +19,44 @@ void Master::free_results(SessionId server, wire::FreeResults&& results) {
   send_to(server, message);
 }
 
-void Master::fetch_for_client(SessionId client, const wire::Envelope& message) {
-  const std::uint64_t task_id = message.fetch_result().task_id();
-  auto where = scheduler_.held_result(client, task_id);
-  if (!where) {
-    wire::Envelope reply;
-    reply.set_request_id(message.request_id());
-    set_lost(reply, "the result of task " + std::to_string(task_id) +
-                        " is no longer held: the server that made it was lost");
-    send_to(client, reply);
+void Master::fetch_for_client(SessionId client, std::uint64_t request_id, std::uint64_t task_id) {
+  Scheduler::FetchPlan plan = scheduler_.fetch_held(client, task_id, request_id);
+  if (plan.location) {
+    relay_fetch(client, request_id, task_id, *plan.location);
     return;
   }
+  if (plan.waiting) {  // answered by answer_fetches once its producer ran again
+    scheduler_.dispatch();
+    return;
+  }
+  wire::Envelope reply;
+  reply.set_request_id(request_id);
+  set_lost(reply, plan.failure);
+  send_to(client, reply);
+}
+
+void Master::relay_fetch(SessionId client, std::uint64_t request_id, std::uint64_t task_id,
+                         const HeldLocation& where) {
   const std::uint64_t relay_id = next_relay_id_++;
-  relays_[relay_id] = Relay{client, message.request_id(), where->server, task_id};
+  relays_[relay_id] = Relay{client, request_id, where.server, task_id};
   wire::Envelope ask;
   ask.set_request_id(relay_id);
-  ask.mutable_fetch_result()->set_result_id(where->ref.result_id());
-  send_to(where->server, ask);
+  ask.mutable_fetch_result()->set_result_id(where.ref.result_id());
+  send_to(where.server, ask);
+}
+
+void Master::answer_fetches(FetchAnswer&& answer) {
+  for (const std::uint64_t request_id : answer.request_ids) {
+    if (answer.location) {
+      relay_fetch(answer.client, request_id, answer.client_task_id, *answer.location);
+      continue;
+    }
+    wire::Envelope reply;
+    reply.set_request_id(request_id);
+    *reply.mutable_result_bytes() = answer.bytes;
+    result_bytes_relayed_ += answer.bytes.outcome().size();
+    send_to(answer.client, reply);
+  }
 }
 
 void Master::relay_result(SessionId server, wire::Envelope& message) {
@@ -49,18 +70,18 @@ void Master::relay_result(SessionId server, wire::Envelope& message) {
 }
 
 void Master::fail_relays_through(SessionId server) {
+  std::vector<Relay> through;
   for (auto it = relays_.begin(); it != relays_.end();) {
     if (it->second.server != server) {
       ++it;
       continue;
     }
-    wire::Envelope reply;
-    reply.set_request_id(it->second.request_id);
-    set_lost(reply, "the server holding the result of task " + std::to_string(it->second.task_id) +
-                        " was lost");
-    send_to(it->second.client, reply);
+    through.push_back(it->second);
     it = relays_.erase(it);
   }
+  // The scheduler has seen the server go: each result is made again, or its loss is told.
+  for (const Relay& relay : through)
+    fetch_for_client(relay.client, relay.request_id, relay.task_id);
 }
 
 }  // namespace clupy::master

@@ -30,10 +30,10 @@ Master::Master(asio::io_context& io, common::MasterConfig config)
       maintenance_timer_(io),
       images_(config_.data_dir + "/images", config_.image_store_size),
       scheduler_(registry_, *this,
-                 SchedulerConfig{static_cast<std::uint32_t>(config_.default_server_request_count),
-                                 static_cast<std::uint32_t>(config_.client_window),
-                                 config_.default_retries,
-                                 static_cast<std::uint32_t>(config_.assign_ahead)}),
+                 SchedulerConfig{
+                     static_cast<std::uint32_t>(config_.default_server_request_count),
+                     static_cast<std::uint32_t>(config_.client_window), config_.default_retries,
+                     static_cast<std::uint32_t>(config_.assign_ahead), config_.lineage_memory}),
       job_packages_({scheduler_, registry_,
                      [this](SessionId session, const wire::Envelope& message) {
                        send_to(session, message);
@@ -427,7 +427,7 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
     }
     case wire::Envelope::kFetchResult: {
       if (session.peer.role != wire::ROLE_CLIENT) break;
-      fetch_for_client(session_id, message);
+      fetch_for_client(session_id, message.request_id(), message.fetch_result().task_id());
       return;
     }
     case wire::Envelope::kResultBytes: {

@@ -89,15 +89,20 @@ class Master : private Outbox {
   void cancel(SessionId server, wire::CancelAssignments&& tasks) override;
   void deliver(SessionId client, wire::TaskResults& results) override;
   void free_results(SessionId server, wire::FreeResults&& results) override;
+  void answer_fetches(FetchAnswer&& answer) override;
   void send_to(SessionId session, const wire::Envelope& message);
   // Moves large calls and outcomes out of `message` into frame attachments.
   void send_to(SessionId session, wire::Envelope&& message);
 
   // Held results a client could not fetch from their servers directly (held_relay.cc): the
   // master asks the holding server over its link and passes the answer on.
-  void fetch_for_client(SessionId client, const wire::Envelope& message);
+  void fetch_for_client(SessionId client, std::uint64_t request_id, std::uint64_t task_id);
+  // Asks the server holding a client's result for its bytes, to pass them to the client.
+  void relay_fetch(SessionId client, std::uint64_t request_id, std::uint64_t task_id,
+                   const HeldLocation& where);
   void relay_result(SessionId server, wire::Envelope& message);
-  // The server's link closed: the fetches relayed through it fail kLost.
+  // The server's link closed: the fetches relayed through it are asked again (they wait for the
+  // result to be made again, or fail kLost).
   void fail_relays_through(SessionId server);
   struct Relay {
     SessionId client = 0;

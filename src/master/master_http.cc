@@ -149,6 +149,14 @@ std::string Master::metrics_text() {
               static_cast<double>(c.results_freed));
   text.single("clupy_results_lost_total", "counter", "Held results lost with their servers.",
               static_cast<double>(c.results_lost));
+  text.single("clupy_results_recomputed_total", "counter",
+              "Reruns of tasks whose held results were lost with their servers (lineage).",
+              static_cast<double>(c.results_recomputed));
+  text.single("clupy_lineage_calls", "gauge",
+              "Calls the master keeps to make held results again if their servers are lost.",
+              static_cast<double>(scheduler_.lineage_calls()));
+  text.single("clupy_lineage_bytes", "gauge", "Bytes of the calls kept for lineage.",
+              static_cast<double>(scheduler_.lineage_bytes()));
   text.single("clupy_result_bytes_relayed_total", "counter",
               "Bytes of held results fetched through the master (a client's fallback).",
               static_cast<double>(result_bytes_relayed_));

@@ -125,7 +125,7 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
     }
     ++counters_.submitted;
     if (spec.inputs_size() > 0) [[unlikely]] {
-      add_waiting(c, id, task, spec);
+      add_waiting(client, c, id, spec);
       continue;
     }
     c.queue.push_back(id);
@@ -179,7 +179,7 @@ void Scheduler::cancel(SessionId client, const wire::CancelTasks& tasks) {
     if (found == c.by_client_id.end()) continue;
     const TaskId id = found->second;
     Task* task = tasks_.find(id);
-    if (task == nullptr) continue;
+    if (task == nullptr || task->remakes) continue;  // a rerun: the program's Future is done
     if (task->server != nullptr) {
       // Running: the server stops it and answers with a cancelled result, which frees the slot.
       pending_cancel_[task->server->second.session].add_task_ids(id);
@@ -375,6 +375,12 @@ void Scheduler::results(const std::string& server_id, wire::TaskResults& results
       forget(id, *task);
       continue;
     }
+    // A task that could not fetch a held input lost with its server waits for the input to be
+    // made again (or runs again): the loss is its input's, not its own.
+    if (task->held_inputs && result.has_failure() &&
+        result.failure().kind() == static_cast<std::uint32_t>(FailureKind::kLost) &&
+        retry_after_input_loss(id, *task)) [[unlikely]]
+      continue;
     result.set_server_id(server_id);
     finish(id, std::move(result));
   }
@@ -474,10 +480,20 @@ void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
   auto client = clients_.find(task.client);
   if (observer_ != nullptr) [[likely]]
     observe_finish(task, client != clients_.end() ? &client->second : nullptr, result);
+  if (task.remakes && client != clients_.end()) [[unlikely]] {
+    // Not the program's: its Future finished with the first run.
+    remade(task.client, client->second, task, result);
+    client->second.by_client_id.erase(task.client_task_id);
+    if (client->second.by_client_id.empty()) release(client->second);
+    const std::uint64_t made = task.client_task_id;
+    forget(task_id, task);
+    settle(client->second, made);
+    return;
+  }
   if (client != clients_.end()) {
     Client& owner = client->second;
     if (result.has_held()) [[unlikely]]
-      keep_held(owner, task, result);
+      keep_held(owner, task_id, task, result);
     if (!owner.dependents.empty()) feed_dependents(owner, task, result);
     if (!owner.released.empty() && owner.released.erase(task.client_task_id) > 0 &&
         (!result.outcome().empty() || result.has_held())) {
@@ -487,9 +503,8 @@ void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
       ++counters_.values_withheld;
       if (result.has_held()) {
         result.clear_held();
-        auto held = owner.held.find(task.client_task_id);
-        held->second.client_holds = false;
-        free_if_unused(owner, held);
+        owner.held.at(task.client_task_id).client_holds = false;
+        settle(owner, task.client_task_id);
       }
     }
     result.set_task_id(task.client_task_id);

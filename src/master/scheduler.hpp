@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +32,25 @@ struct SchedulerConfig {
   std::uint32_t window = 65536;            // tasks a client may have outstanding
   std::int32_t default_retries = 3;
   std::uint32_t assign_ahead = 1;  // tasks assigned per worker slot (1 = no queueing on servers)
+  // Bytes of calls kept to make held results again (lineage); past it, a new held result keeps
+  // no call and fails what needs it with kLost if its server is lost.
+  std::uint64_t lineage_memory = std::uint64_t{256} << 20;
+};
+
+// Where a held result lies: the holding server's session and the reference.
+struct HeldLocation {
+  SessionId server = 0;
+  wire::ResultRef ref;
+};
+
+// The answer to a program's fetches of a held result that waited for it to be made again
+// (Scheduler::fetch_held): where it is held now, or else its outcome or failure.
+struct FetchAnswer {
+  SessionId client = 0;
+  std::uint64_t client_task_id = 0;
+  std::vector<std::uint64_t> request_ids;
+  std::optional<HeldLocation> location;
+  wire::ResultBytes bytes;  // when there is no location
 };
 
 // Where the scheduler's messages go. assign and deliver may take the batch's contents or leave
@@ -43,6 +63,8 @@ class Outbox {
   virtual void deliver(SessionId client, wire::TaskResults& results) = 0;
   // Held results nothing needs any more (protocol 1.4): the server may drop them.
   virtual void free_results(SessionId /*server*/, wire::FreeResults&& /*results*/) {}
+  // Fetches that waited for a lost held result to be made again get their answer.
+  virtual void answer_fetches(FetchAnswer&& /*answer*/) {}
 
  protected:
   virtual ~Outbox() = default;
@@ -64,6 +86,7 @@ struct SchedulerCounters {
   std::uint64_t inputs_referenced = 0;      // held results named in dependents' assignments
   std::uint64_t results_freed = 0;          // held results the master told servers to drop
   std::uint64_t results_lost = 0;           // held results lost with their servers
+  std::uint64_t results_recomputed = 0;     // reruns of producers of lost held results
 };
 
 // A task that finished (a result, a failure the master decided, or a cancellation), as the
@@ -128,13 +151,18 @@ class Scheduler {
   // Successful outcomes of the client's tasks of at least `bytes` stay on their servers (the
   // client speaks protocol 1.4; 0: never). Set after open_job.
   void set_hold_threshold(SessionId client, std::uint64_t bytes);
-  // Where a held result of the client's task lies: the holding server's session and the
-  // reference; nullopt when it is not held (freed, or lost with its server).
-  struct HeldLocation {
-    SessionId server = 0;
-    wire::ResultRef ref;
-  };
+  // Where a held result of the client's task lies; nullopt when it is not held (freed, or lost
+  // with its server).
   std::optional<HeldLocation> held_result(SessionId client, std::uint64_t client_task_id) const;
+  // A program's fetch (request `request_id`) of the held result of its task: where it lies; or,
+  // when it was lost with its server, `waiting` while its producer runs again (the answer then
+  // comes through Outbox::answer_fetches; call dispatch()); or why it cannot be had.
+  struct FetchPlan {
+    std::optional<HeldLocation> location;
+    bool waiting = false;
+    std::string failure;
+  };
+  FetchPlan fetch_held(SessionId client, std::uint64_t client_task_id, std::uint64_t request_id);
   void client_seen(SessionId client, Clock::time_point now);
   // Drops the client's queued tasks and releases its servers; running tasks finish unseen.
   // Returns the client's job id, if it had opened one.
@@ -182,6 +210,9 @@ class Scheduler {
   const SchedulerCounters& counters() const { return counters_; }
   // Bytes of the held results the master knows of now (on their servers).
   std::uint64_t held_bytes() const { return held_bytes_; }
+  // Producers' calls kept to make held results again (lineage), and their bytes.
+  std::size_t lineage_calls() const { return lineage_calls_; }
+  std::uint64_t lineage_bytes() const { return lineage_bytes_; }
   std::size_t running() const { return running_; }
   std::size_t clients() const { return clients_.size(); }
   const SchedulerConfig& config() const { return config_; }
@@ -240,14 +271,41 @@ class Scheduler {
     // Inputs (futures passed as arguments) not finished yet; queued when it reaches 0.
     std::uint32_t inputs_left = 0;
     bool held_inputs = false;  // some inputs are held results (held_inputs_)
+    bool remakes = false;      // it makes a lost held result again (lineage; see recompute)
     // While queued: when it was queued; while it runs: when it was assigned (dashboard figures).
     Clock::time_point since{};
   };
-  // A result a server holds for a finished task of a client.
+  // A held input of a task: put into its call by the server that runs it.
+  struct HeldSlot {
+    std::uint64_t input = 0;  // the client's task id, a key of Client::held
+    std::uint32_t position = 0;
+    std::int32_t index = -1;
+  };
+  // How a held result is made again (lineage): its producer's call as it was assigned (plain
+  // inputs' values in it, its held inputs' places nil) and its options.
+  struct Recipe {
+    std::string call;
+    std::vector<HeldSlot> held_inputs;
+    std::uint32_t server_count = 0;
+    std::uint32_t timeout_ms = 0;
+    std::int32_t retries_left = 0;
+    LabelSets::Id labels = LabelSets::kNone;  // a reference of its own
+  };
+  // A result a server holds (or held) for a finished task of a client. The entry lives while
+  // anything needs the bytes (users, the program's hold, waiting fetches, a rerun) or a kept
+  // recipe names it (lineage_users); the bytes are freed on their server as soon as only
+  // recipes name it.
   struct HeldResult {
     wire::ResultRef ref;
-    std::uint32_t users = 0;   // tasks bound to it (bind_held_input) that have not ended
-    bool client_holds = true;  // the program has a Future of it (no ReleaseResults yet)
+    std::uint32_t users = 0;          // tasks bound to it (bind_held_input) that have not ended
+    bool client_holds = true;         // the program has a Future of it (no ReleaseResults yet)
+    bool present = true;              // the bytes are on ref's server (not freed, not lost)
+    bool rerunning = false;           // its producer runs again (a task with `remakes`)
+    std::uint32_t lineage_users = 0;  // recipes of other entries that name it
+    std::string gone;                 // why it is not present ("" while it is, or freed)
+    std::unique_ptr<Recipe> recipe;   // nullptr: it cannot be made again (no_recipe says why)
+    const char* no_recipe = "its call was not kept";
+    std::vector<std::uint64_t> fetches;  // program fetches waiting for the rerun
   };
   struct Client {
     std::uint64_t job_id = 0;
@@ -284,19 +342,32 @@ class Scheduler {
     bool filled = false;
     bool held = false;  // its value is a held result: the server that runs the task puts it in
   };
-  // A held input of a task: put into its call by the server that runs it.
-  struct HeldSlot {
-    std::uint64_t input = 0;  // the client's task id, a key of Client::held
-    std::uint32_t position = 0;
-    std::int32_t index = -1;
-  };
   // Binds a waiting task's slot to the held result it names (counts a user of it).
   void bind_held_input(Client& client, TaskId id, Task& task, const InputSlot& slot);
   // Every input of a waiting task is there: the values go into the call and it is queued.
   // False when it failed instead.
   bool inputs_complete(Client& client, TaskId id, Task& task);
-  void keep_held(Client& client, const Task& task, const wire::TaskResult& result);
-  void free_if_unused(Client& client, TaskMap<std::uint64_t, HeldResult>::iterator held);
+  void keep_held(Client& client, TaskId id, Task& task, const wire::TaskResult& result);
+  // Frees the held result's bytes when nothing needs them, and forgets it when no recipe names
+  // it either (dropping its own recipe, which may forget its inputs in turn).
+  void settle(Client& client, std::uint64_t client_task_id);
+  // Forgets a recipe: the held results it names may be forgotten in turn.
+  void drop_recipe(Client& client, std::unique_ptr<Recipe> recipe);
+  // ---- lineage (lineage.cc) ----
+  // Runs the producer of a held result that is not present again, unless it already runs
+  // (its own lost inputs first). False, with `why`, when it cannot be made again.
+  bool recompute(SessionId client_id, Client& client, std::uint64_t client_task_id,
+                 std::string& why);
+  // A rerun finished: the result is held again (or its value, or failure, goes to what needs it).
+  void remade(SessionId client_id, Client& client, Task& task, wire::TaskResult& result);
+  // A task that is not running and was bound to `lost` held results waits for their reruns.
+  void rewait(Client& client, TaskId id, bool queued, const std::vector<std::uint64_t>& lost);
+  // Fails the tasks waiting for a client task's result with kLost.
+  void fail_waiters(Client& client, std::uint64_t client_task_id, const std::string& message);
+  // A running task with held inputs failed kLost (its server could not fetch an input): it
+  // waits for the lost inputs' reruns, or runs again. False when it fails after all.
+  bool retry_after_input_loss(TaskId id, Task& task);
+  std::string lost_message(const Client& client, std::uint64_t input, const std::string& why);
   void free_on_server(const wire::ResultRef& ref);
   void flush_frees();
   // The task no longer needs its held inputs (it finished, failed or was dropped).
@@ -305,12 +376,13 @@ class Scheduler {
   // The server that holds most of the task's held input bytes, if it is connected.
   ServerSlot* holder_of_inputs(Client& client, TaskId id);
   void add_held_inputs(Client& client, TaskId id, wire::Assignment& assignment);
-  // The server's held results are gone: the tasks that need them and do not run fail kLost.
+  // The server's held results are gone: the tasks that need them and do not run wait for their
+  // producers to run again (lineage), or fail kLost when they cannot.
   void held_results_lost(const std::string& server_id);
   // Whether every input of a submitted task is an unfinished task of the client; if not, the
   // task is answered inputs_gone and not stored. add_waiting then keeps it until they finish.
   bool inputs_known(SessionId client_id, Client& client, const wire::TaskSpec& spec);
-  void add_waiting(Client& client, TaskId id, Task& task, const wire::TaskSpec& spec);
+  void add_waiting(SessionId client_id, Client& client, TaskId id, const wire::TaskSpec& spec);
   // A task of `client` finished: its dependents get its value (and are queued once complete),
   // or fail with kDependency.
   void feed_dependents(Client& client, const Task& input, const wire::TaskResult& result);
@@ -354,6 +426,8 @@ class Scheduler {
   TaskMap<TaskId, std::vector<HeldSlot>> held_inputs_;   // tasks' held inputs (bind_held_input)
   std::map<SessionId, wire::FreeResults> pending_free_;  // by server session (flush_frees)
   std::uint64_t held_bytes_ = 0;
+  std::size_t lineage_calls_ = 0;
+  std::uint64_t lineage_bytes_ = 0;
   std::uint64_t next_job_id_ = 1;
   std::size_t running_ = 0;
   std::size_t queued_ = 0;  // tasks in clients' queues

@@ -32,13 +32,29 @@ bool Scheduler::inputs_known(SessionId client_id, Client& client, const wire::Ta
   return true;
 }
 
-void Scheduler::add_waiting(Client& client, TaskId id, Task& task, const wire::TaskSpec& spec) {
+void Scheduler::add_waiting(SessionId client_id, Client& client, TaskId id,
+                            const wire::TaskSpec& spec) {
+  // A held input lost with its server is made again first (its producer then counts as an
+  // unfinished task, which this one waits for); this may add tasks.
+  std::string unmade;
+  for (const auto& input : spec.inputs()) {
+    if (!input.held() || client.by_client_id.contains(input.task_id())) continue;
+    auto entry = client.held.find(input.task_id());
+    if (entry == client.held.end() || entry->second.present) continue;
+    std::string why;
+    if (!recompute(client_id, client, input.task_id(), why)) {
+      unmade = lost_message(client, input.task_id(), why);
+      break;
+    }
+  }
+  Task& task = *tasks_.find(id);
   std::vector<InputSlot>& slots = waiting_[id];
   slots.reserve(static_cast<std::size_t>(spec.inputs_size()));
   for (const auto& input : spec.inputs()) {
     const bool held = input.held() && !client.by_client_id.contains(input.task_id());
     slots.push_back({input.task_id(), input.position(), input.index(), {}, held, held});
     if (held) {
+      if (!unmade.empty()) continue;
       bind_held_input(client, id, task, slots.back());
       ++counters_.inputs_referenced;
       continue;
@@ -49,6 +65,11 @@ void Scheduler::add_waiting(Client& client, TaskId id, Task& task, const wire::T
       waiters.push_back(spec.task_id());
       ++task.inputs_left;
     }
+  }
+  if (!unmade.empty()) {
+    waiting_.erase(id);
+    fail(id, FailureKind::kLost, unmade);
+    return;
   }
   if (task.inputs_left == 0) inputs_complete(client, id, task);
 }
@@ -79,7 +100,11 @@ bool Scheduler::inputs_complete(Client& client, TaskId id, Task& task) {
   }
   waiting_.erase(slots);
   task.since = clock_.now();
-  client.queue.push_back(id);
+  // A rerun that makes a lost result again goes first: tasks submitted earlier wait for it.
+  if (task.remakes) [[unlikely]]
+    client.queue.push_front(id);
+  else
+    client.queue.push_back(id);
   ++queued_;
   return true;
 }
@@ -138,15 +163,14 @@ void Scheduler::release_results(SessionId client, const wire::ReleaseResults& re
   if (it == clients_.end()) return;
   Client& c = it->second;
   for (std::uint64_t client_task_id : release.task_ids()) {
-    if (c.by_client_id.contains(client_task_id)) {
-      c.released.insert(client_task_id);
+    // A finished task whose result a server holds (or held): the program dropped its last
+    // Future. First, as a rerun of it may be under way.
+    if (auto held = c.held.find(client_task_id); held != c.held.end()) {
+      held->second.client_holds = false;
+      settle(c, client_task_id);
       continue;
     }
-    // A finished task whose result a server holds: the program dropped its last Future.
-    auto held = c.held.find(client_task_id);
-    if (held == c.held.end()) continue;
-    held->second.client_holds = false;
-    free_if_unused(c, held);
+    if (c.by_client_id.contains(client_task_id)) c.released.insert(client_task_id);
   }
   flush_frees();
 }
@@ -155,19 +179,75 @@ void Scheduler::set_hold_threshold(SessionId client, std::uint64_t bytes) {
   if (auto it = clients_.find(client); it != clients_.end()) it->second.hold_threshold = bytes;
 }
 
-void Scheduler::keep_held(Client& client, const Task& task, const wire::TaskResult& result) {
+void Scheduler::keep_held(Client& client, TaskId id, Task& task, const wire::TaskResult& result) {
   HeldResult& entry = client.held[task.client_task_id];
   entry.ref = result.held();
   entry.client_holds = true;
+  entry.present = true;
   ++counters_.results_held;
   held_bytes_ += entry.ref.size();
+  // What makes it again if its server is lost (lineage), while the master can afford it.
+  if (task.retries_left <= 0) {
+    entry.no_recipe = "its task has no retries left";
+    return;
+  }
+  if (lineage_bytes_ + task.call.size() > config_.lineage_memory) {
+    entry.no_recipe = "its call was not kept: the master's lineage_memory is full";
+    return;
+  }
+  auto recipe = std::make_unique<Recipe>();
+  recipe->server_count = task.server_count;
+  recipe->timeout_ms = task.timeout_ms;
+  recipe->retries_left = task.retries_left;
+  if (task.labels != LabelSets::kNone)
+    recipe->labels = label_sets_.acquire(label_sets_.get(task.labels));
+  if (auto bound = held_inputs_.find(id); bound != held_inputs_.end()) {
+    recipe->held_inputs = bound->second;
+    // Each input is named by the recipe until the recipe goes (drop_recipe).
+    std::vector<std::uint64_t> seen;
+    for (const HeldSlot& slot : recipe->held_inputs) {
+      if (std::find(seen.begin(), seen.end(), slot.input) != seen.end()) continue;
+      seen.push_back(slot.input);
+      ++client.held.at(slot.input).lineage_users;
+    }
+  }
+  // The task is forgotten right after: its call moves here.
+  recipe->call = std::move(task.call);
+  lineage_bytes_ += recipe->call.size();
+  ++lineage_calls_;
+  entry.recipe = std::move(recipe);
 }
 
-void Scheduler::free_if_unused(Client& client, TaskMap<std::uint64_t, HeldResult>::iterator held) {
-  if (held->second.users > 0 || held->second.client_holds) return;
-  free_on_server(held->second.ref);
-  held_bytes_ -= held->second.ref.size();
+void Scheduler::settle(Client& client, std::uint64_t client_task_id) {
+  auto held = client.held.find(client_task_id);
+  if (held == client.held.end()) return;
+  HeldResult& entry = held->second;
+  if (entry.users > 0 || entry.client_holds || entry.rerunning || !entry.fetches.empty()) return;
+  if (entry.present) {
+    free_on_server(entry.ref);
+    held_bytes_ -= entry.ref.size();
+    entry.present = false;
+  }
+  if (entry.lineage_users > 0) return;  // a recipe that names it may need it made again
+  std::unique_ptr<Recipe> recipe = std::move(entry.recipe);
   client.held.erase(held);
+  drop_recipe(client, std::move(recipe));
+}
+
+void Scheduler::drop_recipe(Client& client, std::unique_ptr<Recipe> recipe) {
+  if (!recipe) return;
+  lineage_bytes_ -= recipe->call.size();
+  --lineage_calls_;
+  label_sets_.release(recipe->labels);
+  std::vector<std::uint64_t> seen;
+  for (const HeldSlot& slot : recipe->held_inputs) {
+    if (std::find(seen.begin(), seen.end(), slot.input) != seen.end()) continue;
+    seen.push_back(slot.input);
+    auto input = client.held.find(slot.input);
+    if (input == client.held.end()) continue;
+    if (input->second.lineage_users > 0) --input->second.lineage_users;
+    settle(client, slot.input);
+  }
 }
 
 void Scheduler::free_on_server(const wire::ResultRef& ref) {
@@ -197,14 +277,21 @@ void Scheduler::unbind_held_inputs(TaskId id) {
     auto held = client->second.held.find(slot.input);
     if (held == client->second.held.end()) continue;
     if (held->second.users > 0) --held->second.users;
-    free_if_unused(client->second, held);
+    settle(client->second, slot.input);
   }
 }
 
 void Scheduler::free_all_held(Client& client) {
   for (auto& [client_task_id, entry] : client.held) {
-    free_on_server(entry.ref);
-    held_bytes_ -= entry.ref.size();
+    if (entry.present) {
+      free_on_server(entry.ref);
+      held_bytes_ -= entry.ref.size();
+    }
+    if (entry.recipe) {
+      lineage_bytes_ -= entry.recipe->call.size();
+      --lineage_calls_;
+      label_sets_.release(entry.recipe->labels);
+    }
   }
   client.held.clear();
 }
@@ -216,7 +303,7 @@ Scheduler::ServerSlot* Scheduler::holder_of_inputs(Client& client, TaskId id) {
   const HeldResult* biggest = nullptr;
   for (const HeldSlot& slot : bound->second) {
     auto held = client.held.find(slot.input);
-    if (held != client.held.end() &&
+    if (held != client.held.end() && held->second.present &&
         (biggest == nullptr || held->second.ref.size() > biggest->ref.size()))
       biggest = &held->second;
   }
@@ -230,7 +317,7 @@ void Scheduler::add_held_inputs(Client& client, TaskId id, wire::Assignment& ass
   if (bound == held_inputs_.end()) return;
   for (const HeldSlot& slot : bound->second) {
     auto held = client.held.find(slot.input);
-    if (held == client.held.end()) continue;  // lost with its server: the task failed
+    if (held == client.held.end() || !held->second.present) continue;  // see held_results_lost
     wire::HeldInput* input = assignment.add_held_inputs();
     input->set_position(slot.position);
     input->set_index(slot.index);
@@ -242,46 +329,61 @@ void Scheduler::add_held_inputs(Client& client, TaskId id, wire::Assignment& ass
 void Scheduler::held_results_lost(const std::string& server_id) {
   for (auto& [session, client] : clients_) {
     std::vector<std::uint64_t> lost;
-    for (const auto& [client_task_id, entry] : client.held) {
-      if (entry.ref.server_id() != server_id) continue;
+    for (auto& [client_task_id, entry] : client.held) {
+      if (!entry.present || entry.ref.server_id() != server_id) continue;
       lost.push_back(client_task_id);
       held_bytes_ -= entry.ref.size();
+      entry.present = false;
+      entry.gone = "was held by server " + server_id + ", which was lost";
     }
-    for (const std::uint64_t client_task_id : lost) client.held.erase(client_task_id);
     if (lost.empty()) continue;
     counters_.results_lost += lost.size();
-    // Tasks bound to a lost result and not running fail: their input is gone. (Running ones
-    // fail on their own when their server cannot fetch it.)
-    std::vector<std::pair<TaskId, std::uint64_t>> doomed;
+    // Tasks bound to a lost result and not running wait for it to be made again, or fail kLost
+    // when it cannot be. (A running one fails kLost when its server cannot fetch the input, and
+    // is then put back to wait: retry_after_input_loss.) Results only the program holds are
+    // made again when it asks for them (fetch_held) or passes them to a new task.
+    std::vector<std::pair<TaskId, std::vector<std::uint64_t>>> bound_to_lost;
     for (const auto& [id, slots] : held_inputs_) {
       const Task* task = tasks_.find(id);
       if (task == nullptr || task->client != session || task->server != nullptr) continue;
+      std::vector<std::uint64_t> inputs;
       for (const HeldSlot& slot : slots)
-        if (std::find(lost.begin(), lost.end(), slot.input) != lost.end()) {
-          doomed.emplace_back(id, slot.input);
-          break;
-        }
+        if (std::find(lost.begin(), lost.end(), slot.input) != lost.end() &&
+            std::find(inputs.begin(), inputs.end(), slot.input) == inputs.end())
+          inputs.push_back(slot.input);
+      if (!inputs.empty()) bound_to_lost.emplace_back(id, std::move(inputs));
     }
-    for (const auto& [id, input] : doomed) {
+    std::sort(bound_to_lost.begin(), bound_to_lost.end());  // deterministic order of reruns
+    for (const auto& [id, inputs] : bound_to_lost) {
+      if (tasks_.find(id) == nullptr) continue;  // failed meanwhile (a failed rerun's waiter)
+      std::string unmade;
+      for (const std::uint64_t input : inputs) {
+        std::string why;
+        if (recompute(session, client, input, why)) continue;
+        unmade = lost_message(client, input, why);
+        break;
+      }
       Task* task = tasks_.find(id);
       if (task == nullptr) continue;
+      if (unmade.empty()) {
+        rewait(client, id, task->inputs_left == 0, inputs);
+        continue;
+      }
       if (task->inputs_left > 0)
         waiting_.erase(id);
       else
         --queued_;  // its id stays in the queue and is skipped there
-      fail(id, FailureKind::kLost,
-           "input task " + std::to_string(input) + "'s result was held by server " + server_id +
-               ", which was lost");
+      fail(id, FailureKind::kLost, unmade);
     }
   }
 }
 
-std::optional<Scheduler::HeldLocation> Scheduler::held_result(SessionId client,
-                                                              std::uint64_t client_task_id) const {
+std::optional<HeldLocation> Scheduler::held_result(SessionId client,
+                                                   std::uint64_t client_task_id) const {
   auto it = clients_.find(client);
   if (it == clients_.end()) return std::nullopt;
   auto held = it->second.held.find(client_task_id);
-  if (held == it->second.held.end()) return std::nullopt;
+  if (held == it->second.held.end() || !held->second.present) return std::nullopt;
   auto server = servers_.find(held->second.ref.server_id());
   if (server == servers_.end()) return std::nullopt;
   return HeldLocation{server->second.session, held->second.ref};

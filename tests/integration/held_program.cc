@@ -46,6 +46,19 @@ std::string slow_piece(int ms, long size) {
   return padded(1, static_cast<std::size_t>(size));
 }
 
+std::string announced_step(const std::string& previous) {
+  std::printf("STEP_RUNNING\n");
+  std::fflush(stdout);
+  return padded(number_of(previous) + 1, previous.size());
+}
+// Waits (at most two minutes) for the test to create the file at `path`: a small result.
+std::string gate_piece(const std::string& path) {
+  const auto deadline = std::chrono::steady_clock::now() + seconds(120);
+  while (!std::filesystem::exists(path) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds(20));
+  return padded(1, 16);
+}
+
 void print_outcome(const char* label, const clupy::Future<std::string>& f) {
   if (!f.completed()) {
     std::printf("%s pending\n", label);
@@ -134,12 +147,41 @@ int scenario_after(long size) {
 }
 
 // A dependent waits for a slow input while its other input is held by a server the test kills.
-int scenario_lost(long size) {
-  clupy::Future<std::string> held = clupy::parallel(announced_piece)(size);
-  clupy::Future<std::string> slow = clupy::parallel(slow_piece)(4000, 16L);
-  clupy::Future<std::string> both = clupy::parallel(combine)(held, slow);
+int scenario_lost(long size, int retries) {
+  const clupy::Options options{.retries = retries};
+  clupy::Future<std::string> held = clupy::parallel(announced_piece, options)(size);
+  clupy::Future<std::string> slow = clupy::parallel(slow_piece, options)(4000, 16L);
+  clupy::Future<std::string> both = clupy::parallel(combine, options)(held, slow);
   both.wait(seconds(60));
   print_outcome("LOST", both);
+  return 0;
+}
+
+// Lineage (LineageTest): p and q = step(p) run on servers labelled tier=a, q on p's server (its
+// holder); r = combine(q, g) waits for g, which waits for the test's gate file, while the test
+// kills the server holding q (and p). The program keeps p's Future.
+int scenario_pipeline(long size, int retries, const std::string& gate) {
+  const clupy::Options tier_a{.retries = retries, .labels = {{"tier", "a"}}};
+  clupy::Future<std::string> p = clupy::parallel(announced_piece, tier_a)(size);
+  // On the tier=b server, which the test does not kill.
+  clupy::Future<std::string> g =
+      clupy::parallel(gate_piece, {.retries = retries, .labels = {{"tier", "b"}}})(gate);
+  // q's Future is dropped at once: only r needs q's result.
+  clupy::Future<std::string> r =
+      clupy::parallel(combine, {.retries = retries})(clupy::parallel(announced_step, tier_a)(p), g);
+  p.wait(seconds(200));
+  print_outcome("P", p);
+  r.wait(seconds(200));
+  print_outcome("PIPELINE", r);
+  return 0;
+}
+
+// A Future whose held result is fetched only once the test created the file named by
+// CLUPY_TEST_HELD_FETCH_GATE (after it killed the holding server).
+int scenario_later(long size) {
+  clupy::Future<std::string> p = clupy::parallel(announced_piece)(size);
+  p.wait(seconds(200));
+  print_outcome("LATER", p);
   return 0;
 }
 
@@ -155,7 +197,11 @@ int main(int argc, char** argv) {
     if (mode == "tree") return scenario_tree(static_cast<int>(arg(2, 64)), arg(3, 1 << 20));
     if (mode == "hold") return scenario_hold(static_cast<int>(arg(2, 4)), arg(3, 1 << 20));
     if (mode == "one") return scenario_one(arg(2, 1 << 20));
-    if (mode == "lost") return scenario_lost(arg(2, 1 << 20));
+    if (mode == "lost") return scenario_lost(arg(2, 1 << 20), static_cast<int>(arg(3, -1)));
+    if (mode == "pipeline")
+      return scenario_pipeline(arg(2, 1 << 20), static_cast<int>(arg(3, -1)),
+                               argc > 4 ? argv[4] : "go");
+    if (mode == "later") return scenario_later(arg(2, 1 << 20));
     if (mode == "after") return scenario_after(arg(2, 1 << 20));
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());

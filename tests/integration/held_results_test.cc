@@ -233,35 +233,197 @@ TEST_F(HeldResultsTest, AServerOlderThanHeldResultsIsNotAskedToHoldAny) {
   EXPECT_GE(metric("clupy_result_bytes_received_total"), 15LL << 20);
 }
 
-TEST_F(HeldResultsTest, AHeldInputLostWithItsServerFailsItsDependentWithLost) {
+// Lineage (docs/protocol.md#held-results): a held result lost with its server is made again by
+// rerunning its producer, up to its retries; with none, what needs it fails kLost naming it.
+class LineageTest : public HeldResultsTest {
+ protected:
+  struct Run {
+    std::string server, task;
+  };
+  // Where each run of a task that printed `marker` ran, from the prefixes of the program's
+  // output: "(s1 task 1) PIECE_RUNNING".
+  static std::vector<Run> runs_of(const std::string& log, const std::string& marker) {
+    std::vector<Run> runs;
+    for (auto at = log.find(") " + marker); at != std::string::npos;
+         at = log.find(") " + marker, at + 1)) {
+      const auto open = log.rfind('(', at);
+      const std::string prefix = log.substr(open + 1, at - open - 1);
+      runs.push_back({prefix.substr(0, prefix.find(' ')), prefix.substr(prefix.rfind(' ') + 1)});
+    }
+    return runs;
+  }
+  // s1 and s2 labelled tier=a, s3 tier=b.
+  void start_tiered_cluster() {
+    write_file(dir_.file("clupy.server.yaml"), "data_bind: 127.0.0.1\n");
+    http_port_ = free_loopback_port();
+    start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)});
+    for (const std::string id : {"s1", "s2", "s3"}) {
+      server_http_[id] = free_loopback_port();
+      std::vector<std::string> args{"--capacity", "2", "--http-port",
+                                    std::to_string(server_http_[id])};
+      args.insert(args.end(), {"--label", id == "s3" ? "tier=b" : "tier=a"});
+      start_server(id, args);
+    }
+    ASSERT_TRUE(servers_become({"s1", "s2", "s3"}));
+  }
+  // Kills the server `id` (SIGKILL, by its PID) and waits until the master has seen it go.
+  void kill_server(const std::string& id, long long lost_before) {
+    ASSERT_TRUE(servers_.count(id)) << "unknown server '" << id << "'";
+    servers_[id].signal(SIGKILL);
+    servers_[id].wait(seconds(10));
+    server_http_.erase(id);
+    ASSERT_TRUE(wait_until([&] { return metric("clupy_results_lost_total") > lost_before; },
+                           seconds(30), "the master to see the held results lost"));
+  }
+  static int count_lines(const std::string& log, const std::string& start) {
+    int count = 0;
+    for (auto at = log.find(start); at != std::string::npos; at = log.find(start, at + 1))
+      if (at == 0 || log[at - 1] == '\n') ++count;
+    return count;
+  }
+};
+
+TEST_F(LineageTest, AHeldInputLostWithItsServerIsMadeAgainForItsWaitingDependent) {
   start_cluster(2);
   ChildProcess program = start_program("lost", {"lost", std::to_string(1 << 20)});
-  // The worker's line comes prefixed with its server and task: "(s1 task 1) PIECE_RUNNING".
-  std::string server, task;
-  ASSERT_TRUE(wait_until(
-      [&] {
-        const std::string log = program.log();
-        const auto at = log.find(") PIECE_RUNNING");
-        if (at == std::string::npos) return false;
-        const std::string prefix = log.substr(log.rfind('(', at) + 1, at - log.rfind('(', at) - 1);
-        server = prefix.substr(0, prefix.find(' '));
-        task = prefix.substr(prefix.rfind(' ') + 1);
-        return true;
-      },
-      seconds(60), "the held input to run"))
+  ASSERT_TRUE(wait_until([&] { return !runs_of(program.log(), "PIECE_RUNNING").empty(); },
+                         seconds(60), "the held input to run"))
       << program.log();
   ASSERT_TRUE(wait_until([&] { return metric("clupy_results_held_total") >= 1; }, seconds(30),
                          "its result to be held"));
-  ASSERT_TRUE(servers_.count(server)) << "unknown server '" << server << "':\n" << program.log();
-  servers_[server].signal(SIGKILL);
+  const Run first = runs_of(program.log(), "PIECE_RUNNING").front();
+  kill_server(first.server, 0);
+  ASSERT_TRUE(program.wait(seconds(120))) << program.log();
+  // 7 (the piece, made again on the other server) + 1.
+  EXPECT_EQ(line_starting(program.log(), "LOST "), "LOST value 8 size " + std::to_string(1 << 20))
+      << program.log();
+  const std::vector<Run> runs = runs_of(program.log(), "PIECE_RUNNING");
+  ASSERT_EQ(runs.size(), 2u) << program.log();
+  EXPECT_NE(runs[1].server, first.server);
+  EXPECT_EQ(metric("clupy_results_lost_total"), 1);
+  EXPECT_EQ(metric("clupy_results_recomputed_total"), 1);
+  EXPECT_EQ(metric("clupy_lineage_calls"), 0);  // the program is gone
+}
+
+TEST_F(LineageTest, WithNoRetriesAHeldInputLostWithItsServerFailsItsDependentWithLostOnce) {
+  start_cluster(2);
+  ChildProcess program = start_program("lost0", {"lost", std::to_string(1 << 20), "0"});
+  ASSERT_TRUE(wait_until([&] { return !runs_of(program.log(), "PIECE_RUNNING").empty(); },
+                         seconds(60), "the held input to run"))
+      << program.log();
+  ASSERT_TRUE(wait_until([&] { return metric("clupy_results_held_total") >= 1; }, seconds(30),
+                         "its result to be held"));
+  const Run run = runs_of(program.log(), "PIECE_RUNNING").front();
+  kill_server(run.server, 0);
   ASSERT_TRUE(program.wait(seconds(120))) << program.log();
   const std::string lost = line_starting(program.log(), "LOST ");
   EXPECT_EQ(lost.rfind("LOST lost|", 0), 0u) << program.log();
-  EXPECT_NE(lost.find("input task " + task + "'s result was held by server " + server +
-                      ", which was lost"),
+  EXPECT_NE(lost.find("input task " + run.task + "'s result was held by server " + run.server +
+                      ", which was lost (its task has no retries left)"),
             std::string::npos)
       << program.log();
+  EXPECT_EQ(count_lines(program.log(), "LOST "), 1) << program.log();
+  EXPECT_EQ(runs_of(program.log(), "PIECE_RUNNING").size(), 1u) << program.log();
   EXPECT_EQ(metric("clupy_results_lost_total"), 1);
+  EXPECT_EQ(metric("clupy_results_recomputed_total"), 0);
+  EXPECT_EQ(metric("clupy_lineage_calls"), 0);
+}
+
+TEST_F(LineageTest, APipelineWhoseServerDiesMidwayRerunsTwoLevelsOfLostResults) {
+  start_tiered_cluster();
+  const std::string gate = dir_.file("pipeline-gate");
+  ChildProcess program =
+      start_program("pipeline", {"pipeline", std::to_string(1 << 20), "-1", gate});
+  // p and q = step(p) are held, on one tier=a server (q was placed on its input's holder), and
+  // the program has p's value; r waits for the gate.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return metric("clupy_results_held_total") >= 2 &&
+               program.log().find("\nP ") != std::string::npos;
+      },
+      seconds(60), "p and q to be held"))
+      << program.log();
+  const std::vector<Run> pieces = runs_of(program.log(), "PIECE_RUNNING");
+  const std::vector<Run> steps = runs_of(program.log(), "STEP_RUNNING");
+  ASSERT_EQ(pieces.size(), 1u) << program.log();
+  ASSERT_EQ(steps.size(), 1u) << program.log();
+  ASSERT_EQ(pieces[0].server, steps[0].server) << program.log();
+  EXPECT_EQ(metric("clupy_lineage_calls"), 2);  // p's and q's
+  kill_server(steps[0].server, 0);
+  write_file(gate, "");
+  ASSERT_TRUE(program.wait(seconds(120))) << program.log();
+  // (7 + 1) + 1, with q made again from p made again.
+  EXPECT_EQ(line_starting(program.log(), "PIPELINE "),
+            "PIPELINE value 9 size " + std::to_string(1 << 20))
+      << program.log();
+  EXPECT_EQ(line_starting(program.log(), "P "), "P value 7 size " + std::to_string(1 << 20));
+  // The program's Future of p kept its value: it was not fetched again.
+  const std::vector<Run> pieces_after = runs_of(program.log(), "PIECE_RUNNING");
+  const std::vector<Run> steps_after = runs_of(program.log(), "STEP_RUNNING");
+  ASSERT_EQ(pieces_after.size(), 2u) << program.log();
+  ASSERT_EQ(steps_after.size(), 2u) << program.log();
+  // Made again on the other tier=a server.
+  const std::string other = steps[0].server == "s1" ? "s2" : "s1";
+  EXPECT_EQ(pieces_after[1].server, other);
+  EXPECT_EQ(steps_after[1].server, other);
+  EXPECT_EQ(metric("clupy_results_lost_total"), 2);
+  EXPECT_EQ(metric("clupy_results_recomputed_total"), 2);
+  // Nothing through the master but the small gate value.
+  EXPECT_LT(metric("clupy_result_bytes_received_total"), kThreshold);
+  EXPECT_EQ(metric("clupy_result_bytes_relayed_total"), 0);
+  EXPECT_TRUE(held_bytes_drain());
+  EXPECT_EQ(metric("clupy_lineage_calls"), 0);
+  EXPECT_EQ(metric("clupy_lineage_bytes"), 0);
+}
+
+TEST_F(LineageTest, APipelineWithNoRetriesFailsWithLostNamingTheLostTaskOnce) {
+  start_tiered_cluster();
+  const std::string gate = dir_.file("pipeline0-gate");
+  ChildProcess program =
+      start_program("pipeline0", {"pipeline", std::to_string(1 << 20), "0", gate});
+  ASSERT_TRUE(wait_until([&] { return metric("clupy_results_held_total") >= 2; }, seconds(60),
+                         "p and q to be held"))
+      << program.log();
+  const std::vector<Run> steps = runs_of(program.log(), "STEP_RUNNING");
+  ASSERT_EQ(steps.size(), 1u) << program.log();
+  EXPECT_EQ(metric("clupy_lineage_calls"), 0);  // with no retries, nothing is kept
+  kill_server(steps[0].server, 0);
+  ASSERT_TRUE(program.wait(seconds(120))) << program.log();
+  const std::string line = line_starting(program.log(), "PIPELINE ");
+  EXPECT_EQ(line.rfind("PIPELINE lost|", 0), 0u) << program.log();
+  EXPECT_NE(line.find("input task " + steps[0].task + "'s result was held by server " +
+                      steps[0].server + ", which was lost (its task has no retries left)"),
+            std::string::npos)
+      << program.log();
+  EXPECT_EQ(count_lines(program.log(), "PIPELINE "), 1) << program.log();
+  EXPECT_EQ(runs_of(program.log(), "STEP_RUNNING").size(), 1u) << program.log();
+  EXPECT_EQ(metric("clupy_results_recomputed_total"), 0);
+  write_file(gate, "");  // lets the gate task end
+}
+
+TEST_F(LineageTest, AFutureWhoseServerDiesBeforeItsValueWasFetchedStillGetsIt) {
+  start_cluster(2);
+  const std::string gate = dir_.file("fetch-gate");
+  ChildProcess program({{HELD_PROGRAM, "later", std::to_string(1 << 20)},
+                        {{"CLUPY_MASTER_URL", master_url()},
+                         {"CLUPY_TOKEN_FILE", token_file()},
+                         {"CLUPY_TEST_HELD_FETCH_GATE", gate}},
+                        dir_.path(),
+                        dir_.file("later.out")});
+  ASSERT_TRUE(wait_until([&] { return metric("clupy_results_held_total") >= 1; }, seconds(60),
+                         "the result to be held"))
+      << program.log();
+  const std::vector<Run> runs = runs_of(program.log(), "PIECE_RUNNING");
+  ASSERT_EQ(runs.size(), 1u) << program.log();
+  kill_server(runs[0].server, 0);
+  write_file(gate, "");  // the program fetches now: its server is gone
+  ASSERT_TRUE(program.wait(seconds(120))) << program.log();
+  EXPECT_EQ(line_starting(program.log(), "LATER "), "LATER value 7 size " + std::to_string(1 << 20))
+      << program.log();
+  EXPECT_EQ(runs_of(program.log(), "PIECE_RUNNING").size(), 2u) << program.log();
+  EXPECT_EQ(metric("clupy_results_recomputed_total"), 1);
+  // The fetch waited on the master for the rerun and came through it.
+  EXPECT_GE(metric("clupy_result_bytes_relayed_total"), 1 << 20);
 }
 
 }  // namespace
