@@ -31,7 +31,7 @@ void OfferReader::start(std::vector<std::string> extra_directories) {
   reader_ = std::thread([this, alive, directories = std::move(extra_directories)] {
     wire::ServerOffer offer;
     try {
-      offer = read_server_offer(directories);
+      offer = read_server_offer_cached(directories);
     } catch (const std::exception& e) {
       common::logger("deps")->warn("cannot read what this machine offers programs: {}", e.what());
     }

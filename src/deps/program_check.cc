@@ -166,6 +166,46 @@ std::string soname_base(const std::string& soname) {
   return so == std::string::npos ? soname : soname.substr(0, so + 3);
 }
 
+// "size|modification time" of a file, "-" when it cannot be read: a cache key's part.
+std::string file_stamp(const std::string& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return "-";
+  const auto time = fs::last_write_time(path, ec);
+  if (ec) return "-";
+  return std::to_string(size) + "|" + std::to_string(time.time_since_epoch().count());
+}
+
+// What `read` returns, remembered in ${XDG_CACHE_HOME:-~/.cache}/clupy/KIND/ under the SHA-256
+// of `key`, which must name everything the answer depends on. Without a usable cache folder it
+// reads every time; a file that cannot be written only means reading again next time.
+template <class Message, class Read>
+Message remembered(const char* kind, const std::string& key, Read read) {
+  std::string folder;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg == '/')
+    folder = std::string(xdg) + "/clupy/" + kind;
+  else if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/')
+    folder = std::string(home) + "/.cache/clupy/" + kind;
+  if (folder.empty()) return read();
+  const std::string file = folder + "/" + base::to_hex(base::sha256(key));
+  {
+    std::ifstream in(file, std::ios::binary);
+    Message cached;
+    if (in && cached.ParseFromIstream(&in)) return cached;
+  }
+  Message fresh = read();
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  const std::string staging = file + ".tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream out(staging, std::ios::binary | std::ios::trunc);
+    if (!out || !fresh.SerializeToOstream(&out)) return fresh;
+  }
+  fs::rename(staging, file, ec);
+  if (ec) fs::remove(staging, ec);
+  return fresh;
+}
+
 }  // namespace
 
 std::optional<std::string> loaded_library_path(const std::string& soname) {
@@ -219,35 +259,9 @@ wire::ProgramNeeds read_program_needs(const std::string& path) {
 
 wire::ProgramNeeds read_program_needs_cached(const std::string& path,
                                              const std::string& image_sha256) {
-  std::error_code ec;
-  std::string key = base::to_hex(image_sha256);
-  const auto status_size = fs::file_size("/var/lib/dpkg/status", ec);
-  const auto status_time = fs::last_write_time("/var/lib/dpkg/status", ec);
-  key += "|" + std::to_string(ec ? 0 : status_size) + "|" +
-         std::to_string(ec ? 0 : status_time.time_since_epoch().count());
+  std::string key = base::to_hex(image_sha256) + "|" + file_stamp("/var/lib/dpkg/status");
   for (const auto& [soname, file] : loaded_libraries()) key += "|" + soname + "=" + file;
-  std::string folder;
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg == '/')
-    folder = std::string(xdg) + "/clupy/needs";
-  else if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/')
-    folder = std::string(home) + "/.cache/clupy/needs";
-  if (folder.empty()) return read_program_needs(path);
-  const std::string file = folder + "/" + base::to_hex(base::sha256(key));
-  {
-    std::ifstream in(file, std::ios::binary);
-    wire::ProgramNeeds cached;
-    if (in && cached.ParseFromIstream(&in)) return cached;
-  }
-  wire::ProgramNeeds needs = read_program_needs(path);
-  fs::create_directories(folder, ec);
-  const std::string staging = file + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(staging, std::ios::binary | std::ios::trunc);
-    if (!out || !needs.SerializeToOstream(&out)) return needs;  // no cache: read next time too
-  }
-  fs::rename(staging, file, ec);
-  if (ec) fs::remove(staging, ec);
-  return needs;
+  return remembered<wire::ProgramNeeds>("needs", key, [&] { return read_program_needs(path); });
 }
 
 wire::ServerOffer read_server_offer(const std::vector<std::string>& extra_directories) {
@@ -309,6 +323,24 @@ wire::ServerOffer read_server_offer(const std::vector<std::string>& extra_direct
     }
   }
   return offer;
+}
+
+wire::ServerOffer read_server_offer_cached(const std::vector<std::string>& extra_directories) {
+  std::string key = "dpkg " + file_stamp("/var/lib/dpkg/status") + "|ld.so.cache " +
+                    file_stamp("/etc/ld.so.cache");
+  for (const auto& [soname, file] : loaded_libraries()) key += "|" + soname + "=" + file;
+  for (const auto& directory : extra_directories) {
+    std::error_code ec;
+    if (directory.empty()) continue;
+    key += "|dir " + directory;
+    std::vector<std::string> entries;
+    for (const auto& entry : fs::directory_iterator(directory, ec))
+      entries.push_back(entry.path().filename().string() + "=" + file_stamp(entry.path()));
+    std::sort(entries.begin(), entries.end());  // directory order is the filesystem's
+    for (const auto& entry : entries) key += "|" + entry;
+  }
+  return remembered<wire::ServerOffer>("offer", key,
+                                       [&] { return read_server_offer(extra_directories); });
 }
 
 std::vector<wire::ProgramDifference> compare_program(const wire::ProgramNeeds& needs,

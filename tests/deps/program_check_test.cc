@@ -110,6 +110,39 @@ TEST(ProgramCheckTest, ReadsWhatThisMachineOffers) {
   EXPECT_TRUE(compare_program(read_program_needs("/proc/self/exe"), offer).empty());
 }
 
+TEST(ProgramCheckTest, TheOfferIsRememberedUntilWhatItDependsOnChanges) {
+  char folder[] = "/tmp/clupy-offer-XXXXXX";
+  ASSERT_NE(::mkdtemp(folder), nullptr);
+  ::setenv("XDG_CACHE_HOME", folder, 1);
+  const std::string libraries = std::string(folder) + "/libraries";
+  std::filesystem::create_directories(libraries);
+  auto offers_soname = [](const wire::ServerOffer& offer, const std::string& soname) {
+    return std::any_of(offer.libraries().begin(), offer.libraries().end(),
+                       [&](const auto& l) { return l.soname() == soname; });
+  };
+  auto remembered_files = [&] {
+    std::size_t files = 0;
+    for ([[maybe_unused]] const auto& entry :
+         std::filesystem::directory_iterator(std::string(folder) + "/clupy/offer"))
+      ++files;
+    return files;
+  };
+  const wire::ServerOffer first = read_server_offer_cached({libraries});
+  EXPECT_EQ(remembered_files(), 1u);
+  EXPECT_EQ(first.SerializeAsString(), read_server_offer({libraries}).SerializeAsString());
+  EXPECT_EQ(read_server_offer_cached({libraries}).SerializeAsString(), first.SerializeAsString());
+  EXPECT_EQ(remembered_files(), 1u);
+  // A library added to the folder is a new key: read again, and offered.
+  std::filesystem::copy_file(std::filesystem::canonical("/proc/self/exe"),
+                             libraries + "/libclupy_offer_test.so.1");
+  const wire::ServerOffer after = read_server_offer_cached({libraries});
+  EXPECT_EQ(remembered_files(), 2u);
+  EXPECT_FALSE(offers_soname(first, "libclupy_offer_test.so.1"));
+  EXPECT_TRUE(offers_soname(after, "libclupy_offer_test.so.1"));
+  ::unsetenv("XDG_CACHE_HOME");
+  std::filesystem::remove_all(folder);
+}
+
 wire::NeededLibrary need(const std::string& soname, const std::string& package,
                          const std::string& version, std::vector<std::string> versions = {}) {
   wire::NeededLibrary n;
