@@ -8,6 +8,7 @@
 
 #include "clupy/detail/call.hpp"
 #include "master/scheduler.hpp"
+#include "named_call.hpp"
 
 namespace clupy::master {
 namespace {
@@ -31,15 +32,7 @@ class RecordingOutbox : public Outbox {
 constexpr SessionId kClient = 100;
 constexpr SessionId kServer = 1;
 
-// A call of a named function with `arguments` (a msgpack array, nils for futures).
-std::string call_with(std::string arguments) {
-  detail::EncodedCall call;
-  call.form = detail::CallForm::kNamed;
-  call.name = "f";
-  call.function_name = "f";
-  call.arguments = std::move(arguments);
-  return detail::serialize_call(call);
-}
+using test::call_with;
 
 std::string encoded_long(long value) {
   std::string out;

@@ -8,6 +8,7 @@
 #include "clupy/detail/call.hpp"
 #include "common/version.hpp"
 #include "master/scheduler.hpp"
+#include "named_call.hpp"
 
 namespace clupy::master {
 namespace {
@@ -36,15 +37,8 @@ constexpr SessionId kS1 = 1;
 constexpr SessionId kS2 = 2;
 constexpr SessionId kS3 = 3;
 
-// A call of `f` with `arguments` (msgpack array): task `n`'s call is [n] or [n, nil...].
-std::string call_with(std::string arguments) {
-  detail::EncodedCall call;
-  call.form = detail::CallForm::kNamed;
-  call.name = "f";
-  call.function_name = "f";
-  call.arguments = std::move(arguments);
-  return detail::serialize_call(call);
-}
+using test::call_with;
+// Task `n`'s arguments: [n], or [n, nil...] with a nil for each future it is given.
 std::string args(int n, int nils = 0) {
   std::string out(1, static_cast<char>(0x91 + nils));
   out.push_back(static_cast<char>(n));
