@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""Benchmarks 1 and 2 on Dask distributed, for the side-by-side ratios (benchmark 8).
+"""Benchmarks 1, 2 and 10 on Dask distributed, for the side-by-side ratios (benchmarks 8, 10).
 
 bench/run.sh starts the scheduler and two single-thread workers as processes on loopback and
 runs this client against them; it prints one "RESULT key=value ..." line like task_bench.
 
   dask_bench.py SCHEDULER_FILE throughput N
   dask_bench.py SCHEDULER_FILE roundtrip N
+  dask_bench.py SCHEDULER_FILE tree LEAVES BYTES
 """
 import statistics
 import sys
@@ -18,8 +19,39 @@ def noop(x):
     return x
 
 
+# The tree reduction of task_bench's tree mode: values of BYTES bytes whose first 8 hold a
+# number; a combination copies its first input, as task_bench's does.
+def tree_leaf(i, size):
+    return i.to_bytes(8, "little") + bytes(size - 8)
+
+
+def tree_combine(a, b):
+    total = int.from_bytes(a[:8], "little") + int.from_bytes(b[:8], "little")
+    return total.to_bytes(8, "little") + a[8:]
+
+
+def tree(client, leaves, size):
+    start = time.perf_counter()
+    level = [client.submit(tree_leaf, i, size, pure=False) for i in range(leaves)]
+    while len(level) > 1:
+        following = [client.submit(tree_combine, level[i], level[i + 1], pure=False)
+                     for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2 == 1:
+            following.append(level[-1])
+        level = following
+    value = level[0].result()
+    took = time.perf_counter() - start
+    expected = leaves * (leaves - 1) // 2
+    if len(value) != size or int.from_bytes(value[:8], "little") != expected:
+        print("dask tree: wrong result", file=sys.stderr)
+        return 1
+    print(f"RESULT leaves={leaves} bytes={size} seconds={took:.3f}", flush=True)
+    return 0
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[2] not in ("throughput", "roundtrip"):
+    arity = {"throughput": 4, "roundtrip": 4, "tree": 5}
+    if len(sys.argv) < 3 or arity.get(sys.argv[2]) != len(sys.argv):
         print(__doc__, file=sys.stderr)
         return 2
     scheduler_file, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -27,6 +59,8 @@ def main():
         client.wait_for_workers(2, timeout=60)
         # Same warm-up as task_bench: the first tasks pay for connections and imports.
         wait(client.map(noop, range(100), pure=False))
+        if mode == "tree":
+            return tree(client, n, int(sys.argv[4]))
         if mode == "throughput":
             start = time.perf_counter()
             futures = client.map(noop, range(n), pure=False)

@@ -185,8 +185,9 @@ def build_figures(data, skipped, params):
                 ratio_of(mb, relay_bulk))
         via_master = figure(data, "7", "payload-via-master", "mb_per_s")
         if via_master:
-            add("7", "1 MiB tasks, results held on their server / every result through the "
-                "master", "MB/s", mb, None, None, "result_threshold: 0", via_master,
+            add("7", "1 MiB tasks, calls pushed and results held on their server / every call "
+                "and result through the master", "MB/s", mb, None, None,
+                "push_threshold and result_threshold: 0", via_master,
                 ratio_of(mb, via_master))
     chain_futures = figure(data, "9", "chain", "futures_stage_us")
     if chain_futures:
@@ -198,8 +199,19 @@ def build_figures(data, skipped, params):
         if chain_via_master:
             add("9", "chain stage through futures as arguments, held on their server / every "
                 "value through the master", "us per stage", chain_futures, None, None,
-                "result_threshold: 0", chain_via_master,
+                "push_threshold and result_threshold: 0", chain_via_master,
                 ratio_of(chain_futures, chain_via_master))
+    tree = figure(data, "10", "tree", "seconds")
+    if tree:
+        leaves, leaf_bytes = (int(x) for x in params.get("tree", "256 4194304").split())
+        dask_tree = figure(data, "10", "dask-tree", "seconds")
+        add("10", f"tree reduction of {leaves} values of {leaf_bytes >> 20} MiB: CluPy / Dask",
+            "s", tree, "faster than Dask",
+            lambda m: dask_tree is not None and m < dask_tree["median"], "Dask", dask_tree,
+            ratio_of(tree, dask_tree))
+        add("10", "bytes the master read during the tree reduction", "bytes",
+            figure(data, "10", "tree", "master_read_bytes"), "< 1% of the leaves' bytes",
+            lambda m: m < 0.01 * leaves * leaf_bytes)
     network_rows(data, skipped, params, add, ratio_of, t1,
                  figure(data, "6", "servers=8", "tasks_per_s"), mb)
     if "8" in skipped:

@@ -5,7 +5,7 @@
 # (bench/results/latest.json). Every process it starts is stopped by PID, also on failure.
 #
 #   bench/run.sh                 the whole suite (6-12 minutes on 2 shared cores)
-#   bench/run.sh --only "1 2"    some benchmarks (ids 1-9, "raw" for the transport floor, "net"
+#   bench/run.sh --only "1 2"    some benchmarks (ids 1-10, "raw" for the transport floor, "net"
 #                                for the network section on the test bed: bench/network.sh, root)
 #   bench/run.sh --quick         a smoke run: tiny sizes, 1 run, writes nothing into the repo
 #
@@ -14,7 +14,7 @@
 # BENCH_PRIMES ("LO HI", default "20000000 20000300"), BENCH_PAYLOADS (1000),
 # BENCH_QUEUED (1000000), BENCH_SCALE_TASKS (50000), BENCH_SIM_SERVERS (1000),
 # BENCH_DASK_TASKS (10000), BENCH_DASK_ROUND_TRIPS (500), BENCH_CHAIN ("STAGES BYTES", default
-# "100 4194304").
+# "100 4194304"), BENCH_TREE ("LEAVES BYTES", default "256 4194304").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -22,7 +22,7 @@ runs=5
 build=1
 quick=0
 docs=1
-only="raw 1 2 3 4 5 6 7 8 9 net"
+only="raw 1 2 3 4 5 6 7 8 9 10 net"
 build_dir="$root/build-bench"
 json="$root/bench/results/latest.json"
 while [ $# -gt 0 ]; do
@@ -52,10 +52,11 @@ sim_seconds=4
 dask_tasks="${BENCH_DASK_TASKS:-10000}"
 dask_round_trips="${BENCH_DASK_ROUND_TRIPS:-500}"
 chain_sizes="${BENCH_CHAIN:-100 4194304}"
+tree_sizes="${BENCH_TREE:-256 4194304}"
 if [ "$quick" = 1 ]; then
   runs=1 docs=0 json="" tasks=2000 round_trips=200 primes_range="1000000 1000020" payloads=20
   queued=5000 scale_tasks=1000 sim_servers=20 sim_seconds=1 dask_tasks=200 dask_round_trips=20
-  chain_sizes="10 65536"
+  chain_sizes="10 65536" tree_sizes="16 65536"
 fi
 
 if [ "$build" = 1 ]; then
@@ -232,7 +233,10 @@ if wants raw; then
   done
 fi
 
-if wants 1 || wants 2 || wants 3 || wants 7 || wants 9; then
+# Bytes the master read (all its reads, sockets included) since it started.
+master_read_bytes() { awk '/^rchar:/ { print $2 }' "/proc/$master_pid/io"; }
+
+if wants 1 || wants 2 || wants 3 || wants 7 || wants 9 || wants 10; then
   cluster main 1
   if wants 1; then
     echo "1: throughput of $tasks no-op tasks, one server with two slots"
@@ -273,12 +277,23 @@ if wants 1 || wants 2 || wants 3 || wants 7 || wants 9; then
       record 9 chain "$dir/b9.log"
     done
   fi
+  if wants 10; then
+    echo "10: a tree reduction of $tree_sizes (leaves, bytes): time, and bytes the master read"
+    for ((r = 1; r <= runs; r++)); do
+      before="$(master_read_bytes)"
+      # shellcheck disable=SC2086
+      client "$dir/b10.log" "$task_bench" tree $tree_sizes
+      sed -i "/^RESULT /s/\$/ master_read_bytes=$(($(master_read_bytes) - before))/" "$dir/b10.log"
+      record 10 tree "$dir/b10.log"
+    done
+  fi
   stop_cluster
   if wants 7 || wants 9; then
-    # The same with every result through the master (result_threshold: 0), for same-run ratios
-    # against held results (docs/protocol.md#held-results).
-    cluster via-master 1 "result_threshold: 0"
-    echo "7 and 9 again, every result through the master (result_threshold: 0)"
+    # The same with every call and result through the master, for same-run ratios against
+    # pushed calls and held results (docs/protocol.md#pushed-calls, #held-results).
+    cluster via-master 1 $'result_threshold: 0\npush_threshold: 0'
+    echo "7 and 9 again, every call and result through the master (push_threshold and" \
+      "result_threshold: 0)"
     for ((r = 1; r <= runs; r++)); do
       if wants 7; then
         client "$dir/b7.log" "$task_bench" payload "$payloads" "$payload_bytes"
@@ -349,13 +364,13 @@ if wants 6; then
   done
 fi
 
-if wants 8; then
+if wants 8 || wants 10; then
   if ! /usr/bin/python3 -c 'import distributed' 2>/dev/null; then
     echo "8: SKIPPED: Dask distributed is not installed (apt-get install python3-distributed," \
       "or tools/install-deps.sh)"
     echo "8 skipped reason=python3-distributed_not_installed" >>"$results"
   else
-    echo "8: the same 1 and 2 on Dask distributed (scheduler + two single-thread workers)"
+    echo "8 and 10: the same on Dask distributed (scheduler + two single-thread workers)"
     dir="$work/dask"
     mkdir -p "$dir"
     # worker-saturation inf: Dask's fastest setting for many small tasks (its default queues
@@ -372,12 +387,20 @@ if wants 8; then
       dask_pids+=("$spawned")
     done
     for ((r = 1; r <= runs; r++)); do
-      client "$dir/b8.log" /usr/bin/python3 "$root/bench/dask_bench.py" "$dir/scheduler.json" \
-        throughput "$dask_tasks"
-      record 8 dask-throughput "$dir/b8.log"
-      client "$dir/b8.log" /usr/bin/python3 "$root/bench/dask_bench.py" "$dir/scheduler.json" \
-        roundtrip "$dask_round_trips"
-      record 8 dask-roundtrip "$dir/b8.log"
+      if wants 8; then
+        client "$dir/b8.log" /usr/bin/python3 "$root/bench/dask_bench.py" "$dir/scheduler.json" \
+          throughput "$dask_tasks"
+        record 8 dask-throughput "$dir/b8.log"
+        client "$dir/b8.log" /usr/bin/python3 "$root/bench/dask_bench.py" "$dir/scheduler.json" \
+          roundtrip "$dask_round_trips"
+        record 8 dask-roundtrip "$dir/b8.log"
+      fi
+      if wants 10; then
+        # shellcheck disable=SC2086
+        client "$dir/b10.log" /usr/bin/python3 "$root/bench/dask_bench.py" "$dir/scheduler.json" \
+          tree $tree_sizes
+        record 10 dask-tree "$dir/b10.log"
+      fi
     done
     for pid in "${dask_pids[@]}"; do
       stop_pid "$pid"
@@ -411,7 +434,7 @@ report_args=(--results "$results" --cores "$(nproc)" --runs "$runs" --load-start
   --param "tasks=$tasks" --param "round_trips=$round_trips" --param "primes=$primes_range"
   --param "payloads=$payloads" --param "payload_bytes=$payload_bytes" --param "queued=$queued"
   --param "scale_tasks=$scale_tasks" --param "sim_servers=$sim_servers"
-  --param "dask_tasks=$dask_tasks" --param "dask_round_trips=$dask_round_trips"
+  --param "dask_tasks=$dask_tasks" --param "dask_round_trips=$dask_round_trips" --param "tree=$tree_sizes"
   --param "net_tasks=${BENCH_NET_TASKS:-100000}" --param "net_round_trips=${BENCH_NET_ROUND_TRIPS:-2000}"
   --param "net_payloads=${BENCH_NET_PAYLOADS:-300}")
 [ -z "$json" ] || report_args+=(--json "$json")

@@ -11,6 +11,8 @@
 //   task_bench memory N FILE         N outstanding futures (nothing runs them); client RSS;
 //                                    holds them until FILE exists
 //   task_bench first                 one no-op task (cold start: run.sh times the whole launch)
+//   task_bench chain STAGES BYTES R  a chain of tasks, through futures and through the program
+//   task_bench tree LEAVES BYTES     a tree reduction of LEAVES values of BYTES each
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include <clupy/clupy.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -36,6 +39,24 @@ std::string chain_stage(const std::string& previous) {
   std::string next = previous;
   if (!next.empty()) ++next[0];
   return next;
+}
+
+// A tree reduction's values: BYTES bytes whose first 8 hold a number.
+long number_in(const std::string& value) {
+  long number = 0;
+  std::memcpy(&number, value.data(), sizeof number);
+  return number;
+}
+std::string tree_leaf(long i, long bytes) {
+  std::string value(static_cast<std::size_t>(bytes), '\0');
+  std::memcpy(value.data(), &i, sizeof i);
+  return value;
+}
+std::string tree_combine(const std::string& a, const std::string& b) {
+  std::string value = a;
+  const long sum = number_in(a) + number_in(b);
+  std::memcpy(value.data(), &sum, sizeof sum);
+  return value;
 }
 
 // The seed's example function: the prime divisors of n, by trial division (CPU-bound).
@@ -256,6 +277,36 @@ int chain(int stages, int bytes, int rounds) {
   return 0;
 }
 
+// A tree reduction (benchmark 10, against Dask's in bench/dask_bench.py): `leaves` tasks each
+// make a value of `bytes`, then pairs are combined level by level; the program fetches only the
+// last value. The program drops each level's futures as it builds the next, so servers free
+// what nothing needs any more.
+int tree(int leaves, int bytes) {
+  warm_up(10);
+  auto leaf = clupy::parallel(tree_leaf);
+  auto combine = clupy::parallel(tree_combine);
+  const auto start = Clock::now();
+  std::vector<clupy::Future<std::string>> level;
+  for (long i = 0; i < leaves; ++i) level.push_back(leaf(i, static_cast<long>(bytes)));
+  while (level.size() > 1) {
+    std::vector<clupy::Future<std::string>> next;
+    for (std::size_t i = 0; i + 1 < level.size(); i += 2)
+      next.push_back(combine(level[i], level[i + 1]));
+    if (level.size() % 2 == 1) next.push_back(level.back());
+    level = std::move(next);
+  }
+  const std::string& value = level.front().get();
+  const double took = seconds_since(start);
+  const long expected = static_cast<long>(leaves) * (leaves - 1) / 2;
+  if (value.size() != static_cast<std::size_t>(bytes) || number_in(value) != expected) {
+    std::fprintf(stderr, "tree: %zu bytes saying %ld, expected %d saying %ld\n", value.size(),
+                 number_in(value), bytes, expected);
+    return 1;
+  }
+  std::printf("RESULT leaves=%d bytes=%d seconds=%.3f\n", leaves, bytes, took);
+  return 0;
+}
+
 int first() {
   const int value = clupy::parallel(noop)(42).get();
   std::printf("RESULT first_value=%d\n", value);
@@ -277,6 +328,7 @@ int main(int argc, char** argv) {
     if (mode == "memory" && argc > 3) return memory(arg(2, 1'000'000), argv[3]);
     if (mode == "first") return first();
     if (mode == "chain") return chain(arg(2, 100), arg(3, 4 << 20), arg(4, 3));
+    if (mode == "tree") return tree(arg(2, 256), arg(3, 4 << 20));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "task_bench %s: %s\n", mode.c_str(), e.what());
     return 1;
@@ -284,6 +336,6 @@ int main(int argc, char** argv) {
   std::fprintf(
       stderr,
       "usage: task_bench throughput N | roundtrip N | primes LO HI | payload N BYTES [K] | "
-      "memory N FILE | first\n");
+      "memory N FILE | first | chain STAGES BYTES ROUNDS | tree LEAVES BYTES\n");
   return 2;
 }

@@ -19,7 +19,9 @@ namespace clupy::client {
 
 namespace {
 auto log() { return common::logger("client"); }
-constexpr auto kDirectFetchTimeout = std::chrono::seconds(30);
+// Connecting to a data port and its handshake: a peer that does not answer within this goes
+// through the master instead (well within a server's push_timeout, 30 s by default).
+constexpr auto kDataDialTimeout = std::chrono::seconds(5);
 }  // namespace
 
 void Runtime::complete_held(Completion& completion) {
@@ -32,6 +34,7 @@ void Runtime::complete_held(Completion& completion) {
   completion.state->set_dropped_hook(hook);
   if (!completion.state->observed()) {
     // No Future of it is left (the release crossed its result): nothing to fetch.
+    if (!pushed_outcomes_.empty()) pushed_outcomes_.erase(id);
     hook();
     Failure f;
     f.kind = FailureKind::kCancelled;
@@ -41,45 +44,56 @@ void Runtime::complete_held(Completion& completion) {
     completion.state->complete_with_failure(std::move(f));
     return;
   }
+  if (completion.result.held().pushed() && complete_pushed(completion)) return;
   // A copy: the caller still wakes the batch's waiters through `completion`.
   asio::co_spawn(io_, fetch_held(completion), asio::detached);
+}
+
+asio::awaitable<void> Runtime::wait_for_test_gate(const char* variable) {
+  const char* gate = std::getenv(variable);
+  if (gate == nullptr || *gate == 0) co_return;
+  asio::steady_timer pause(io_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!stopped_ && !std::filesystem::exists(gate) &&
+         std::chrono::steady_clock::now() < deadline) {
+    pause.expires_after(std::chrono::milliseconds(20));
+    boost::system::error_code ignored;
+    co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
 }
 
 asio::awaitable<void> Runtime::fetch_held(Completion completion) {
   // Test only (tests/integration/lineage_test.cc): fetch once this file exists, so that a test
   // can lose the holding server between a held result's arrival and its fetch.
-  if (const char* gate = std::getenv("CLUPY_TEST_HELD_FETCH_GATE"); gate != nullptr && *gate) {
-    asio::steady_timer pause(io_);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    while (!stopped_ && !std::filesystem::exists(gate) &&
-           std::chrono::steady_clock::now() < deadline) {
-      pause.expires_after(std::chrono::milliseconds(20));
-      boost::system::error_code ignored;
-      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    }
-  }
+  co_await wait_for_test_gate("CLUPY_TEST_HELD_FETCH_GATE");
   const wire::ResultRef& ref = completion.result.held();
   if (ref.data_address().empty()) {
     fetch_held_through_master(std::move(completion),
                               "server " + ref.server_id() + " takes no data connections");
     co_return;
   }
-  const std::string address = ref.data_address();
-  std::shared_ptr<DataLink>& slot = data_links_[address];
-  if (!slot) slot = std::make_shared<DataLink>();
-  const std::shared_ptr<DataLink> link = slot;
-  if (link->connection) {
+  const std::shared_ptr<DataLink> link = data_link(ref.data_address());
+  if (link->connection)
     send_fetch(*link, std::move(completion));
-    co_return;
-  }
-  link->queued.push_back(std::move(completion));
-  if (link->dialing) co_return;  // the dial under way sends it
-  link->dialing = true;
+  else
+    link->queued.push_back(std::move(completion));  // the dial under way sends it
+}
+
+std::shared_ptr<Runtime::DataLink> Runtime::data_link(const std::string& address) {
+  std::shared_ptr<DataLink>& slot = data_links_[address];
+  if (slot) return slot;
+  slot = std::make_shared<DataLink>();
+  slot->dialing = true;
+  asio::co_spawn(io_, dial_data_link(address, slot), asio::detached);
+  return slot;
+}
+
+asio::awaitable<void> Runtime::dial_data_link(std::string address, std::shared_ptr<DataLink> link) {
   common::DialOptions options;
   options.role = wire::ROLE_CLIENT;
   options.token = dial_options_.token;
   options.max_frame_size = max_frame_size_;
-  options.timeout = kDirectFetchTimeout;
+  options.timeout = kDataDialTimeout;
   std::string why;
   try {
     options.address = common::parse_master_url(address);
@@ -94,6 +108,8 @@ asio::awaitable<void> Runtime::fetch_held(Completion completion) {
       data_links_.erase(it);
     for (auto& queued : link->queued) fetch_held_through_master(std::move(queued), why);
     link->queued.clear();
+    for (const auto& [ticket, task_id] : link->queued_pushes) push_through_master(ticket, task_id);
+    link->queued_pushes.clear();
     co_return;
   }
   link->connection->start(
@@ -102,6 +118,9 @@ asio::awaitable<void> Runtime::fetch_held(Completion completion) {
   std::vector<Completion> queued = std::move(link->queued);
   link->queued.clear();
   for (auto& c : queued) send_fetch(*link, std::move(c));
+  auto pushes = std::move(link->queued_pushes);
+  link->queued_pushes.clear();
+  for (const auto& [ticket, task_id] : pushes) send_push(*link, ticket, task_id);
 }
 
 void Runtime::send_fetch(DataLink& link, Completion completion) {
@@ -114,6 +133,10 @@ void Runtime::send_fetch(DataLink& link, Completion completion) {
 }
 
 void Runtime::on_data_message(const std::shared_ptr<DataLink>& link, wire::Envelope& message) {
+  if (message.has_pushed_result()) {
+    on_pushed_result(*link, *message.mutable_pushed_result());
+    return;
+  }
   auto it = link->requests.find(message.request_id());
   if (it == link->requests.end() || !message.has_result_bytes()) return;
   Completion completion = std::move(it->second);
@@ -134,6 +157,7 @@ void Runtime::on_data_closed(const std::string& address, const std::shared_ptr<D
   link->requests.clear();
   for (auto& [id, completion] : requests)
     fetch_held_through_master(std::move(completion), "the data connection closed: " + reason);
+  data_link_lost(*link, reason);
 }
 
 void Runtime::fetch_held_through_master(Completion completion, std::string why) {

@@ -284,14 +284,24 @@ void Runtime::on_reopened(const wire::JobOpened& job) {
   {
     std::lock_guard lock(mu_);
     window_.set_size(job.window());
+    push_threshold_.store(job.push_threshold(), std::memory_order_relaxed);
     // The new master knows nothing of the results the old one's servers held (they freed
     // them): values already fetched are in their futures; dependents carry them from here.
     held_.clear();
+    pushed_outcomes_.clear();
     // Every task without a result goes to the new master (at-least-once: it may have run on a
     // server of the old one). Tasks held back by max_in_flight stay held.
     std::vector<std::uint64_t> ids;
-    for (const auto& [id, pending] : pending_)
+    for (auto& [id, pending] : pending_) {
+      if (pending.pushed_call && job.push_threshold() == 0) [[unlikely]] {
+        // This master takes no pushed calls: the call travels in the spec.
+        pending.spec.set_call(*pending.pushed_call);
+        pending.spec.clear_pushed_call_size();
+        pending.spec.clear_function_name();
+        pending.pushed_call.reset();
+      }
       if (!pending.held) ids.push_back(id);
+    }
     std::sort(ids.begin(), ids.end());
     outbox_.clear();
     const bool takes_inputs = master_takes_inputs_.load(std::memory_order_acquire);
@@ -373,6 +383,7 @@ void Runtime::open_job() {
     std::lock_guard lock(mu_);
     window_.set_size(job.window());
   }
+  push_threshold_.store(job.push_threshold(), std::memory_order_relaxed);
   keepalive_interval_ =
       std::chrono::milliseconds(std::max<std::uint32_t>(100, job.keepalive_interval_ms()));
   // A master that goes silent (a partition) fails the connection, and so every unfinished
@@ -463,7 +474,16 @@ bool Runtime::enqueue(std::string call, const std::string& function_name, const 
   pending.function_name = function_name;
   wire::TaskSpec spec;
   spec.set_task_id(id);
-  spec.set_call(std::move(call));
+  // A large call without inputs stays here until the master places its task (pushed calls).
+  const std::uint64_t push_threshold = push_threshold_.load(std::memory_order_relaxed);
+  if (push_threshold != 0 && call.size() >= push_threshold && !dependent && service.empty())
+      [[unlikely]] {
+    spec.set_pushed_call_size(call.size());
+    spec.set_function_name(function_name);
+    pending.pushed_call = std::make_shared<const std::string>(std::move(call));
+  } else {
+    spec.set_call(std::move(call));
+  }
   auto* o = spec.mutable_options();
   o->set_server_count(options.server_count);
   o->set_timeout_ms(static_cast<std::uint32_t>(options.timeout.count()));
@@ -724,6 +744,9 @@ void Runtime::on_message(wire::Envelope& message) {
     case wire::Envelope::kTaskOutput:
       print_output(message.task_output());
       break;
+    case wire::Envelope::kCallTickets:
+      on_call_tickets(message.call_tickets());
+      break;
     case wire::Envelope::kResultBytes:
       if (auto request = master_requests_.find(message.request_id());
           request != master_requests_.end()) {
@@ -783,6 +806,7 @@ void Runtime::on_results(wire::TaskResults& results) {
   std::vector<Completion> done;
   done.reserve(static_cast<std::size_t>(results.results_size()));
   std::vector<std::shared_ptr<Dependent>> resubmit;
+  std::vector<std::uint64_t> pushed;  // tasks whose call this process pushed
   {
     std::lock_guard lock(mu_);
     for (auto& result : *results.mutable_results()) {
@@ -802,6 +826,8 @@ void Runtime::on_results(wire::TaskResults& results) {
       }
       if (result.has_held()) [[unlikely]]
         held_[result.task_id()] = HeldEntry{result.held(), pending.pins, false};
+      if (pending.pushed_call) [[unlikely]]
+        pushed.push_back(result.task_id());
       done.push_back(
           {std::move(pending.state), std::move(result), std::move(pending.function_name)});
       pending_.erase(it);
@@ -817,6 +843,8 @@ void Runtime::on_results(wire::TaskResults& results) {
   }
   for (auto& c : done) c.state->wake_waiters();
   for (auto& dependent : resubmit) resolve(std::move(dependent));
+  if (!pushed.empty()) [[unlikely]]
+    forget_pushes(std::move(pushed));
 }
 
 void Runtime::complete_all(std::vector<Completion>& done) {

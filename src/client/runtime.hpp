@@ -98,6 +98,9 @@ class Runtime {
     bool released = false;                 // ReleaseResults sent for it
     std::uint32_t pins = 0;                // Dependents that may still need its value here
     std::shared_ptr<Dependent> dependent;  // its inputs, when it has any
+    // Its call, when the master places it and this process pushes the bytes (pushed calls):
+    // kept until its result, for a push after a placement again.
+    std::shared_ptr<const std::string> pushed_call;
   };
   // Queues the spec; false (nothing done) when `dependent` names an input that cannot be
   // referenced on the master (not sent yet): the caller waits for it here.
@@ -139,6 +142,9 @@ class Runtime {
   // holds (directly from the server, else through the master), or it is let go.
   void complete_held(Completion& completion);
   asio::awaitable<void> fetch_held(Completion completion);
+  // Test only: returns once the file named by environment variable `variable` exists (at
+  // most 2 minutes; at once when it is unset).
+  asio::awaitable<void> wait_for_test_gate(const char* variable);
   // The direct fetch failed: the master asks the holding server (FetchResult by task id).
   void fetch_held_through_master(Completion completion, std::string why);
   void finish_held(Completion& completion, const std::string& outcome);
@@ -153,9 +159,38 @@ class Runtime {
     bool dialing = false;
     std::vector<Completion> queued;                // waiting for the dial
     std::map<std::uint64_t, Completion> requests;  // sent, by request id
+    // Pushed calls (pushed_calls.cc): tickets waiting for the dial and their tasks; calls sent
+    // whose task has no result yet (ticket -> task id); completions of held results pushed
+    // back on this link that have not arrived yet (by task id).
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> queued_pushes;
+    std::map<std::uint64_t, std::uint64_t> pushes;
+    std::map<std::uint64_t, Completion> awaiting_results;
   };
   std::map<std::string, std::shared_ptr<DataLink>> data_links_;
+  // The link to `address`, dialled if there is none; its queued work is sent once it is up,
+  // or goes through the master if the dial fails.
+  std::shared_ptr<DataLink> data_link(const std::string& address);
+  asio::awaitable<void> dial_data_link(std::string address, std::shared_ptr<DataLink> link);
   void send_fetch(DataLink& link, Completion completion);
+  // ---- pushed calls (pushed_calls.cc, docs/protocol.md#pushed-calls) ----
+  // Calls of at least this many bytes are pushed (JobOpened.push_threshold; 0: none).
+  std::atomic<std::uint64_t> push_threshold_{0};
+  void on_call_tickets(const wire::CallTickets& tickets);
+  asio::awaitable<void> push_when_gate_opens(wire::CallTickets tickets);
+  void send_push(DataLink& link, std::uint64_t ticket, std::uint64_t task_id);
+  void push_through_master(std::uint64_t ticket, std::uint64_t task_id);
+  std::shared_ptr<const std::string> pushed_call_of(std::uint64_t task_id);
+  void on_pushed_result(DataLink& link, wire::PushedResult& result);
+  // A held result that was pushed back: completed now if its bytes came, or when they come.
+  bool complete_pushed(Completion& completion);
+  // The link closed: pushed calls without a result go through the master, awaited results
+  // are fetched through it.
+  void data_link_lost(DataLink& link, const std::string& reason);
+  // The tasks' results came: their links no longer expect anything for them (unless a held
+  // outcome pushed back is still awaited).
+  void forget_pushes(std::vector<std::uint64_t> task_ids);
+  // Held outcomes pushed back before their task's result came from the master (by task id).
+  std::unordered_map<std::uint64_t, std::string> pushed_outcomes_;
   void on_data_message(const std::shared_ptr<DataLink>& link, wire::Envelope& message);
   void on_data_closed(const std::string& address, const std::shared_ptr<DataLink>& link,
                       const std::string& reason);

@@ -95,6 +95,10 @@ const std::string* single_payload_of(const wire::Envelope& message) {
       return &message.run_task().call();
     case wire::Envelope::kTaskDone:
       return &message.task_done().outcome();
+    case wire::Envelope::kPushedCall:
+      return &message.pushed_call().call();
+    case wire::Envelope::kPushedResult:
+      return &message.pushed_result().outcome();
     default:
       return nullptr;
   }
@@ -106,6 +110,10 @@ std::string* single_payload(wire::Envelope& message) {
       return message.mutable_run_task()->mutable_call();
     case wire::Envelope::kTaskDone:
       return message.mutable_task_done()->mutable_outcome();
+    case wire::Envelope::kPushedCall:
+      return message.mutable_pushed_call()->mutable_call();
+    case wire::Envelope::kPushedResult:
+      return message.mutable_pushed_result()->mutable_outcome();
     default:
       return nullptr;
   }

@@ -28,7 +28,8 @@ wire::Envelope batch_header(const wire::Envelope& batch);
 
 // The field a frame's attachment belongs to: the payload of the message's only item (SubmitTasks
 // and AssignTasks: tasks[0].call; TaskResults: results[0].outcome; RunTask.call;
-// TaskDone.outcome). Null when the message is of another kind or does not hold exactly one item.
+// TaskDone.outcome; PushedCall.call; PushedResult.outcome). Null when the message is of another
+// kind or does not hold exactly one item.
 std::string* attachment_slot(wire::Envelope& message);
 
 // Whether `message` is of a kind whose items may be cut into several frames (SubmitTasks,
@@ -48,8 +49,8 @@ bool has_large_payload(const wire::Envelope& message);
 
 // Moves the payloads of at least kAttachmentThreshold bytes out of `message`: runs of small
 // items share a part without attachment, each large item travels alone in a part whose payload
-// is the attachment; order is kept. A message of a single-payload kind (RunTask, TaskDone) is
-// one part. `message` is left unspecified.
+// is the attachment; order is kept. A message of a single-payload kind (RunTask, TaskDone,
+// PushedCall, PushedResult) is one part. `message` is left unspecified.
 void split_attachments(wire::Envelope& message, const PartSink& part);
 
 // When `part` (one item) cannot carry an attachment of `bytes` within `max_frame_size`: makes

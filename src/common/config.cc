@@ -151,6 +151,7 @@ MasterConfig parse_master_config(const std::string& yaml, const std::string& sou
     t.add("assign_ahead", int_key(c.assign_ahead, 1, 1024));
     t.add("max_frame_size", size_key(c.max_frame_size));
     t.add("result_threshold", size_key(c.result_threshold));
+    t.add("push_threshold", size_key(c.push_threshold));
     t.add("lineage_memory", size_key(c.lineage_memory));
     t.add("log_level", log_level_key(c.log_level));
     t.add("tls", tls_key(t.source(), c.tls));
@@ -188,6 +189,8 @@ ServerConfig parse_server_config(const std::string& yaml, const std::string& sou
       if (value != "off") int_key(c.data_port, 0, 65535)(node);
     });
     t.add("data_bind", string_key(c.data_bind));
+    t.add("data_address", string_key(c.data_address));
+    t.add("push_timeout", duration_key(c.push_timeout));
     t.add("result_memory", size_key(c.result_memory));
     t.add("result_threshold", [&c](const YAML::Node& node) {
       std::size_t threshold = 0;
@@ -255,6 +258,14 @@ void validate(const ServerConfig& config) {
   if (config.tls.enabled && config.tls.ca_file.empty())
     throw ConfigError("tls.enabled on a server needs tls.ca_file to verify the master");
   if (config.max_frame_size < 1024) throw ConfigError("max_frame_size must be at least 1KiB");
+  if (!config.data_address.empty()) {
+    try {
+      parse_master_url(config.data_address);
+    } catch (const ConfigError& e) {
+      throw ConfigError("data_address must be host:port: " + std::string(e.what()));
+    }
+  }
+  if (config.push_timeout.count() <= 0) throw ConfigError("push_timeout must be above 0");
 }
 
 Millis parse_duration(const std::string& text) {

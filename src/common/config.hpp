@@ -63,6 +63,9 @@ struct MasterConfig {
   // Successful outcomes of at least this many bytes stay on the server that made them (held
   // results, protocol 1.4); 0: every outcome comes through the master.
   std::size_t result_threshold = std::size_t{64} << 10;
+  // Calls of at least this many bytes go from the client straight to the server that runs
+  // them (pushed calls, protocol 1.5); 0: every call comes through the master.
+  std::size_t push_threshold = std::size_t{64} << 10;
   // Bytes of producers' calls kept to make lost held results again (lineage); past it, new held
   // results keep none (their loss fails what needs them with kLost).
   std::size_t lineage_memory = std::size_t{256} << 20;
@@ -98,8 +101,14 @@ struct ServerConfig {
   // own threshold (unset: the master's).
   int data_port = 0;
   std::string data_bind = "127.0.0.1";
+  // The data port's address as others are told it ("host:port"); "": data_bind (or, when that
+  // is a wildcard, this host's name) and the bound port. For NAT and port forwarding.
+  std::string data_address;
   std::size_t result_memory = std::size_t{1} << 30;
   std::optional<std::size_t> result_threshold;
+  // Pushed calls (docs/protocol.md#pushed-calls): how long a task placed here waits for its
+  // call from the program before the master is told to place it again.
+  Millis push_timeout{30'000};
 };
 
 // What a client does when its program's libraries differ from a server's (docs/dependencies.md).

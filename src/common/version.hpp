@@ -15,7 +15,8 @@ namespace clupy::common {
 inline constexpr unsigned kProtocolMajor = 1;
 // 1.1: fencing tokens, coordination service. 1.2: frame attachments. 1.3: dependencies,
 // services, futures as arguments. 1.4: held results (results kept where they were made).
-inline constexpr unsigned kProtocolMinor = 4;
+// 1.5: pushed calls (large calls go from the client straight to the server that runs them).
+inline constexpr unsigned kProtocolMinor = 5;
 // The first minor version whose peers read frame attachments (common/frame.hpp).
 inline constexpr unsigned kAttachmentsMinor = 2;
 // The first minor version whose masters hold a task until its inputs (TaskSpec.inputs, futures
@@ -27,6 +28,10 @@ inline constexpr unsigned kTaskInputsMinor = 3;
 // client's results only when that client announced it; servers of older minors get no
 // assignment whose inputs are held, and an older master never asks.
 inline constexpr unsigned kHeldResultsMinor = 4;
+// The first minor version that pushes large calls past the master (TaskSpec.pushed_call_size,
+// CallTicket, PushedCall, PushedResult). A client pushes only to a master that offered it
+// (JobOpened.push_threshold), and such a master places pushed tasks only on servers of 1.5.
+inline constexpr unsigned kPushedCallsMinor = 5;
 
 // libclupy's version ("0.1.0").
 const char* library_version();

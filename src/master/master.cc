@@ -430,6 +430,11 @@ void Master::handle(std::uint64_t session_id, wire::Envelope& message) {
       fetch_for_client(session_id, message.request_id(), message.fetch_result().task_id());
       return;
     }
+    case wire::Envelope::kPushedCall: {
+      if (session.peer.role != wire::ROLE_CLIENT) break;
+      relay_pushed_call(session_id, message);
+      return;
+    }
     case wire::Envelope::kResultBytes: {
       if (session.peer.role != wire::ROLE_SERVER) break;
       relay_result(session_id, message);
@@ -648,6 +653,8 @@ void Master::open_job(std::uint64_t session_id, Session& session, wire::Envelope
   opened->set_window(static_cast<std::uint32_t>(config_.client_window));
   opened->set_keepalive_interval_ms(
       static_cast<std::uint32_t>(std::max<std::int64_t>(100, config_.reservation_ttl.count() / 3)));
+  if (session.peer.build.protocol_minor() >= common::kPushedCallsMinor)
+    opened->set_push_threshold(config_.push_threshold);
   if (job.packages_size() > 0 || job.libraries_size() > 0) {
     if (auto refused = open_job_packages(session_id, session, job_id, job); !refused.empty()) {
       log()->warn("job {} of {} refused: {}", job_id, client_name, refused);

@@ -90,6 +90,7 @@ class Master : private Outbox {
   void deliver(SessionId client, wire::TaskResults& results) override;
   void free_results(SessionId server, wire::FreeResults&& results) override;
   void answer_fetches(FetchAnswer&& answer) override;
+  void call_tickets(SessionId client, wire::CallTickets& tickets) override;
   void send_to(SessionId session, const wire::Envelope& message);
   // Moves large calls and outcomes out of `message` into frame attachments.
   void send_to(SessionId session, wire::Envelope&& message);
@@ -113,6 +114,10 @@ class Master : private Outbox {
   std::map<std::uint64_t, Relay> relays_;  // by the request id sent to the server
   std::uint64_t next_relay_id_ = 1;
   std::uint64_t result_bytes_relayed_ = 0;
+  // A pushed call the client could not push to its server (pushed_calls.cc): passed on over
+  // the server's link, when its task still waits there under that ticket.
+  void relay_pushed_call(SessionId client, wire::Envelope& message);
+  std::uint64_t pushed_call_bytes_relayed_ = 0;
 
   void open_job(std::uint64_t session_id, Session& session, wire::Envelope& message);
   void store_chunk(std::uint64_t session_id, Session& session, const wire::ImageChunk& chunk);

@@ -160,6 +160,21 @@ std::string Master::metrics_text() {
   text.single("clupy_result_bytes_relayed_total", "counter",
               "Bytes of held results fetched through the master (a client's fallback).",
               static_cast<double>(result_bytes_relayed_));
+  text.single("clupy_call_bytes_received_total", "counter",
+              "Bytes of calls that came to the master in submitted tasks.",
+              static_cast<double>(c.call_bytes_received));
+  text.single("clupy_call_bytes_pushed_total", "counter",
+              "Bytes of calls programs pushed to servers themselves (pushed calls).",
+              static_cast<double>(c.call_bytes_pushed));
+  text.single("clupy_call_tickets_total", "counter",
+              "Placements of tasks whose call the program pushes to the server itself.",
+              static_cast<double>(c.call_tickets));
+  text.single("clupy_calls_missing_total", "counter",
+              "Pushed calls that never reached their server (their tasks were placed again).",
+              static_cast<double>(c.calls_missing));
+  text.single("clupy_pushed_call_bytes_relayed_total", "counter",
+              "Bytes of pushed calls sent through the master (the program's fallback).",
+              static_cast<double>(pushed_call_bytes_relayed_));
   text.single("clupy_image_store_bytes", "gauge", "Bytes of program images on disk.",
               static_cast<double>(images_.total_bytes()));
   if (store_) {

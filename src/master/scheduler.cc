@@ -103,6 +103,12 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
     }
     if (spec.inputs_size() > 0 && !inputs_known(client, c, spec)) [[unlikely]]
       continue;
+    if (spec.pushed_call_size() > 0 && (spec.inputs_size() > 0 || !spec.call().empty()))
+        [[unlikely]] {
+      refuse(client, c, spec.task_id(), FailureKind::kProtocol,
+             "a pushed call (pushed_call_size) carries no call bytes and no inputs");
+      continue;
+    }
     auto [known, inserted] = c.by_client_id.try_emplace(spec.task_id(), 0);
     if (!inserted) [[unlikely]] {
       refuse_reused_id(client, c, spec.task_id());
@@ -113,6 +119,7 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
     task.client_task_id = spec.task_id();
     task.client = client;
     task.since = now;
+    counters_.call_bytes_received += spec.call().size();
     task.call = std::move(*spec.mutable_call());
     task.server_count = spec.options().server_count();
     task.timeout_ms = spec.options().timeout_ms();
@@ -124,6 +131,8 @@ void Scheduler::submit(SessionId client, wire::SubmitTasks& tasks, Clock::time_p
       task.labels = label_sets_.acquire(std::move(labels));
     }
     ++counters_.submitted;
+    if (spec.pushed_call_size() > 0) [[unlikely]]
+      accept_pushed(id, task, spec);
     if (spec.inputs_size() > 0) [[unlikely]] {
       add_waiting(client, c, id, spec);
       continue;
@@ -232,6 +241,7 @@ void Scheduler::server_available(const std::string& server_id, SessionId session
   Server& server = servers_[server_id];
   server.session = session;
   server.minor = record->description.build().protocol_minor();
+  server.data_address = record->description.data_address();
   server.base_slots = std::max<std::uint32_t>(1, record->description.capacity()) *
                       std::max<std::uint32_t>(1, config_.assign_ahead);
   server.slots = server.base_slots;
@@ -381,6 +391,10 @@ void Scheduler::results(const std::string& server_id, wire::TaskResults& results
         result.failure().kind() == static_cast<std::uint32_t>(FailureKind::kLost) &&
         retry_after_input_loss(id, *task)) [[unlikely]]
       continue;
+    if (result.call_missing() && task->pushed) [[unlikely]] {
+      call_missing(id, *task, server_id);
+      continue;
+    }
     result.set_server_id(server_id);
     finish(id, std::move(result));
   }
@@ -413,6 +427,8 @@ Scheduler::ServerSlot* Scheduler::pick_server(Client& client, TaskId task_id, co
     if (s.draining || s.held || s.running.size() >= s.slots) return false;
     // Only a server that reads held inputs may run a task that has them.
     if (task.held_inputs && s.minor < common::kHeldResultsMinor) return false;
+    // Only a server that takes pushed calls may run a task whose call is pushed.
+    if (task.pushed && s.minor < common::kPushedCallsMinor) return false;
     for (const auto& [k, v] : label_sets_.get(task.labels)) {
       auto label = s.labels.find(k);
       if (label == s.labels.end() || label->second != v) return false;
@@ -479,7 +495,7 @@ void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
   ++(result.outcome().empty() && !result.has_held() ? counters_.failed : counters_.succeeded);
   auto client = clients_.find(task.client);
   if (observer_ != nullptr) [[likely]]
-    observe_finish(task, client != clients_.end() ? &client->second : nullptr, result);
+    observe_finish(task_id, task, client != clients_.end() ? &client->second : nullptr, result);
   if (task.remakes && client != clients_.end()) [[unlikely]] {
     // Not the program's: its Future finished with the first run.
     remade(task.client, client->second, task, result);
@@ -518,19 +534,26 @@ void Scheduler::finish(TaskId task_id, wire::TaskResult&& result) {
   forget(task_id, task);
 }
 
-void Scheduler::observe_finish(const Task& task, const Client* client,
+void Scheduler::observe_finish(TaskId task_id, const Task& task, const Client* client,
                                const wire::TaskResult& result) {
   static const std::string kNone;
   const std::string& server_id = task.server != nullptr ? task.server->first : result.server_id();
+  std::string_view function_name;
+  if (task.pushed) [[unlikely]]
+    if (auto pushed = pushed_.find(task_id); pushed != pushed_.end())
+      function_name = pushed->second.function_name;
   observer_->task_finished(
       FinishedTask{client != nullptr ? client->job_id : 0, task.client_task_id,
                    client != nullptr ? client->name : kNone, task.call, server_id,
-                   task.server != nullptr ? clock_.now() - task.since : Clock::duration{}, result});
+                   task.server != nullptr ? clock_.now() - task.since : Clock::duration{}, result,
+                   function_name});
 }
 
 void Scheduler::forget(TaskId task_id, Task& task) {
   if (task.held_inputs) [[unlikely]]
     unbind_held_inputs(task_id);
+  if (task.pushed) [[unlikely]]
+    pushed_.erase(task_id);
   label_sets_.release(task.labels);
   tasks_.erase(task_id);
 }
@@ -593,6 +616,8 @@ void Scheduler::dispatch() {
         a->set_hold_threshold(client.hold_threshold);
       if (task.held_inputs) [[unlikely]]
         add_held_inputs(client, *id, *a);
+      if (task.pushed) [[unlikely]]
+        issue_ticket(session, client, *id, *slot, *a);
       progress = true;
     }
   }
@@ -604,6 +629,13 @@ void Scheduler::dispatch() {
     flush_batch(server.outgoing, bytes);
   }
   assigning_.clear();
+  // After the assignments: a server hears of a task before its client pushes the call.
+  for (SessionId session : ticketing_) {
+    wire::CallTickets& batch = clients_.at(session).tickets;
+    outbox_.call_tickets(session, batch);
+    batch.Clear();
+  }
+  ticketing_.clear();
   for (auto& [session, batch] : pending_cancel_) outbox_.cancel(session, std::move(batch));
   pending_cancel_.clear();
   flush_frees();

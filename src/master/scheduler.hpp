@@ -65,6 +65,8 @@ class Outbox {
   virtual void free_results(SessionId /*server*/, wire::FreeResults&& /*results*/) {}
   // Fetches that waited for a lost held result to be made again get their answer.
   virtual void answer_fetches(FetchAnswer&& /*answer*/) {}
+  // Pushed calls (protocol 1.5): where the client's tasks were placed, for it to push the calls.
+  virtual void call_tickets(SessionId /*client*/, wire::CallTickets& /*tickets*/) {}
 
  protected:
   virtual ~Outbox() = default;
@@ -87,6 +89,11 @@ struct SchedulerCounters {
   std::uint64_t results_freed = 0;          // held results the master told servers to drop
   std::uint64_t results_lost = 0;           // held results lost with their servers
   std::uint64_t results_recomputed = 0;     // reruns of producers of lost held results
+  // Pushed calls (docs/protocol.md#pushed-calls).
+  std::uint64_t call_tickets = 0;         // placements of tasks whose call the client pushes
+  std::uint64_t calls_missing = 0;        // pushed calls that never reached their server
+  std::uint64_t call_bytes_received = 0;  // call bytes that came in SubmitTasks
+  std::uint64_t call_bytes_pushed = 0;    // call bytes the programs pushed to servers themselves
 };
 
 // A task that finished (a result, a failure the master decided, or a cancellation), as the
@@ -95,10 +102,11 @@ struct FinishedTask {
   std::uint64_t job_id = 0;
   std::uint64_t client_task_id = 0;
   const std::string& client_name;
-  const std::string& call;       // the encoded call (detail::serialize_call)
+  const std::string& call;       // the encoded call (detail::serialize_call); "" when pushed
   const std::string& server_id;  // "" when it never ran or its server was lost
   Clock::duration ran{};         // from its assignment to its result; 0 when it never ran
   const wire::TaskResult& result;
+  std::string_view function_name = {};  // a pushed call's function ("": read it from `call`)
 };
 
 // Who watches tasks go by (the dashboard's telemetry). Called on the scheduler's thread, inside
@@ -163,6 +171,15 @@ class Scheduler {
     std::string failure;
   };
   FetchPlan fetch_held(SessionId client, std::uint64_t client_task_id, std::uint64_t request_id);
+  // A pushed call the client sent through the master (its data connection failed): the server
+  // its task runs on under `ticket`, and the master's id of the task; nullopt when the task no
+  // longer waits there for it (finished, cancelled, placed again).
+  struct PushedCallRoute {
+    SessionId server = 0;
+    std::uint64_t task_id = 0;
+  };
+  std::optional<PushedCallRoute> pushed_call_route(SessionId client, std::uint64_t client_task_id,
+                                                   std::uint64_t ticket) const;
   void client_seen(SessionId client, Clock::time_point now);
   // Drops the client's queued tasks and releases its servers; running tasks finish unseen.
   // Returns the client's job id, if it had opened one.
@@ -248,6 +265,7 @@ class Scheduler {
     std::map<std::string, std::string> labels;
     std::uint32_t holders = 0;   // clients holding a reservation
     std::uint32_t minor = 0;     // its protocol minor version
+    std::string data_address;    // where clients push calls ("host:port"; "": through the master)
     bool draining = false;       // takes no new tasks (server_draining)
     bool held = false;           // takes no new tasks until released (set_server_held)
     wire::AssignTasks outgoing;  // assigned by this dispatch; reused (see flush_batch)
@@ -272,6 +290,7 @@ class Scheduler {
     std::uint32_t inputs_left = 0;
     bool held_inputs = false;  // some inputs are held results (held_inputs_)
     bool remakes = false;      // it makes a lost held result again (lineage; see recompute)
+    bool pushed = false;       // its call stays in the client until placed (pushed_)
     // While queued: when it was queued; while it runs: when it was assigned (dashboard figures).
     Clock::time_point since{};
   };
@@ -307,6 +326,12 @@ class Scheduler {
     const char* no_recipe = "its call was not kept";
     std::vector<std::uint64_t> fetches;  // program fetches waiting for the rerun
   };
+  // What the master keeps of a task whose call the client pushes (its `call` is empty).
+  struct PushedCall {
+    std::uint64_t size = 0;
+    std::uint64_t ticket = 0;  // of its current placement; 0 while queued
+    std::string function_name;
+  };
   struct Client {
     std::uint64_t job_id = 0;
     std::string name;
@@ -324,6 +349,7 @@ class Scheduler {
     // Servers that get none of its tasks, with the Refusal bits that keep them out.
     boost::unordered_flat_map<std::string, std::uint8_t> refused;
     wire::TaskResults outgoing;  // finished since the last dispatch; reused (see flush_batch)
+    wire::CallTickets tickets;   // placements of pushed calls since the last dispatch
     // Client task ids of the tasks waiting for each unfinished task of this client.
     TaskMap<std::uint64_t, std::vector<std::uint64_t>> dependents;
     // Unfinished tasks whose value the client released (release_results).
@@ -348,6 +374,14 @@ class Scheduler {
   // False when it failed instead.
   bool inputs_complete(Client& client, TaskId id, Task& task);
   void keep_held(Client& client, TaskId id, Task& task, const wire::TaskResult& result);
+  // ---- pushed calls (pushed_calls.cc) ----
+  // A submitted task whose call the client pushes (its spec was checked).
+  void accept_pushed(TaskId id, Task& task, wire::TaskSpec& spec);
+  // The task was just assigned: a new ticket, in the assignment and for the client.
+  void issue_ticket(SessionId client_id, Client& client, TaskId id, const ServerSlot& server,
+                    wire::Assignment& assignment);
+  // Its call never reached its server: placed again (a retry), or failed kLost when none is left.
+  void call_missing(TaskId id, Task& task, const std::string& server_id);
   // Frees the held result's bytes when nothing needs them, and forgets it when no recipe names
   // it either (dropping its own recipe, which may forget its inputs in turn).
   void settle(Client& client, std::uint64_t client_task_id);
@@ -390,7 +424,8 @@ class Scheduler {
   void reserve(Client& client, std::size_t count);
   void release(Client& client);
   void finish(TaskId task_id, wire::TaskResult&& result);
-  void observe_finish(const Task& task, const Client* client, const wire::TaskResult& result);
+  void observe_finish(TaskId task_id, const Task& task, const Client* client,
+                      const wire::TaskResult& result);
   // Sizes a server's slots to its recent rate: `finished` tasks just came back from it.
   void adapt_slots(Server& server, std::size_t finished);
   void fail(TaskId task_id, FailureKind kind, const std::string& message);
@@ -425,6 +460,9 @@ class Scheduler {
   TaskMap<TaskId, std::vector<InputSlot>> waiting_;      // see add_waiting
   TaskMap<TaskId, std::vector<HeldSlot>> held_inputs_;   // tasks' held inputs (bind_held_input)
   std::map<SessionId, wire::FreeResults> pending_free_;  // by server session (flush_frees)
+  TaskMap<TaskId, PushedCall> pushed_;                   // tasks whose call the client pushes
+  std::vector<SessionId> ticketing_;                     // clients whose tickets batch has some
+  std::uint64_t next_ticket_ = 1;
   std::uint64_t held_bytes_ = 0;
   std::size_t lineage_calls_ = 0;
   std::uint64_t lineage_bytes_ = 0;

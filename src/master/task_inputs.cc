@@ -191,6 +191,10 @@ void Scheduler::keep_held(Client& client, TaskId id, Task& task, const wire::Tas
     entry.no_recipe = "its task has no retries left";
     return;
   }
+  if (task.pushed) {
+    entry.no_recipe = "its call went from the program straight to its server and was not kept";
+    return;
+  }
   if (lineage_bytes_ + task.call.size() > config_.lineage_memory) {
     entry.no_recipe = "its call was not kept: the master's lineage_memory is full";
     return;

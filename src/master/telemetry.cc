@@ -80,7 +80,9 @@ void Telemetry::task_finished(const FinishedTask& task) {
     }
   }
   std::string fallback;
-  const std::string_view name = function_name_of(task.call, fallback, call_hint_);
+  const std::string_view name = !task.function_name.empty()
+                                    ? task.function_name
+                                    : function_name_of(task.call, fallback, call_hint_);
   FunctionStats& stats = function(name);
   ++(failed ? stats.failed : stats.completed);
   ++(failed ? failed_ : completed_);

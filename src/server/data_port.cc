@@ -18,12 +18,14 @@ constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 }  // namespace
 
 DataPort::DataPort(asio::io_context& io, const std::string& bind, int port,
-                   std::optional<std::string> token, std::size_t max_frame_size, Lookup lookup)
+                   std::optional<std::string> token, std::size_t max_frame_size, Lookup lookup,
+                   CallSink calls)
     : io_(io),
       acceptor_(io),
       token_(std::move(token)),
       max_frame_size_(max_frame_size),
-      lookup_(std::move(lookup)) {
+      lookup_(std::move(lookup)),
+      calls_(std::move(calls)) {
   try {
     const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(bind),
                                            static_cast<unsigned short>(port));
@@ -83,25 +85,34 @@ asio::awaitable<void> DataPort::serve(std::shared_ptr<common::Connection> connec
     co_return;
   }
   deadline.cancel();
+  // Authenticated: a peer may now send pushed calls, as large as a frame may be.
+  connection->limit_incoming_frames(max_frame_size_);
   if (stopped_) {
     connection->close("server stopping");
     co_return;
   }
   connections_.insert(connection);
-  common::Connection* raw = connection.get();
-  connection->start([this, raw](wire::Envelope& message) { answer(*raw, message); },
-                    [this, weak](const std::string&) {
-                      if (auto c = weak.lock()) connections_.erase(c);
-                    });
+  connection->start(
+      [this, weak](wire::Envelope& message) {
+        if (auto c = weak.lock()) answer(c, message);
+      },
+      [this, weak](const std::string&) {
+        if (auto c = weak.lock()) connections_.erase(c);
+      });
 }
 
-void DataPort::answer(common::Connection& connection, const wire::Envelope& message) {
+void DataPort::answer(const std::shared_ptr<common::Connection>& connection,
+                      wire::Envelope& message) {
+  if (message.has_pushed_call()) {
+    calls_(std::move(*message.mutable_pushed_call()), connection);
+    return;
+  }
   wire::Envelope reply;
   reply.set_request_id(message.request_id());
   if (!message.has_fetch_result()) {
-    reply.mutable_error()->set_message("a data port answers FetchResult only");
-    connection.send(reply);
-    connection.close_after_flush("unexpected message");
+    reply.mutable_error()->set_message("a data port takes FetchResult and PushedCall only");
+    connection->send(reply);
+    connection->close_after_flush("unexpected message");
     return;
   }
   const std::uint64_t id = message.fetch_result().result_id();
@@ -114,7 +125,7 @@ void DataPort::answer(common::Connection& connection, const wire::Envelope& mess
     failure->set_kind(static_cast<std::uint32_t>(FailureKind::kLost));
     failure->set_message("result " + std::to_string(id) + " is not held here (freed)");
   }
-  connection.send(reply);
+  connection->send(reply);
 }
 
 }  // namespace clupy::server

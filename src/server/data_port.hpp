@@ -1,6 +1,8 @@
 // A server's data port (protocol 1.4): clients and other servers connect here, with the same
 // handshake and token as the master's port, to fetch results this server holds
-// (FetchResult -> ResultBytes). Owned by the server's io_context thread.
+// (FetchResult -> ResultBytes), and clients push the calls of tasks placed here (PushedCall,
+// protocol 1.5; the outcome may come back on the same connection as PushedResult). Owned by the
+// server's io_context thread.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -23,9 +25,13 @@ class DataPort {
  public:
   // The outcome of a held result; nullopt when it is not held.
   using Lookup = std::function<std::optional<std::string>(std::uint64_t result_id)>;
+  // A pushed call and the connection it came on (to send its outcome back on).
+  using CallSink =
+      std::function<void(wire::PushedCall&& call, const std::shared_ptr<common::Connection>& from)>;
   // Binds `bind`:`port` (0: any free port). Throws clupy::ConfigError when it cannot.
   DataPort(asio::io_context& io, const std::string& bind, int port,
-           std::optional<std::string> token, std::size_t max_frame_size, Lookup lookup);
+           std::optional<std::string> token, std::size_t max_frame_size, Lookup lookup,
+           CallSink calls);
   ~DataPort();
   unsigned short port() const { return port_; }
   void stop();
@@ -35,7 +41,7 @@ class DataPort {
  private:
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<common::Connection> connection);
-  void answer(common::Connection& connection, const wire::Envelope& message);
+  void answer(const std::shared_ptr<common::Connection>& connection, wire::Envelope& message);
 
   asio::io_context& io_;
   asio::ip::tcp::acceptor acceptor_;
@@ -43,6 +49,7 @@ class DataPort {
   std::optional<std::string> token_;
   std::size_t max_frame_size_;
   Lookup lookup_;
+  CallSink calls_;
   std::set<std::shared_ptr<common::Connection>> connections_;
   bool stopped_ = false;
   std::uint64_t bytes_served_ = 0;

@@ -38,9 +38,18 @@ void ServerDaemon::start_data_port() {
     log()->warn("no cluster token: the data port listens only on a loopback data_bind");
     return;
   }
-  data_port_ = std::make_unique<DataPort>(io_, config_.data_bind, config_.data_port, token_,
-                                          config_.max_frame_size,
-                                          [this](std::uint64_t id) { return held_->get(id); });
+  data_port_ = std::make_unique<DataPort>(
+      io_, config_.data_bind, config_.data_port, token_, config_.max_frame_size,
+      [this](std::uint64_t id) { return held_->get(id); },
+      [this](wire::PushedCall&& call, const auto& from) {
+        take_pushed_call(std::move(call), from);
+      });
+  if (!config_.data_address.empty()) {
+    data_address_ = config_.data_address;
+    log()->info("data port: listening on {}:{}, announced as {}", config_.data_bind,
+                data_port_->port(), data_address_);
+    return;
+  }
   std::string host = config_.data_bind;
   boost::system::error_code ec;
   const auto address = boost::asio::ip::make_address(host, ec);
@@ -93,6 +102,14 @@ void ServerDaemon::run_assignment(wire::Assignment&& task) {
   const std::uint64_t threshold =
       task.hold_threshold() == 0 ? 0 : config_.result_threshold.value_or(task.hold_threshold());
   if (threshold > 0) hold_thresholds_[task.task_id()] = threshold;
+  if (task.call_ticket() != 0) [[unlikely]] {
+    await_pushed_call(std::move(task));
+    return;
+  }
+  start_assignment(std::move(task));
+}
+
+void ServerDaemon::start_assignment(wire::Assignment&& task) {
   if (task.held_inputs_size() == 0) {
     pool_->run(std::move(task));
     return;

@@ -45,7 +45,12 @@ std::vector<std::string> worker_environment(const wire::ClusterServices& service
 }  // namespace
 
 ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
-    : io_(io), config_(std::move(config)), wake_timer_(io), result_timer_(io), drain_timer_(io) {
+    : io_(io),
+      config_(std::move(config)),
+      wake_timer_(io),
+      result_timer_(io),
+      drain_timer_(io),
+      push_sweep_timer_(io) {
   common::validate(config_);
   if (common::is_zk_url(config_.master_url)) {
     locator_ = std::make_unique<common::MasterLocator>(config_.master_url, config_.coordination);
@@ -187,6 +192,8 @@ void ServerDaemon::send_to_master(wire::Envelope&& message) {
 
 void ServerDaemon::queue_result(wire::TaskResult&& result) {
   if (!hold_thresholds_.empty()) hold_if_large(result);
+  if (!pushers_.empty()) [[unlikely]]
+    push_result_back(result);
   // Results produced in one turn of the event loop travel as one message, or several turns'
   // worth when more tasks are still running here (see send_results_when_due).
   *pending_results_.mutable_task_results()->add_results() = std::move(result);
@@ -206,7 +213,7 @@ void ServerDaemon::send_results_when_due() {
   // this server has plenty left to run, results wait until half its tasks are done, so each
   // hop carries a batch instead of a task or two; they leave at once when this server runs
   // out of work, and never later than kMaxResultDelay.
-  const std::size_t unfinished = pool_->unfinished();
+  const std::size_t unfinished = pool_->unfinished() + awaiting_calls_.size();
   if (unfinished == 0 || held >= unfinished || held >= kMaxHeldResults || results_overdue_) {
     results_overdue_ = false;
     if (result_timer_armed_) {
@@ -238,6 +245,8 @@ void ServerDaemon::drain(std::chrono::steady_clock::time_point deadline) {
   if (!draining_) {
     draining_ = true;
     auto handed_back = pool_->hand_back_unstarted();
+    for (std::uint64_t id : handed_back) pushers_.erase(id);
+    for (std::uint64_t id : hand_back_awaiting()) handed_back.push_back(id);
     log()->info("server {} draining: {} task(s) handed back, {} still running", server_id_,
                 handed_back.size(), pool_->unfinished());
     hand_back(std::move(handed_back));
@@ -276,6 +285,8 @@ void ServerDaemon::stop() {
   wake_timer_.cancel();
   drain_timer_.cancel();
   pool_->shutdown();
+  forget_pushed_calls();
+  push_sweep_timer_.cancel();
   if (data_port_) data_port_->stop();
   deps_->stop();
   locator_.reset();
@@ -396,6 +407,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
     // The master that knew of the results held here is gone; a new one knows nothing of them.
     held_->clear();
     hold_thresholds_.clear();
+    forget_pushed_calls();
     deps_->connection_lost();
     job_packages_->connection_lost();
     pending_results_.Clear();
@@ -450,7 +462,11 @@ void ServerDaemon::handle(wire::Envelope& message) {
       for (std::uint64_t id : message.free_results().result_ids()) held_->free(id);
       break;
     case wire::Envelope::kCancelAssignments:
-      for (std::uint64_t id : message.cancel_assignments().task_ids()) pool_->cancel(id);
+      for (std::uint64_t id : message.cancel_assignments().task_ids())
+        if (!cancel_awaiting(id)) pool_->cancel(id);
+      break;
+    case wire::Envelope::kPushedCall:  // a program's fallback when our data port failed it
+      take_pushed_call(std::move(*message.mutable_pushed_call()), nullptr);
       break;
     case wire::Envelope::kImageChunk:
       if (!deps_->library_chunk(message.image_chunk()) &&

@@ -5,10 +5,12 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/config.hpp"
 #include "common/connection.hpp"
@@ -82,6 +84,23 @@ class ServerDaemon {
   // The master asks for a held result's bytes (a client's fetch that did not reach us directly).
   void answer_fetch(const wire::Envelope& message);
   void start_data_port();
+  // Starts an assignment whose call is in it (a pushed one once it arrived).
+  void start_assignment(wire::Assignment&& task);
+  // Pushed calls (pushed_calls.cc, docs/protocol.md#pushed-calls): an assignment whose call the
+  // program pushes waits here for it (at most push_timeout; then the master is told
+  // call_missing); a call may also come before its assignment and waits for it as long.
+  void await_pushed_call(wire::Assignment&& task);
+  // `from`: the data connection it came on (its outcome goes back on it), null when it came
+  // through the master.
+  void take_pushed_call(wire::PushedCall&& call, const std::shared_ptr<common::Connection>& from);
+  // The task's held outcome also goes to the program on the connection its call came on.
+  void push_result_back(wire::TaskResult& result);
+  // True when the task was waiting for its call (it is then answered cancelled).
+  bool cancel_awaiting(std::uint64_t task_id);
+  std::vector<std::uint64_t> hand_back_awaiting();
+  void forget_pushed_calls();  // the master that placed them is gone
+  void arm_push_sweep();
+  void sweep_pushed_calls();
   // The HTTP side (server_http.cc): /metrics and /healthz for those http_auth lets in.
   int http_get(const common::HttpRequest& request, std::string& body, std::string& content_type);
 
@@ -134,6 +153,34 @@ class ServerDaemon {
   std::uint64_t inputs_pulled_ = 0;
   std::uint64_t input_pulls_failed_ = 0;
   std::uint64_t inputs_read_locally_ = 0;  // held inputs this server held itself
+  // Pushed calls.
+  struct AwaitingCall {
+    wire::Assignment task;
+    std::chrono::steady_clock::time_point since;
+  };
+  struct EarlyCall {
+    std::string call;
+    std::weak_ptr<common::Connection> from;
+    std::chrono::steady_clock::time_point since;
+  };
+  struct Pusher {
+    std::weak_ptr<common::Connection> connection;
+    std::uint64_t ticket = 0;
+  };
+  std::unordered_map<std::uint64_t, AwaitingCall> awaiting_calls_;   // by ticket
+  std::unordered_map<std::uint64_t, std::uint64_t> ticket_of_task_;  // master task id -> ticket
+  std::unordered_map<std::uint64_t, EarlyCall> early_calls_;         // by ticket
+  std::size_t early_call_bytes_ = 0;
+  std::unordered_map<std::uint64_t, Pusher> pushers_;  // by master task id, while it runs
+  asio::steady_timer push_sweep_timer_;
+  bool push_sweep_armed_ = false;
+  std::uint64_t calls_pushed_ = 0;             // pushed calls that came on the data port
+  std::uint64_t calls_pushed_via_master_ = 0;  // ... and through the master
+  std::uint64_t call_bytes_pushed_ = 0;        // bytes of both
+  std::uint64_t calls_missing_ = 0;            // tasks whose call did not come in time
+  std::uint64_t pushed_calls_unmatched_ = 0;   // calls whose ticket no task here had in time
+  std::uint64_t results_pushed_ = 0;           // held outcomes sent back on data connections
+  std::uint64_t result_bytes_pushed_ = 0;
 };
 
 // `clupy --serve`: runs until SIGINT or SIGTERM. Returns the process exit code.

@@ -119,6 +119,28 @@ std::string ServerDaemon::metrics_text() const {
   m.single("clupy_server_input_pulls_failed_total", "counter",
            "Held inputs that could not be fetched (their task failed kLost).",
            static_cast<double>(input_pulls_failed_));
+  m.single("clupy_server_calls_pushed_total", "counter",
+           "Calls of tasks run here that programs pushed on the data port.",
+           static_cast<double>(calls_pushed_));
+  m.single("clupy_server_calls_pushed_via_master_total", "counter",
+           "Pushed calls that came through the master (the program's data connection failed).",
+           static_cast<double>(calls_pushed_via_master_));
+  m.single("clupy_server_call_bytes_pushed_total", "counter", "Bytes of pushed calls received.",
+           static_cast<double>(call_bytes_pushed_));
+  m.single("clupy_server_calls_missing_total", "counter",
+           "Tasks placed here whose pushed call did not come within push_timeout.",
+           static_cast<double>(calls_missing_));
+  m.single("clupy_server_pushed_calls_unmatched_total", "counter",
+           "Pushed calls no task placed here claimed (cancelled, timed out or placed elsewhere).",
+           static_cast<double>(pushed_calls_unmatched_));
+  m.single("clupy_server_calls_awaited", "gauge",
+           "Tasks placed here waiting for their pushed call.",
+           static_cast<double>(awaiting_calls_.size()));
+  m.single("clupy_server_results_pushed_total", "counter",
+           "Held outcomes sent back to programs on the connection their call came on.",
+           static_cast<double>(results_pushed_));
+  m.single("clupy_server_result_bytes_pushed_total", "counter", "Bytes of those outcomes.",
+           static_cast<double>(result_bytes_pushed_));
   return m.take();
 }
 

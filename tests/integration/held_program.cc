@@ -1,6 +1,7 @@
-// The client program of the held-results tests (held_results_test.cc): results of at least the
-// master's result_threshold stay on the servers that made them. argv[1] selects a scenario; it
-// prints the lines the test reads.
+// The client program of the data plane's tests (held_results_test.cc: results of at least the
+// master's result_threshold stay on the servers that made them; pushed_calls_test.cc: calls of at
+// least its push_threshold go from this program straight to the servers). argv[1] selects a
+// scenario; it prints the lines the test reads.
 #include <chrono>
 #include <clupy/clupy.hpp>
 #include <cstdio>
@@ -57,6 +58,17 @@ std::string gate_piece(const std::string& path) {
   while (!std::filesystem::exists(path) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(milliseconds(20));
   return padded(1, 16);
+}
+
+// Pushed calls: a large argument in, a value out that is large for even `i` and small for odd.
+std::string echo(const std::string& big, long i) {
+  return padded(number_of(big) + i, i % 2 == 0 ? big.size() : 16);
+}
+std::string slow_echo(const std::string& big, int ms) {
+  std::printf("ECHO_RUNNING\n");
+  std::fflush(stdout);
+  std::this_thread::sleep_for(milliseconds(ms));
+  return padded(number_of(big) + 1, 16);
 }
 
 void print_outcome(const char* label, const clupy::Future<std::string>& f) {
@@ -185,6 +197,44 @@ int scenario_later(long size) {
   return 0;
 }
 
+// `n` calls of `size` bytes each (pushed when size is at least the master's push_threshold),
+// every `ms` > 0 a slow one; each value checked. Prints "<LABEL> ok <good> of <n>" and each bad
+// outcome.
+int scenario_echo(const char* label, int n, long size, int ms) {
+  std::vector<clupy::Future<std::string>> results;
+  for (long i = 0; i < n; ++i) {
+    const std::string big = padded(i * 10, static_cast<std::size_t>(size));
+    results.push_back(ms > 0 ? clupy::parallel(slow_echo)(big, ms) : clupy::parallel(echo)(big, i));
+  }
+  int good = 0;
+  for (long i = 0; i < n; ++i) {
+    clupy::Future<std::string>& f = results[static_cast<std::size_t>(i)];
+    f.wait(seconds(200));
+    const long expected = ms > 0 ? i * 10 + 1 : i * 10 + i;
+    const std::size_t expected_size = ms > 0 || i % 2 == 1 ? 16 : static_cast<std::size_t>(size);
+    if (f.successful() && number_of(f.value()) == expected && f.value().size() == expected_size)
+      ++good;
+    else
+      print_outcome("BAD", f);
+  }
+  std::printf("%s ok %d of %d\n", label, good, n);
+  return 0;
+}
+
+// One slow call whose push waits for CLUPY_TEST_PUSH_GATE's file: with `cancel`, cancelled once
+// the test creates the file "cancel"; else waited for, with `retries`.
+int scenario_gated(long size, bool cancel, int retries) {
+  const std::string big = padded(5, static_cast<std::size_t>(size));
+  clupy::Future<std::string> f = clupy::parallel(slow_echo, {.retries = retries})(big, 10);
+  if (cancel) {
+    if (!wait_for_file("cancel")) return 1;
+    std::printf("CANCEL_ASKED %d\n", f.cancel() ? 1 : 0);
+  }
+  f.wait(seconds(200));
+  print_outcome("GATED", f);
+  return wait_for_file("exit") ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -203,6 +253,11 @@ int main(int argc, char** argv) {
                                argc > 4 ? argv[4] : "go");
     if (mode == "later") return scenario_later(arg(2, 1 << 20));
     if (mode == "after") return scenario_after(arg(2, 1 << 20));
+    if (mode == "echo")
+      return scenario_echo("ECHO", static_cast<int>(arg(2, 16)), arg(3, 1 << 20),
+                           static_cast<int>(arg(4, 0)));
+    if (mode == "gated")
+      return scenario_gated(arg(2, 1 << 20), arg(3, 0) != 0, static_cast<int>(arg(4, -1)));
   } catch (const std::exception& e) {
     std::printf("ERROR %s\n", e.what());
     return 1;
