@@ -209,8 +209,8 @@ def build_figures(data, skipped, params):
             "s", tree, "faster than Dask",
             lambda m: dask_tree is not None and m < dask_tree["median"], "Dask", dask_tree,
             ratio_of(tree, dask_tree))
-        add("10", "bytes the master read during the tree reduction", "bytes",
-            figure(data, "10", "tree", "master_read_bytes"), "< 1% of the leaves' bytes",
+        add("10", "call and result bytes through the master during the tree reduction", "bytes",
+            figure(data, "10", "tree", "master_payload_bytes"), "< 1% of the leaves' bytes",
             lambda m: m < 0.01 * leaves * leaf_bytes)
     network_rows(data, skipped, params, add, ratio_of, t1,
                  figure(data, "6", "servers=8", "tasks_per_s"), mb)

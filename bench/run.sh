@@ -233,11 +233,25 @@ if wants raw; then
   done
 fi
 
-# Bytes the master read (all its reads, sockets included) since it started.
-master_read_bytes() { awk '/^rchar:/ { print $2 }' "/proc/$master_pid/io"; }
+free_port() {
+  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# Bytes of calls and results that went through the master since it started (its /metrics on
+# $master_http: calls submitted, outcomes from servers, held results and pushed calls relayed).
+payload_bytes_through_master() {
+  /usr/bin/python3 - "$master_http" <<'PY'
+import sys, urllib.request
+names = {"clupy_call_bytes_received_total", "clupy_result_bytes_received_total",
+         "clupy_result_bytes_relayed_total", "clupy_pushed_call_bytes_relayed_total"}
+page = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read()
+print(int(sum(float(line.split()[1]) for line in page.decode().splitlines()
+              if line.split(" ")[0] in names)))
+PY
+}
 
 if wants 1 || wants 2 || wants 3 || wants 7 || wants 9 || wants 10; then
-  cluster main 1
+  master_http="$(free_port)"
+  cluster main 1 "http_port: $master_http"
   if wants 1; then
     echo "1: throughput of $tasks no-op tasks, one server with two slots"
     for ((r = 1; r <= runs; r++)); do
@@ -278,12 +292,13 @@ if wants 1 || wants 2 || wants 3 || wants 7 || wants 9 || wants 10; then
     done
   fi
   if wants 10; then
-    echo "10: a tree reduction of $tree_sizes (leaves, bytes): time, and bytes the master read"
+    echo "10: a tree reduction of $tree_sizes (leaves, bytes): time, and bytes through the master"
     for ((r = 1; r <= runs; r++)); do
-      before="$(master_read_bytes)"
+      before="$(payload_bytes_through_master)"
       # shellcheck disable=SC2086
       client "$dir/b10.log" "$task_bench" tree $tree_sizes
-      sed -i "/^RESULT /s/\$/ master_read_bytes=$(($(master_read_bytes) - before))/" "$dir/b10.log"
+      through=$(($(payload_bytes_through_master) - before))
+      sed -i "/^RESULT /s/\$/ master_payload_bytes=$through/" "$dir/b10.log"
       record 10 tree "$dir/b10.log"
     done
   fi

@@ -16,8 +16,11 @@ bool Scheduler::inputs_known(SessionId client_id, Client& client, const wire::Ta
   for (const auto& input : spec.inputs()) {
     if (input.task_id() != spec.task_id() && client.by_client_id.contains(input.task_id()))
       continue;
-    // A finished input the program names by its held result: known while it is held.
-    if (input.held() && client.held.contains(input.task_id())) continue;
+    // A finished input whose result is held: known while it is held, whether the program named
+    // it so (TaskInput.held) or sent this task while the input was still running here. In the
+    // latter case the program may drop its last Future of the input once this task is on its
+    // way, and its ReleaseResults follows this task: bound now, the result is still there.
+    if (client.held.contains(input.task_id())) continue;
     // Finished (its result is on its way to the client, or there) or never submitted.
     wire::TaskResults& batch = client.outgoing;
     if (batch.results_size() == 0) delivering_.push_back(client_id);
@@ -38,7 +41,7 @@ void Scheduler::add_waiting(SessionId client_id, Client& client, TaskId id,
   // unfinished task, which this one waits for); this may add tasks.
   std::string unmade;
   for (const auto& input : spec.inputs()) {
-    if (!input.held() || client.by_client_id.contains(input.task_id())) continue;
+    if (client.by_client_id.contains(input.task_id())) continue;
     auto entry = client.held.find(input.task_id());
     if (entry == client.held.end() || entry->second.present) continue;
     std::string why;
@@ -51,7 +54,8 @@ void Scheduler::add_waiting(SessionId client_id, Client& client, TaskId id,
   std::vector<InputSlot>& slots = waiting_[id];
   slots.reserve(static_cast<std::size_t>(spec.inputs_size()));
   for (const auto& input : spec.inputs()) {
-    const bool held = input.held() && !client.by_client_id.contains(input.task_id());
+    // Not unfinished: held (inputs_known checked it).
+    const bool held = !client.by_client_id.contains(input.task_id());
     slots.push_back({input.task_id(), input.position(), input.index(), {}, held, held});
     if (held) {
       if (!unmade.empty()) continue;

@@ -163,6 +163,24 @@ class SchedulerLineageTest : public ::testing::Test {
   Scheduler scheduler_;
 };
 
+TEST_F(SchedulerLineageTest, ATaskNamingAnInputThatFinishedHeldMeanwhileIsBoundToItsResult) {
+  // The program sent 2 while 1 still ran; 1 finished held before 2 arrived, and the program's
+  // release of 1 (its last Future dropped once 2 was on its way) comes after 2.
+  submit(1);
+  ASSERT_EQ(assignments_of(1).size(), 1u);
+  hold(assignments_of(1)[0].first, assignments_of(1)[0].second, 11);
+  submit(2, {{1, 1, /*held=*/false}});
+  release(1);
+  EXPECT_TRUE(delivered(2).empty()) << "not answered inputs_gone";
+  const auto bound = bound_to(1);
+  ASSERT_EQ(bound.size(), 1u);
+  EXPECT_EQ(bound[0].second.held_inputs(0).ref().result_id(), 11u);
+  EXPECT_TRUE(outbox_.freed.empty()) << "the result stays while 2 needs it";
+  hold(bound[0].first, bound[0].second, 12);
+  release(2);
+  EXPECT_EQ(outbox_.freed.size(), 2u);
+}
+
 TEST_F(SchedulerLineageTest, ALostInputOfAWaitingDependentIsMadeAgainAndBoundToTheNewResult) {
   submit(1);
   submit(3, {}, -1, "b");  // no server carries tier=b yet: 2 keeps waiting for it
