@@ -146,7 +146,8 @@ TEST_F(PushedCallsTest, ACallCancelledBeforeItsPushEndsCancelledOnceAndLeavesNot
                          seconds(30), "the server to drop the waiting task"));
   EXPECT_TRUE(wait_until([&] { return metric("clupy_tasks_running") == 0; }, seconds(30),
                          "the master to see the task end"));
-  // The program does not push the call of a task that ended.
+  // The program does not push the call of a task that ended. An absence has no condition to
+  // wait for: the program looks at the gate every 20 ms, so half a second is 25 looks.
   write_file(gate, "");
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(server_metric("s1", "clupy_server_calls_pushed_total"), 0);
