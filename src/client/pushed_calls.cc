@@ -14,6 +14,17 @@ namespace clupy::client {
 
 namespace {
 auto log() { return common::logger("client"); }
+
+// A copy of the call: the bytes stay in the program until the task's result, in case it is
+// placed again. `task_id` names the task towards the master (0 on a data connection).
+wire::Envelope pushed_call_message(std::uint64_t ticket, std::uint64_t task_id,
+                                   const std::string& call) {
+  wire::Envelope message;
+  message.mutable_pushed_call()->set_ticket(ticket);
+  if (task_id != 0) message.mutable_pushed_call()->set_task_id(task_id);
+  message.mutable_pushed_call()->set_call(call);
+  return message;
+}
 }  // namespace
 
 std::shared_ptr<const std::string> Runtime::pushed_call_of(std::uint64_t task_id) {
@@ -52,21 +63,13 @@ void Runtime::send_push(DataLink& link, std::uint64_t ticket, std::uint64_t task
   auto call = pushed_call_of(task_id);
   if (!call) return;  // finished or cancelled meanwhile
   link.pushes[ticket] = task_id;
-  wire::Envelope message;
-  message.mutable_pushed_call()->set_ticket(ticket);
-  // A copy: the bytes stay here until the task's result, in case it is placed again.
-  message.mutable_pushed_call()->set_call(*call);
-  link.connection->send(std::move(message));
+  link.connection->send(pushed_call_message(ticket, 0, *call));
 }
 
 void Runtime::push_through_master(std::uint64_t ticket, std::uint64_t task_id) {
   auto call = pushed_call_of(task_id);
   if (!call || !connection_ || !connection_->is_open()) return;  // a failover places it again
-  wire::Envelope message;
-  message.mutable_pushed_call()->set_ticket(ticket);
-  message.mutable_pushed_call()->set_task_id(task_id);
-  message.mutable_pushed_call()->set_call(*call);
-  connection_->send(std::move(message));
+  connection_->send(pushed_call_message(ticket, task_id, *call));
 }
 
 void Runtime::on_pushed_result(DataLink& link, wire::PushedResult& result) {

@@ -12,8 +12,7 @@ namespace clupy::master {
 void Scheduler::accept_pushed(TaskId id, Task& task, wire::TaskSpec& spec) {
   task.pushed = true;
   PushedCall& pushed = pushed_[id];
-  pushed.size = spec.pushed_call_size();
-  counters_.call_bytes_pushed += pushed.size;
+  counters_.call_bytes_pushed += spec.pushed_call_size();
   // Told by the client, shown on the dashboard: bounded and escaped as a client name is.
   pushed.function_name = common::printable(spec.function_name(), 128);
 }

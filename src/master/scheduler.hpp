@@ -328,7 +328,6 @@ class Scheduler {
   };
   // What the master keeps of a task whose call the client pushes (its `call` is empty).
   struct PushedCall {
-    std::uint64_t size = 0;
     std::uint64_t ticket = 0;  // of its current placement; 0 while queued
     std::string function_name;
   };

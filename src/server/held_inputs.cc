@@ -17,6 +17,7 @@ namespace clupy::server {
 
 namespace {
 auto log() { return common::logger("server"); }
+}  // namespace
 
 wire::TaskResult failed_result(std::uint64_t task_id, FailureKind kind, std::string message) {
   wire::TaskResult result;
@@ -25,7 +26,6 @@ wire::TaskResult failed_result(std::uint64_t task_id, FailureKind kind, std::str
   result.mutable_failure()->set_message(std::move(message));
   return result;
 }
-}  // namespace
 
 void ServerDaemon::start_data_port() {
   if (config_.data_port < 0) return;

@@ -91,11 +91,8 @@ bool ServerDaemon::cancel_awaiting(std::uint64_t task_id) {
   awaiting_calls_.erase(ticket->second);
   ticket_of_task_.erase(ticket);
   hold_thresholds_.erase(task_id);
-  wire::TaskResult result;
-  result.set_task_id(task_id);
-  result.mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kCancelled));
-  result.mutable_failure()->set_message("cancelled before its call arrived");
-  queue_result(std::move(result));
+  queue_result(
+      failed_result(task_id, FailureKind::kCancelled, "cancelled before its call arrived"));
   return true;
 }
 
@@ -154,12 +151,11 @@ void ServerDaemon::sweep_pushed_calls() {
     ++calls_missing_;
     log()->warn("task {}: its call did not come from the program within {} ms; handing it back",
                 task_id, config_.push_timeout.count());
-    wire::TaskResult result;
-    result.set_task_id(task_id);
+    wire::TaskResult result =
+        failed_result(task_id, FailureKind::kLost,
+                      "its call did not come from the program within " +
+                          std::to_string(config_.push_timeout.count()) + " ms");
     result.set_call_missing(true);
-    result.mutable_failure()->set_kind(static_cast<std::uint32_t>(FailureKind::kLost));
-    result.mutable_failure()->set_message("its call did not come from the program within " +
-                                          std::to_string(config_.push_timeout.count()) + " ms");
     queue_result(std::move(result));
   }
 }

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "clupy/errors.hpp"
 #include "common/config.hpp"
 #include "common/connection.hpp"
 #include "common/http_server.hpp"
@@ -182,6 +183,9 @@ class ServerDaemon {
   std::uint64_t results_pushed_ = 0;           // held outcomes sent back on data connections
   std::uint64_t result_bytes_pushed_ = 0;
 };
+
+// A result saying the server could not run the task (held_inputs.cc).
+wire::TaskResult failed_result(std::uint64_t task_id, FailureKind kind, std::string message);
 
 // `clupy --serve`: runs until SIGINT or SIGTERM. Returns the process exit code.
 int run_server(const common::ServerConfig& config);
