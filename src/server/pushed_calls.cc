@@ -29,7 +29,7 @@ void ServerDaemon::await_pushed_call(wire::Assignment&& task) {
     return;
   }
   ticket_of_task_[task.task_id()] = ticket;
-  awaiting_calls_[ticket] = AwaitingCall{std::move(task), std::chrono::steady_clock::now()};
+  awaiting_calls_[ticket] = AwaitingCall{std::move(task), clock_.now()};
   arm_push_sweep();
 }
 
@@ -52,7 +52,7 @@ void ServerDaemon::take_pushed_call(wire::PushedCall&& call,
     EarlyCall& early = early_calls_[call.ticket()];
     early.call = std::move(*call.mutable_call());
     early.from = from;
-    early.since = std::chrono::steady_clock::now();
+    early.since = clock_.now();
     arm_push_sweep();
     return;
   }
@@ -129,7 +129,7 @@ void ServerDaemon::arm_push_sweep() {
 }
 
 void ServerDaemon::sweep_pushed_calls() {
-  const auto cutoff = std::chrono::steady_clock::now() - config_.push_timeout;
+  const auto cutoff = clock_.now() - config_.push_timeout;
   for (auto it = early_calls_.begin(); it != early_calls_.end();) {
     if (it->second.since > cutoff) {
       ++it;

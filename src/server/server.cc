@@ -44,10 +44,13 @@ std::vector<std::string> worker_environment(const wire::ClusterServices& service
 }
 }  // namespace
 
-ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
+ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config,
+                           const base::Clock& clock)
     : io_(io),
       config_(std::move(config)),
+      clock_(clock),
       wake_timer_(io),
+      result_release_(clock, kMaxResultDelay, kMaxHeldResults),
       result_timer_(io),
       drain_timer_(io),
       push_sweep_timer_(io) {
@@ -87,7 +90,7 @@ ServerDaemon::ServerDaemon(asio::io_context& io, common::ServerConfig config)
     return job_packages_->library_directory(library_set);
   };
   pool_ = std::make_unique<WorkerPool>(io_, server_id_, capacity_, config_.cache_dir,
-                                       std::move(callbacks));
+                                       std::move(callbacks), clock_);
   deps::ServerSync::Callbacks sync;
   sync.report = [this](const wire::DependencyReport& report) {
     // Only once registered (the master takes reports from registered servers only); it
@@ -209,31 +212,30 @@ void ServerDaemon::queue_result(wire::TaskResult&& result) {
 void ServerDaemon::send_results_when_due() {
   const auto held = static_cast<std::size_t>(pending_results_.task_results().results_size());
   if (held == 0) return;
-  // The master sends new tasks in answer to results, one message per batch of results. While
-  // this server has plenty left to run, results wait until half its tasks are done, so each
-  // hop carries a batch instead of a task or two; they leave at once when this server runs
-  // out of work, and never later than kMaxResultDelay.
   const std::size_t unfinished = pool_->unfinished() + awaiting_calls_.size();
-  if (unfinished == 0 || held >= unfinished || held >= kMaxHeldResults || results_overdue_) {
-    results_overdue_ = false;
+  const auto due = result_release_.due(held, unfinished);
+  if (!due) {
     if (result_timer_armed_) {
       result_timer_armed_ = false;
       result_timer_.cancel();
     }
-    send_to_master(std::move(pending_results_));
-    pending_results_.Clear();
+    send_pending_results();
     return;
   }
-  if (result_timer_armed_) return;
+  if (result_timer_armed_) return;  // armed for this batch's due time already
   result_timer_armed_ = true;
-  result_timer_.expires_after(kMaxResultDelay);
+  result_timer_.expires_after(*due - clock_.now());
   result_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;  // cancelled: the results left already
     result_timer_armed_ = false;
-    results_overdue_ = true;
     send_results_when_due();
-    results_overdue_ = false;
   });
+}
+
+void ServerDaemon::send_pending_results() {
+  send_to_master(std::move(pending_results_));
+  pending_results_.Clear();
+  result_release_.sent();
 }
 
 ServerDaemon::~ServerDaemon() = default;
@@ -293,10 +295,7 @@ void ServerDaemon::stop() {
   if (http_) http_->stop();
   if (connection_ && connection_->is_open()) {
     // Results already produced go out before the goodbye.
-    if (registered_ && pending_results_.task_results().results_size() > 0) {
-      send_to_master(std::move(pending_results_));
-      pending_results_.Clear();
-    }
+    if (registered_ && pending_results_.task_results().results_size() > 0) send_pending_results();
     if (registered_) {
       wire::Envelope goodbye;
       goodbye.mutable_unregister_server()->set_server_id(server_id_);
@@ -411,6 +410,7 @@ asio::awaitable<void> ServerDaemon::serve_connection(
     deps_->connection_lost();
     job_packages_->connection_lost();
     pending_results_.Clear();
+    result_release_.sent();
     if (draining_) stop();  // nothing left to finish: the new master reruns what ran here
   }
   registered_ = false;

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "clupy/errors.hpp"
 #include "common/config.hpp"
 #include "common/connection.hpp"
@@ -23,6 +24,7 @@
 #include "deps/server_sync.hpp"
 #include "server/data_port.hpp"
 #include "server/result_holder.hpp"
+#include "server/result_release.hpp"
 #include "server/workers.hpp"
 
 namespace clupy::server {
@@ -31,8 +33,10 @@ namespace asio = boost::asio;
 
 class ServerDaemon {
  public:
-  // Throws clupy::ConfigError (bad master URL, unreadable token file, TLS files).
-  ServerDaemon(asio::io_context& io, common::ServerConfig config);
+  // Throws clupy::ConfigError (bad master URL, unreadable token file, TLS files). Time is read
+  // from `clock` (when results leave, how long a pushed call or its task waits, the workers').
+  ServerDaemon(asio::io_context& io, common::ServerConfig config,
+               const base::Clock& clock = base::Clock::real());
   ~ServerDaemon();
 
   void start();
@@ -64,6 +68,7 @@ class ServerDaemon {
   void handle(wire::Envelope& message);
   void queue_result(wire::TaskResult&& result);
   void send_results_when_due();
+  void send_pending_results();  // the batch, now
   void send_to_master(const wire::Envelope& message);
   // Moves large outcomes out of `message` into frame attachments.
   void send_to_master(wire::Envelope&& message);
@@ -107,6 +112,7 @@ class ServerDaemon {
 
   asio::io_context& io_;
   common::ServerConfig config_;
+  const base::Clock& clock_;
   common::MasterAddress master_;
   std::optional<std::string> token_;
   std::string server_id_;
@@ -127,9 +133,9 @@ class ServerDaemon {
   // Holding results back for a batch (send_results_when_due).
   static constexpr auto kMaxResultDelay = std::chrono::milliseconds(1);
   static constexpr std::size_t kMaxHeldResults = 512;
+  ResultRelease result_release_;
   asio::steady_timer result_timer_;
   bool result_timer_armed_ = false;
-  bool results_overdue_ = false;
   bool registered_ = false;
   bool stopping_ = false;
   bool draining_ = false;
@@ -143,7 +149,7 @@ class ServerDaemon {
   std::uint64_t bytes_from_master_ = 0;
   std::uint64_t bytes_to_master_ = 0;
   std::uint64_t master_connections_ = 0;  // registrations completed, for /metrics
-  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
+  base::Clock::time_point started_at_ = clock_.now();
   // Held results: what this server keeps, where others fetch it, and the threshold the master
   // gave each task still running here (master task id -> bytes).
   std::unique_ptr<ResultHolder> held_;
@@ -157,12 +163,12 @@ class ServerDaemon {
   // Pushed calls.
   struct AwaitingCall {
     wire::Assignment task;
-    std::chrono::steady_clock::time_point since;
+    base::Clock::time_point since;
   };
   struct EarlyCall {
     std::string call;
     std::weak_ptr<common::Connection> from;
-    std::chrono::steady_clock::time_point since;
+    base::Clock::time_point since;
   };
   struct Pusher {
     std::weak_ptr<common::Connection> connection;

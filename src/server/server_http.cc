@@ -35,7 +35,7 @@ std::string ServerDaemon::metrics_text() const {
   m.sample("clupy_server_info", {{"server_id", server_id_}, {"version", common::library_version()}},
            1);
   m.single("clupy_server_uptime_seconds", "gauge", "Seconds since this server started.",
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count());
+           std::chrono::duration<double>(clock_.now() - started_at_).count());
   m.single("clupy_server_registered", "gauge", "1 while registered with a master.",
            registered_ ? 1 : 0);
   m.single("clupy_server_registrations_total", "counter",

@@ -1,22 +1,17 @@
 #include "worker/worker_loop.hpp"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -28,47 +23,12 @@
 #include "common/malloc_tuning.hpp"
 #include "worker/current_task.hpp"
 #include "worker/progress_page.hpp"
+#include "worker/result_batcher.hpp"
 
 namespace clupy::worker {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// A held result leaves at the latest this long after it was produced, even while the next
-// task runs for minutes.
-constexpr auto kMaxResultDelay = std::chrono::milliseconds(1);
-// Results held beyond this many bytes leave at once (one write, and bounded memory).
-constexpr std::size_t kMaxHeldBytes = 64u << 10;
-// The flusher thread keeps ticking this many periods after it last saw a task run with results
-// held before it sleeps until woken, so a busy worker never pays a wake-up per batch.
-constexpr int kFlusherLinger = 100;
-
-bool write_all(int fd, const char* data, std::size_t size) {
-  std::size_t done = 0;
-  while (done < size) {
-    const ssize_t n = ::write(fd, data + done, size - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-// Writes `header` then `payload` with as few writev calls as the socket allows.
-bool write_both(int fd, std::string_view header, std::string_view payload) {
-  while (!header.empty() || !payload.empty()) {
-    iovec parts[2] = {{const_cast<char*>(header.data()), header.size()},
-                      {const_cast<char*>(payload.data()), payload.size()}};
-    const ssize_t n = ::writev(fd, parts, 2);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    auto written = static_cast<std::size_t>(n);
-    const std::size_t from_header = std::min(written, header.size());
-    header.remove_prefix(from_header);
-    payload.remove_prefix(written - from_header);
-  }
-  return true;
-}
 
 std::string run_one(std::string_view call_bytes) {
   detail::CallOutcome outcome;
@@ -129,112 +89,6 @@ int unread_output(int fd) {
   int n = 0;
   return ::ioctl(fd, FIONREAD, &n) == 0 ? n : 0;
 }
-
-// TaskDone frames waiting to be written to the server. The main thread appends one per task
-// and writes them all when it runs out of tasks to run; a flusher thread writes any result
-// held longer than kMaxResultDelay, so a long task never holds back the results before it.
-// The flusher matters only while a task runs with results held: a worker answering one task at
-// a time (a sequential client) never wakes it.
-class ResultBatcher {
- public:
-  // `attachments`: the server reads frame attachments, so a large outcome is written from where
-  // it lies instead of being serialized into the batch.
-  ResultBatcher(int fd, bool batching, bool attachments)
-      : fd_(fd), batching_(batching), attachments_(attachments) {
-    if (!batching_) return;
-    flusher_ = std::thread([this] {
-      // Signals are for the task's thread, never this one.
-      sigset_t all;
-      sigfillset(&all);
-      pthread_sigmask(SIG_BLOCK, &all, nullptr);
-      flush_loop();
-    });
-    flusher_.detach();  // the process ends with std::_Exit, never joining
-  }
-
-  // Returns false when the server is gone. May move the outcome out of `done`.
-  bool add(wire::Envelope& done) {
-    std::unique_lock lock(mu_);
-    std::string& outcome = *done.mutable_task_done()->mutable_outcome();
-    if (attachments_ && outcome.size() >= common::kAttachmentThreshold &&
-        outcome.size() <= UINT32_MAX) {
-      // Results held so far leave first, in order; then this one's frame and its outcome in
-      // one writev.
-      std::string payload = std::move(outcome);
-      outcome.clear();
-      common::append_attached_frame(done, payload.size(), held_, std::string::npos);
-      if (ok_) ok_ = write_both(fd_, held_, payload);
-      held_.clear();
-      return ok_;
-    }
-    const bool was_empty = held_.empty();
-    common::append_frame(done, held_, std::string::npos);
-    if (!batching_ || held_.size() >= kMaxHeldBytes) return write_held(lock);
-    if (was_empty) oldest_ = Clock::now();
-    return ok_;
-  }
-
-  // The main thread is about to run a task: results held now wait for it, or for the flusher.
-  void before_task() {
-    if (!batching_) return;
-    std::lock_guard lock(mu_);
-    if (held_.empty()) return;
-    ran_with_results_held_ = true;
-    if (flusher_asleep_) wake_.notify_one();
-  }
-
-  // Writes every held result now. Returns false when the server is gone.
-  bool flush() {
-    std::unique_lock lock(mu_);
-    return write_held(lock);
-  }
-
- private:
-  bool write_held(std::unique_lock<std::mutex>&) {
-    if (!held_.empty() && ok_) ok_ = write_all(fd_, held_.data(), held_.size());
-    held_.clear();
-    return ok_;
-  }
-
-  void flush_loop() {
-    std::unique_lock lock(mu_);
-    int idle_ticks = 0;
-    while (true) {
-      if (ran_with_results_held_) {
-        ran_with_results_held_ = false;
-        idle_ticks = 0;
-      }
-      if (held_.empty()) {
-        if (++idle_ticks < kFlusherLinger) {
-          wake_.wait_for(lock, kMaxResultDelay);
-        } else {
-          flusher_asleep_ = true;
-          wake_.wait(lock, [this] { return ran_with_results_held_ && !held_.empty(); });
-          flusher_asleep_ = false;
-        }
-        continue;
-      }
-      const auto due = oldest_ + kMaxResultDelay;
-      if (Clock::now() >= due) {
-        write_held(lock);
-      } else {
-        wake_.wait_until(lock, due);
-      }
-    }
-  }
-
-  const int fd_;
-  const bool batching_;
-  const bool attachments_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::string held_;
-  Clock::time_point oldest_;
-  bool flusher_asleep_ = false;
-  bool ran_with_results_held_ = false;  // since the flusher last looked
-  bool ok_ = true;
-  std::thread flusher_;
-};
 
 }  // namespace
 
