@@ -6,13 +6,13 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <cstdlib>
 #include <filesystem>
 
 #include "client/runtime.hpp"
 #include "clupy/detail/call.hpp"
 #include "common/dial.hpp"
 #include "common/log.hpp"
+#include "common/test_hooks.hpp"
 #include "common/url.hpp"
 
 namespace clupy::client {
@@ -49,9 +49,8 @@ void Runtime::complete_held(Completion& completion) {
   asio::co_spawn(io_, fetch_held(completion), asio::detached);
 }
 
-asio::awaitable<void> Runtime::wait_for_test_gate(const char* variable) {
-  const char* gate = std::getenv(variable);
-  if (gate == nullptr || *gate == 0) co_return;
+asio::awaitable<void> Runtime::wait_for_test_gate(const std::string& gate) {
+  if (gate.empty()) co_return;
   asio::steady_timer pause(io_);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!stopped_ && !std::filesystem::exists(gate) &&
@@ -65,7 +64,7 @@ asio::awaitable<void> Runtime::wait_for_test_gate(const char* variable) {
 asio::awaitable<void> Runtime::fetch_held(Completion completion) {
   // Test only (tests/integration/lineage_test.cc): fetch once this file exists, so that a test
   // can lose the holding server between a held result's arrival and its fetch.
-  co_await wait_for_test_gate("CLUPY_TEST_HELD_FETCH_GATE");
+  co_await wait_for_test_gate(common::test_hooks().held_fetch_gate);
   const wire::ResultRef& ref = completion.result.held();
   if (ref.data_address().empty()) {
     fetch_held_through_master(std::move(completion),

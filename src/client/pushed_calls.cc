@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <cstdlib>
 
 #include "client/runtime.hpp"
 #include "common/log.hpp"
+#include "common/test_hooks.hpp"
 
 namespace clupy::client {
 
@@ -36,7 +36,7 @@ std::shared_ptr<const std::string> Runtime::pushed_call_of(std::uint64_t task_id
 void Runtime::on_call_tickets(const wire::CallTickets& tickets) {
   // Test only (tests/integration/pushed_calls_test.cc): push once this file exists, so that a
   // test can act between a placement and its push.
-  if (const char* gate = std::getenv("CLUPY_TEST_PUSH_GATE"); gate != nullptr && *gate) {
+  if (!push_gate_passed_ && !common::test_hooks().push_gate.empty()) {
     asio::co_spawn(io_, push_when_gate_opens(tickets), asio::detached);
     return;
   }
@@ -54,8 +54,8 @@ void Runtime::on_call_tickets(const wire::CallTickets& tickets) {
 }
 
 asio::awaitable<void> Runtime::push_when_gate_opens(wire::CallTickets tickets) {
-  co_await wait_for_test_gate("CLUPY_TEST_PUSH_GATE");
-  ::unsetenv("CLUPY_TEST_PUSH_GATE");  // once: later tickets are pushed at once
+  co_await wait_for_test_gate(common::test_hooks().push_gate);
+  push_gate_passed_ = true;  // once: later tickets are pushed at once
   if (!stopped_) on_call_tickets(tickets);
 }
 

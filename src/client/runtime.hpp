@@ -142,9 +142,9 @@ class Runtime {
   // holds (directly from the server, else through the master), or it is let go.
   void complete_held(Completion& completion);
   asio::awaitable<void> fetch_held(Completion completion);
-  // Test only: returns once the file named by environment variable `variable` exists (at
-  // most 2 minutes; at once when it is unset).
-  asio::awaitable<void> wait_for_test_gate(const char* variable);
+  // Test only (common/test_hooks.hpp): returns once the file `gate` exists (at most 2 minutes;
+  // at once when `gate` is empty).
+  asio::awaitable<void> wait_for_test_gate(const std::string& gate);
   // The direct fetch failed: the master asks the holding server (FetchResult by task id).
   void fetch_held_through_master(Completion completion, std::string why);
   void finish_held(Completion& completion, const std::string& outcome);
@@ -191,6 +191,7 @@ class Runtime {
   void forget_pushes(std::vector<std::uint64_t> task_ids);
   // Held outcomes pushed back before their task's result came from the master (by task id).
   std::unordered_map<std::uint64_t, std::string> pushed_outcomes_;
+  bool push_gate_passed_ = false;  // test hook push_gate: opened once (I/O thread)
   void on_data_message(const std::shared_ptr<DataLink>& link, wire::Envelope& message);
   void on_data_closed(const std::string& address, const std::shared_ptr<DataLink>& link,
                       const std::string& reason);

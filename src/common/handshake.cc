@@ -50,7 +50,8 @@ asio::awaitable<PeerIdentity> accept_handshake(Connection& connection, const Acc
   peer.name = printable(hello.hello().peer_name(), 128);
 
   wire::Envelope challenge;
-  fill_build_info(*challenge.mutable_challenge()->mutable_build());
+  fill_build_info(*challenge.mutable_challenge()->mutable_build(),
+                  auth.protocol.value_or(announced_protocol()));
   const wire::BuildInfo& mine = challenge.challenge().build();
   if (peer.build.protocol_major() != mine.protocol_major()) {
     std::string message = version_mismatch_message(auth.local_name, mine, peer.build);
@@ -90,7 +91,8 @@ asio::awaitable<PeerIdentity> accept_handshake(Connection& connection, const Acc
 
 asio::awaitable<PeerIdentity> connect_handshake(Connection& connection, const ConnectorAuth& auth) {
   wire::Envelope hello;
-  fill_build_info(*hello.mutable_hello()->mutable_build());
+  fill_build_info(*hello.mutable_hello()->mutable_build(),
+                  auth.protocol.value_or(announced_protocol()));
   const std::string client_nonce = random_bytes(kNonceSize);
   hello.mutable_hello()->set_client_nonce(client_nonce);
   hello.mutable_hello()->set_role(auth.role);

@@ -16,6 +16,7 @@
 #include "clupy.pb.h"
 #include "common/config.hpp"
 #include "common/connection.hpp"
+#include "common/version.hpp"
 
 namespace clupy::common {
 
@@ -33,6 +34,8 @@ struct AcceptorAuth {
   std::string local_name;               // "master", used in messages
   wire::ClusterServices services = {};  // announced in Accepted
   std::int64_t fencing_token = 0;       // announced in Accepted: this master's election token
+  // Announced in Challenge; nullopt: announced_protocol().
+  std::optional<ProtocolVersion> protocol = std::nullopt;
 };
 
 struct ConnectorAuth {
@@ -42,6 +45,8 @@ struct ConnectorAuth {
   bool master_is_loopback = true;
   wire::Role role = wire::ROLE_CLIENT;
   std::string local_name;
+  // Announced in Hello; nullopt: announced_protocol().
+  std::optional<ProtocolVersion> protocol = std::nullopt;
 };
 
 // Thrown by accept_handshake; the connection has been sent a Refused when possible. what() is

@@ -2,11 +2,11 @@
 
 #include <gnu/libc-version.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "clupy.pb.h"
 #include "common/log.hpp"
+#include "common/test_hooks.hpp"
 
 namespace clupy::common {
 
@@ -36,16 +36,17 @@ const std::string& abi_tag() {
   return tag;
 }
 
-void fill_build_info(wire::BuildInfo& info) {
-  unsigned major = kProtocolMajor;
-  if (const char* forced = std::getenv("CLUPY_TEST_PROTOCOL_MAJOR"); forced && *forced)
-    major = static_cast<unsigned>(std::strtoul(forced, nullptr, 10));
-  info.set_protocol_major(major);
-  unsigned minor = kProtocolMinor;
-  // Tests speak an older minor version to check that newer peers still talk to it.
-  if (const char* forced = std::getenv("CLUPY_TEST_PROTOCOL_MINOR"); forced && *forced)
-    minor = static_cast<unsigned>(std::strtoul(forced, nullptr, 10));
-  info.set_protocol_minor(minor);
+ProtocolVersion announced_protocol() {
+  ProtocolVersion version;
+  const TestHooks& hooks = test_hooks();
+  if (hooks.protocol_major) version.major = *hooks.protocol_major;
+  if (hooks.protocol_minor) version.minor = *hooks.protocol_minor;
+  return version;
+}
+
+void fill_build_info(wire::BuildInfo& info, ProtocolVersion protocol) {
+  info.set_protocol_major(protocol.major);
+  info.set_protocol_minor(protocol.minor);
   info.set_library_version(library_version());
   info.set_abi_tag(abi_tag());
 }

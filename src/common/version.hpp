@@ -41,9 +41,18 @@ const char* library_version();
 // matter for shipped code, which checks them itself.
 const std::string& abi_tag();
 
-// This process's BuildInfo; the test-only environment variable CLUPY_TEST_PROTOCOL_MAJOR
-// overrides the major version so the refusal path can be exercised end to end.
-void fill_build_info(wire::BuildInfo& info);
+// A protocol version, as announced in a handshake.
+struct ProtocolVersion {
+  unsigned major = kProtocolMajor;
+  unsigned minor = kProtocolMinor;
+};
+
+// What this process announces: the built version, or another one in a test's peer
+// (common/test_hooks.hpp: CLUPY_TEST_PROTOCOL_MAJOR and _MINOR, in builds with test hooks).
+ProtocolVersion announced_protocol();
+
+// A BuildInfo announcing `protocol`, with this build's library version and ABI tag.
+void fill_build_info(wire::BuildInfo& info, ProtocolVersion protocol = announced_protocol());
 
 std::string describe(const wire::BuildInfo& info);
 

@@ -86,17 +86,16 @@ TEST_F(HandshakeTest, PeersOfProtocol12UseAttachments) {
 }
 
 TEST_F(HandshakeTest, PeersOfProtocol11KeepPayloadsInsideTheirEnvelopes) {
-  // Both peers (in this process) announce 1.1.
-  ::setenv("CLUPY_TEST_PROTOCOL_MINOR", "1", 1);
   AcceptorAuth server_auth{std::string("secret"), "master"};
+  server_auth.protocol = ProtocolVersion{kProtocolMajor, 1};
   ConnectorAuth client_auth;
   client_auth.token = "secret";
+  client_auth.protocol = ProtocolVersion{kProtocolMajor, 1};
   auto accepted = spawn(accept_handshake(*acceptor_, server_auth));
   auto connected = spawn(connect_handshake(*connector_, client_auth));
   run(accepted, connected);
-  ::unsetenv("CLUPY_TEST_PROTOCOL_MINOR");
   EXPECT_EQ(accepted.get().build.protocol_minor(), 1u);
-  connected.get();
+  EXPECT_EQ(connected.get().build.protocol_minor(), 1u);
   EXPECT_FALSE(acceptor_->attachments_enabled());
   EXPECT_FALSE(connector_->attachments_enabled());
 }
