@@ -1,7 +1,9 @@
 // Hostile and broken peers against a real master and real servers (issue 18): each test sends
 // the offending bytes over a real connection (a HostilePeer, or a real program that misbehaves)
 // and checks the daemons afterwards: alive, memory bounded, other clients' tasks intact, the
-// promised error. docs/protocol.md's "Security" section lists the rule each one proves.
+// promised error. docs/protocol.md's "Security" section lists the rule each one proves. A
+// server's data port has its hostile tests in pushed_calls_test.cc (DataPortHostileTest), whose
+// fixture runs the program that pushes calls there.
 #include <arpa/inet.h>
 #include <signal.h>
 
