@@ -209,6 +209,76 @@ TEST_F(PushedCallsTest, ACallThatNeverArrivesFailsLostOnceWhenNoRetriesAreLeft) 
   ASSERT_TRUE(program.wait(seconds(60)));
 }
 
+// ---- Mixed versions (docs/protocol.md#handshake, protocol 1.5): a pushed task is placed only
+// on servers of 1.5 or later; an older server still runs the calls that travel in SubmitTasks ----
+
+TEST_F(PushedCallsTest, LargeCallsRunOnlyOnTheServerOfProtocol15AndSmallOnesOnBoth) {
+  write_file(dir_.file("clupy.server.yaml"), "data_bind: 127.0.0.1\n");
+  http_port_ = free_loopback_port();
+  start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)});
+  for (const std::string id : {"new", "old"}) {
+    server_http_[id] = free_loopback_port();
+    std::map<std::string, std::string> env;
+    if (id == "old") env["CLUPY_TEST_PROTOCOL_MINOR"] = "4";
+    start_server(id, {"--capacity", "2", "--http-port", std::to_string(server_http_[id])}, env);
+  }
+  ASSERT_TRUE(servers_become({"new", "old"}));
+  auto registry = status();
+  ASSERT_TRUE(registry);
+  for (const auto& server : registry->servers)
+    EXPECT_NE(server.version.find(server.server_id == "old" ? "(protocol 1.4)" : "(protocol 1.5)"),
+              std::string::npos)
+        << server.server_id << ": " << server.version;
+
+  // Eight slow large calls against four slots: the old server's two stay free while six wait
+  // for the new one's, and still none is placed there.
+  constexpr int kCalls = 8;
+  std::string out =
+      run_program("large", {"echo", std::to_string(kCalls), std::to_string(kCallBytes), "300"});
+  EXPECT_EQ(line_starting(out, "ECHO "), all_good("ECHO", kCalls)) << out;
+  EXPECT_EQ(metric("clupy_call_tickets_total"), kCalls);
+  EXPECT_GT(metric("clupy_call_bytes_pushed_total"), static_cast<long long>(kCalls) * kCallBytes);
+  EXPECT_LT(metric("clupy_call_bytes_received_total"), kThreshold);
+  EXPECT_EQ(server_metric("new", "clupy_server_calls_pushed_total"), kCalls);
+  EXPECT_EQ(server_samples_total("new", "clupy_server_tasks_run_total"), kCalls);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_total"), 0);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_via_master_total"), 0);
+  EXPECT_EQ(server_samples_total("old", "clupy_server_tasks_run_total"), 0);
+
+  // Eight slow small calls go in SubmitTasks: no tickets, and the old server takes its share.
+  out = run_program("small", {"echo", std::to_string(kCalls), "1000", "300"});
+  EXPECT_EQ(line_starting(out, "ECHO "), all_good("ECHO", kCalls)) << out;
+  EXPECT_EQ(metric("clupy_call_tickets_total"), kCalls) << "no small call was pushed";
+  EXPECT_GE(metric("clupy_call_bytes_received_total"), kCalls * 1000);
+  EXPECT_GE(server_samples_total("old", "clupy_server_tasks_run_total"), 1);
+  EXPECT_EQ(server_samples_total("new", "clupy_server_tasks_run_total") +
+                server_samples_total("old", "clupy_server_tasks_run_total"),
+            2 * kCalls);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_total"), 0);
+}
+
+TEST_F(PushedCallsTest, WithOnlyOlderServersAPushThresholdOfZeroSendsLargeCallsThroughTheMaster) {
+  write_file(dir_.file("clupy.master.yaml"), "push_threshold: 0\n");
+  write_file(dir_.file("clupy.server.yaml"), "data_bind: 127.0.0.1\n");
+  http_port_ = free_loopback_port();
+  start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)});
+  server_http_["old"] = free_loopback_port();
+  start_server("old", {"--capacity", "2", "--http-port", std::to_string(server_http_["old"])},
+               {{"CLUPY_TEST_PROTOCOL_MINOR", "4"}});
+  ASSERT_TRUE(servers_become({"old"}));
+  constexpr int kCalls = 4;
+  const std::string out =
+      run_program("through-master", {"echo", std::to_string(kCalls), std::to_string(kCallBytes)});
+  EXPECT_EQ(line_starting(out, "ECHO "), all_good("ECHO", kCalls)) << out;
+  // Every call came in SubmitTasks: the master offered no pushing and placed no ticket.
+  EXPECT_EQ(metric("clupy_call_tickets_total"), 0);
+  EXPECT_EQ(metric("clupy_call_bytes_pushed_total"), 0);
+  EXPECT_GE(metric("clupy_call_bytes_received_total"), static_cast<long long>(kCalls) * kCallBytes);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_total"), 0);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_via_master_total"), 0);
+  EXPECT_EQ(server_samples_total("old", "clupy_server_tasks_run_total"), kCalls);
+}
+
 // ---- A server's data port against hostile peers (docs/protocol.md, "Security"): a HostilePeer
 // on the port the server announces; each case checks the answer, the close, and the server's
 // log or metric that shows which path ran. Each test ends with a real job on the same server ----
