@@ -1,5 +1,7 @@
 #include "server/data_port.hpp"
 
+#include <google/protobuf/descriptor.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -96,8 +98,14 @@ asio::awaitable<void> DataPort::serve(std::shared_ptr<common::Connection> connec
       [this, weak](wire::Envelope& message) {
         if (auto c = weak.lock()) answer(c, message);
       },
-      [this, weak](const std::string&) {
-        if (auto c = weak.lock()) connections_.erase(c);
+      [this, weak](const std::string& reason) {
+        auto c = weak.lock();
+        if (!c) return;
+        // Why it ended (the peer closed it, a frame that does not parse, one over the limit, a
+        // message the port does not serve) is in the log, at the level the master logs its
+        // sessions' ends.
+        log()->debug("data port: connection from {} closed: {}", c->peer(), reason);
+        connections_.erase(c);
       });
 }
 
@@ -110,6 +118,11 @@ void DataPort::answer(const std::shared_ptr<common::Connection>& connection,
   wire::Envelope reply;
   reply.set_request_id(message.request_id());
   if (!message.has_fetch_result()) {
+    const auto* body = wire::Envelope::descriptor()->FindFieldByNumber(message.body_case());
+    log()->warn(
+        "data port: closing connection from {}: it sent {}, which a data port does not "
+        "serve",
+        connection->peer(), body ? std::string(body->name()) : std::string("an empty envelope"));
     reply.mutable_error()->set_message("a data port takes FetchResult and PushedCall only");
     connection->send(reply);
     connection->close_after_flush("unexpected message");

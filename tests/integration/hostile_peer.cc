@@ -35,7 +35,7 @@ void HostilePeer::close() {
 void HostilePeer::send_bytes(std::string_view bytes) {
   while (fd_ >= 0 && !bytes.empty()) {
     const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n <= 0) return;  // the master closed: what the test checks next will show it
+    if (n <= 0) return;  // the daemon closed: what the test checks next will show it
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
 }
@@ -53,7 +53,7 @@ std::optional<wire::Envelope> HostilePeer::receive(std::chrono::milliseconds tim
     const auto status = decoder_.next(message);
     if (status == common::FrameDecoder::Status::kFrame) return message;
     if (status != common::FrameDecoder::Status::kNeedMore) {
-      broken_ = true;  // the master sent what does not decode: nothing more can be read
+      broken_ = true;  // the daemon sent what does not decode: nothing more can be read
       return std::nullopt;
     }
     if (closed_ || fd_ < 0) return std::nullopt;
@@ -84,7 +84,7 @@ std::optional<wire::Envelope> HostilePeer::receive_until(
   return std::nullopt;
 }
 
-bool HostilePeer::closed_by_master_within(std::chrono::milliseconds timeout) {
+bool HostilePeer::closed_by_daemon_within(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (!closed_ && !broken_ && fd_ >= 0 && Clock::now() < deadline)
     receive(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));

@@ -1,8 +1,8 @@
-// A peer that speaks the real protocol to a real master over a real TCP connection, but sends
-// whatever a test tells it to: raw bytes, any frame, any message before or after a genuine
-// token handshake. Blocking and single-threaded, so a test reads as the exchange it provokes.
-// Reusable for every message type: a new message gets its hostile test by building the
-// envelope and calling send().
+// A peer that speaks the real protocol to a real daemon over a real TCP connection (a master's
+// port, or a server's data port: both run the same handshake), but sends whatever a test tells
+// it to: raw bytes, any frame, any message before or after a genuine token handshake. Blocking
+// and single-threaded, so a test reads as the exchange it provokes. Reusable for every message
+// type: a new message gets its hostile test by building the envelope and calling send().
 #pragma once
 
 #include <chrono>
@@ -27,7 +27,7 @@ class HostilePeer {
 
   bool connected() const { return fd_ >= 0 && connected_; }
 
-  // The opening exchange with `token` (the cluster token's text). True when the master
+  // The opening exchange with `token` (the cluster token's text). True when the daemon
   // answered Accepted; `refusal` (if given) gets the Refused message otherwise.
   bool handshake(const std::string& token, wire::Role role,
                  const std::string& peer_name = "hostile", std::string* refusal = nullptr);
@@ -36,13 +36,13 @@ class HostilePeer {
   // One frame holding `message` (any size up to 4 GiB: no limit is applied here).
   void send(const wire::Envelope& message);
 
-  // The next message within `timeout`; nullopt when none arrived or the master closed.
+  // The next message within `timeout`; nullopt when none arrived or the daemon closed.
   std::optional<wire::Envelope> receive(std::chrono::milliseconds timeout);
   // Messages until one satisfies `wanted` (others are dropped); nullopt at the timeout or close.
   std::optional<wire::Envelope> receive_until(
       const std::function<bool(const wire::Envelope&)>& wanted, std::chrono::milliseconds timeout);
-  // True when the master closes the connection within `timeout` (messages before are dropped).
-  bool closed_by_master_within(std::chrono::milliseconds timeout);
+  // True when the daemon closes the connection within `timeout` (messages before are dropped).
+  bool closed_by_daemon_within(std::chrono::milliseconds timeout);
   void close();
 
   // ---- Conveniences for the usual opening moves ----
@@ -62,8 +62,8 @@ class HostilePeer {
  private:
   int fd_ = -1;
   bool connected_ = false;
-  bool closed_ = false;  // the master closed the connection
-  bool broken_ = false;  // the master sent bytes that do not decode as frames
+  bool closed_ = false;  // the daemon closed the connection
+  bool broken_ = false;  // the daemon sent bytes that do not decode as frames
   common::FrameDecoder decoder_{std::size_t{1} << 30};
 };
 

@@ -1,7 +1,9 @@
 // Hostile and broken peers against a real master and real servers (issue 18): each test sends
 // the offending bytes over a real connection (a HostilePeer, or a real program that misbehaves)
 // and checks the daemons afterwards: alive, memory bounded, other clients' tasks intact, the
-// promised error. docs/protocol.md's "Security" section lists the rule each one proves.
+// promised error. docs/protocol.md's "Security" section lists the rule each one proves. A
+// server's data port has its hostile tests in pushed_calls_test.cc (DataPortHostileTest), whose
+// fixture runs the program that pushes calls there.
 #include <arpa/inet.h>
 #include <signal.h>
 
@@ -107,7 +109,7 @@ TEST_F(HostileTest, AnnouncedHugeAttachmentsBeforeTheHandshakeAllocateNothing) {
     peer->send_bytes(std::string(reinterpret_cast<const char*>(words), sizeof words));
     peers.push_back(std::move(peer));
   }
-  for (auto& peer : peers) EXPECT_TRUE(peer->closed_by_master_within(seconds(10)));
+  for (auto& peer : peers) EXPECT_TRUE(peer->closed_by_daemon_within(seconds(10)));
   EXPECT_TRUE(master_logged("oversized attachment: 67108864 bytes announced, limit 65536"));
   const std::uint64_t after = rss_bytes(master_.pid());
   EXPECT_LT(after, before + (16u << 20)) << "master RSS grew from " << before << " to " << after;
@@ -125,12 +127,12 @@ TEST_F(HostileTest, PendingUnauthenticatedConnectionsAreCapped) {
   const auto deadline = std::chrono::steady_clock::now() + seconds(5);
   while (!refused && std::chrono::steady_clock::now() < deadline) {
     HostilePeer extra(port_);
-    refused = extra.closed_by_master_within(milliseconds(500));
+    refused = extra.closed_by_daemon_within(milliseconds(500));
   }
   EXPECT_TRUE(refused);
   EXPECT_TRUE(master_logged("max_pending_connections"));
   // The silent ones time out; then a token holder gets in again.
-  for (auto& peer : silent) EXPECT_TRUE(peer->closed_by_master_within(seconds(10)));
+  for (auto& peer : silent) EXPECT_TRUE(peer->closed_by_daemon_within(seconds(10)));
   HostilePeer late(port_);
   EXPECT_TRUE(late.handshake(token(), wire::ROLE_CLIENT));
   EXPECT_TRUE(master_.running());
@@ -273,7 +275,7 @@ TEST_F(HostileTest, DuplicateServerIdIsRefusedWhileTheFirstLives) {
   EXPECT_NE(refusal->error().message().find("server id 'steady' is in use by a live server"),
             std::string::npos)
       << refusal->error().message();
-  EXPECT_TRUE(impostor.closed_by_master_within(seconds(10)));
+  EXPECT_TRUE(impostor.closed_by_daemon_within(seconds(10)));
   // A second real server with the same id is refused too, and takes over once the first is gone.
   ChildProcess& twin = servers_["twin"] =
       ChildProcess({{CLUPY_BINARY, "--serve", "--master-url", master_url(), "--token-file",
@@ -372,7 +374,7 @@ TEST_F(HostileTest, SecondOpenJobOnAConnectionIsRefused) {
   std::string error;
   EXPECT_FALSE(peer->open_job(std::string(32, 'z'), 1000, "again", &error));
   EXPECT_NE(error.find("one per connection"), std::string::npos) << error;
-  EXPECT_TRUE(peer->closed_by_master_within(seconds(10)));
+  EXPECT_TRUE(peer->closed_by_daemon_within(seconds(10)));
   expect_master_serving_programs("after-second-open");
 }
 
@@ -392,7 +394,7 @@ TEST_F(HostileTest, AuthenticatedPeerThatSendsNoMessageIsClosedAfterIdleTimeout)
   bytes += std::string(20, 'x');
   for (std::size_t i = 0; i < bytes.size() && !closed; ++i) {
     trickle.send_bytes(bytes.substr(i, 1));
-    closed = trickle.closed_by_master_within(seconds(1));
+    closed = trickle.closed_by_daemon_within(seconds(1));
   }
   EXPECT_TRUE(closed);
   const auto took = std::chrono::steady_clock::now() - t0;

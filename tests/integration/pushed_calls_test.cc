@@ -7,9 +7,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sstream>
 #include <thread>
 
+#include "clupy/errors.hpp"
 #include "held_fixture.hpp"
+#include "hostile_peer.hpp"
 
 namespace clupy::test {
 namespace {
@@ -21,6 +24,16 @@ class PushedCallsTest : public HeldResultsTest {
   // The line scenario_echo prints when all `n` values were right.
   static std::string all_good(const std::string& label, int n) {
     return label + " ok " + std::to_string(n) + " of " + std::to_string(n);
+  }
+  // The sum of a labelled family's samples on server `id` ("name{...} value" lines; 0: none),
+  // such as clupy_server_tasks_run_total, which has one sample per program image.
+  long long server_samples_total(const std::string& id, const std::string& name) {
+    std::istringstream page(
+        tcp_exchange(server_http_.at(id), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", seconds(10)));
+    long long total = 0;
+    for (std::string line; std::getline(page, line);)
+      if (line.rfind(name + "{", 0) == 0) total += std::stoll(line.substr(line.rfind(' ') + 1));
+    return total;
   }
 };
 
@@ -194,6 +207,283 @@ TEST_F(PushedCallsTest, ACallThatNeverArrivesFailsLostOnceWhenNoRetriesAreLeft) 
   EXPECT_EQ(metric("clupy_call_tickets_total"), 1);
   write_file(dir_.file("exit"), "");
   ASSERT_TRUE(program.wait(seconds(60)));
+}
+
+// ---- Mixed versions (docs/protocol.md#handshake, protocol 1.5): a pushed task is placed only
+// on servers of 1.5 or later; an older server still runs the calls that travel in SubmitTasks ----
+
+TEST_F(PushedCallsTest, LargeCallsRunOnlyOnTheServerOfProtocol15AndSmallOnesOnBoth) {
+  write_file(dir_.file("clupy.server.yaml"), "data_bind: 127.0.0.1\n");
+  http_port_ = free_loopback_port();
+  start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)});
+  for (const std::string id : {"new", "old"}) {
+    server_http_[id] = free_loopback_port();
+    std::map<std::string, std::string> env;
+    if (id == "old") env["CLUPY_TEST_PROTOCOL_MINOR"] = "4";
+    start_server(id, {"--capacity", "2", "--http-port", std::to_string(server_http_[id])}, env);
+  }
+  ASSERT_TRUE(servers_become({"new", "old"}));
+  auto registry = status();
+  ASSERT_TRUE(registry);
+  for (const auto& server : registry->servers)
+    EXPECT_NE(server.version.find(server.server_id == "old" ? "(protocol 1.4)" : "(protocol 1.5)"),
+              std::string::npos)
+        << server.server_id << ": " << server.version;
+
+  // Eight slow large calls against four slots: the old server's two stay free while six wait
+  // for the new one's, and still none is placed there.
+  constexpr int kCalls = 8;
+  std::string out =
+      run_program("large", {"echo", std::to_string(kCalls), std::to_string(kCallBytes), "300"});
+  EXPECT_EQ(line_starting(out, "ECHO "), all_good("ECHO", kCalls)) << out;
+  EXPECT_EQ(metric("clupy_call_tickets_total"), kCalls);
+  EXPECT_GT(metric("clupy_call_bytes_pushed_total"), static_cast<long long>(kCalls) * kCallBytes);
+  EXPECT_LT(metric("clupy_call_bytes_received_total"), kThreshold);
+  EXPECT_EQ(server_metric("new", "clupy_server_calls_pushed_total"), kCalls);
+  EXPECT_EQ(server_samples_total("new", "clupy_server_tasks_run_total"), kCalls);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_total"), 0);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_via_master_total"), 0);
+  EXPECT_EQ(server_samples_total("old", "clupy_server_tasks_run_total"), 0);
+
+  // Eight slow small calls go in SubmitTasks: no tickets, and the old server takes its share.
+  out = run_program("small", {"echo", std::to_string(kCalls), "1000", "300"});
+  EXPECT_EQ(line_starting(out, "ECHO "), all_good("ECHO", kCalls)) << out;
+  EXPECT_EQ(metric("clupy_call_tickets_total"), kCalls) << "no small call was pushed";
+  EXPECT_GE(metric("clupy_call_bytes_received_total"), kCalls * 1000);
+  EXPECT_GE(server_samples_total("old", "clupy_server_tasks_run_total"), 1);
+  EXPECT_EQ(server_samples_total("new", "clupy_server_tasks_run_total") +
+                server_samples_total("old", "clupy_server_tasks_run_total"),
+            2 * kCalls);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_total"), 0);
+}
+
+TEST_F(PushedCallsTest, WithOnlyOlderServersAPushThresholdOfZeroSendsLargeCallsThroughTheMaster) {
+  write_file(dir_.file("clupy.master.yaml"), "push_threshold: 0\n");
+  write_file(dir_.file("clupy.server.yaml"), "data_bind: 127.0.0.1\n");
+  http_port_ = free_loopback_port();
+  start_master({"--registration-ttl", "3s", "--http-port", std::to_string(http_port_)});
+  server_http_["old"] = free_loopback_port();
+  start_server("old", {"--capacity", "2", "--http-port", std::to_string(server_http_["old"])},
+               {{"CLUPY_TEST_PROTOCOL_MINOR", "4"}});
+  ASSERT_TRUE(servers_become({"old"}));
+  constexpr int kCalls = 4;
+  const std::string out =
+      run_program("through-master", {"echo", std::to_string(kCalls), std::to_string(kCallBytes)});
+  EXPECT_EQ(line_starting(out, "ECHO "), all_good("ECHO", kCalls)) << out;
+  // Every call came in SubmitTasks: the master offered no pushing and placed no ticket.
+  EXPECT_EQ(metric("clupy_call_tickets_total"), 0);
+  EXPECT_EQ(metric("clupy_call_bytes_pushed_total"), 0);
+  EXPECT_GE(metric("clupy_call_bytes_received_total"), static_cast<long long>(kCalls) * kCallBytes);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_total"), 0);
+  EXPECT_EQ(server_metric("old", "clupy_server_calls_pushed_via_master_total"), 0);
+  EXPECT_EQ(server_samples_total("old", "clupy_server_tasks_run_total"), kCalls);
+}
+
+// ---- A server's data port against hostile peers (docs/protocol.md, "Security"): a HostilePeer
+// on the port the server announces; each case checks the answer, the close, and the server's
+// log or metric that shows which path ran. Each test ends with a real job on the same server ----
+
+class DataPortHostileTest : public PushedCallsTest {
+ protected:
+  static constexpr auto kPushTimeout = std::chrono::milliseconds(1000);
+
+  // One server, s1, whose data port listens on data_port_ (a fixed free port, so that the test
+  // knows it; the server announces it to the master as any other).
+  void start_one_server() {
+    data_port_ = free_loopback_port();
+    start_cluster(1, "data_bind: 127.0.0.1\ndata_port: " + std::to_string(data_port_) +
+                         "\npush_timeout: " + std::to_string(kPushTimeout.count()) + "ms\n");
+  }
+  std::string token() { return read_token(token_file()); }
+  std::unique_ptr<HostilePeer> authenticated_peer(const std::string& name) {
+    auto peer = std::make_unique<HostilePeer>(data_port_);
+    EXPECT_TRUE(peer->connected());
+    EXPECT_TRUE(peer->handshake(token(), wire::ROLE_CLIENT, name));
+    return peer;
+  }
+  // A line of s1's log holds `first` and, after it, `then`.
+  testing::AssertionResult server_logged(const std::string& first, const std::string& then) {
+    return wait_until(
+        [&] {
+          std::istringstream log(read_file(dir_.file("s1.log")));
+          for (std::string line; std::getline(log, line);) {
+            const auto at = line.find(first);
+            if (at != std::string::npos && line.find(then, at + first.size()) != std::string::npos)
+              return true;
+          }
+          return false;
+        },
+        seconds(20), "server s1 to log '" + first + "' ... '" + then + "'");
+  }
+  static std::string frame_header(std::uint32_t body_length) {
+    const std::uint32_t word = htonl(body_length);
+    return std::string(reinterpret_cast<const char*>(&word), sizeof word);
+  }
+  // The server lives, nothing a hostile peer sent ran, and a real job's large calls still go
+  // through this data port (pushed there, values pushed back) and come out right.
+  void expect_server_still_runs_a_real_job() {
+    ASSERT_TRUE(servers_["s1"].running()) << servers_["s1"].log();
+    EXPECT_EQ(server_samples_total("s1", "clupy_server_tasks_run_total"), 0);
+    const long long pushed_before = server_metric("s1", "clupy_server_calls_pushed_total");
+    constexpr int kCalls = 4;
+    const std::string out =
+        run_program("real-job", {"echo", std::to_string(kCalls), std::to_string(kCallBytes)});
+    EXPECT_EQ(line_starting(out, "ECHO "), all_good("ECHO", kCalls)) << out;
+    EXPECT_EQ(server_metric("s1", "clupy_server_calls_pushed_total"), pushed_before + kCalls);
+    EXPECT_EQ(server_metric("s1", "clupy_server_results_pushed_total"), kCalls / 2);
+    EXPECT_EQ(server_samples_total("s1", "clupy_server_tasks_run_total"), kCalls);
+    EXPECT_TRUE(servers_["s1"].running());
+  }
+  int data_port_ = 0;
+};
+
+TEST_F(DataPortHostileTest, PeersThatFailTheHandshakeAreRefusedAndClosed) {
+  start_one_server();
+  {  // (a) the wrong cluster token
+    HostilePeer peer(data_port_);
+    std::string refusal;
+    EXPECT_FALSE(peer.handshake(std::string(64, '0'), wire::ROLE_CLIENT, "wrong-token", &refusal));
+    EXPECT_EQ(refusal, "authentication failed: the cluster token does not match the server's");
+    EXPECT_TRUE(peer.closed_by_daemon_within(seconds(10)));
+    EXPECT_TRUE(server_logged("data port: closing connection from",
+                              ": authentication failed for wrong-token (wrong cluster token)"));
+  }
+  {  // (b) a frame whose body is not an envelope (a truncated varint)
+    HostilePeer peer(data_port_);
+    peer.send_bytes(frame_header(8) + std::string(8, '\xff'));
+    EXPECT_TRUE(peer.closed_by_daemon_within(seconds(10)));
+    EXPECT_TRUE(server_logged("data port: closing connection from",
+                              ": unparsable frame (not a CluPy envelope)"));
+  }
+  {  // (b) a frame over the 64 KiB allowed before the handshake: refused from its header
+    HostilePeer peer(data_port_);
+    peer.send_bytes(frame_header(1u << 20));
+    EXPECT_TRUE(peer.closed_by_daemon_within(seconds(10)));
+    EXPECT_TRUE(server_logged("data port: closing connection from",
+                              ": oversized frame: 1048576 bytes announced, limit 65536"));
+  }
+  {  // a request in place of Hello: refused, never answered
+    HostilePeer peer(data_port_);
+    wire::Envelope fetch;
+    fetch.set_request_id(5);
+    fetch.mutable_fetch_result()->set_result_id(1);
+    peer.send(fetch);
+    auto answer = peer.receive(seconds(10));
+    ASSERT_TRUE(answer);
+    ASSERT_TRUE(answer->has_refused()) << answer->DebugString();
+    EXPECT_EQ(answer->refused().reason(), wire::Refused::PROTOCOL_ERROR);
+    EXPECT_EQ(answer->refused().message(), "expected Hello as the first frame");
+    EXPECT_TRUE(peer.closed_by_daemon_within(seconds(10)));
+    EXPECT_TRUE(server_logged("data port: closing connection from", ": first frame was not Hello"));
+  }
+  expect_server_still_runs_a_real_job();
+}
+
+TEST_F(DataPortHostileTest, AuthenticatedPeersSendingWhatTheDataPortDoesNotServeAreClosed) {
+  start_one_server();
+  {  // (c) an assignment, as if from the master
+    auto peer = authenticated_peer("fake-master");
+    wire::Envelope assign;
+    assign.set_request_id(11);
+    auto* task = assign.mutable_assign_tasks()->add_tasks();
+    task->set_task_id(std::uint64_t{1} << 32);
+    task->set_call("not a call");
+    peer->send(assign);
+    auto answer = peer->receive(seconds(10));
+    ASSERT_TRUE(answer);
+    ASSERT_TRUE(answer->has_error()) << answer->DebugString();
+    EXPECT_EQ(answer->request_id(), 11u);
+    EXPECT_EQ(answer->error().message(), "a data port takes FetchResult and PushedCall only");
+    EXPECT_TRUE(peer->closed_by_daemon_within(seconds(10)));
+    EXPECT_TRUE(server_logged("data port: closing connection from",
+                              ": it sent assign_tasks, which a data port does not serve"));
+  }
+  {  // (c) results, as if from another server
+    auto peer = authenticated_peer("fake-server");
+    wire::Envelope results;
+    auto* result = results.mutable_task_results()->add_results();
+    result->set_task_id(std::uint64_t{1} << 32);
+    result->set_outcome("forged");
+    peer->send(results);
+    auto answer = peer->receive(seconds(10));
+    ASSERT_TRUE(answer && answer->has_error());
+    EXPECT_TRUE(peer->closed_by_daemon_within(seconds(10)));
+    EXPECT_TRUE(server_logged("data port: closing connection from",
+                              ": it sent task_results, which a data port does not serve"));
+  }
+  {  // (b) after the handshake: a frame that does not parse
+    auto peer = authenticated_peer("garbage");
+    peer->send_bytes(frame_header(8) + std::string(8, '\xff'));
+    EXPECT_TRUE(peer->closed_by_daemon_within(seconds(10)));
+    EXPECT_TRUE(server_logged("data port: connection from",
+                              " closed: unparsable frame (not a CluPy envelope)"));
+  }
+  {  // (b) after the handshake: a frame over max_frame_size, refused from its header
+    auto peer = authenticated_peer("oversized");
+    peer->send_bytes(frame_header(0x7fff'ffffu));
+    EXPECT_TRUE(peer->closed_by_daemon_within(seconds(10)));
+    EXPECT_TRUE(server_logged("data port: connection from",
+                              " closed: oversized frame: 2147483647 bytes announced"));
+  }
+  EXPECT_EQ(metric("clupy_tasks_running"), 0);
+  expect_server_still_runs_a_real_job();
+}
+
+TEST_F(DataPortHostileTest, UnknownResultIdsAreAnsweredLostAndUnknownTicketsRunNothing) {
+  start_one_server();
+  auto peer = authenticated_peer("prober");
+  // (d) a result this server does not hold: answered at once, kLost, on a connection that stays
+  // open for the next request.
+  for (const std::uint64_t id : {std::uint64_t{987654321}, std::uint64_t{0}}) {
+    wire::Envelope fetch;
+    fetch.set_request_id(100 + id);
+    fetch.mutable_fetch_result()->set_result_id(id);
+    peer->send(fetch);
+    auto answer = peer->receive(seconds(10));
+    ASSERT_TRUE(answer) << "no answer to a fetch of result " << id;
+    ASSERT_TRUE(answer->has_result_bytes()) << answer->DebugString();
+    EXPECT_EQ(answer->request_id(), 100 + id);
+    EXPECT_TRUE(answer->result_bytes().outcome().empty());
+    EXPECT_EQ(answer->result_bytes().failure().kind(),
+              static_cast<std::uint32_t>(FailureKind::kLost));
+    EXPECT_EQ(answer->result_bytes().failure().message(),
+              "result " + std::to_string(id) + " is not held here (freed)");
+  }
+  EXPECT_EQ(server_metric("s1", "clupy_server_result_bytes_served_total"), 0);
+
+  // (e) a call under a ticket no task placed here has: kept as an early call (it may precede
+  // its assignment) for push_timeout, then dropped and counted; it never runs.
+  constexpr std::size_t kStrayCallBytes = 100'000;
+  wire::Envelope push;
+  push.mutable_pushed_call()->set_ticket(std::uint64_t{1} << 60);
+  push.mutable_pushed_call()->set_call(std::string(kStrayCallBytes, 'c'));
+  const auto pushed_at = std::chrono::steady_clock::now();
+  peer->send(push);
+  ASSERT_TRUE(
+      wait_until([&] { return server_metric("s1", "clupy_server_calls_pushed_total") == 1; },
+                 seconds(10), "the server to take the stray call"));
+  EXPECT_EQ(server_metric("s1", "clupy_server_call_bytes_pushed_total"),
+            static_cast<long long>(kStrayCallBytes));
+  ASSERT_TRUE(wait_until(
+      [&] { return server_metric("s1", "clupy_server_pushed_calls_unmatched_total") == 1; },
+      seconds(10), "the server to drop the stray call"));
+  const auto kept_for = std::chrono::steady_clock::now() - pushed_at;
+  EXPECT_GE(kept_for, kPushTimeout);
+  EXPECT_LT(kept_for, kPushTimeout + seconds(5));
+  EXPECT_EQ(server_metric("s1", "clupy_server_calls_awaited"), 0);
+  EXPECT_EQ(server_metric("s1", "clupy_server_calls_missing_total"), 0);
+  EXPECT_EQ(metric("clupy_tasks_running"), 0);
+  // The connection is still served after both.
+  wire::Envelope again;
+  again.set_request_id(7);
+  again.mutable_fetch_result()->set_result_id(3);
+  peer->send(again);
+  auto answer = peer->receive(seconds(10));
+  ASSERT_TRUE(answer && answer->has_result_bytes());
+  EXPECT_EQ(answer->request_id(), 7u);
+  expect_server_still_runs_a_real_job();
+  EXPECT_EQ(server_metric("s1", "clupy_server_pushed_calls_unmatched_total"), 1)
+      << "every call of the real job found its task";
 }
 
 }  // namespace
