@@ -191,6 +191,8 @@ ServerConfig parse_server_config(const std::string& yaml, const std::string& sou
     t.add("data_bind", string_key(c.data_bind));
     t.add("data_address", string_key(c.data_address));
     t.add("push_timeout", duration_key(c.push_timeout));
+    t.add("handshake_timeout", duration_key(c.handshake_timeout));
+    t.add("max_pending_connections", int_key(c.max_pending_connections, 1, 1 << 20));
     t.add("result_memory", size_key(c.result_memory));
     t.add("result_threshold", [&c](const YAML::Node& node) {
       std::size_t threshold = 0;
@@ -266,6 +268,7 @@ void validate(const ServerConfig& config) {
     }
   }
   if (config.push_timeout.count() <= 0) throw ConfigError("push_timeout must be above 0");
+  if (config.handshake_timeout.count() <= 0) throw ConfigError("handshake_timeout must be above 0");
 }
 
 Millis parse_duration(const std::string& text) {

@@ -109,6 +109,10 @@ struct ServerConfig {
   // Pushed calls (docs/protocol.md#pushed-calls): how long a task placed here waits for its
   // call from the program before the master is told to place it again.
   Millis push_timeout{30'000};
+  // The data port's defences against peers that connect and do not finish the handshake, as
+  // the master's port has them.
+  Millis handshake_timeout{10'000};
+  int max_pending_connections = 64;  // connections in their handshake at once; more are refused
 };
 
 // What a client does when its program's libraries differ from a server's (docs/dependencies.md).

@@ -16,16 +16,14 @@ namespace clupy::server {
 
 namespace {
 auto log() { return common::logger("server"); }
-constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 }  // namespace
 
 DataPort::DataPort(asio::io_context& io, const std::string& bind, int port,
-                   std::optional<std::string> token, std::size_t max_frame_size, Lookup lookup,
-                   CallSink calls)
+                   std::optional<std::string> token, Limits limits, Lookup lookup, CallSink calls)
     : io_(io),
       acceptor_(io),
       token_(std::move(token)),
-      max_frame_size_(max_frame_size),
+      limits_(limits),
       lookup_(std::move(lookup)),
       calls_(std::move(calls)) {
   try {
@@ -65,14 +63,30 @@ asio::awaitable<void> DataPort::accept_loop() {
       log()->error("data port: accept failed: {}", e.code().message());
       continue;
     }
-    auto connection =
-        std::make_shared<common::Connection>(common::Transport(std::move(socket)), max_frame_size_);
+    if (handshaking_ >= limits_.max_pending_connections) {
+      // Each connection in its handshake may hold up to kHandshakeMaxFrameSize until its
+      // deadline: capping their number bounds what unauthenticated peers can make us hold.
+      if (!refusing_)
+        log()->warn(
+            "data port: {} connections are in their handshake (max_pending_connections): "
+            "refusing new connections until some finish",
+            handshaking_);
+      refusing_ = true;
+      ++connections_refused_;
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    refusing_ = false;
+    ++handshaking_;  // here, not in serve(): the next accept already sees it
+    auto connection = std::make_shared<common::Connection>(common::Transport(std::move(socket)),
+                                                           limits_.max_frame_size);
     asio::co_spawn(io_, serve(std::move(connection)), asio::detached);
   }
 }
 
 asio::awaitable<void> DataPort::serve(std::shared_ptr<common::Connection> connection) {
-  asio::steady_timer deadline(io_, kHandshakeTimeout);
+  asio::steady_timer deadline(io_, limits_.handshake_timeout);
   std::weak_ptr<common::Connection> weak = connection;
   deadline.async_wait([weak](boost::system::error_code ec) {
     if (auto c = weak.lock(); c && !ec) c->close("handshake timed out");
@@ -82,13 +96,15 @@ asio::awaitable<void> DataPort::serve(std::shared_ptr<common::Connection> connec
   try {
     co_await common::accept_handshake(*connection, auth);
   } catch (const std::exception& e) {
+    --handshaking_;
     log()->warn("data port: closing connection from {}: {}", connection->peer(), e.what());
     connection->close("handshake failed");
     co_return;
   }
+  --handshaking_;
   deadline.cancel();
   // Authenticated: a peer may now send pushed calls, as large as a frame may be.
-  connection->limit_incoming_frames(max_frame_size_);
+  connection->limit_incoming_frames(limits_.max_frame_size);
   if (stopped_) {
     connection->close("server stopping");
     co_return;

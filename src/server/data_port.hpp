@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -28,15 +29,21 @@ class DataPort {
   // A pushed call and the connection it came on (to send its outcome back on).
   using CallSink =
       std::function<void(wire::PushedCall&& call, const std::shared_ptr<common::Connection>& from)>;
+  struct Limits {
+    std::size_t max_frame_size = 0;  // after the handshake (before it: kHandshakeMaxFrameSize)
+    std::chrono::milliseconds handshake_timeout{10'000};
+    std::size_t max_pending_connections = 64;  // in their handshake at once; more are closed
+  };
   // Binds `bind`:`port` (0: any free port). Throws clupy::ConfigError when it cannot.
   DataPort(asio::io_context& io, const std::string& bind, int port,
-           std::optional<std::string> token, std::size_t max_frame_size, Lookup lookup,
-           CallSink calls);
+           std::optional<std::string> token, Limits limits, Lookup lookup, CallSink calls);
   ~DataPort();
   unsigned short port() const { return port_; }
   void stop();
   std::uint64_t bytes_served() const { return bytes_served_; }
   std::uint64_t fetches_served() const { return fetches_served_; }
+  // Connections closed on accept because max_pending_connections were in their handshake.
+  std::uint64_t connections_refused() const { return connections_refused_; }
 
  private:
   asio::awaitable<void> accept_loop();
@@ -47,13 +54,16 @@ class DataPort {
   asio::ip::tcp::acceptor acceptor_;
   unsigned short port_ = 0;
   std::optional<std::string> token_;
-  std::size_t max_frame_size_;
+  const Limits limits_;
   Lookup lookup_;
   CallSink calls_;
   std::set<std::shared_ptr<common::Connection>> connections_;
   bool stopped_ = false;
   std::uint64_t bytes_served_ = 0;
   std::uint64_t fetches_served_ = 0;
+  std::size_t handshaking_ = 0;  // connections in their handshake now
+  bool refusing_ = false;        // logged once per stretch of refusals
+  std::uint64_t connections_refused_ = 0;
 };
 
 }  // namespace clupy::server

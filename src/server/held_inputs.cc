@@ -38,8 +38,12 @@ void ServerDaemon::start_data_port() {
     log()->warn("no cluster token: the data port listens only on a loopback data_bind");
     return;
   }
+  DataPort::Limits limits;
+  limits.max_frame_size = config_.max_frame_size;
+  limits.handshake_timeout = config_.handshake_timeout;
+  limits.max_pending_connections = static_cast<std::size_t>(config_.max_pending_connections);
   data_port_ = std::make_unique<DataPort>(
-      io_, config_.data_bind, config_.data_port, token_, config_.max_frame_size,
+      io_, config_.data_bind, config_.data_port, token_, limits,
       [this](std::uint64_t id) { return held_->get(id); },
       [this](wire::PushedCall&& call, const auto& from) {
         take_pushed_call(std::move(call), from);

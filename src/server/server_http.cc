@@ -107,6 +107,10 @@ std::string ServerDaemon::metrics_text() const {
   m.single("clupy_server_result_bytes_served_total", "counter",
            "Bytes of held results sent on the data port (to programs and servers).",
            static_cast<double>(data_port_ ? data_port_->bytes_served() : 0));
+  m.single("clupy_server_data_connections_refused_total", "counter",
+           "Connections to the data port closed on accept: max_pending_connections were in "
+           "their handshake.",
+           static_cast<double>(data_port_ ? data_port_->connections_refused() : 0));
   m.single("clupy_server_input_bytes_pulled_total", "counter",
            "Bytes of held inputs fetched from other servers' data ports.",
            static_cast<double>(input_bytes_pulled_));

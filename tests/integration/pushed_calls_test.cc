@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <memory>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "clupy/errors.hpp"
 #include "held_fixture.hpp"
@@ -289,10 +291,11 @@ class DataPortHostileTest : public PushedCallsTest {
 
   // One server, s1, whose data port listens on data_port_ (a fixed free port, so that the test
   // knows it; the server announces it to the master as any other).
-  void start_one_server() {
+  void start_one_server(const std::string& server_yaml = "") {
     data_port_ = free_loopback_port();
     start_cluster(1, "data_bind: 127.0.0.1\ndata_port: " + std::to_string(data_port_) +
-                         "\npush_timeout: " + std::to_string(kPushTimeout.count()) + "ms\n");
+                         "\npush_timeout: " + std::to_string(kPushTimeout.count()) + "ms\n" +
+                         server_yaml);
   }
   std::string token() { return read_token(token_file()); }
   std::unique_ptr<HostilePeer> authenticated_peer(const std::string& name) {
@@ -376,6 +379,27 @@ TEST_F(DataPortHostileTest, PeersThatFailTheHandshakeAreRefusedAndClosed) {
     EXPECT_TRUE(peer.closed_by_daemon_within(seconds(10)));
     EXPECT_TRUE(server_logged("data port: closing connection from", ": first frame was not Hello"));
   }
+  expect_server_still_runs_a_real_job();
+}
+
+TEST_F(DataPortHostileTest, PeersThatNeverFinishTheHandshakeAreBoundedInNumberAndTime) {
+  start_one_server("handshake_timeout: 1s\nmax_pending_connections: 3\n");
+  std::vector<std::unique_ptr<HostilePeer>> silent;
+  for (int i = 0; i < 3; ++i) {
+    silent.push_back(std::make_unique<HostilePeer>(data_port_));
+    ASSERT_TRUE(silent.back()->connected());
+  }
+  // A fourth, while three are in their handshake: closed on accept, counted, logged.
+  HostilePeer fourth(data_port_);
+  EXPECT_TRUE(fourth.closed_by_daemon_within(seconds(5)));
+  EXPECT_EQ(server_metric("s1", "clupy_server_data_connections_refused_total"), 1);
+  EXPECT_TRUE(server_logged("data port: 3 connections are in their handshake",
+                            "refusing new connections until some finish"));
+  // The silent three are closed at handshake_timeout (1 s, not the default 10), which frees
+  // their places.
+  for (auto& peer : silent) EXPECT_TRUE(peer->closed_by_daemon_within(seconds(5)));
+  auto peer = authenticated_peer("after-the-silent-ones");
+  EXPECT_EQ(server_metric("s1", "clupy_server_data_connections_refused_total"), 1);
   expect_server_still_runs_a_real_job();
 }
 
