@@ -149,19 +149,21 @@ struct Tally {
   explicit Tally(size_t n) : completions(n), hosts(n), failures(n) {}
 };
 
-template <typename F>
-int run_and_report(size_t count, std::chrono::seconds deadline, size_t max_failures_ok,
-                   F&& submit) {
+// submit(i) gives task i's Future<R>; check(i, value) says whether its value is right and
+// host_of(value) where it ran.
+template <typename R, typename Submit, typename Check, typename HostOf>
+int run_and_check(size_t count, std::chrono::seconds deadline, size_t max_failures_ok,
+                  Submit&& submit, Check check, HostOf host_of) {
   auto tally = std::make_shared<Tally>(count);
   const auto start = std::chrono::steady_clock::now();
-  std::vector<clupy::Future<Placed>> futures;
+  std::vector<clupy::Future<R>> futures;
   futures.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     futures.push_back(submit(static_cast<long>(i)));
     futures.back()
-        .succeed([tally, i](const Placed& p) {
-          if (p.value != expected_value(static_cast<long>(i))) ++tally->wrong;
-          tally->hosts[i] = p.host;
+        .succeed([tally, i, check, host_of](const R& value) {
+          if (!check(static_cast<long>(i), value)) ++tally->wrong;
+          tally->hosts[i] = host_of(value);
           ++tally->completions[i];
         })
         .fail([tally, i](const clupy::Failure& f) {
@@ -197,6 +199,40 @@ int run_and_report(size_t count, std::chrono::seconds deadline, size_t max_failu
   return all_once && static_cast<size_t>(failed) <= max_failures_ok ? 0 : 1;
 }
 
+template <typename F>
+int run_and_report(size_t count, std::chrono::seconds deadline, size_t max_failures_ok,
+                   F&& submit) {
+  return run_and_check<Placed>(
+      count, deadline, max_failures_ok, std::forward<F>(submit),
+      [](long i, const Placed& p) { return p.value == expected_value(i); },
+      [](const Placed& p) { return p.host; });
+}
+
+// Large calls and large results: task i's call carries `payload(i, bytes)` (at or above the
+// master's push_threshold, so the program pushes it to its server) and its result is that
+// payload reversed (at or above result_threshold, so it is held on the server that made it).
+struct EchoArgs {
+  long task;
+  std::string payload;
+};
+struct Echoed {
+  long task;
+  std::string payload;
+  std::string host;
+};
+
+std::string payload(long task, size_t bytes) {
+  std::string s(bytes, '\0');
+  for (size_t k = 0; k < bytes; ++k)
+    s[k] = static_cast<char>((static_cast<size_t>(task) * 131 + k * 7 + (k >> 12)) & 0xff);
+  return s;
+}
+
+Echoed reversed_echo(EchoArgs args) {
+  std::reverse(args.payload.begin(), args.payload.end());
+  return {args.task, std::move(args.payload), hostname()};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -227,9 +263,24 @@ int main(int argc, char** argv) {
           return clupy::parallel(slow_recorded, {.retries = retries})(SlowArgs{i, ms});
         });
   }
+  if (mode == "big-echo") {  // count calls of argv[3] KiB echoed back reversed, each checked
+    const size_t bytes = static_cast<size_t>(argc > 3 ? std::atol(argv[3]) : 1024) * 1024;
+    const long deadline_s = argc > 4 ? std::atol(argv[4]) : 120;
+    return run_and_check<Echoed>(
+        static_cast<size_t>(count), std::chrono::seconds(deadline_s), 0,
+        [bytes](long i) {
+          return clupy::parallel(reversed_echo)(EchoArgs{i, payload(i, bytes)});
+        },
+        [bytes](long i, const Echoed& e) {
+          std::string expected = payload(i, bytes);
+          std::reverse(expected.begin(), expected.end());
+          return e.task == i && e.payload == expected;
+        },
+        [](const Echoed& e) { return e.host; });
+  }
   std::fprintf(stderr,
                "usage: %s primes-sequential | spread N | noop N | sequential N | slow N MS "
-               "[DEADLINE_S [FAILURES_OK [RETRIES]]]\n",
+               "[DEADLINE_S [FAILURES_OK [RETRIES]]] | big-echo N KIB [DEADLINE_S]\n",
                argv[0]);
   return 2;
 }
