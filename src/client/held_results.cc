@@ -22,6 +22,9 @@ auto log() { return common::logger("client"); }
 // Connecting to a data port and its handshake: a peer that does not answer within this goes
 // through the master instead (well within a server's push_timeout, 30 s by default).
 constexpr auto kDataDialTimeout = std::chrono::seconds(5);
+// A data port that could not be reached is not dialled again for this long: fetches and pushes
+// for its server go through the master at once instead of waiting kDataDialTimeout each time.
+constexpr auto kUnreachableDataPortPause = std::chrono::seconds(30);
 }  // namespace
 
 void Runtime::complete_held(Completion& completion) {
@@ -71,6 +74,10 @@ asio::awaitable<void> Runtime::fetch_held(Completion completion) {
                               "server " + ref.server_id() + " takes no data connections");
     co_return;
   }
+  if (const std::string why = data_port_unreachable(ref.data_address()); !why.empty()) {
+    fetch_held_through_master(std::move(completion), why);
+    co_return;
+  }
   const std::shared_ptr<DataLink> link = data_link(ref.data_address());
   if (link->connection)
     send_fetch(*link, std::move(completion));
@@ -105,6 +112,12 @@ asio::awaitable<void> Runtime::dial_data_link(std::string address, std::shared_p
   if (!link->connection) {
     if (auto it = data_links_.find(address); it != data_links_.end() && it->second == link)
       data_links_.erase(it);
+    unreachable_data_ports_[address] =
+        UnreachableDataPort{std::chrono::steady_clock::now() + kUnreachableDataPortPause, why};
+    log()->info(
+        "data port {} cannot be reached ({}); its server's fetches and pushes go "
+        "through the master for {} s",
+        address, why, kUnreachableDataPortPause.count());
     for (auto& queued : link->queued) fetch_held_through_master(std::move(queued), why);
     link->queued.clear();
     for (const auto& [ticket, task_id] : link->queued_pushes) push_through_master(ticket, task_id);
@@ -120,6 +133,16 @@ asio::awaitable<void> Runtime::dial_data_link(std::string address, std::shared_p
   auto pushes = std::move(link->queued_pushes);
   link->queued_pushes.clear();
   for (const auto& [ticket, task_id] : pushes) send_push(*link, ticket, task_id);
+}
+
+std::string Runtime::data_port_unreachable(const std::string& address) {
+  auto it = unreachable_data_ports_.find(address);
+  if (it == unreachable_data_ports_.end()) return {};
+  if (std::chrono::steady_clock::now() >= it->second.until) {
+    unreachable_data_ports_.erase(it);  // worth a new dial
+    return {};
+  }
+  return "its data port " + address + " could not be reached lately: " + it->second.why;
 }
 
 void Runtime::send_fetch(DataLink& link, Completion completion) {

@@ -41,7 +41,7 @@ void Runtime::on_call_tickets(const wire::CallTickets& tickets) {
     return;
   }
   for (const wire::CallTicket& ticket : tickets.tickets()) {
-    if (ticket.data_address().empty()) {
+    if (ticket.data_address().empty() || !data_port_unreachable(ticket.data_address()).empty()) {
       push_through_master(ticket.ticket(), ticket.task_id());
       continue;
     }

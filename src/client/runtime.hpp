@@ -167,6 +167,15 @@ class Runtime {
     std::map<std::uint64_t, Completion> awaiting_results;
   };
   std::map<std::string, std::shared_ptr<DataLink>> data_links_;
+  // Data ports whose dial failed lately, by address: until when they are not dialled again, and
+  // why the dial failed.
+  struct UnreachableDataPort {
+    std::chrono::steady_clock::time_point until;
+    std::string why;
+  };
+  std::map<std::string, UnreachableDataPort> unreachable_data_ports_;
+  // Why `address` is not to be dialled now ("": it may be).
+  std::string data_port_unreachable(const std::string& address);
   // The link to `address`, dialled if there is none; its queued work is sent once it is up,
   // or goes through the master if the dial fails.
   std::shared_ptr<DataLink> data_link(const std::string& address);
